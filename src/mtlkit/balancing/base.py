@@ -85,6 +85,9 @@ class Balancer(nn.Module, ABC):
                 f"{type(self).__name__} was created for {self.num_tasks} tasks but got {k} losses."
             )
 
+    def epoch_end(self) -> None:
+        """Called by the training loop after every epoch (DWA, for one, works per epoch)."""
+
     @abstractmethod
     def backward(
         self,
@@ -141,6 +144,10 @@ class GradientAggregator(Balancer):
     """
 
     needs = Need.JACOBIAN
+    on_features: bool = False
+    """When true, the engine reads the per-task gradients of the shared *representation*
+    (``features``) instead of the shared parameters, and applies the weights to the losses
+    (Sener & Koltun's MGDA-UB shortcut); only for :class:`GramianWeighting` methods."""
 
     @abstractmethod
     def aggregate(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
