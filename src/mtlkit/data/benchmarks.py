@@ -1,0 +1,279 @@
+"""Multi-task benchmarks built deterministically from the base datasets.
+
+Each benchmark pairs every image of a base split with a partner and composes both into one image;
+the tasks are the two items' classes, ``left`` (top-left item) and ``right`` (the other one).
+
+A benchmark is a pure function of its name, protocol, seed and the base data (pinned by digest).
+It is generated once and cached in ``<data dir>/benchmarks/<name>-<protocol>-seed<seed>.npz``
+with a ``.json`` recording the recipe and the arrays' sha256 fingerprint; a cached copy whose
+arrays no longer match the fingerprint is rebuilt. Random draws use explicit generators only:
+one stream per split, derived from the seed.
+
+To add a benchmark built by an existing protocol, add one line to ``_BENCHMARKS``; a new
+protocol is one composing function plus one line in ``_PROTOCOLS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtlkit.data.benchmark_cache import fingerprint_arrays, read_cached, write_cached
+from mtlkit.data.compose import PARETO_MAX_SHIFT, draw_partners, pareto_images, sener_images
+from mtlkit.data.datasets import load_base
+from mtlkit.data.errors import DataError
+from mtlkit.data.notes import note
+from mtlkit.data.paths import DEBIAN_DATASETS_ROOT, PathLike, resolve_data_dir
+from mtlkit.data.specs import DATASETS, DatasetSpec, get_spec
+from mtlkit.data.types import MultiTaskData, Split, TaskSpec
+
+RECIPE_VERSION = 1
+"""Bumped whenever generation changes, so that older caches are rebuilt."""
+
+_SPLITS = ("train", "test")
+_STREAMS = {"train": 0, "test": 1, "val": 2}
+_TASKS = ("left", "right")
+
+Labelled = tuple[np.ndarray, np.ndarray]
+"""A base split: (N, 28, 28) uint8 images and (N,) int64 labels."""
+
+Composed = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""One benchmark split: composed uint8 images, ``left`` labels, ``right`` labels."""
+
+Composer = Callable[[np.random.Generator, Labelled, Labelled, bool], Composed]
+"""A protocol: ``(rng, left source, right source, same_dataset)`` -> the composed split."""
+
+
+def _compose_sener(
+    rng: np.random.Generator, left: Labelled, right: Labelled, same_dataset: bool
+) -> Composed:
+    """Sener & Koltun (2018): a uniformly drawn partner, overlaid and resized to 28x28."""
+    partners = draw_partners(rng, left[1], right[1], distinct=False)
+    return sener_images(left[0], right[0][partners]), left[1], right[1][partners]
+
+
+def _compose_pareto(
+    rng: np.random.Generator, left: Labelled, right: Labelled, same_dataset: bool
+) -> Composed:
+    """Lin et al. (2019): a partner of another class (from the same dataset), random shifts."""
+    partners = draw_partners(rng, left[1], right[1], distinct=same_dataset)
+    shifts = rng.integers(0, PARETO_MAX_SHIFT + 1, size=(len(partners), 4))
+    return pareto_images(left[0], right[0][partners], shifts), left[1], right[1][partners]
+
+
+_PROTOCOLS: Mapping[str, Composer] = MappingProxyType(
+    {"sener": _compose_sener, "pareto": _compose_pareto}
+)
+
+
+@dataclass(frozen=True)
+class _Benchmark:
+    """A benchmark family member: where its two items come from and how it may be built."""
+
+    description: str
+    left: str
+    right: str
+    protocols: tuple[str, ...]
+
+
+_BENCHMARKS: Mapping[str, _Benchmark] = MappingProxyType(
+    {
+        "multi-mnist": _Benchmark(
+            description="two overlapping MNIST digits; tasks: the left and the right digit",
+            left="mnist",
+            right="mnist",
+            protocols=("sener", "pareto"),
+        ),
+        "multi-fashion": _Benchmark(
+            description="two overlapping Fashion-MNIST items of different classes",
+            left="fashion-mnist",
+            right="fashion-mnist",
+            protocols=("pareto",),
+        ),
+        "multi-fashion-mnist": _Benchmark(
+            description="an MNIST digit (top-left) over a Fashion-MNIST item (bottom-right)",
+            left="mnist",
+            right="fashion-mnist",
+            protocols=("pareto",),
+        ),
+    }
+)
+
+
+def list_benchmarks() -> dict[str, str]:
+    """Benchmark name -> one-line description (with its protocols), in registry order.
+
+    Iterating over the result gives the names.
+    """
+    return {
+        name: f"{bench.description} (protocols: {', '.join(bench.protocols)})"
+        for name, bench in _BENCHMARKS.items()
+    }
+
+
+def load_benchmark(
+    name: str,
+    *,
+    protocol: str = "sener",
+    seed: int = 0,
+    val_fraction: float = 0.0,
+    limit: int | None = None,
+    data_dir: PathLike | None = None,
+    specs: Mapping[str, DatasetSpec] | None = None,
+    system_root: PathLike = DEBIAN_DATASETS_ROOT,
+    quiet: bool = False,
+) -> MultiTaskData:
+    """Load a multi-task benchmark, generating (and caching) it on first use.
+
+    Args:
+        name: one of :func:`list_benchmarks`.
+        protocol: ``"sener"`` (28x28, ``multi-mnist`` only) or ``"pareto"`` (36x36).
+        seed: non-negative seed of every random draw; the same seed gives the same data.
+        val_fraction: share of train carved out, by a seeded permutation, as the validation
+            split, in [0, 1); 0 means no validation split.
+        limit: keep only the first ``limit`` samples of each split (after carving val).
+        data_dir: the data dir (base datasets and the benchmark cache); default
+            ``$MTLKIT_DATA``, else the user cache dir.
+        specs: the base datasets by name; default the real ones. Tests pass small fakes.
+        system_root: where system-wide dataset folders live (Debian's by default).
+        quiet: print no notes or progress bars.
+
+    Returns:
+        The splits as float32 (N, 1, H, W) inputs in [0, 1] and int64 targets ``left`` and
+        ``right``. ``fingerprint`` is the sha256 of the generated arrays, combined with
+        ``val_fraction`` and ``limit`` when those are set.
+
+    Raises:
+        DataError: unknown benchmark or protocol, bad options, or unavailable base data.
+    """
+    bench = _lookup(name, protocol)
+    _check_options(seed, val_fraction, limit)
+    specs = DATASETS if specs is None else specs
+    left_spec, right_spec = get_spec(bench.left, specs), get_spec(bench.right, specs)
+    recipe = {
+        "version": RECIPE_VERSION,
+        "benchmark": name,
+        "protocol": protocol,
+        "seed": seed,
+        "base": {spec.name: dict(spec.payload_sha256) for spec in (left_spec, right_spec)},
+    }
+    cache = resolve_data_dir(data_dir) / "benchmarks" / f"{name}-{protocol}-seed{seed}.npz"
+    cached = read_cached(cache, recipe, quiet=quiet)
+    if cached is None:
+        note(f"building {name} ({protocol}, seed {seed}) into {cache}", quiet=quiet)
+        base = functools.partial(load_base, data_dir=data_dir, system_root=system_root, quiet=quiet)
+        arrays = _generate(protocol, seed, base, left_spec, right_spec)
+        cached = arrays, _store(cache, recipe, arrays, quiet=quiet)
+    arrays, fingerprint = cached
+    train_index, val_index = _carve_validation(len(arrays["train.inputs"]), val_fraction, seed)
+    if val_fraction or limit is not None:
+        options = f"{fingerprint}|val_fraction={val_fraction!r}|limit={limit!r}"
+        fingerprint = hashlib.sha256(options.encode()).hexdigest()
+    test_index = np.arange(len(arrays["test.inputs"]))
+    return MultiTaskData(
+        name=name,
+        protocol=protocol,
+        tasks=[TaskSpec("left", left_spec.num_classes), TaskSpec("right", right_spec.num_classes)],
+        train=_split(arrays, "train", train_index[:limit]),
+        val=None if val_index is None else _split(arrays, "train", val_index[:limit]),
+        test=_split(arrays, "test", test_index[:limit]),
+        fingerprint=fingerprint,
+    )
+
+
+def _lookup(name: str, protocol: str) -> _Benchmark:
+    if name not in _BENCHMARKS:
+        raise DataError(
+            f"unknown benchmark {name!r}. Known benchmarks: {', '.join(_BENCHMARKS)}."
+        )
+    bench = _BENCHMARKS[name]
+    if protocol not in bench.protocols:
+        raise DataError(
+            f"benchmark {name!r}: protocol {protocol!r} is not defined for it. Use one of: "
+            f"{', '.join(bench.protocols)}."
+        )
+    return bench
+
+
+def _check_options(seed: int, val_fraction: float, limit: int | None) -> None:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise DataError(f"load_benchmark: seed must be a non-negative integer, got {seed!r}.")
+    if not 0.0 <= val_fraction < 1.0:
+        raise DataError(
+            f"load_benchmark: val_fraction must be in [0, 1), got {val_fraction!r}. "
+            "Use 0 for no validation split."
+        )
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise DataError(
+            f"load_benchmark: limit must be a positive integer or None, got {limit!r}."
+        )
+
+
+def _rng(seed: int, stream: str) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, _STREAMS[stream]]))
+
+
+def _generate(
+    protocol: str,
+    seed: int,
+    base: Callable[[DatasetSpec, str], Labelled],
+    left_spec: DatasetSpec,
+    right_spec: DatasetSpec,
+) -> dict[str, np.ndarray]:
+    """Every split's composed images and both label arrays, keyed ``<split>.<array>``."""
+    compose = _PROTOCOLS[protocol]
+    same_dataset = left_spec.name == right_spec.name
+    arrays = {}
+    for split in _SPLITS:
+        left = base(left_spec, split)
+        right = left if same_dataset else base(right_spec, split)
+        images, left_labels, right_labels = compose(_rng(seed, split), left, right, same_dataset)
+        arrays[f"{split}.inputs"] = images
+        arrays[f"{split}.left"] = left_labels
+        arrays[f"{split}.right"] = right_labels
+    return arrays
+
+
+def _store(
+    cache: Path, recipe: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *, quiet: bool
+) -> str:
+    """Cache freshly generated arrays (if the data dir is writable); return their fingerprint."""
+    fingerprint = fingerprint_arrays(arrays)
+    try:
+        write_cached(cache, recipe, arrays, fingerprint)
+    except OSError as error:
+        note(f"could not cache {cache} ({error}); it will be built again.", quiet=quiet)
+    return fingerprint
+
+
+def _carve_validation(
+    size: int, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Train indices and validation indices (``None`` without validation), each sorted."""
+    if not val_fraction:
+        return np.arange(size), None
+    val_size = round(size * val_fraction)
+    if not 0 < val_size < size:
+        raise DataError(
+            f"load_benchmark: val_fraction={val_fraction} of {size} training samples leaves "
+            f"{val_size} for validation and {size - val_size} for training; both must be "
+            "non-empty. Choose another val_fraction."
+        )
+    order = _rng(seed, "val").permutation(size)
+    return np.sort(order[val_size:]), np.sort(order[:val_size])
+
+
+def _split(arrays: Mapping[str, np.ndarray], split: str, index: np.ndarray) -> Split:
+    images = arrays[f"{split}.inputs"][index].astype(np.float32)
+    return Split(
+        inputs=torch.from_numpy(images).div_(255.0).unsqueeze(1),
+        targets={task: torch.from_numpy(arrays[f"{split}.{task}"][index]) for task in _TASKS},
+    )

@@ -1,0 +1,109 @@
+"""Mini-batches sliced from a :class:`Split` held in memory, ready for data-parallel training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from mtlkit.data.errors import DataError
+from mtlkit.data.types import Split
+
+Batch = tuple[torch.Tensor, dict[str, torch.Tensor]]
+"""``(inputs, targets)``: a batch of inputs and task name -> batch of targets."""
+
+_SEED_STRIDE = 1_000_003
+
+
+class TensorBatches:
+    """Iterate over a split in mini-batches, each gathered with one ``index_select`` per tensor.
+
+    The epoch's order is a pure function of ``(seed, epoch)``: a permutation drawn from a
+    ``torch.Generator`` seeded with ``seed * 1_000_003 + epoch`` (the identity without
+    ``shuffle``). With ``world_size`` > 1, rank ``r`` takes the ``r``-th of ``world_size`` equal,
+    disjoint, contiguous shards of that order; the ``len(split) % world_size`` samples at the
+    end of the order are left out of the epoch, so that every rank runs the same number of
+    steps. As with ``DistributedSampler``, call :meth:`set_epoch` before each epoch.
+
+    Args:
+        split: the data.
+        batch_size: samples per batch.
+        shuffle: draw a new order each epoch; otherwise keep the split's order.
+        seed: the seed of the orders; must be equal on every rank.
+        drop_last: drop the last batch of a shard if it is smaller than ``batch_size``.
+        rank: this process's rank, in ``0 .. world_size - 1``.
+        world_size: the number of processes sharing each epoch.
+        device: move each batch there (``None``: leave it where the split is).
+    """
+
+    def __init__(
+        self,
+        split: Split,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise DataError(f"TensorBatches: batch_size must be ≥ 1, got {batch_size}.")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise DataError(
+                f"TensorBatches: need 0 ≤ rank < world_size, got rank={rank}, "
+                f"world_size={world_size}."
+            )
+        self.split = split
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.device = device
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose order the next iteration follows."""
+        self.epoch = epoch
+
+    @property
+    def shard_size(self) -> int:
+        """The number of samples this rank sees per epoch."""
+        return len(self.split) // self.world_size
+
+    def indices(self) -> torch.Tensor:
+        """This rank's sample indices for the current epoch, in iteration order (int64)."""
+        size = len(self.split)
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(
+                (self.seed * _SEED_STRIDE + self.epoch) % 2**63
+            )
+            order = torch.randperm(size, generator=generator)
+        else:
+            order = torch.arange(size)
+        start = self.rank * self.shard_size
+        return order[start : start + self.shard_size]
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.shard_size, self.batch_size)
+        return full if self.drop_last or not rest else full + 1
+
+    def __iter__(self) -> Iterator[Batch]:
+        indices = self.indices().to(self.split.inputs.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = indices[start : start + self.batch_size]
+            inputs = self.split.inputs.index_select(0, index)
+            targets = {
+                task: target.index_select(0, index.to(target.device))
+                for task, target in self.split.targets.items()
+            }
+            if self.device is not None:
+                inputs = inputs.to(self.device, non_blocking=True)
+                targets = {
+                    task: target.to(self.device, non_blocking=True)
+                    for task, target in targets.items()
+                }
+            yield inputs, targets

@@ -1,0 +1,78 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+if TYPE_CHECKING:
+    from mtlkit.data import DatasetSpec
+
+
+@dataclass(frozen=True)
+class FakeBaseData:
+    """Tiny MNIST-like base datasets in a temporary data dir, for tests that need benchmarks.
+
+    ``load_benchmark(name, protocol=..., **fake.kwargs)`` builds any benchmark from them, offline.
+    """
+
+    data_dir: Path
+    system_root: Path
+    specs: dict[str, DatasetSpec]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments pointing ``load_benchmark`` / ``load_base`` at the fakes, quietly."""
+        return {
+            "data_dir": self.data_dir,
+            "specs": self.specs,
+            "system_root": self.system_root,
+            "quiet": True,
+        }
+
+
+def _write_fake_dataset(
+    folder: Path, name: str, *, train: int = 50, test: int = 20, seed: int = 0
+) -> DatasetSpec:
+    """Write a random 28x28 uint8 IDX dataset (labels 0..9) into ``folder/name``; return its spec.
+
+    The spec pins the files' digests and has no upstream URLs and no registry copy.
+    """
+    from mtlkit.data import DatasetSpec, sha256_of_payload, write_idx
+    from mtlkit.data.specs import STANDARD_SPLITS
+
+    rng = np.random.default_rng(seed)
+    digests = {}
+    for split, size in (("train", train), ("test", test)):
+        images_file, labels_file = STANDARD_SPLITS[split]
+        arrays = {
+            images_file: rng.integers(0, 256, size=(size, 28, 28), dtype=np.uint8),
+            labels_file: rng.integers(0, 10, size=size).astype(np.uint8),
+        }
+        for file, array in arrays.items():
+            path = folder / name / f"{file}.gz"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_idx(path, array, compress=True)
+            digests[file] = sha256_of_payload(path)
+    return DatasetSpec(name=name, description=f"fake {name}", payload_sha256=digests)
+
+
+@pytest.fixture
+def make_fake_dataset():
+    """The writer of tiny fake IDX datasets: ``make_fake_dataset(folder, name, train=, test=)``."""
+    return _write_fake_dataset
+
+
+@pytest.fixture
+def fake_base_data(tmp_path: Path) -> FakeBaseData:
+    """Fake ``mnist`` (50 train / 20 test) and ``fashion-mnist`` (40 / 16) in a fresh data dir."""
+    data_dir = tmp_path / "data"
+    specs = {
+        "mnist": _write_fake_dataset(data_dir, "mnist", seed=1),
+        "fashion-mnist": _write_fake_dataset(data_dir, "fashion-mnist", train=40, test=16, seed=2),
+    }
+    return FakeBaseData(data_dir=data_dir, system_root=tmp_path / "no-system-datasets", specs=specs)

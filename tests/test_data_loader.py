@@ -1,0 +1,87 @@
+"""Mini-batching from memory: coverage, determinism, sharding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mtlkit.data import DataError, Split, TensorBatches
+
+
+def _split(size: int) -> Split:
+    """Inputs and targets that spell out each sample's index."""
+    index = torch.arange(size)
+    return Split(
+        inputs=index.to(torch.float32).view(size, 1, 1, 1).expand(size, 1, 2, 2).clone(),
+        targets={"id": index.clone(), "double": 2 * index},
+    )
+
+
+def _epoch(batches: TensorBatches) -> list[int]:
+    seen = []
+    for inputs, targets in batches:
+        assert torch.equal(inputs[:, 0, 0, 0].long(), targets["id"])
+        assert torch.equal(targets["double"], 2 * targets["id"])
+        seen += targets["id"].tolist()
+    return seen
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_every_index_once_per_epoch(shuffle):
+    batches = TensorBatches(_split(23), 5, shuffle=shuffle, seed=3)
+    assert len(batches) == 5
+    for epoch in range(3):
+        batches.set_epoch(epoch)
+        seen = _epoch(batches)
+        assert sorted(seen) == list(range(23))
+        assert (seen == list(range(23))) != shuffle
+    assert [len(targets["id"]) for _, targets in batches] == [5, 5, 5, 5, 3]
+
+
+def test_order_is_a_function_of_seed_and_epoch():
+    def order(seed: int, epoch: int) -> list[int]:
+        batches = TensorBatches(_split(40), 8, shuffle=True, seed=seed)
+        batches.set_epoch(epoch)
+        return _epoch(batches)
+
+    assert order(1, 0) == order(1, 0)
+    assert order(1, 0) != order(1, 1)
+    assert order(1, 0) != order(2, 0)
+    batches = TensorBatches(_split(40), 8, shuffle=True, seed=1)
+    batches.set_epoch(1)
+    assert _epoch(batches) == _epoch(batches) == order(1, 1)
+
+
+@pytest.mark.parametrize(("size", "world_size"), [(24, 3), (26, 4)])
+def test_shards_are_disjoint_equal_and_cover_the_epoch(size, world_size):
+    shards = []
+    for rank in range(world_size):
+        batches = TensorBatches(
+            _split(size), 4, shuffle=True, seed=5, rank=rank, world_size=world_size
+        )
+        batches.set_epoch(2)
+        shards.append(_epoch(batches))
+    assert len({len(shard) for shard in shards}) == 1
+    seen = [index for shard in shards for index in shard]
+    assert len(set(seen)) == len(seen) == size - size % world_size
+    single = TensorBatches(_split(size), 4, shuffle=True, seed=5)
+    single.set_epoch(2)
+    assert seen == single.indices()[: len(seen)].tolist()
+
+
+def test_drop_last():
+    batches = TensorBatches(_split(23), 5, drop_last=True)
+    assert len(batches) == 4
+    assert _epoch(batches) == list(range(20))
+    assert len(TensorBatches(_split(20), 5, drop_last=True)) == 4
+    assert len(TensorBatches(_split(20), 5)) == 4
+    assert len(TensorBatches(_split(3), 5, drop_last=True)) == 0
+
+
+def test_device_and_bad_arguments():
+    inputs, targets = next(iter(TensorBatches(_split(4), 2, device="cpu")))
+    assert inputs.device.type == "cpu" and targets["id"].device.type == "cpu"
+    with pytest.raises(DataError, match="batch_size"):
+        TensorBatches(_split(4), 0)
+    with pytest.raises(DataError, match="rank"):
+        TensorBatches(_split(4), 2, rank=2, world_size=2)
