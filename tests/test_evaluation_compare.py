@@ -1,0 +1,94 @@
+"""Δm and relative differences against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mtlkit.evaluation import (
+    ClassificationReport,
+    ComparisonRow,
+    compare_reports,
+    delta_m,
+    delta_m_from_rows,
+    relative_difference,
+)
+
+# Two higher-is-better and two lower-is-better measures, values exact in binary.
+MTL = {"seg": 0.75, "depth": 0.75, "cls": 0.5, "normal": 0.375}
+STL = {"seg": 0.5, "depth": 0.5, "cls": 0.5, "normal": 0.5}
+HIGHER = {"seg": True, "depth": False, "cls": True, "normal": False}
+# seg: +100 (0.75 - 0.5) / 0.5 = +50;   depth (lower better): -100 (0.75 - 0.5) / 0.5 = -50;
+# cls: 0;   normal (lower better): -100 (0.375 - 0.5) / 0.5 = +25.   Δm = (50 - 50 + 0 + 25) / 4.
+HAND_RELATIVE = {"seg": 50.0, "depth": -50.0, "cls": 0.0, "normal": 25.0}
+HAND_DELTA_M = 6.25
+
+
+def _report(confusion_matrix: list[list[int]]) -> ClassificationReport:
+    return ClassificationReport.from_confusion_matrix(torch.tensor(confusion_matrix))
+
+
+def test_hand_example_mixed_directions() -> None:
+    assert relative_difference(MTL, STL, HIGHER) == HAND_RELATIVE
+    assert delta_m(MTL, STL, HIGHER) == HAND_DELTA_M
+
+
+def test_identical_results_give_zero() -> None:
+    assert delta_m(STL, dict(STL), HIGHER) == 0.0
+    assert set(relative_difference(STL, STL, HIGHER).values()) == {0.0}
+
+
+def test_rows_agree_with_mappings() -> None:
+    rows = [ComparisonRow(task, "m", STL[task], MTL[task], HIGHER[task]) for task in MTL]
+    assert [row.relative_difference for row in rows] == list(HAND_RELATIVE.values())
+    assert delta_m_from_rows(rows) == HAND_DELTA_M
+
+
+def test_compare_reports_uses_metric_directions() -> None:
+    # Accuracy 3/4 (multi-task) against 2/4 (single-task): +50 %.
+    mtl = {"left": _report([[2, 0], [1, 1]]), "right": _report([[2, 0], [0, 2]])}
+    stl = {"right": _report([[2, 0], [0, 2]]), "left": _report([[1, 1], [1, 1]])}
+    rows = compare_reports(mtl, stl, metrics=("accuracy", "macro_f1"))
+    assert [(row.task, row.metric) for row in rows] == [
+        ("left", "accuracy"),
+        ("left", "macro_f1"),
+        ("right", "accuracy"),
+        ("right", "macro_f1"),
+    ]
+    assert rows[0].single_task == 0.5 and rows[0].multi_task == 0.75
+    assert rows[0].relative_difference == 50.0 and rows[0].higher_is_better
+    assert rows[2].relative_difference == 0.0
+    with pytest.raises(ValueError, match="single_task lacks 'left'"):
+        compare_reports(mtl, {"right": stl["right"]})
+    with pytest.raises(ValueError, match="metrics names 'tpr'"):
+        compare_reports(mtl, stl, metrics=("tpr",))
+    with pytest.raises(ValueError, match="metrics is empty"):
+        compare_reports(mtl, stl, metrics=())
+
+
+@pytest.mark.parametrize(
+    ("mtl", "stl", "higher", "match"),
+    [
+        ({"a": 1.0}, {"a": 1.0, "b": 1.0}, {"a": True, "b": True}, "mtl lacks 'b'"),
+        ({"a": 1.0, "b": 1.0}, {"a": 1.0}, {"a": True, "b": True}, "stl lacks 'b'"),
+        ({"a": 1.0}, {"a": 1.0}, {}, "higher_is_better lacks 'a'"),
+        ({"a": 1.0}, {"a": 0.0}, {"a": True}, "single-task value of a is 0"),
+        ({"a": math.nan}, {"a": 1.0}, {"a": True}, "multi-task value of a is nan"),
+        ({"a": 1.0}, {"a": math.inf}, {"a": True}, "single-task value of a is inf"),
+        ({}, {}, {}, "mtl is empty"),
+    ],
+)
+def test_bad_arguments_raise(
+    mtl: dict[str, float], stl: dict[str, float], higher: dict[str, bool], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        delta_m(mtl, stl, higher)
+
+
+def test_bad_rows_raise() -> None:
+    with pytest.raises(ValueError, match="single-task value of t/accuracy is 0"):
+        ComparisonRow("t", "accuracy", 0.0, 0.5, True)
+    with pytest.raises(ValueError, match="rows is empty"):
+        delta_m_from_rows([])
