@@ -1,0 +1,95 @@
+"""Aligned-MTL (Senushkin et al., 2023): make the task gradients orthogonal and of equal size."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtlkit.balancing.base import GramianWeighting
+from mtlkit.balancing.methods._projection_common import check_gramian, solve_dtype
+from mtlkit.balancing.registry import register
+
+_SCALES = ("min", "median", "rmse")
+
+
+def balance_transformation(
+    gramian: Tensor, scale: str = "min", rtol: float | None = None
+) -> Tensor:
+    """Aligned-MTL's K×K balance matrix B = √λ_s · V Λ^(-1/2) Vᵀ (λ_s: the chosen scale level).
+
+    Eigenvalues at or below ``rtol · λ_max`` (default ``K · eps(dtype)``, as the official code)
+    are dropped: their directions get B = 0. Done with masks rather than by slicing to the rank,
+    so that nothing waits on the device. A zero Gramian gives the identity (official code).
+    """
+    k = gramian.shape[0]
+    eigenvalues, vectors = torch.linalg.eigh(gramian)  # ascending; NOT the removed torch.symeig
+    tolerance = (k * torch.finfo(gramian.dtype).eps) if rtol is None else rtol
+    kept = eigenvalues > tolerance * eigenvalues[-1].clamp(min=0)
+    rank = kept.sum()
+    inf = torch.full_like(eigenvalues, float("inf"))
+    if scale == "min":
+        level = torch.where(kept, eigenvalues, inf).min()
+    elif scale == "median":  # lower median of the kept eigenvalues, like torch.median
+        ordered = torch.where(kept, eigenvalues, inf).sort().values
+        level = ordered[(rank - 1).clamp(min=0) // 2]
+    else:  # "rmse": the mean eigenvalue, i.e. the RMS of the singular values
+        level = torch.where(kept, eigenvalues, 0).sum() / rank.clamp(min=1)
+    inv_sqrt = torch.where(kept, torch.where(kept, eigenvalues, 1).rsqrt(), 0)
+    balance = (vectors * inv_sqrt) @ vectors.T * level.sqrt()
+    identity = torch.eye(k, dtype=gramian.dtype, device=gramian.device)
+    return torch.where(rank > 0, balance, identity)
+
+
+@register("aligned-mtl")
+class AlignedMTL(GramianWeighting):
+    """Aligned-MTL: align the task gradients' principal components and equalise their scales.
+
+    Senushkin, Patakin, Kuznetsov, Konushin. "Independent Component Alignment for Multi-Task
+    Learning." CVPR 2023 (Algorithm 1).
+
+    With the Gramian ``M = J Jᵀ = V Λ Vᵀ`` (eigenvalues λ_1 ≥ … ≥ λ_R > 0 on its span, R its rank),
+
+        B = √λ_R · V Λ^(-1/2) Vᵀ,         Ĵ = Bᵀ J,        d = Ĵᵀ w = Jᵀ (B w)
+
+    so the weights are ``B w``. The balanced matrix Ĵ has Gramian ``B M B = λ_R · V_R V_Rᵀ``: on its
+    span all its singular values equal the smallest one of J, √λ_R (no dominating task, condition
+    number 1). Orthogonal gradients are rescaled to the smallest gradient's norm; scaling J by c
+    scales d by c.
+
+    Choices: ``w = 1`` (the sum of the balanced gradients), as in the official implementation and
+    LibMTL; torchjd's ``AlignedMTL`` uses the mean (w = 1/K), i.e. our result divided by K.
+    Eigenvalues at or below ``rtol · λ_max`` are treated as zero (default ``rtol = K·eps`` of the
+    dtype, as in the official code); computed with ``torch.linalg.eigh`` (LibMTL's
+    ``torch.symeig`` no longer exists). This is the whole-model variant on the shared parameters;
+    the paper's representation variant (Aligned-MTL-UB) is not offered yet.
+
+    Args:
+        scale: the level the singular values are balanced to: ``"min"`` (the paper: the smallest),
+            ``"median"`` or ``"rmse"`` (alternatives of the official code).
+        rtol: relative tolerance below which Gramian eigenvalues count as zero; ``None`` for
+            ``K · eps(dtype)``. Raise it (e.g. 1e-6) for float32 Gramians of nearly dependent
+            gradients, whose rounding noise would otherwise set a tiny scale.
+    """
+
+    def __init__(
+        self, num_tasks: int | None = None, *, scale: str = "min", rtol: float | None = None
+    ) -> None:
+        super().__init__(num_tasks=num_tasks)
+        if scale not in _SCALES:
+            raise ValueError(f"scale must be one of {', '.join(_SCALES)}; got {scale!r}.")
+        if rtol is not None:
+            try:
+                value = float(rtol)
+            except (TypeError, ValueError):
+                value = float("nan")
+            if isinstance(rtol, bool) or not 0.0 <= value < 1.0:
+                raise ValueError(f"rtol must be None or a number in [0, 1), got {rtol!r}.")
+            rtol = value
+        self.scale = scale
+        self.rtol = rtol
+
+    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+        check_gramian(gramian)
+        work = gramian.detach().to(solve_dtype(gramian))
+        balance = balance_transformation(work, self.scale, self.rtol)
+        return balance.sum(dim=1).to(gramian.dtype)
