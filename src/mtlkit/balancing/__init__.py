@@ -5,14 +5,21 @@
 """
 
 from mtlkit.balancing.base import (
-    Balancer,
     BalanceInfo,
+    Balancer,
     GradientAggregator,
     GramianWeighting,
     LossWeighting,
     Need,
 )
-from mtlkit.balancing.registry import MethodInfo, available, create, method_class, register
+from mtlkit.balancing.registry import (
+    MethodInfo,
+    available,
+    create,
+    describe,
+    method_class,
+    register,
+)
 
 __all__ = [
     "Balancer",
@@ -24,6 +31,7 @@ __all__ = [
     "Need",
     "available",
     "create",
+    "describe",
     "method_class",
     "register",
 ]

@@ -65,6 +65,11 @@ def _describe(name: str, cls: type[Balancer]) -> MethodInfo:
     return MethodInfo(name, summary, family, cls.needs.name.lower(), options)
 
 
+def describe(name: str) -> MethodInfo:
+    """The description of the method registered as ``name`` (its options and their defaults)."""
+    return _describe(name, method_class(name))
+
+
 def method_class(name: str) -> type[Balancer]:
     """The class registered as ``name``; a clear error lists the known names otherwise."""
     _load_methods()

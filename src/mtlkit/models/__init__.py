@@ -1,6 +1,6 @@
-"""Networks for multi-task learning: shared trunks (backbones), task heads, sharing architectures."""
+"""Networks for multi-task learning: shared trunks, task heads, sharing architectures."""
 
-from mtlkit.models.backbones import BACKBONES, LeNet, MLP, SeedCNN, create_backbone
+from mtlkit.models.backbones import BACKBONES, MLP, LeNet, SeedCNN, create_backbone
 from mtlkit.models.heads import classification_head
 from mtlkit.models.sharing import HardSharing, MultiTaskModel
 

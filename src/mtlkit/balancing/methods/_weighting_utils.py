@@ -14,7 +14,7 @@ from torch import Tensor
 
 
 def require_num_tasks(method: str, num_tasks: int | None) -> int:
-    """``num_tasks`` for a method that keeps per-task state, or a ValueError telling how to fix it."""
+    """``num_tasks`` for a method with per-task state, or a ValueError telling how to fix it."""
     if num_tasks is None:
         raise ValueError(
             f"{method} keeps per-task state and needs the number of tasks: pass num_tasks=K "

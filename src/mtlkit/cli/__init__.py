@@ -1,0 +1,1 @@
+"""The ``mtlkit`` command line: a thin layer over the library."""

@@ -1,0 +1,160 @@
+"""``mtlkit`` — train, evaluate and compare multi-task models from YAML configs.
+
+Exit codes: 0 success, 1 a run failed (data, checkpoint, divergence), 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from mtlkit.config import ConfigError, ExperimentConfig, load_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``mtlkit`` command; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    from mtlkit.data import DataError
+    from mtlkit.training import CheckpointError, DivergedError
+
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        print(f"mtlkit: config error: {error}", file=sys.stderr)
+        return 2
+    except (DataError, CheckpointError, DivergedError, FileExistsError) as error:
+        print(f"mtlkit: error: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mtlkit", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def with_config(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "config", help="a YAML experiment config, e.g. configs/multi-mnist.yaml"
+        )
+        command.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one setting, e.g. --set train.epochs=3 (repeatable)",
+        )
+        command.add_argument("--out", type=Path, help="the run folder (default: runs/NAME-TIME)")
+        command.add_argument(
+            "--overwrite", action="store_true", help="replace a finished run already in --out"
+        )
+
+    train = commands.add_parser("train", help="train one configuration and write its run folder")
+    with_config(train)
+    train.set_defaults(handler=_train)
+
+    baselines = commands.add_parser(
+        "baselines",
+        help="train the multi-task model and one single-task model per task, and compare them",
+    )
+    with_config(baselines)
+    baselines.set_defaults(handler=_baselines)
+
+    evaluate = commands.add_parser("eval", help="re-evaluate a finished run on its test split")
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.set_defaults(handler=_eval)
+
+    methods = commands.add_parser("methods", help="list the balancing methods and their options")
+    methods.set_defaults(handler=_methods)
+
+    data = commands.add_parser("data", help="fetch or list datasets")
+    data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
+    fetch = data_commands.add_parser("fetch", help="download and verify a base dataset")
+    fetch.add_argument("name", help="mnist or fashion-mnist")
+    fetch.add_argument("--data-dir", help="where datasets live (default: $MTLKIT_DATA or a cache)")
+    fetch.set_defaults(handler=_data_fetch)
+    listing = data_commands.add_parser("list", help="list datasets and benchmarks")
+    listing.add_argument("--data-dir")
+    listing.set_defaults(handler=_data_list)
+    return parser
+
+
+def _run_dir(args: argparse.Namespace, config: ExperimentConfig) -> Path:
+    out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (out / "metrics.json").exists() and not args.overwrite:
+        raise FileExistsError(
+            f"{out} already holds a finished run; pass --overwrite to replace it or another --out."
+        )
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mtlkit.experiment import train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, _run_dir(args, config))
+    for name, report in result.test.items():
+        print(f"test {name}: accuracy {report.accuracy:.4f}  macro-F1 {report.macro_f1:.4f}")
+    print(f"run folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
+    return 0
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from mtlkit.experiment import train_with_baselines
+
+    config = load_config(args.config, args.overrides)
+    comparison = train_with_baselines(config, _run_dir(args, config))
+    print()
+    print(comparison.table)
+    print(f"\nreport: {comparison.report_path}   wall time: {comparison.seconds:.0f}s")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from mtlkit.experiment import evaluate_run
+
+    reports = evaluate_run(args.run_dir, args.device)
+    print(json.dumps({name: report.summary() for name, report in reports.items()}, indent=2))
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from mtlkit.balancing import available
+
+    for info in available():
+        options = ", ".join(f"{k}={v!r}" for k, v in info.options.items()) or "no options"
+        print(f"{info.name:<12} {info.family:<21} needs {info.needs:<9} {info.summary}")
+        print(f"{'':<12} options: {options}")
+    return 0
+
+
+def _data_fetch(args: argparse.Namespace) -> int:
+    from mtlkit.data import fetch
+
+    folder = fetch(args.name, args.data_dir)
+    print(f"{args.name}: ready in {folder}")
+    return 0
+
+
+def _data_list(args: argparse.Namespace) -> int:
+    from mtlkit.data import list_benchmarks, list_datasets
+
+    print("base datasets:")
+    for status in list_datasets(args.data_dir):
+        print(f"  {status}")
+    print("benchmarks:")
+    for benchmark in list_benchmarks():
+        print(f"  {benchmark}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""Per-epoch logs of a run: a CSV file and TensorBoard scalars, written by the main process."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from mtlkit.training.trainer import EpochRecord
+
+
+class RunLog:
+    """Appends each epoch to ``<run>/log.csv`` and to TensorBoard events under ``<run>/tb``.
+
+    TensorBoard is the standard viewer for training curves (``tensorboard --logdir runs``); the
+    CSV is there for scripts and spreadsheets.
+    """
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+        self.csv_path = Path(run_dir) / "log.csv"
+        self._columns: list[str] | None = None
+        self._writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(log_dir=str(Path(run_dir) / "tb"))
+
+    def write(self, record: EpochRecord) -> None:
+        """Log one epoch."""
+        row = record.flat()
+        if self._columns is None:
+            self._columns = list(row)
+            with self.csv_path.open("w", newline="") as file:
+                csv.writer(file).writerow(self._columns)
+        with self.csv_path.open("a", newline="") as file:
+            csv.writer(file).writerow(
+                ["" if row.get(c) is None else row.get(c) for c in self._columns]
+            )
+        if self._writer is not None:
+            for key, value in row.items():
+                if key != "epoch" and value is not None:
+                    self._writer.add_scalar(key, value, record.epoch)
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard writer."""
+        if self._writer is not None:
+            self._writer.close()

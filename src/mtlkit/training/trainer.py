@@ -1,0 +1,252 @@
+"""The training loop: one way through, the same for every method and architecture.
+
+``batch → model.encode → model.decode → task losses → balancer.backward → optimizer.step``.
+The loop names no balancing method and no architecture.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from mtlkit.balancing import Balancer
+from mtlkit.evaluation.metrics import ClassificationReport
+from mtlkit.models import MultiTaskModel
+from mtlkit.tasks import Task
+
+Batch = tuple[Tensor, dict[str, Tensor]]
+
+
+def to_device(batch: Batch, device: torch.device, memory_format: torch.memory_format) -> Batch:
+    """Move a batch to ``device``, images in ``memory_format``."""
+    inputs, targets = batch
+    inputs = inputs.to(device, non_blocking=True)
+    if inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=memory_format)
+    return inputs, {t: y.to(device, non_blocking=True) for t, y in targets.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    model: MultiTaskModel,
+    tasks: Sequence[Task],
+    batches: Iterable[Batch],
+    device: torch.device,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> dict[str, ClassificationReport]:
+    """Every task's metrics of ``model`` over ``batches`` (the model is put in eval mode)."""
+    model.eval()
+    metrics = {task.name: task.metrics().to(device) for task in tasks}
+    for batch in batches:
+        inputs, targets = to_device(batch, device, memory_format)
+        outputs = model(inputs)
+        for task in tasks:
+            metrics[task.name].update(outputs[task.name], targets[task.name])
+    return {name: metric.compute() for name, metric in metrics.items()}
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss."""
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did: mean training losses, applied task weights, validation metrics."""
+
+    epoch: int
+    train_loss: dict[str, float]
+    task_weights: dict[str, float] | None
+    val: dict[str, dict[str, float]] | None
+    score: float | None
+    lr: float
+    seconds: float
+
+    def brief(self, metric: str = "accuracy") -> dict[str, float | int | None]:
+        """The few columns a report shows: losses, one validation metric per task, time."""
+        row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
+        row.update({f"{t} loss": v for t, v in self.train_loss.items()})
+        row.update({f"{t} val {metric}": m.get(metric) for t, m in (self.val or {}).items()})
+        row["seconds"] = round(self.seconds, 1)
+        return row
+
+    def flat(self) -> dict[str, float | int | None]:
+        """One flat row (for CSV and TensorBoard)."""
+        row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
+        row.update({f"train/{t}/loss": v for t, v in self.train_loss.items()})
+        for t, w in (self.task_weights or {}).items():
+            row[f"train/{t}/weight"] = w
+        for t, metrics in (self.val or {}).items():
+            row.update({f"val/{t}/{k}": v for k, v in metrics.items()})
+        row["val/score"] = self.score
+        row["seconds"] = self.seconds
+        return row
+
+
+@dataclass
+class FitResult:
+    """The epoch history and the epoch whose weights were kept (best on validation, or last)."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+
+
+class Trainer:
+    """Trains a :class:`MultiTaskModel` on its tasks with one balancer.
+
+    Args:
+        model: the multi-task network.
+        tasks: the tasks, in the order the balancer sees their losses.
+        balancer: turns the task losses into gradients (see :mod:`mtlkit.balancing`).
+        optimizer: steps the model's (and the balancer's own) parameters.
+        scheduler: a per-epoch learning-rate schedule, or None.
+        device: where to train.
+        channels_last: store images and conv weights channels-last (faster convolutions on CPU).
+        progress: show a progress bar with per-task running losses (main process, terminals only).
+    """
+
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        tasks: Sequence[Task],
+        balancer: Balancer,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+        progress: bool = True,
+    ) -> None:
+        missing = [t.name for t in tasks if t.name not in model.task_names]
+        if missing:
+            raise ValueError(
+                f"the model has no head for task(s) {missing}; heads: {model.task_names}."
+            )
+        self.device = torch.device(device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.balancer = balancer.to(self.device)
+        self.tasks = list(tasks)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.progress = progress
+
+    def _to_device(self, batch: Batch) -> Batch:
+        return to_device(batch, self.device, self.memory_format)
+
+    def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        """One optimisation step; returns the detached (K,) losses and the applied weights."""
+        inputs, targets = self._to_device(batch)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        features = self.model.encode(inputs)
+        outputs = self.model.decode(features)
+        losses = [task.loss(outputs[task.name], targets[task.name]) for task in self.tasks]
+        info = self.balancer.backward(
+            losses, shared_params=self.model.shared_parameters(), features=features
+        )
+        self.optimizer.step()
+        return torch.stack([loss.detach() for loss in losses]), info.weights
+
+    def train_epoch(self, batches: Iterable[Batch], epoch: int) -> tuple[Tensor, Tensor | None]:
+        """One pass over ``batches``; returns the mean (K,) losses and mean applied weights."""
+        loss_sum = torch.zeros(len(self.tasks), device=self.device)
+        weight_sum: Tensor | None = None
+        steps = 0
+        bar = tqdm(
+            batches, desc=f"epoch {epoch}", leave=False, disable=None if self.progress else True
+        )
+        for batch in bar:
+            losses, weights = self.train_step(batch)
+            loss_sum += losses
+            if weights is not None:
+                weight_sum = weights.clone() if weight_sum is None else weight_sum + weights
+            steps += 1
+            if self.progress and steps % 20 == 0:
+                mean = (loss_sum / steps).tolist()
+                bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, mean)})
+        if steps == 0:
+            raise ValueError("the training split yields no batch; lower batch_size or add data.")
+        mean_losses = loss_sum / steps
+        if not torch.isfinite(mean_losses).all():
+            bad = [t.name for t, v in zip(self.tasks, mean_losses.tolist()) if not math.isfinite(v)]
+            raise DivergedError(
+                f"epoch {epoch}: the loss of task(s) {bad} is not finite; lower the learning "
+                "rate or try another balancing method."
+            )
+        self.balancer.epoch_end()
+        return mean_losses, (None if weight_sum is None else weight_sum / steps)
+
+    def evaluate(self, batches: Iterable[Batch]) -> dict[str, ClassificationReport]:
+        """Every task's metrics over ``batches``."""
+        return evaluate(self.model, self.tasks, batches, self.device, self.memory_format)
+
+    def selection_score(self, reports: dict[str, ClassificationReport]) -> float:
+        """Mean over tasks of the primary metric, signed so that higher is better."""
+        signed = [
+            (1.0 if task.higher_is_better else -1.0)
+            * getattr(reports[task.name], task.primary_metric)
+            for task in self.tasks
+        ]
+        return sum(signed) / len(signed)
+
+    def fit(
+        self,
+        make_train_batches: Callable[[int], Iterable[Batch]],
+        epochs: int,
+        make_val_batches: Callable[[], Iterable[Batch]] | None = None,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+    ) -> FitResult:
+        """Train for ``epochs`` epochs and keep the best validation epoch's weights.
+
+        Args:
+            make_train_batches: the training batches of an epoch, given the epoch number (so the
+                data order is a function of the seed and the epoch).
+            epochs: how many epochs.
+            make_val_batches: validation batches; model selection never looks at test data.
+                Without them, the last epoch is kept.
+            on_epoch: called with each epoch's record (logging, checkpoints).
+        """
+        result = FitResult()
+        best_score = -math.inf
+        best_state = None
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            mean_losses, mean_weights = self.train_epoch(make_train_batches(epoch), epoch)
+            lr = self.optimizer.param_groups[0]["lr"]
+            if self.scheduler is not None:
+                self.scheduler.step()
+            val, score = None, None
+            if make_val_batches is not None:
+                reports = self.evaluate(make_val_batches())
+                val = {name: report.summary() for name, report in reports.items()}
+                score = self.selection_score(reports)
+                if score > best_score:
+                    best_score, result.best_epoch = score, epoch
+                    best_state = copy.deepcopy(self.model.state_dict())
+            names = [t.name for t in self.tasks]
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=dict(zip(names, mean_losses.tolist())),
+                task_weights=None
+                if mean_weights is None
+                else dict(zip(names, mean_weights.tolist())),
+                val=val,
+                score=score,
+                lr=lr,
+                seconds=time.perf_counter() - start,
+            )
+            result.history.append(record)
+            if on_epoch is not None:
+                on_epoch(record)
+        if best_state is None:
+            result.best_epoch = epochs
+        else:
+            self.model.load_state_dict(best_state)
+        return result

@@ -1,0 +1,113 @@
+"""The command line, end to end on tiny offline data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from mtlkit import experiment
+from mtlkit.cli.main import main
+from mtlkit.data import load_benchmark
+
+TINY = [
+    "--set",
+    "train.epochs=1",
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "model.backbone=mlp",
+    "--set",
+    "data.val_fraction=0.2",
+    "--set",
+    "train.progress=false",
+]
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "data": {"benchmark": "multi-mnist"}}))
+    return path
+
+
+@pytest.fixture
+def offline_data(monkeypatch, fake_base_data):
+    """Point the experiment at the tiny fake base datasets instead of the real ones."""
+
+    def load_fake(name, **options):
+        return load_benchmark(name, **{**options, **fake_base_data.kwargs})
+
+    monkeypatch.setattr(experiment, "load_benchmark", load_fake)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.epochz=3", "train.epochz"),
+        ("optim.lr=-1", "optim.lr"),
+        ("balancer.name=x", "balancer"),
+    ],
+)
+def test_config_errors_exit_2_naming_the_key(config_file, capsys, override, key):
+    assert main(["train", str(config_file), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"mtlkit: config error: {key}")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_train_writes_a_complete_run_folder_and_eval_reproduces_it(
+    config_file, tmp_path, offline_data, capsys
+):
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), *TINY, "--out", str(out)]) == 0
+    for name in ("config.yaml", "log.csv", "best.pt", "last.pt", "metrics.json", "report.md"):
+        assert (out / name).is_file(), name
+    assert any((out / "tb").iterdir())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"left", "right"} and len(metrics["history"]) == 1
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 1
+    capsys.readouterr()
+    assert main(["eval", str(out), "--device", "cpu"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for task, report in metrics["test"].items():
+        assert again[task]["accuracy"] == report["accuracy"]
+
+
+def test_a_finished_run_is_not_overwritten_by_accident(config_file, tmp_path, offline_data, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), *TINY, "--out", str(out)]) == 0
+    before = (out / "metrics.json").read_bytes()
+    assert main(["train", str(config_file), *TINY, "--out", str(out)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == before
+    assert main(["train", str(config_file), *TINY, "--out", str(out), "--overwrite"]) == 0
+
+
+def test_baselines_compares_against_one_single_task_run_per_task(
+    config_file, tmp_path, offline_data, capsys
+):
+    out = tmp_path / "cmp"
+    assert main(["baselines", str(config_file), *TINY, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Δm%" in printed and "left" in printed and "right" in printed
+    summary = json.loads((out / "comparison.json").read_text())
+    assert [row["task"] for row in summary["rows"]] == ["left", "right"]
+    single = yaml.safe_load((out / "single-left" / "config.yaml").read_text())
+    assert single["tasks"]["include"] == ["left"] and single["balancer"] == {"name": "ew"}
+    assert (out / "report.md").is_file()
+
+
+def test_methods_lists_every_registered_method(capsys):
+    from mtlkit.balancing import available
+
+    assert main(["methods"]) == 0
+    printed = capsys.readouterr().out
+    for info in available():
+        assert info.name in printed
+
+
+def test_eval_of_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err

@@ -1,0 +1,59 @@
+"""Config validation: every mistake is one clear line naming the key."""
+
+import pytest
+
+from mtlkit.config import ConfigError, load_config, parse_config, set_override
+
+
+def test_defaults_are_valid():
+    config = parse_config({})
+    assert config.balancer.name == "ew" and config.train.epochs >= 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"trian": {}}, r"^trian: unknown key; allowed keys: name, seed"),
+        ({"train": {"epoch": 3}}, r"^train\.epoch: unknown key; allowed keys: epochs"),
+        ({"train": {"epochs": 0}}, r"^train\.epochs: .*greater than or equal to 1.*got 0"),
+        ({"train": {"batch_size": "big"}}, r"^train\.batch_size: .*integer.*got 'big'"),
+        ({"optim": {"name": "rmsprop"}}, r"^optim\.name: .*'sgd' or 'adam'.*rmsprop"),
+        ({"data": {"val_fraction": 1.0}}, r"^data\.val_fraction: .*less than 1"),
+        ({"balancer": {"name": "nope"}}, r"^balancer: unknown balancing method 'nope'; choose"),
+        ({"balancer": {"name": "fixed", "lamda": 0.3}}, r"^balancer: .*no option 'lamda'"),
+        ({"train": {"device": "tpu"}}, r"^train\.device: must be 'auto'"),
+    ],
+)
+def test_errors_name_the_key_and_what_is_allowed(raw, expected):
+    with pytest.raises(ConfigError, match=expected):
+        parse_config(raw)
+
+
+def test_overrides_parse_values_as_yaml_and_create_sections():
+    raw = {"train": {"epochs": 5}}
+    set_override(raw, "train.epochs=2")
+    set_override(raw, "balancer.lam=0.25")
+    set_override(raw, "tasks.include=[left]")
+    assert raw == {
+        "train": {"epochs": 2},
+        "balancer": {"lam": 0.25},
+        "tasks": {"include": ["left"]},
+    }
+
+
+@pytest.mark.parametrize("bad", ["train.epochs", "=3", "train..epochs=3"])
+def test_malformed_overrides_are_refused(bad):
+    with pytest.raises(ConfigError, match="--set"):
+        set_override({}, bad)
+
+
+def test_load_config_reports_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("train:\n  epochs: 4\n")
+    assert load_config(good, ["train.epochs=7"]).train.epochs == 7
