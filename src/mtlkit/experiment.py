@@ -8,9 +8,7 @@ last epoch), ``metrics.json`` (final per-task test metrics and the history) and 
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import torch
 import yaml
 
 import mtlkit
+from mtlkit.atomic import write_text_atomic
 from mtlkit.balancing import Balancer, create
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config
 from mtlkit.data import MultiTaskData, Split, TensorBatches, load_benchmark
@@ -157,7 +156,9 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
     )
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        _write_text(run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_text_atomic(
+            run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False)
+        )
     log = RunLog(run_dir) if main else None
 
     def on_epoch(record) -> None:
@@ -215,7 +216,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
             "seconds": seconds,
             "data_fingerprint": data.fingerprint,
         }
-        _write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         write_report(
             run_dir / "report.md",
             title=f"mtlkit run: {config.name}",
@@ -270,7 +271,7 @@ def train_with_baselines(config: ExperimentConfig, out_dir: str | Path) -> Basel
             comparison=rows,
         )
         summary = {"rows": [asdict(row) for row in rows], "delta_m": delta_m_from_rows(rows)}
-        _write_text(out_dir / "comparison.json", json.dumps(summary, indent=2))
+        write_text_atomic(out_dir / "comparison.json", json.dumps(summary, indent=2))
     return BaselineComparison(rows, format_comparison_table(rows), report_path, seconds)
 
 
@@ -326,15 +327,3 @@ def _run_info(
         "python": platform.python_version(),
         "data fingerprint": data.fingerprint[:16],
     }
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write a text file atomically."""
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

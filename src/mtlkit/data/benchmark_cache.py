@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mtlkit.data.atomic import atomic_output
+from mtlkit.atomic import atomic_output
 from mtlkit.data.notes import note
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlkit.data.atomic import atomic_output
+from mtlkit.atomic import atomic_output
 from mtlkit.data.errors import DataError
 from mtlkit.data.paths import PathLike
 

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from mtlkit.data.atomic import atomic_output
+from mtlkit.atomic import atomic_output
 from mtlkit.data.errors import DataError
 from mtlkit.data.idx import sha256_of_payload
 

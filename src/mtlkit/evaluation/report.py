@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mtlkit.atomic import write_text_atomic
 from mtlkit.evaluation.compare import ComparisonRow, delta_m_from_rows
 from mtlkit.evaluation.metrics import ClassificationReport
 
@@ -84,7 +84,7 @@ def write_report(
     sections += [_task_detail_section(name, report) for name, report in task_reports.items()]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(target, "\n\n".join(sections) + "\n")
+    write_text_atomic(target, "\n\n".join(sections) + "\n")
     return target
 
 
@@ -209,18 +209,3 @@ def _padded(cells: Sequence[str], widths: Sequence[int], text_columns: int) -> l
 
 def _escape(cell: str) -> str:
     return cell.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
