@@ -114,6 +114,9 @@ def _baselines(args: argparse.Namespace) -> int:
     comparison = train_with_baselines(config, _run_dir(args, config))
     print()
     print(comparison.table)
+    for label, attribute in (("single-task", "single_task"), ("multi-task", "multi_task")):
+        values = [getattr(row, attribute) for row in comparison.rows]
+        print(f"mean {label} accuracy: {sum(values) / len(values):.4f}")
     print(f"\nreport: {comparison.report_path}   wall time: {comparison.seconds:.0f}s")
     return 0
 

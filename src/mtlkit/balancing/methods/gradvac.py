@@ -87,11 +87,12 @@ class GradVac(_SeededRandomness, GramianWeighting):
     ``state_dict()``.
 
     Args:
-        beta: EMA rate of the goals φ̂, in [0, 1]; 0.5 as in LibMTL and torchjd.
+        beta: EMA rate of the goals φ̂, in [0, 1]; 0.01 as in the paper's experiments (LibMTL
+            and torchjd default to 0.5; pass ``beta=0.5`` to match them).
         seed: seed of the generator for the random task orders.
     """
 
-    def __init__(self, num_tasks: int | None = None, *, beta: float = 0.5, seed: int = 0) -> None:
+    def __init__(self, num_tasks: int | None = None, *, beta: float = 0.01, seed: int = 0) -> None:
         super().__init__(num_tasks=num_tasks)
         k = require_num_tasks("gradvac", num_tasks, "an EMA similarity goal per pair of tasks")
         self.beta = check_unit_interval("beta", beta)
