@@ -111,3 +111,15 @@ def test_methods_lists_every_registered_method(capsys):
 def test_eval_of_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert main(["eval", str(tmp_path)]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_data_list_shows_datasets_and_benchmarks(tmp_path, capsys):
+    assert main(["data", "list", "--data-dir", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "mnist: not present" in printed and "fashion-mnist" in printed
+    assert "multi-fashion-mnist:" in printed
+
+
+def test_fetching_an_unknown_dataset_exits_1_with_the_known_names(tmp_path, capsys):
+    assert main(["data", "fetch", "nope", "--data-dir", str(tmp_path)]) == 1
+    assert "Known datasets: fashion-mnist, mnist" in capsys.readouterr().err

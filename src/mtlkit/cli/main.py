@@ -154,8 +154,8 @@ def _data_list(args: argparse.Namespace) -> int:
     for status in list_datasets(args.data_dir):
         print(f"  {status}")
     print("benchmarks:")
-    for benchmark in list_benchmarks():
-        print(f"  {benchmark}")
+    for name, description in list_benchmarks().items():
+        print(f"  {name}: {description}")
     return 0
 
 
