@@ -19,19 +19,29 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from mtlkit.balancing.engine import Engine
+
 
 class Need(enum.IntEnum):
-    """What a method must see to decide the update; ordered from cheapest to dearest."""
+    """What a method must see to decide the update; ordered from cheapest to dearest.
+
+    Compare by name or order (``method.needs >= Need.GRAMIAN``), not by value.
+    """
 
     LOSSES = 0
-    """The loss values (and the method's own state) only."""
-    GRAMIAN = 1
+    """The loss values (and the method's own state) only: one backward pass of one scalar."""
+    GRAD_NORMS = 1
+    """The K norms of the per-task gradients of (some of) the shared parameters, e.g. GradNorm's
+    last shared layer: see :func:`mtlkit.balancing.engine.task_grad_norms`."""
+    GRAMIAN = 2
     """The K×K Gramian ``J Jᵀ`` of the per-task gradients of the shared parameters."""
-    JACOBIAN = 2
+    JACOBIAN = 3
     """The whole K×P Jacobian of the shared parameters."""
 
 
@@ -72,6 +82,9 @@ class Balancer(nn.Module, ABC):
     """
 
     needs: Need = Need.LOSSES
+    engine: Engine | None = None
+    """How the per-task gradients are obtained (``None``: ``Engine()``, strategy ``"auto"``); set
+    ``balancer.engine = Engine(strategy="loop")`` to force a strategy. Not part of the state."""
 
     def __init__(self, num_tasks: int | None = None) -> None:
         super().__init__()
@@ -147,7 +160,13 @@ class GradientAggregator(Balancer):
     on_features: bool = False
     """When true, the engine reads the per-task gradients of the shared *representation*
     (``features``) instead of the shared parameters, and applies the weights to the losses
-    (Sener & Koltun's MGDA-UB shortcut); only for :class:`GramianWeighting` methods."""
+    (Sener & Koltun's MGDA-UB shortcut): weights from the Gramian of the K gradients ``∂Lₖ/∂z``,
+    then one backward of ``Σₖ wₖLₖ`` through the whole network (heads included). Only for
+    :class:`GramianWeighting` methods; ``backward`` then requires ``features``."""
+    keeps_common_direction: bool = True
+    """Whether K identical task gradients ``g`` give back ``c·g`` with ``c ≥ 0`` (checked by the
+    contract tests for every registered aggregator). A method that provably does not (e.g. one
+    that drops coordinates at random) sets it to ``False`` and says why in its docstring."""
 
     @abstractmethod
     def aggregate(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
