@@ -12,6 +12,7 @@ from mtlkit.balancing.base import (
     LossWeighting,
     Need,
 )
+from mtlkit.balancing.engine import Engine
 from mtlkit.balancing.registry import (
     MethodInfo,
     available,
@@ -24,6 +25,7 @@ from mtlkit.balancing.registry import (
 __all__ = [
     "Balancer",
     "BalanceInfo",
+    "Engine",
     "GradientAggregator",
     "GramianWeighting",
     "LossWeighting",
