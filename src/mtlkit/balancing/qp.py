@@ -1,0 +1,635 @@
+"""Small optimisation problems behind the gradient aggregators, solved in torch.
+
+Every solver here works on K×K Gramians (K = number of tasks, a few to a few dozen), is batched
+where several problems share a call, runs on the Gramian's device and never moves data to the
+host: the only host synchronisations are the convergence tests of the iterative loops (every
+second iteration on the CPU, every fourth on accelerators; a loop that runs out of iterations
+returns its last iterate) and the eigendecomposition's error check. The solves run in float64
+(float32 on devices without float64, e.g. MPS) whatever the input dtype; callers cast back.
+
+Solvers:
+
+* :func:`solve_nonneg_qp`: ``min ½xᵀHx + cᵀx`` s.t. ``x ≥ 0`` (optionally also ``Σx = 1``), H
+  positive semi-definite. Closed forms for K ≤ 2; otherwise a primal-dual interior-point method
+  (Mehrotra predictor-corrector, one factorisation per iteration, batched), run until the duality
+  gap is below 1e-12 of the objective's size: exact to rounding for all practical purposes, in 8
+  to 20 iterations whatever the conditioning. Where the minimiser is not unique (identical task
+  gradients) interior-point methods approach the *analytic centre* of the optimal face, so
+  identical tasks get (nearly: ~1e-5) equal weights, unlike active-set or Frank-Wolfe methods
+  that break ties by index; the direction is unique either way.
+* :func:`min_norm_point`: MGDA's ``min_{w∈Δ} wᵀGw`` (the min-norm point of the convex hull).
+* :func:`dual_cone_weights`: ``min_v vᵀGv`` s.t. ``v ≥ u``, for a batch of ``u`` (UPGrad, DualProj).
+* :func:`max_min_in_ball`: CAGrad's ``max_{‖d − g₀‖ ≤ r} minᵢ gᵢᵀd``, as a convex QCQP in the
+  span of the gradients (primal-dual interior point).
+* :func:`alpha_fair_weights`: ``Gw = w^{-1/α}``, ``w > 0`` (Nash-MTL for α = 1, FairGrad): Newton's
+  method on the strictly convex ``½wᵀGw − Σ h(wᵢ)`` whose stationarity condition it is, with an
+  exact line search over a geometric grid of step sizes (evaluated at once, without a host sync).
+* :func:`project_simplex`: Euclidean projection onto the probability simplex (MoCo).
+* :func:`normalize_gramian`: symmetrise, project onto the PSD cone (float32 Gramians of long
+  Jacobians are indefinite at ~1e-6), scale to unit mean diagonal.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "alpha_fair_weights",
+    "dual_cone_weights",
+    "max_min_in_ball",
+    "min_norm_point",
+    "normalize_gramian",
+    "project_simplex",
+    "solve_nonneg_qp",
+]
+
+
+def _work_dtype(device: torch.device) -> torch.dtype:
+    """float64 wherever the device supports it (MPS does not)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def _check_every(device: torch.device) -> int:
+    """How many iterations between convergence tests (each one is a host sync off the CPU)."""
+    return 2 if device.type == "cpu" else 4
+
+
+def _default_tol(dtype: torch.dtype) -> float:
+    return 1e-12 if dtype == torch.float64 else 1e-6
+
+
+def _check_gramian(gramian: Tensor) -> None:
+    if gramian.dim() < 2 or gramian.shape[-1] != gramian.shape[-2] or gramian.shape[-1] == 0:
+        raise ValueError(
+            f"expected a square (K, K) Gramian with K ≥ 1, got shape {tuple(gramian.shape)}."
+        )
+
+
+def normalize_gramian(gramian: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetrise, project onto the PSD cone and scale a Gramian to unit mean diagonal.
+
+    A Gramian computed in float32 from a long Jacobian is indefinite at the 1e-6..1e-5 level
+    (relative to its diagonal, measured for P = 10⁵..10⁶), which is enough to make the small
+    problems non-convex near their solutions. The negative eigenvalues are clamped at 0 on the
+    *cosine* matrix ``C = N⁻¹GN⁻¹`` (N = diag of the gradient norms), so that the correction is
+    relative to each pair of gradients: a task whose gradient is 10⁴ times smaller than the others'
+    keeps its own relative precision (a projection of G itself would not).
+
+    Returns:
+        ``(Ĝ, s)`` in the working precision, with ``s = trace(G) / K`` (the mean squared gradient
+        norm) and ``Ĝ = N·PSD(C)·N / s``. Where ``s`` is 0 (all gradients zero) ``Ĝ`` is 0 and ``s``
+        is returned as 1, so that callers can divide by it safely.
+    """
+    _check_gramian(gramian)
+    g = gramian.detach().to(_work_dtype(gramian.device))
+    g = 0.5 * (g + g.transpose(-1, -2))
+    tiny = torch.finfo(g.dtype).tiny
+    diag = g.diagonal(dim1=-2, dim2=-1).clamp(min=0.0)
+    scale = diag.mean(-1)
+    positive = scale > tiny
+    safe = torch.where(positive, scale, torch.ones_like(scale))
+    if g.shape[-1] > 1:
+        norms = diag.sqrt()
+        nonzero = norms > tiny**0.25 * safe[..., None].sqrt()
+        norms = torch.where(nonzero, norms, 1.0)
+        outer = norms[..., :, None] * norms[..., None, :]
+        values, vectors = torch.linalg.eigh(g / outer)
+        cos = (vectors * values.clamp(min=0.0)[..., None, :]) @ vectors.transpose(-1, -2)
+        g = 0.5 * (cos + cos.transpose(-1, -2)) * outer
+        # Zero gradients stay exactly zero (not eigen-reconstruction noise).
+        both = nonzero[..., :, None] & nonzero[..., None, :]
+        g = torch.where(both, g, 0.0)
+    g = torch.where(positive[..., None, None], g / safe[..., None, None], torch.zeros_like(g))
+    return g, safe
+
+
+# --------------------------------------------------------------------------------------------
+# Primal-dual interior point for the QPs  min ½xᵀHx + cᵀx  s.t.  x ≥ 0  [and 1ᵀx = 1]
+# --------------------------------------------------------------------------------------------
+
+
+_PROX = 1e-10
+"""Proximal term of the Newton matrices (data at unit scale): it changes the steps, not the
+solution, and damps the drift that rounding errors cause along flat directions (identical tasks)
+to ~1e-5 of the weights."""
+
+
+def _max_step(v: Tensor, dv: Tensor) -> Tensor:
+    """Largest t ≤ 1 with v + t·dv ≥ 0 (v > 0), per batch row: 1 / max(1, max(−dv/v))."""
+    return (-(dv / v).amin(-1)).clamp(min=1.0).reciprocal()
+
+
+def _solve(lu: Tensor, piv: Tensor, vec: Tensor) -> Tensor:
+    """Solve with a factorised (B, K, K) matrix for a (B, K) right-hand side."""
+    return torch.linalg.lu_solve(lu, piv, vec[..., None])[..., 0]
+
+
+def _qp_interior_point(
+    h: Tensor, c: Tensor, offset: Tensor, *, simplex: bool, tol: float, max_iter: int
+) -> tuple[Tensor, Tensor]:
+    """Mehrotra predictor-corrector for ``min ½xᵀHx + cᵀx`` s.t. ``x ≥ 0`` [and ``Σx = 1``].
+
+    B problems of K variables at once: ``h`` is a shared ``(K, K)`` or a batch ``(B, K, K)`` of
+    PSD matrices, ``c`` is ``(B, K)``, data scaled to O(1). The iterations stop when, in every
+    problem, the duality gap ``xᵀs`` is below ``tol·|½xᵀHx + cᵀx + offset|`` (a *relative* gap, so
+    that a small optimum, e.g. MGDA near a Pareto-stationary point where ‖d‖ ≪ ‖gᵢ‖, is resolved
+    as accurately as a large one: for MGDA ‖d − d*‖² ≤ gap) and the dual residual below ``tol``
+    relative to the gradient.
+
+    The Newton matrix is ``H + S/X`` plus, with the simplex constraint, the augmented-Lagrangian
+    term ``11ᵀ`` (exact on the constraint's linearisation): it is then positive definite and well
+    conditioned even where H is singular on a direction that leaves the simplex (0 in the convex
+    hull), so that one LU factorisation per iteration serves the predictor, the corrector and the
+    equality's multiplier (``(H + 11ᵀ + S/X)dx + 1·dy = r − rp·1``, ``1ᵀdx = −rp``). A proximal
+    term 1e-10·I keeps it non-singular where H is singular along the simplex (identical rows),
+    without moving the solution. The centring target never goes below ``tol/100`` of the gap
+    target, so that problems that converged before the others stay put. No host sync but the
+    convergence test.
+
+    Returns:
+        ``(x, s)``: the primal iterate and the multipliers of ``x ≥ 0``.
+    """
+    batch, k = c.shape
+    shared = h.dim() == 2
+    eye = torch.eye(k, dtype=c.dtype, device=c.device)
+    newton_base = (h + 1.0 if simplex else h) + _PROX * eye  # + 11ᵀ (simplex) + proximal term
+    z = torch.cat([torch.full_like(c, 1.0 / k if simplex else 1.0), torch.ones_like(c)], dim=-1)
+    x, s = z[:, :k], z[:, k:]
+    y = c.new_zeros(batch, 1)
+    rp = c.new_zeros(batch, 1)
+    ones = c.new_ones(batch, k)
+    size = c.new_ones(batch, 1)
+    eps = torch.finfo(c.dtype).eps
+    every = _check_every(c.device)
+    for it in range(max_iter):
+        grad = torch.addmm(c, x, h) if shared else torch.baddbmm(c[:, None], x[:, None], h)[:, 0]
+        rd = grad - s
+        if simplex:
+            rd += y
+            rp = x.sum(-1, keepdim=True) - 1.0
+        xs = x * s
+        if it >= 4 and it % every == 0:
+            # ½xᵀHx + cᵀx + offset, the size against which the gap is measured.
+            size = (x * (grad + c)).sum(-1, keepdim=True).mul_(0.5).add_(offset)
+            size = size.abs_().clamp_(min=_SIZE_FLOOR)
+            gap = (xs.sum(-1, keepdim=True) / size).amax()
+            # The dual residual cannot go below the rounding error of Hx (~eps·|H||x| at unit
+            # scale), however small the gradient itself is.
+            scale = grad.abs().amax(-1, keepdim=True) + size
+            dual = ((rd.abs().amax(-1, keepdim=True) - 64 * eps) / scale).amax()
+            err = torch.maximum(torch.maximum(gap, dual), rp.abs().amax())
+            if bool(err <= tol):
+                break
+        mu = xs.mean(-1, keepdim=True)
+        lu, piv, _ = torch.linalg.lu_factor_ex(newton_base + torch.diag_embed(s / x))
+        # Predictor (rc = x∘s: r = −rd − s), with the multiplier's direction w1 = M⁻¹1.
+        r = torch.add(rd, s).neg_()
+        if simplex:
+            sol = torch.linalg.lu_solve(lu, piv, torch.stack([r - rp, ones], dim=-1))
+            u, w1 = sol[..., 0], sol[..., 1]
+            w1_sum = w1.sum(-1, keepdim=True)
+            dx = torch.addcmul(u, w1, (u.sum(-1, keepdim=True) + rp) / w1_sum, value=-1.0)
+        else:
+            dx = _solve(lu, piv, r)
+        ds = torch.div(dx, x).add_(1.0).mul_(s).neg_()
+        dz = torch.cat([dx, ds], dim=-1)
+        za = torch.addcmul(z, _max_step(z, dz)[:, None], dz)
+        mu_aff = (za[:, :k] * za[:, k:]).mean(-1, keepdim=True)
+        target = torch.maximum((mu_aff / mu).pow_(3).mul_(mu), size * (1e-2 * tol / k))
+        # Corrector.
+        rc = torch.addcmul(xs, dx, ds).sub_(target)
+        r = torch.div(rc, x).add_(rd).neg_()
+        if simplex:
+            u = _solve(lu, piv, r - rp)
+            dy = (u.sum(-1, keepdim=True) + rp) / w1_sum
+            dx = torch.addcmul(u, w1, dy, value=-1.0)
+        else:
+            dx = _solve(lu, piv, r)
+        ds = torch.addcmul(rc, s, dx).div_(x).neg_()
+        dz = torch.cat([dx, ds], dim=-1)
+        t = _max_step(z, dz).mul_(0.99)[:, None]
+        z = torch.addcmul(z, t, dz)
+        x, s = z[:, :k], z[:, k:]
+        if simplex:
+            y = torch.addcmul(y, t, dy)
+    return x, s
+
+
+def _snap(x: Tensor, s: Tensor) -> Tensor:
+    """Set to exactly 0 the entries that the interior point left at O(μ) on active bounds."""
+    return torch.where((x < s) & (x <= 1e-6 * x.amax(-1, keepdim=True)), 0.0, x)
+
+
+_SIZE_FLOOR = 1e-10
+"""Objective sizes below this (relative to the data's unit scale) count as 0: for MGDA, a
+min-norm point with ‖d‖² below 1e-10 of the mean ‖gᵢ‖² is resolved to an absolute accuracy."""
+
+
+def solve_nonneg_qp(
+    hessian: Tensor,
+    linear: Tensor,
+    *,
+    simplex: bool = False,
+    offset: Tensor | float = 0.0,
+    tol: float | None = None,
+    max_iter: int = 100,
+) -> Tensor:
+    """Solve ``min ½xᵀHx + cᵀx`` s.t. ``x ≥ 0`` (and ``Σx = 1`` when ``simplex``).
+
+    Args:
+        hessian: ``(..., K, K)`` symmetric positive semi-definite H.
+        linear: ``(..., K)`` c; batch dimensions broadcast against ``hessian``'s.
+        simplex: add the constraint ``Σx = 1``.
+        offset: constant ``(...)`` added to the objective for the convergence test, which
+            stops when the duality gap is below ``tol·|½xᵀHx + cᵀx + offset|``: pass the constant
+            that makes this the quantity whose relative accuracy matters (e.g. ½uᵀGu after the
+            change of variables v = u + x of :func:`dual_cone_weights`).
+        tol: relative tolerance on the duality gap and the dual residual; by default 1e-12 in
+            float64 (1e-6 in float32).
+        max_iter: most interior-point iterations (typically 8 to 20 are used).
+
+    Returns:
+        The minimiser, ``(..., K)``, in the working precision (float64 except on MPS). Without the
+        simplex constraint the problem must be bounded below; a tiny ridge keeps the iterations
+        bounded when the set of minimisers is unbounded. Where the minimiser is not unique the
+        iterations approach the analytic centre of the optimal face.
+    """
+    _check_gramian(hessian)
+    dtype = _work_dtype(hessian.device)
+    h = hessian.detach().to(dtype)
+    c = linear.detach().to(dtype=dtype, device=hessian.device)
+    batch_shape = torch.broadcast_shapes(h.shape[:-2], c.shape[:-1])
+    k = h.shape[-1]
+    tiny = torch.finfo(dtype).tiny
+    h = 0.5 * (h + h.transpose(-1, -2))
+    c = c.expand(*batch_shape, k).reshape(-1, k)
+    off = torch.as_tensor(offset, dtype=dtype, device=h.device).expand(batch_shape).reshape(-1, 1)
+    shared = h.dim() == 2  # one Hessian for the whole batch: keep it (K, K)
+    h = h if shared else h.expand(*batch_shape, k, k).reshape(-1, k, k)
+    # Scale to unit mean curvature (and unit linear term without the simplex, where it sets the
+    # size of x): the minimiser does not change and the tolerances become relative.
+    scale = h.diagonal(dim1=-2, dim2=-1).mean(-1, keepdim=True).clamp(min=tiny)
+    if not simplex:
+        size = c.abs().amax(-1, keepdim=True).clamp(min=tiny)
+        scale = torch.maximum(scale, size.amax() if shared else size)
+    h = h / (scale if shared else scale[..., None])
+    c = c / scale
+    off = off / scale
+    if not simplex:
+        # A tiny ridge keeps the central path bounded when the minimisers form an unbounded set.
+        h = h + torch.finfo(dtype).eps * torch.eye(k, dtype=dtype, device=h.device)
+    if k <= 2:
+        return _solve_small(h, c, simplex).reshape(*batch_shape, k)
+    tol = _default_tol(dtype) if tol is None else tol
+    x, s = _qp_interior_point(h, c, off, simplex=simplex, tol=tol, max_iter=max_iter)
+    return _snap(x, s).reshape(*batch_shape, k)
+
+
+def _solve_small(h: Tensor, c: Tensor, simplex: bool) -> Tensor:
+    """Closed forms for K ≤ 2 (the most common case, two tasks), exact and branch-free.
+
+    Simplex: the minimiser of the convex 1-D restriction to the segment, clamped. Box: the best of
+    the minimisers of the faces (origin, the two half-axes, the interior), which holds the global
+    minimiser of a convex problem.
+    """
+    k = c.shape[-1]
+    if k == 1:
+        if simplex:
+            return torch.ones_like(c)
+        return (-c / h.reshape(-1, 1)).clamp(min=0.0).nan_to_num(0.0, 0.0, 0.0)
+    hb = h.expand(c.shape[0], 2, 2)
+    h11, h12, h22 = hb[:, 0, 0], hb[:, 0, 1], hb[:, 1, 1]
+    c1, c2 = c[:, 0], c[:, 1]
+    if simplex:
+        curvature = h11 + h22 - 2.0 * h12
+        slope = h12 - h22 + c1 - c2  # derivative at t = 0 of f(t, 1 − t)
+        flat = curvature <= 1e-14 * (h11 + h22)
+        t = torch.where(
+            flat,
+            torch.where(slope < 0, 1.0, torch.where(slope > 0, 0.0, 0.5)),
+            (-slope / torch.where(flat, 1.0, curvature)).clamp(0.0, 1.0),
+        )
+        return torch.stack([t, 1.0 - t], dim=-1)
+    zero = torch.zeros_like(c1)
+    a1 = torch.where(h11 > 0, (-c1 / torch.where(h11 > 0, h11, 1.0)).clamp(min=0.0), zero)
+    a2 = torch.where(h22 > 0, (-c2 / torch.where(h22 > 0, h22, 1.0)).clamp(min=0.0), zero)
+    det = h11 * h22 - h12 * h12
+    ok = det > 1e-14 * (h11 * h22)
+    safe = torch.where(ok, det, 1.0)
+    i1 = (-h22 * c1 + h12 * c2) / safe
+    i2 = (h12 * c1 - h11 * c2) / safe
+    cand = torch.stack(
+        [
+            torch.stack([zero, zero], -1),
+            torch.stack([a1, zero], -1),
+            torch.stack([zero, a2], -1),
+            torch.stack([i1, i2], -1),
+        ],
+        dim=1,
+    )  # (B, 4, 2)
+    value = 0.5 * torch.einsum("bni,bij,bnj->bn", cand, hb, cand) + (cand * c[:, None]).sum(-1)
+    feasible = torch.stack([ok.new_ones(ok.shape)] * 3 + [ok & (i1 >= 0) & (i2 >= 0)], dim=1)
+    best = torch.where(feasible, value, torch.inf).argmin(-1)
+    return cand[torch.arange(c.shape[0], device=c.device), best]
+
+
+# --------------------------------------------------------------------------------------------
+# The problems of the aggregators
+# --------------------------------------------------------------------------------------------
+
+
+def min_norm_point(gramian: Tensor, *, tol: float | None = None, max_iter: int = 100) -> Tensor:
+    """Weights of the min-norm point of the convex hull of the rows of J: ``argmin_{w∈Δ} wᵀGw``.
+
+    Exact to the solver's tolerance (duality gap below 1e-12·wᵀGw, so ‖d − d*‖ ≤ 1e-6·‖d*‖),
+    unlike a fixed number of Frank-Wolfe steps. Invariant to scaling G. Where the minimiser is
+    not unique (linearly dependent gradients) the iterate approaches the analytic centre of the
+    optimal face.
+
+    Returns:
+        ``(..., K)`` weights on the simplex, in the working precision.
+    """
+    g, _ = normalize_gramian(gramian)
+    k = g.shape[-1]
+    if k == 1:
+        return torch.ones(g.shape[:-1], dtype=g.dtype, device=g.device)
+    w = solve_nonneg_qp(
+        g,
+        torch.zeros(g.shape[:-1], dtype=g.dtype, device=g.device),
+        simplex=True,
+        tol=tol,
+        max_iter=max_iter,
+    )
+    w = w.clamp(min=0.0)
+    return w / w.sum(-1, keepdim=True)
+
+
+def dual_cone_weights(
+    gramian: Tensor, lower: Tensor, *, tol: float | None = None, max_iter: int = 100
+) -> Tensor:
+    """Solve ``min_v vᵀGv`` s.t. ``v ≥ u`` for every row ``u`` of ``lower``, all at once.
+
+    By Quinton & Rey (2024, Prop. 1), ``Jᵀv`` is the projection of ``Jᵀu`` onto the dual cone of
+    the rows of J, ``{x : Jx ≥ 0}``. Substituting ``x = v − u ≥ 0`` gives the non-negative QP
+    ``min ½xᵀGx + (Gu)ᵀx``, solved for the whole batch by one interior-point run.
+
+    Args:
+        gramian: ``(K, K)`` PSD Gramian (regularise it beforehand if a unique ``v`` is wanted).
+        lower: ``(..., K)`` lower bounds u.
+
+    Returns:
+        ``(..., K)`` the minimisers v, in the working precision.
+    """
+    _check_gramian(gramian)
+    dtype = _work_dtype(gramian.device)
+    g = gramian.detach().to(dtype)
+    g = 0.5 * (g + g.transpose(-1, -2))
+    u = lower.detach().to(dtype=dtype, device=gramian.device)
+    gu = (g @ u[..., None])[..., 0]
+    offset = 0.5 * (u * gu).sum(-1)  # so that the convergence test measures ½vᵀGv
+    x = solve_nonneg_qp(g, gu, offset=offset, tol=tol, max_iter=max_iter)
+    return u + x
+
+
+def _qcqp_direction(
+    p: Tensor,
+    xi: Tensor,
+    res: tuple[Tensor, ...],
+    ell: Tensor,
+    factor: tuple[Tensor, Tensor],
+    t5: Tensor,
+    t6: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Newton direction of :func:`max_min_in_ball`'s interior point.
+
+    For the complementarity residuals t5 = λ∘s − target and t6 = ησ − target; slacks and
+    multipliers are eliminated down to the (K+1)×(K+1) system, LU-factorised in ``factor``. Returns
+    ``([dξ, dγ], [dλ, ds, dη, dσ])``.
+    """
+    k = xi.shape[0]
+    lam, slack, eta, sig = p[:k], p[k : 2 * k], p[2 * k], p[2 * k + 1]
+    r1, r2, r3, r4 = res
+    w5 = (t5 + lam * r3) / slack
+    rhs = torch.cat([xi * ((t6 + eta * r4) / sig) - r1 - ell.T @ w5, (w5.sum() - r2).reshape(1)])
+    sol = torch.linalg.lu_solve(*factor, rhs[:, None])[:, 0]
+    dxi = sol[:k]
+    ds = ell @ dxi - sol[k] + r3
+    dlam = -(t5 + lam * ds) / slack
+    dsig = r4 - xi @ dxi
+    deta = -(t6 + eta * dsig) / sig
+    return sol, torch.cat([dlam, ds, deta.reshape(1), dsig.reshape(1)])
+
+
+def max_min_in_ball(
+    gramian: Tensor,
+    center: Tensor,
+    radius: Tensor | float,
+    *,
+    tol: float | None = None,
+    max_iter: int = 100,
+) -> Tensor:
+    """Weights of ``d* = argmax_{‖d − Jᵀu‖ ≤ r} minᵢ gᵢᵀd`` (CAGrad's problem, Liu et al. 2021).
+
+    The dual over the simplex, ``min_{w∈Δ} bᵀw + r‖Jᵀw‖``, is not smooth where ``Jᵀw = 0``, and
+    CAGrad's optimum can sit there; the primal is smooth. With ``G = VΛVᵀ`` and ``L = VΛ^½`` (so
+    gᵢᵀgⱼ = lᵢᵀlⱼ), d = Jᵀu + r·Qξ in the span of the gradients, and the problem becomes the convex
+    QCQP in K + 1 variables::
+
+        max_{ξ, γ} γ   s.t.   r·Lξ + Gu ≥ γ·1,   ‖ξ‖² ≤ 1
+
+    solved by a primal-dual interior-point method (Mehrotra predictor-corrector with the centring
+    parameter kept ≥ 0.1; the Newton system reduces to (K+1)×(K+1); 10 to 30 iterations). The
+    weights are ``u + r·VΛ^{−½}ξ`` (zero eigenvalues dropped), which
+    is ``u + (r/‖g_w‖)·w`` at the dual's solution w, and stays defined where ``g_w = 0``: d is then
+    the analytic centre of the optimal set {d in the ball : Jd ≥ γ*}.
+
+    Args:
+        gramian: ``(K, K)`` PSD G.
+        center: ``(K,)`` u (CAGrad: 1/K each, the mean gradient).
+        radius: r ≥ 0 (CAGrad: c·‖Jᵀu‖).
+
+    Returns:
+        ``(K,)`` weights β with d* = Jᵀβ, in the working precision.
+    """
+    g, unit = normalize_gramian(gramian)
+    dtype, device = g.dtype, g.device
+    k = g.shape[-1]
+    u = center.detach().to(dtype=dtype, device=device).reshape(k)
+    r = torch.as_tensor(radius, dtype=dtype, device=device) / unit.sqrt()  # in units of √unit
+    tiny = torch.finfo(dtype).tiny
+    r_safe = torch.where(r > tiny, r, 1.0)
+    values, vectors = torch.linalg.eigh(g)
+    keep = values > 1e-13 * values[-1].clamp(min=tiny)
+    values = torch.where(keep, values, 0.0)
+    ell = vectors * values.sqrt()  # L, K×K (zero columns where dropped)
+    bt = (g @ u) / r_safe  # b̃ = Gu / r: constraint Lξ − γ1 + b̃ ≥ 0 (γ in units of r)
+    tol = _default_tol(dtype) if tol is None else tol
+    n_cone = k + 1.0
+
+    # Primal (ξ, γ); multipliers λ ≥ 0 of Lξ − γ1 + b̃ ≥ 0 with slacks s, η ≥ 0 of ½(1 − ‖ξ‖²) ≥ 0
+    # with slack σ. The positive ones are kept in one vector p = [λ, s, η, σ] (2K + 2).
+    xi = torch.zeros(k, dtype=dtype, device=device)
+    gamma = bt.min() - 1.0
+    p = torch.cat(
+        [
+            torch.full((k,), 1.0 / k, dtype=dtype, device=device),
+            bt - gamma,
+            torch.tensor([1.0, 0.5], dtype=dtype, device=device),
+        ]
+    )
+    mat = torch.zeros(k + 1, k + 1, dtype=dtype, device=device)
+    eye = torch.eye(k, dtype=dtype, device=device)
+    every = _check_every(device)
+    for it in range(max_iter):
+        lam, slack, eta, sig = p[:k], p[k : 2 * k], p[2 * k], p[2 * k + 1]
+        r1 = eta * xi - ell.T @ lam  # stationarity in ξ
+        r2 = lam.sum() - 1.0  # stationarity in γ
+        r3 = ell @ xi - gamma + bt - slack  # Lξ − γ1 + b̃ = s
+        r4 = 0.5 * (1.0 - xi @ xi) - sig  # ½(1 − ‖ξ‖²) = σ
+        comp = p[:k] * p[k : 2 * k]
+        gap = comp.sum() + eta * sig
+        mu = gap / n_cone
+        if it >= 4 and it % every == 0:
+            scale = 1.0 + gamma.abs()
+            err = torch.stack(
+                [r1.abs().amax(), r2.abs(), r3.abs().amax() / scale, r4.abs(), gap / scale]
+            ).amax()
+            if bool(err <= tol):
+                break
+        dd = lam / slack
+        ldl = ell.T * dd  # LᵀD
+        mat[:k, :k] = torch.addmm(torch.outer(xi, xi).mul_(eta / sig), ldl, ell).add_(
+            (eta + _PROX) * eye
+        )
+        col = -ldl.sum(-1)  # −LᵀD1
+        mat[:k, k] = col
+        mat[k, :k] = col
+        mat[k, k] = dd.sum()
+        factor = torch.linalg.lu_factor_ex(mat)[:2]
+        res = (r1, r2, r3, r4)
+        aff = _qcqp_direction(p, xi, res, ell, factor, comp, eta * sig)
+        t = _max_step(p, aff[1])
+        pa = torch.addcmul(p, t, aff[1])
+        mu_aff = ((pa[:k] * pa[k : 2 * k]).sum() + pa[2 * k] * pa[2 * k + 1]) / n_cone
+        # Mehrotra's centring, but never below 0.1: the ball constraint is not linear, and the
+        # unsafeguarded heuristic can overshoot it and diverge (seen on ill-conditioned G).
+        sigma = ((mu_aff / mu) ** 3).clamp(0.1, 1.0)
+        target = torch.maximum(sigma * mu, mu.new_tensor(1e-2 * tol / n_cone))
+        dp = aff[1]
+        direction = _qcqp_direction(
+            p,
+            xi,
+            res,
+            ell,
+            factor,
+            torch.addcmul(comp, dp[:k], dp[k : 2 * k]).sub_(target),
+            eta * sig + dp[2 * k] * dp[2 * k + 1] - target,
+        )
+        t = _max_step(p, direction[1]).mul_(0.99)
+        xi = xi + t * direction[0][:k]
+        gamma = gamma + t * direction[0][k]
+        p = torch.addcmul(p, t, direction[1])
+    inv_sqrt = torch.where(keep, values.clamp(min=tiny).rsqrt(), 0.0)
+    beta = u + r * (vectors @ (inv_sqrt * xi))
+    return torch.where(r > tiny, beta, u)
+
+
+def alpha_fair_weights(
+    gramian: Tensor,
+    alpha: float = 1.0,
+    *,
+    ridge: float = 1e-14,
+    init: Tensor | None = None,
+    tol: float | None = None,
+    max_iter: int = 50,
+) -> Tensor:
+    """Solve ``Gw = w^{-1/α}`` (element-wise), ``w > 0``: the α-fair allocation.
+
+    For α = 1 this is Nash-MTL's bargaining solution ``Gα = 1/α`` (Navon et al. 2022); for
+    other α, FairGrad's (Ban & Ji 2024). It is the stationarity condition of the strictly convex
+    ``f(w) = ½wᵀGw − Σ h(wᵢ)`` with ``h' (w) = w^{-1/α}`` (``h = log`` for α = 1), minimised by
+    Newton's method from the exact solution for orthogonal gradients, ``wᵢ = Gᵢᵢ^{-α/(1+α)}``, with
+    an exact line search over step sizes ``t·2^{-j}`` (t: the largest step keeping w > 0).
+
+    The solution exists when no non-negative combination of the gradients vanishes (e.g. a task
+    with a zero gradient); to always be defined, the solve adds ``ridge·Gᵢᵢ + ridge²·trace(G)/K``
+    to the diagonal (relative to each task's own norm: a task with a tiny gradient keeps its
+    relative precision; a zero gradient gets a large finite weight, which does not change d). The
+    scaling law ``w(sG) = s^{-α/(1+α)} w(G)`` is used to solve at unit scale.
+
+    Args:
+        gramian: ``(K, K)`` PSD G.
+        alpha: α > 0.
+        ridge: relative ridge (see above), default 1e-14.
+        init: optional starting point (e.g. the previous step's weights, in G's scale); the better
+            of it and the default start is used.
+        tol: tolerance on ``max |w^{1/α}·(Gw) − 1|`` (default 1e-12 in float64).
+        max_iter: most Newton iterations (5 to 15 typically).
+
+    Returns:
+        ``(K,)`` weights, in the working precision.
+    """
+    if not alpha > 0:
+        raise ValueError(f"alpha must be positive, got {alpha}.")
+    g, scale = normalize_gramian(gramian)
+    dtype, device = g.dtype, g.device
+    k = g.shape[-1]
+    # Relative to each task's own squared norm (plus a floor for zero gradients), so that a task
+    # with a tiny gradient keeps its relative precision.
+    g = g + torch.diag(ridge * g.diagonal() + ridge**2)
+    p = 1.0 / alpha
+    expo = -alpha / (1.0 + alpha)
+
+    def h(w: Tensor) -> Tensor:
+        return torch.log(w) if alpha == 1.0 else w.pow(1.0 - p) / (1.0 - p)
+
+    def f(w: Tensor) -> Tensor:
+        return 0.5 * ((w @ g) * w).sum(-1) - h(w).sum(-1)
+
+    w = g.diagonal().pow(expo)
+    if init is not None:
+        w_init = init.detach().to(dtype=dtype, device=device) / scale.pow(expo)
+        w_init = torch.where(torch.isfinite(w_init) & (w_init > 0), w_init, w)
+        w = torch.where(f(w_init) < f(w), w_init, w)
+    tol = _default_tol(dtype) if tol is None else tol
+    steps = torch.pow(2.0, -torch.arange(0, 40, dtype=dtype, device=device))
+    eye = torch.eye(k, dtype=dtype, device=device)
+    every = _check_every(device)
+    for it in range(max_iter):
+        gw = g @ w
+        wp = w.pow(-p)
+        residual = (gw / wp - 1.0).abs().amax()
+        if (it + 1) % every == 0 and bool(residual <= tol):
+            break
+        grad = gw - wp
+        hess = g + eye * (p * wp / w)
+        dw = -torch.linalg.solve_ex(hess, grad)[0]
+        decrement = -(grad * dw).sum()
+        reach = _max_step(w[None], dw[None])[0]
+        t_max = torch.where(reach >= 1.0, torch.ones_like(reach), 0.99 * reach)
+        cand = w + (t_max * steps)[:, None] * dw
+        valid = (cand > 0).all(-1)
+        vals = torch.where(valid, f(cand.clamp(min=torch.finfo(dtype).tiny)), torch.inf)
+        best = vals.argmin()
+        # Inside the region of quadratic convergence take the full Newton step: the line search
+        # would compare function values that differ by rounding only.
+        t = torch.where(decrement < 1e-3, t_max, t_max * steps[best])
+        w_new = w + t * dw
+        w = torch.where((w_new > 0).all() & torch.isfinite(w_new).all(), w_new, w)
+    return w * scale.pow(expo)
+
+
+def project_simplex(v: Tensor) -> Tensor:
+    """Euclidean projection of each row of ``v`` (``(..., K)``) onto the probability simplex.
+
+    The sort-based algorithm of Held, Wolfe & Crowder (1974) / Duchi et al. (2008), exact.
+    """
+    k = v.shape[-1]
+    u, _ = torch.sort(v, dim=-1, descending=True)
+    css = u.cumsum(-1) - 1.0
+    ind = torch.arange(1, k + 1, dtype=v.dtype, device=v.device)
+    cond = (u - css / ind) > 0
+    rho = (cond * ind).amax(-1, keepdim=True)  # number of positive entries (≥ 1)
+    theta = css.gather(-1, rho.long() - 1) / rho
+    return (v - theta).clamp(min=0.0)

@@ -1,0 +1,554 @@
+"""The aggregators built on small optimisation problems: mgda, mgda-ub, upgrad, dualproj, cagrad,
+nash-mtl, fairgrad, moco. Properties on seeded random Jacobians of controlled rank and scale, plus
+torchjd (dev-only) where it implements the same definition."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mtlkit.balancing import GramianWeighting, available, create, method_class
+from mtlkit.balancing.qp import min_norm_point
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    """Batched K×K LAPACK calls open an OpenMP region; on an oversubscribed machine (shared CI)
+    each then costs milliseconds of thread wake-up. These tests are about results, not threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+GRAMIAN_METHODS = ["mgda", "mgda-ub", "upgrad", "dualproj", "cagrad", "nash-mtl", "fairgrad"]
+ALL_METHODS = [*GRAMIAN_METHODS, "moco"]
+
+
+def _jacobian(seed: int, k: int, p: int = 30, rank: int | None = None, spread: float = 1.0):
+    """A (K, P) float64 Jacobian of the given rank, rows scaled over 10^±spread."""
+    gen = torch.Generator().manual_seed(seed)
+    rank = k if rank is None else rank
+    jac = torch.randn(k, rank, generator=gen, dtype=torch.float64) @ torch.randn(
+        rank, p, generator=gen, dtype=torch.float64
+    )
+    scales = 10 ** ((torch.rand(k, 1, generator=gen, dtype=torch.float64) * 2 - 1) * spread)
+    return jac * scales
+
+
+def _cases(n: int = 12):
+    """Seeded Jacobians: K from 2 to 12, full rank and rank-deficient, spread norms."""
+    for seed in range(n):
+        k = 2 + seed % 11
+        rank = k if seed % 3 else max(1, k // 2)
+        yield seed, _jacobian(seed, k, rank=rank, spread=1.0 if seed % 2 else 0.3)
+
+
+def _weights(name: str, jac: torch.Tensor, **options) -> torch.Tensor:
+    return create(name, **options).weights_from_gramian(jac @ jac.T)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry, options, interface
+# --------------------------------------------------------------------------------------------
+
+
+DISPLAY = {
+    "mgda": "MGDA",
+    "mgda-ub": "MGDA-UB",
+    "upgrad": "UPGrad",
+    "dualproj": "DualProj",
+    "cagrad": "CAGrad",
+    "nash-mtl": "Nash-MTL",
+    "fairgrad": "FairGrad",
+    "moco": "MoCo",
+}
+
+
+@pytest.mark.parametrize("name", ALL_METHODS)
+def test_methods_are_registered_with_a_one_line_summary(name):
+    info = {m.name: m for m in available()}[name]
+    assert info.summary.startswith(DISPLAY[name] + ": ") and len(info.summary) <= 100
+    assert info.family == "gradient aggregation"
+    assert info.needs == ("jacobian" if name == "moco" else "gramian")
+    assert issubclass(method_class(name), GramianWeighting) == (name != "moco")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("mgda", {"normalization": "max"}, "normalization"),
+        ("upgrad", {"reg_eps": -1.0}, "reg_eps"),
+        ("upgrad", {"norm_eps": float("nan")}, "norm_eps"),
+        ("upgrad", {"pref_vector": [1.0, -1.0]}, "pref_vector"),
+        ("dualproj", {"pref_vector": [0.0, 0.0]}, "pref_vector"),
+        ("cagrad", {"c": -0.1}, "c must"),
+        ("cagrad", {"rescale": 3}, "rescale"),
+        ("nash-mtl", {"update_weights_every": 0}, "update_weights_every"),
+        ("nash-mtl", {"optim_niter": 1.5}, "optim_niter"),
+        ("nash-mtl", {"max_norm": -1.0}, "max_norm"),
+        ("fairgrad", {"alpha": 0.0}, "alpha"),
+        ("moco", {"beta": 1.5}, "beta"),
+        ("moco", {"gamma": 0.0}, "gamma"),
+        ("moco", {"rho": -1.0}, "rho"),
+        ("moco", {"lambda_update": "exp"}, "lambda_update"),
+        ("moco", {"normalization": "l2"}, "normalization"),
+    ],
+)
+def test_invalid_options_name_the_option(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        create(name, num_tasks=2, **options)
+
+
+def test_pref_vector_length_is_checked_against_the_tasks():
+    with pytest.raises(ValueError, match="pref_vector"):
+        create("upgrad", num_tasks=3, pref_vector=[1.0, 1.0])
+    with pytest.raises(ValueError, match="pref_vector"):
+        create("upgrad", pref_vector=[1.0, 1.0]).weights_from_gramian(torch.eye(3))
+
+
+@pytest.mark.parametrize("name", GRAMIAN_METHODS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_weights_keep_dtype_and_device_and_check_the_task_count(name, dtype):
+    jac = _jacobian(0, 4).to(dtype)
+    w = create(name, num_tasks=4).weights_from_gramian(jac @ jac.T)
+    assert w.shape == (4,) and w.dtype == dtype and w.device == jac.device
+    assert not w.requires_grad and torch.isfinite(w).all()
+    with pytest.raises(ValueError, match="4 tasks"):
+        create(name, num_tasks=4).weights_from_gramian(torch.eye(3, dtype=dtype))
+
+
+def _degenerate_jacobians():
+    gen = torch.Generator().manual_seed(0)
+    row = torch.randn(1, 20, generator=gen)
+    yield "one task", torch.randn(1, 20, generator=gen)
+    yield "all zero", torch.zeros(3, 20)
+    yield "one zero row", torch.cat([torch.zeros(1, 20), torch.randn(2, 20, generator=gen)])
+    yield "identical rows", row.repeat(3, 1)
+    yield "opposite rows", torch.cat([row, -row, torch.randn(1, 20, generator=gen)])
+    yield "rank one", torch.randn(5, 1, generator=gen) @ row
+    yield "tiny", torch.randn(3, 20, generator=gen) * 1e-20
+    yield "huge", torch.randn(3, 20, generator=gen) * 1e15
+    yield (
+        "float32, long, low rank",
+        torch.randn(8, 2, generator=gen) @ torch.randn(2, 100_000, generator=gen),
+    )
+
+
+@pytest.mark.parametrize("name", GRAMIAN_METHODS)
+def test_degenerate_jacobians_give_finite_weights(name):
+    for label, jac in _degenerate_jacobians():
+        w = create(name).weights_from_gramian(jac @ jac.T)
+        assert torch.isfinite(w).all(), (label, w)
+        assert torch.isfinite(w @ jac).all(), label
+
+
+def test_moco_handles_degenerate_jacobians():
+    for label, jac in _degenerate_jacobians():
+        d = create("moco").aggregate(jac, torch.ones(jac.shape[0]))
+        assert torch.isfinite(d).all(), label
+
+
+# --------------------------------------------------------------------------------------------
+# MGDA
+# --------------------------------------------------------------------------------------------
+
+
+def test_mgda_is_the_min_norm_point_of_the_convex_hull():
+    for seed, jac in _cases():
+        g = jac @ jac.T
+        w = _weights("mgda", jac)
+        assert float(w.min()) >= 0 and abs(float(w.sum()) - 1) < 1e-12
+        scale = float(g.diagonal().mean())
+        gw, value = g @ w, w @ g @ w
+        # KKT of min_{w∈Δ} wᵀGw: (Gw)ᵢ ≥ wᵀGw, with equality on the support.
+        assert float((gw - value).min()) >= -1e-9 * scale, seed
+        assert float((gw - value)[w > 1e-6].abs().max()) <= 1e-9 * scale, seed
+        # Hence d is a common descent direction: dᵀgᵢ ≥ ‖d‖² for every task.
+        d = w @ jac
+        assert float((jac @ d - d @ d).min()) >= -1e-9 * scale, seed
+
+
+def test_mgda_weights_are_scale_invariant_and_permutation_equivariant():
+    """Exactly so where the weights are unique (independent gradients); the direction always."""
+    for seed, jac in _cases(8):
+        w = _weights("mgda", jac)
+        unique = int(torch.linalg.matrix_rank(jac)) == jac.shape[0]
+        perm = torch.randperm(jac.shape[0], generator=torch.Generator().manual_seed(seed))
+        tol = 1e-7 * float(jac.norm(dim=1).max())
+        for c in (1e-4, 7.0, 1e5):
+            w_c = _weights("mgda", c * jac)
+            if unique:
+                torch.testing.assert_close(w_c, w, atol=1e-7, rtol=0)
+            torch.testing.assert_close(w_c @ jac, w @ jac, atol=tol, rtol=0)
+        w_perm = _weights("mgda", jac[perm])
+        if unique:
+            torch.testing.assert_close(w_perm, w[perm], atol=1e-7, rtol=0)
+        torch.testing.assert_close(w_perm @ jac[perm], w @ jac, atol=tol, rtol=0)
+
+
+def test_mgda_agrees_with_torchjd_frank_wolfe_where_it_converged():
+    """torchjd's MGDA is Frank-Wolfe (Sener & Koltun's Algorithm 2) with a finite budget: with
+    the budget raised, it agrees wherever it converged, and is never better."""
+    torchjd = pytest.importorskip("torchjd.aggregation")
+    agreed = 0
+    for seed, jac in _cases(10):
+        g = jac @ jac.T
+        w = _weights("mgda", jac)
+        w_fw = torchjd.MGDAWeighting(epsilon=1e-15, max_iters=5000)(g)
+        scale = float(g.diagonal().mean())
+        assert float(w @ g @ w) <= float(w_fw @ g @ w_fw) * (1 + 1e-10) + 1e-12 * scale
+        gw = g @ w_fw
+        if float(((gw - w_fw @ gw) * w_fw).abs().max()) < 1e-14 * scale:  # FW converged
+            d, d_fw = w @ jac, w_fw @ jac
+            tol = 1e-5 * float(d_fw.norm()) + 1e-9 * float(jac.norm(dim=1).max())
+            assert float((d - d_fw).norm()) <= tol, seed
+            agreed += 1
+    assert agreed >= 3
+
+
+def test_mgda_l2_normalization_is_sener_and_koltuns():
+    """The weights are the min-norm point of the normalised gradients, applied to the raw ones."""
+    jac = _jacobian(3, 5, spread=2.0)
+    norms = jac.norm(dim=1)
+    expected = min_norm_point((jac / norms[:, None]) @ (jac / norms[:, None]).T)
+    torch.testing.assert_close(_weights("mgda", jac, normalization="l2"), expected)
+
+
+def test_mgda_loss_normalizations_need_positive_losses():
+    jac = _jacobian(4, 3)
+    losses = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    for normalization, norms in (("loss", losses), ("loss+", losses * jac.norm(dim=1))):
+        mgda = create("mgda", normalization=normalization)
+        expected = min_norm_point((jac / norms[:, None]) @ (jac / norms[:, None]).T) @ jac
+        torch.testing.assert_close(mgda.aggregate(jac, losses), expected)
+        with pytest.raises(ValueError, match="loss values"):
+            mgda.weights_from_gramian(jac @ jac.T)
+        with pytest.raises(ValueError, match="positive"):
+            mgda.aggregate(jac, -losses)
+
+
+def test_mgda_ub_is_mgda_on_the_representation():
+    cls = method_class("mgda-ub")
+    assert cls.on_features is True and method_class("mgda").on_features is False
+    jac = _jacobian(5, 4)
+    torch.testing.assert_close(_weights("mgda-ub", jac), _weights("mgda", jac))
+
+
+# --------------------------------------------------------------------------------------------
+# UPGrad and DualProj
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj"])
+def test_dual_cone_methods_never_conflict_with_any_task(name):
+    for seed, jac in _cases():
+        scale = float((jac @ jac.T).diagonal().mean())
+        # Without the ridge the projection is exact: Jd ≥ 0.
+        d = _weights(name, jac, reg_eps=0.0) @ jac
+        assert float((jac @ d).min()) >= -1e-6 * scale, seed
+        # The paper's ridge reg_eps allows conflicts of at most reg_eps·trace(G)·wᵢ on task i.
+        w = _weights(name, jac)
+        bound = 1e-4 * float((jac @ jac.T).trace()) * w
+        assert bool((jac @ (w @ jac) >= -bound - 1e-9 * scale).all()), seed
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj"])
+def test_dual_cone_methods_do_not_conflict_at_small_scales(name):
+    """torchjd's norm_eps = 1e-4 would return the plain mean here (‖J‖²_F < 1e-4)."""
+    jac = _jacobian(6, 4, spread=0.3)
+    jac = jac / jac.norm() * 1e-4
+    d = _weights(name, jac, reg_eps=0.0) @ jac
+    assert float((jac @ d).min()) >= -1e-6 * float((jac @ jac.T).diagonal().mean())
+    d_mean = jac.mean(0)
+    if float((jac @ d_mean).min()) < 0:  # the mean conflicts, the projection does not
+        assert not torch.allclose(d, d_mean)
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj"])
+def test_dual_cone_methods_return_the_gradient_when_all_tasks_agree(name):
+    row = _jacobian(7, 1)
+    jac = row.repeat(4, 1)
+    torch.testing.assert_close(_weights(name, jac) @ jac, row[0], atol=1e-7, rtol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj"])
+def test_dual_cone_methods_are_permutation_equivariant(name):
+    for seed, jac in _cases(8):
+        w = _weights(name, jac)
+        perm = torch.randperm(jac.shape[0], generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(_weights(name, jac[perm]), w[perm], atol=1e-7, rtol=1e-7)
+
+
+def test_upgrad_with_a_one_hot_preference_projects_that_task():
+    jac = _jacobian(8, 3)
+    w = _weights("upgrad", jac, pref_vector=[1.0, 0.0, 0.0], reg_eps=0.0)
+    d = w @ jac
+    # π_J(g₁): d − g₁ is orthogonal to d, and d does not conflict.
+    assert float((jac @ d).min()) >= -1e-9 * float(jac.norm() ** 2)
+    assert abs(float((d - jac[0]) @ d)) <= 1e-9 * float(jac.norm() ** 2)
+
+
+def _torchjd_projector():
+    """torchjd's QuadprogProjector without its qpsolvers dependency: the same normalisation,
+    regularisation and QP, solved with quadprog directly."""
+    torchjd_linalg = pytest.importorskip("torchjd._linalg")
+    quadprog = pytest.importorskip("quadprog")
+
+    class _Projector(torchjd_linalg.DualConeProjector):
+        def __call__(self, weights, gramian):
+            g = torchjd_linalg.regularize(torchjd_linalg.normalize(gramian, 1e-4), 1e-4)
+            g = g.double().numpy()
+            rows = [
+                quadprog.solve_qp(g, np.zeros(len(u)), np.eye(len(u)), u)[0]
+                for u in weights.double().reshape(-1, g.shape[0]).numpy()
+            ]
+            return torch.tensor(np.array(rows)).reshape(weights.shape).to(gramian.dtype)
+
+    return _Projector()
+
+
+@pytest.mark.parametrize("name", ["upgrad", "dualproj"])
+def test_dual_cone_methods_agree_with_torchjd(name):
+    """Same definition as torchjd (G / trace(G) + 1e-4·I), with its norm_eps = 1e-4."""
+    torchjd = pytest.importorskip("torchjd.aggregation")
+    projector = _torchjd_projector()
+    reference = (torchjd.UPGradWeighting if name == "upgrad" else torchjd.DualProjWeighting)(
+        projector=projector
+    )
+    for _, jac in _cases(10):
+        g = jac @ jac.T
+        w = _weights(name, jac, norm_eps=1e-4)
+        w_ref = reference(g)
+        torch.testing.assert_close(w, w_ref, atol=1e-5 * float(w_ref.abs().max()), rtol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# CAGrad
+# --------------------------------------------------------------------------------------------
+
+
+def test_cagrad_with_c_zero_is_the_mean_gradient():
+    jac = _jacobian(9, 5)
+    torch.testing.assert_close(_weights("cagrad", jac, c=0.0), torch.full((5,), 0.2).double())
+
+
+def test_cagrad_solves_its_max_min_problem():
+    """d* maximises minᵢ gᵢᵀd over the ball ‖d − g₀‖ ≤ c‖g₀‖: no random point of the ball does
+    better, and (weak duality) no random simplex point w has a lower dual objective
+    g_wᵀg₀ + c‖g₀‖‖g_w‖, the bound being tight at the optimum."""
+    gen = torch.Generator().manual_seed(0)
+    for seed, jac in _cases():
+        k = jac.shape[0]
+        c = 0.4
+        g0 = jac.mean(0)
+        radius = c * float(g0.norm())
+        d = _weights("cagrad", jac, c=c, rescale=0) @ jac
+        assert float((d - g0).norm()) <= radius * (1 + 1e-9)
+        value = float((jac @ d).min())
+        scale = float((jac @ jac.T).diagonal().mean())
+        u = torch.randn(500, jac.shape[1], generator=gen, dtype=torch.float64)
+        u = u / u.norm(dim=1, keepdim=True) * radius * torch.rand(500, 1, generator=gen) ** 0.1
+        others = (g0 + u) @ jac.T
+        assert value >= float(others.min(1).values.max()) - 1e-9 * scale, seed
+        w = torch.distributions.Dirichlet(torch.ones(k, dtype=torch.float64)).sample((500,))
+        w = torch.cat([w, torch.eye(k, dtype=torch.float64)])
+        gw = w @ jac
+        dual = gw @ g0 + radius * gw.norm(dim=1)
+        assert value <= float(dual.min()) + 1e-9 * scale, seed
+
+
+def test_cagrad_rescale_conventions():
+    jac = _jacobian(10, 4)
+    w0 = _weights("cagrad", jac, c=0.5, rescale=0)
+    torch.testing.assert_close(_weights("cagrad", jac, c=0.5), w0 / 1.25)  # default: 1 + c²
+    torch.testing.assert_close(_weights("cagrad", jac, c=0.5, rescale=2), w0 / 1.5)
+
+
+def test_cagrad_is_scale_invariant_and_permutation_equivariant():
+    for seed, jac in _cases(6):
+        w = _weights("cagrad", jac)
+        torch.testing.assert_close(_weights("cagrad", 1e3 * jac), w, atol=1e-6, rtol=1e-6)
+        perm = torch.randperm(jac.shape[0], generator=torch.Generator().manual_seed(seed))
+        d = _weights("cagrad", jac[perm]) @ jac[perm]
+        torch.testing.assert_close(d, w @ jac, atol=1e-6 * float(jac.norm()), rtol=0)
+
+
+def test_cagrad_agrees_with_torchjd_if_cvxpy_is_installed():
+    """torchjd's CAGrad needs cvxpy (not a dev dependency here); its update has no rescaling."""
+    pytest.importorskip("cvxpy")
+    torchjd = pytest.importorskip("torchjd.aggregation")
+    for _, jac in _cases(6):
+        g = jac @ jac.T
+        w_ref = torchjd.CAGradWeighting(c=0.4)(g)
+        d, d_ref = _weights("cagrad", jac, rescale=0) @ jac, w_ref @ jac
+        assert float((d - d_ref).norm()) <= 1e-5 * float(d_ref.norm())
+
+
+# --------------------------------------------------------------------------------------------
+# Nash-MTL and FairGrad
+# --------------------------------------------------------------------------------------------
+
+
+def test_nash_mtl_solves_the_bargaining_condition():
+    for _, jac in _cases():
+        if int(torch.linalg.matrix_rank(jac)) < jac.shape[0]:
+            continue  # no bargaining solution without linearly independent gradients
+        g = jac @ jac.T
+        alpha = _weights("nash-mtl", jac, max_norm=0.0)
+        assert bool((alpha > 0).all())
+        torch.testing.assert_close(alpha * (g @ alpha), torch.ones_like(alpha), rtol=0, atol=1e-8)
+
+
+def test_nash_mtl_clips_the_update_norm():
+    jac = _jacobian(11, 4)
+    alpha = _weights("nash-mtl", jac, max_norm=0.0)
+    # ‖d‖² = αᵀGα = K at the solution, so max_norm = 1 scales α by 1/√K.
+    torch.testing.assert_close(float((alpha @ jac).norm()), 2.0)
+    clipped = _weights("nash-mtl", jac)
+    torch.testing.assert_close(clipped, alpha / 2.0)
+    torch.testing.assert_close(_weights("nash-mtl", jac, max_norm=10.0), alpha)
+
+
+def test_nash_mtl_reuses_its_weights_between_updates_and_keeps_them_in_its_state():
+    j1, j2, j3 = _jacobian(12, 3), _jacobian(13, 3), _jacobian(14, 3)
+    nash = create("nash-mtl", num_tasks=3, update_weights_every=2, max_norm=0.0)
+    a1 = nash.weights_from_gramian(j1 @ j1.T)
+    torch.testing.assert_close(nash.weights_from_gramian(j2 @ j2.T), a1)  # reused
+    buffer = io.BytesIO()
+    torch.save(nash.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    resumed = create("nash-mtl", num_tasks=3, update_weights_every=2, max_norm=0.0)
+    resumed.load_state_dict(state)
+    assert resumed.step == nash.step == 2
+    a3 = nash.weights_from_gramian(j3 @ j3.T)
+    torch.testing.assert_close(resumed.weights_from_gramian(j3 @ j3.T), a3)
+    torch.testing.assert_close(a3, _weights("nash-mtl", j3, max_norm=0.0))  # solved afresh
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
+def test_fairgrad_solves_its_optimality_condition(alpha):
+    for _, jac in _cases():
+        if int(torch.linalg.matrix_rank(jac)) < jac.shape[0]:
+            continue
+        w = _weights("fairgrad", jac, alpha=alpha)
+        assert bool((w > 0).all())
+        # Gw = w^{-1/α}, i.e. every task's improvement gᵢᵀd is wᵢ^{-1/α}.
+        torch.testing.assert_close(jac @ (w @ jac), w.pow(-1 / alpha), rtol=1e-7, atol=0)
+
+
+def test_fairgrad_with_alpha_one_is_nash_mtl_without_clipping():
+    jac = _jacobian(15, 5)
+    torch.testing.assert_close(
+        _weights("fairgrad", jac, alpha=1.0), _weights("nash-mtl", jac, max_norm=0.0)
+    )
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_fairgrad_agrees_with_torchjd(alpha):
+    """torchjd's FairGrad is the official code's scipy least-squares on the same equation."""
+    torchjd = pytest.importorskip("torchjd.aggregation")
+    pytest.importorskip("scipy")
+    for seed in range(6):
+        jac = _jacobian(seed, 2 + seed, spread=0.3)
+        g = jac @ jac.T
+        w_ref = torchjd.FairGradWeighting(alpha=alpha)(g)
+        torch.testing.assert_close(_weights("fairgrad", jac, alpha=alpha), w_ref, rtol=1e-5, atol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# MoCo
+# --------------------------------------------------------------------------------------------
+
+
+def test_moco_with_full_tracking_reproduces_a_shared_gradient():
+    """β = 1 makes Y the current (normalised) gradients: identical rows give their direction."""
+    row = _jacobian(16, 1)
+    jac = row.repeat(3, 1)
+    d = create("moco", beta=1.0, normalization="none").aggregate(jac)
+    torch.testing.assert_close(d, row[0])
+    losses = torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64)
+    d = create("moco", beta=1.0).aggregate(jac, losses)  # hᵢ = Lᵢ gᵢ / ‖gᵢ‖
+    torch.testing.assert_close(d, 2.0 * row[0] / row[0].norm())
+
+
+@pytest.mark.parametrize("lambda_update", ["projection", "softmax"])
+def test_moco_follows_its_recursions(lambda_update):
+    jacs = [_jacobian(20 + i, 3) for i in range(4)]
+    moco = create("moco", normalization="none", rho=0.1, lambda_update=lambda_update)
+    y = torch.zeros_like(jacs[0])
+    lam = torch.full((3,), 1 / 3, dtype=torch.float64)
+    for step, jac in enumerate(jacs, start=1):
+        y = y - 0.5 / math.sqrt(step) * (y - jac)
+        lam = lam - 0.1 / math.sqrt(step) * ((y @ y.T + 0.1 * torch.eye(3)) @ lam)
+        if lambda_update == "projection":  # Euclidean projection onto the simplex
+            lam = torch.tensor(_project_simplex_reference(lam.numpy()))
+        else:
+            lam = torch.softmax(lam, 0)
+        torch.testing.assert_close(moco.aggregate(jac), lam @ y)
+        assert abs(float(moco.lambd.sum()) - 1) < 1e-12 and float(moco.lambd.min()) >= 0
+
+
+def _project_simplex_reference(v: np.ndarray) -> np.ndarray:
+    u = np.sort(v)[::-1]
+    css = np.cumsum(u) - 1
+    rho = np.nonzero(u - css / np.arange(1, len(v) + 1) > 0)[0][-1]
+    return np.maximum(v - css[rho] / (rho + 1), 0)
+
+
+def test_moco_state_round_trips_through_state_dict():
+    jacs = [_jacobian(30 + i, 3, p=12) for i in range(5)]
+    losses = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
+    moco = create("moco", num_tasks=3)
+    for jac in jacs[:3]:
+        moco.aggregate(jac, losses)
+    buffer = io.BytesIO()
+    torch.save(moco.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = create("moco", num_tasks=3)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert resumed.step == 3
+    for jac in jacs[3:]:
+        torch.testing.assert_close(resumed.aggregate(jac, losses), moco.aggregate(jac, losses))
+
+
+def test_moco_needs_the_losses_for_its_loss_normalization():
+    with pytest.raises(ValueError, match="loss values"):
+        create("moco").aggregate(_jacobian(40, 2))
+
+
+# --------------------------------------------------------------------------------------------
+# Through the balancer interface
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["mgda", "upgrad", "dualproj", "cagrad", "nash-mtl", "fairgrad"])
+def test_backward_writes_the_weighted_shared_gradient(name):
+    torch.manual_seed(0)
+    trunk = torch.nn.Linear(6, 5)
+    heads = torch.nn.ModuleList([torch.nn.Linear(5, 1) for _ in range(3)])
+    x = torch.randn(8, 6)
+    z = trunk(x)
+    losses = [(head(z) ** 2).mean() for head in heads]
+    shared = list(trunk.parameters())
+    rows = [torch.autograd.grad(loss, shared, retain_graph=True) for loss in losses]
+    jac = torch.stack([torch.cat([g.reshape(-1) for g in row]) for row in rows])
+    balancer = create(name, num_tasks=3)
+    info = balancer.backward(losses, shared, z)
+    flat = torch.cat([p.grad.reshape(-1) for p in shared])
+    torch.testing.assert_close(flat, info.weights @ jac, rtol=1e-5, atol=1e-6)
+
+
+def test_moco_backward_runs_through_the_engine():
+    torch.manual_seed(0)
+    trunk = torch.nn.Linear(6, 5)
+    heads = torch.nn.ModuleList([torch.nn.Linear(5, 1) for _ in range(2)])
+    z = trunk(torch.randn(8, 6))
+    losses = [(head(z) ** 2).mean() for head in heads]
+    create("moco", num_tasks=2).backward(losses, list(trunk.parameters()), z)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in trunk.parameters())

@@ -1,0 +1,409 @@
+"""The small solvers of ``mtlkit.balancing.qp`` against quadprog/scipy and their KKT conditions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtlkit.balancing import qp
+
+quadprog = pytest.importorskip("quadprog")
+scipy_optimize = pytest.importorskip("scipy.optimize")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_intra_op_thread():
+    """Batched K×K LAPACK calls open an OpenMP region; on an oversubscribed machine (shared CI)
+    each then costs milliseconds of thread wake-up. These tests are about results, not threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _psd(rng: np.random.Generator, k: int, rank: int, scale: float = 1.0) -> np.ndarray:
+    a = rng.standard_normal((k, rank)) * scale
+    return a @ a.T
+
+
+def _quadprog(h: np.ndarray, c: np.ndarray, simplex: bool) -> np.ndarray:
+    """Reference: min ½xᵀHx + cᵀx s.t. x ≥ 0 [, Σx = 1] (H must be positive definite)."""
+    k = h.shape[0]
+    s = np.trace(h) / k  # quadprog is only accurate on well-scaled data
+    if simplex:
+        constraints = np.hstack([np.ones((k, 1)), np.eye(k)])
+        bounds = np.hstack([[1.0], np.zeros(k)])
+        return quadprog.solve_qp(h / s, -c / s, constraints, bounds, meq=1)[0]
+    return quadprog.solve_qp(h / s, -c / s, np.eye(k), np.zeros(k))[0]
+
+
+def _kkt_violation(h: np.ndarray, c: np.ndarray, x: np.ndarray, simplex: bool) -> float:
+    """Largest violation of the KKT conditions, relative to the data's scale."""
+    grad = h @ x + c
+    scale = (np.abs(grad).max() + np.trace(h) / len(x)) * max(1.0, np.abs(x).max()) + 1e-300
+    if simplex:
+        support = x > 1e-7 * x.max()
+        multiplier = -grad[support].mean()
+        grad = grad + multiplier
+    viol = [
+        -x.min() / max(1.0, np.abs(x).max()),
+        -grad.min() / scale,
+        np.abs(x * grad).max() / scale,
+    ]
+    if simplex:
+        viol.append(abs(x.sum() - 1.0))
+    return max(viol)
+
+
+# --------------------------------------------------------------------------------------------
+# solve_nonneg_qp
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("simplex", [False, True])
+def test_nonneg_qp_matches_quadprog_on_positive_definite_problems(simplex):
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        k = int(rng.integers(1, 25))
+        h = _psd(rng, k, int(rng.integers(1, k + 3)), 10 ** rng.uniform(-4, 4))
+        h += 1e-3 * np.trace(h) / k * np.eye(k)  # quadprog needs a well-conditioned PD H
+        c = rng.standard_normal(k) * np.trace(h) / k
+        x = qp.solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
+        ref = _quadprog(h, c, simplex)
+        np.testing.assert_allclose(x, ref, rtol=0, atol=1e-5 * (1 + np.abs(ref).max()))
+        assert _kkt_violation(h, c, x, simplex) < 1e-8
+
+
+@pytest.mark.parametrize("simplex", [False, True])
+def test_nonneg_qp_kkt_on_rank_deficient_problems(simplex):
+    """quadprog cannot take a singular H; the KKT conditions certify optimality instead."""
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        k = int(rng.integers(2, 30))
+        h = _psd(rng, k, int(rng.integers(1, k)), 10 ** rng.uniform(-4, 4))
+        if simplex:
+            c = rng.standard_normal(k) * np.sqrt(np.trace(h) / k) * rng.integers(0, 2)
+        else:  # bounded below: c = Hz + (something ≥ 0)
+            c = h @ rng.standard_normal(k) + np.abs(rng.standard_normal(k)) * np.trace(h) / k
+        x = qp.solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
+        assert _kkt_violation(h, c, x, simplex) < 1e-7
+
+
+@pytest.mark.parametrize("simplex", [False, True])
+def test_nonneg_qp_closed_forms_for_one_and_two_variables(simplex):
+    """K ≤ 2 (two tasks, the common case) is solved in closed form: same answers as quadprog."""
+    rng = np.random.default_rng(10)
+    for _ in range(200):
+        k = int(rng.integers(1, 3))
+        h = _psd(rng, k, int(rng.integers(1, 3)), 10 ** rng.uniform(-3, 3))
+        h += 1e-6 * np.trace(h) / k * np.eye(k)
+        c = rng.standard_normal(k) * np.trace(h) / k
+        x = qp.solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
+        ref = _quadprog(h, c, simplex)
+        np.testing.assert_allclose(x, ref, rtol=0, atol=1e-6 * (1 + np.abs(ref).max()))
+    # Degenerate: identical rows on the simplex split evenly; a zero Hessian in the box stays at 0.
+    ones = torch.ones(2, 2, dtype=torch.float64)
+    torch.testing.assert_close(
+        qp.solve_nonneg_qp(ones, torch.zeros(2, dtype=torch.float64), simplex=True),
+        torch.full((2,), 0.5, dtype=torch.float64),
+    )
+
+
+def test_nonneg_qp_batches_like_a_loop_and_keeps_device():
+    rng = np.random.default_rng(2)
+    hs = torch.tensor(np.stack([_psd(rng, 6, 4) + 0.1 * np.eye(6) for _ in range(5)]))
+    cs = torch.tensor(rng.standard_normal((5, 6)))
+    batched = qp.solve_nonneg_qp(hs, cs, simplex=True)
+    looped = torch.stack([qp.solve_nonneg_qp(h, c, simplex=True) for h, c in zip(hs, cs)])
+    torch.testing.assert_close(batched, looped, rtol=0, atol=1e-9)
+    shared = qp.solve_nonneg_qp(hs[0], cs)  # one H, five linear terms
+    looped = torch.stack([qp.solve_nonneg_qp(hs[0], c) for c in cs])
+    torch.testing.assert_close(shared, looped, rtol=0, atol=1e-9)
+    assert batched.device == hs.device and batched.dtype == torch.float64
+
+
+def test_nonneg_qp_rejects_non_square_input():
+    with pytest.raises(ValueError, match="square"):
+        qp.solve_nonneg_qp(torch.ones(2, 3), torch.ones(2))
+
+
+# --------------------------------------------------------------------------------------------
+# min_norm_point (MGDA)
+# --------------------------------------------------------------------------------------------
+
+
+def _jacobian(rng: np.random.Generator, k: int, rank: int, p: int = 40) -> np.ndarray:
+    scales = 10 ** rng.uniform(-2, 2, size=(k, 1))
+    return (rng.standard_normal((k, rank)) @ rng.standard_normal((rank, p))) * scales
+
+
+def test_min_norm_point_is_the_min_norm_element_of_the_hull():
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        k = int(rng.integers(1, 20))
+        jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
+        g = jac @ jac.T
+        w = qp.min_norm_point(torch.tensor(g)).numpy()
+        assert w.min() >= 0 and abs(w.sum() - 1) < 1e-12
+        gw, value = g @ w, w @ g @ w
+        scale = np.trace(g) / k
+        # KKT of min_{w∈Δ} wᵀGw: (Gw)ᵢ ≥ wᵀGw for all i, with equality on the support.
+        assert (gw - value).min() >= -1e-7 * scale
+        support = w > 1e-6
+        assert np.abs(gw[support] - value).max() <= 1e-7 * scale
+        # Nothing in the hull is shorter: compare with random simplex points and the vertices.
+        others = np.vstack([rng.dirichlet(np.ones(k), size=200), np.eye(k)])
+        assert value <= np.einsum("ni,ij,nj->n", others, g, others).min() + 1e-10 * scale
+
+
+def test_min_norm_point_matches_quadprog():
+    rng = np.random.default_rng(4)
+    for _ in range(40):
+        k = int(rng.integers(2, 15))
+        jac = _jacobian(rng, k, k + 5)  # full rank: unique minimiser
+        g = jac @ jac.T
+        w = qp.min_norm_point(torch.tensor(g)).numpy()
+        ref = _quadprog(g + 1e-12 * np.trace(g) * np.eye(k), np.zeros(k), simplex=True)
+        if np.linalg.cond(g) < 1e6:  # quadprog is accurate there
+            np.testing.assert_allclose(w, ref, rtol=0, atol=1e-5)
+        # Otherwise quadprog's own error shows: ours is never worse.
+        assert w @ g @ w <= ref @ g @ ref * (1 + 1e-10)
+
+
+def test_min_norm_point_of_identical_rows_is_near_symmetric_and_of_one_row_is_one():
+    """Identical rows make the weights non-unique (the direction is not): the interior point
+    approaches the symmetric analytic centre, up to ~1e-5 of drift along the flat direction."""
+    row = torch.randn(1, 30, dtype=torch.float64)
+    jac = torch.cat([row.repeat(3, 1), torch.randn(2, 30, dtype=torch.float64)])
+    w = qp.min_norm_point(jac @ jac.T)
+    assert float(w[:3].max() - w[:3].min()) < 1e-4
+    w_all = qp.min_norm_point(row.repeat(4, 1) @ row.repeat(4, 1).T)
+    torch.testing.assert_close(
+        w_all, torch.full((4,), 0.25, dtype=torch.float64), atol=1e-3, rtol=0
+    )
+    torch.testing.assert_close(w_all @ row.repeat(4, 1), row[0])
+    torch.testing.assert_close(qp.min_norm_point(row @ row.T), torch.ones(1, dtype=torch.float64))
+
+
+def test_min_norm_point_handles_float32_gramians_of_long_jacobians():
+    """A float32 Gramian of a long Jacobian is indefinite at ~1e-6: the solver must cope."""
+    torch.manual_seed(0)
+    jac = torch.randn(12, 3) @ torch.randn(3, 200_000)  # rank 3 < K: 0 is in the hull
+    w = qp.min_norm_point(jac @ jac.T)
+    assert torch.isfinite(w).all() and abs(float(w.sum()) - 1) < 1e-9
+    d = w.to(torch.float64) @ jac.double()
+    assert float(d.norm()) <= 1e-3 * float(jac.double().norm(dim=1).min())
+
+
+# --------------------------------------------------------------------------------------------
+# dual_cone_weights (UPGrad, DualProj)
+# --------------------------------------------------------------------------------------------
+
+
+def test_dual_cone_weights_match_quadprog_and_project_onto_the_dual_cone():
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        k = int(rng.integers(1, 15))
+        jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
+        g = jac @ jac.T
+        g = g / np.trace(g) + 1e-4 * np.eye(k)
+        u = np.abs(rng.standard_normal((3, k)))
+        v = qp.dual_cone_weights(torch.tensor(g), torch.tensor(u)).numpy()
+        for ui, vi in zip(u, v):
+            ref = quadprog.solve_qp(g, np.zeros(k), np.eye(k), ui)[0]
+            np.testing.assert_allclose(vi, ref, rtol=0, atol=1e-5 * (1 + np.abs(ref).max()))
+            assert (vi - ui).min() >= -1e-12
+            # KKT: Gv ≥ 0, zero where v > u.
+            gv = g @ vi
+            assert gv.min() >= -1e-9 and np.abs(gv * (vi - ui)).max() <= 1e-9
+
+
+def test_dual_cone_weights_without_ridge_give_a_non_conflicting_direction():
+    rng = np.random.default_rng(6)
+    for _ in range(40):
+        k = int(rng.integers(2, 15))
+        jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
+        g = jac @ jac.T
+        v = qp.dual_cone_weights(torch.tensor(g), torch.eye(k, dtype=torch.float64)).numpy()
+        conflicts = jac @ (v @ jac).T  # (K, K): task i's improvement for each projected row
+        assert conflicts.min() >= -1e-8 * np.trace(g) / k
+
+
+# --------------------------------------------------------------------------------------------
+# max_min_in_ball (CAGrad)
+# --------------------------------------------------------------------------------------------
+
+
+def _cagrad_dual(g: np.ndarray, rho: float, w: np.ndarray) -> float:
+    """The dual objective g_wᵀg₀ + ρ‖g_w‖ at w ∈ Δ: an upper bound of the primal optimum."""
+    return float(w @ g.mean(1) + rho * np.sqrt(max(w @ g @ w, 0.0)))
+
+
+def _cagrad_case(rng: np.random.Generator, row_scales: float):
+    k = int(rng.integers(1, 12))
+    rank = int(rng.integers(1, k + 3))
+    jac = rng.standard_normal((k, rank)) @ rng.standard_normal((rank, 30))
+    jac *= 10 ** rng.uniform(-row_scales, row_scales, size=(k, 1))
+    c = float(rng.uniform(0.1, 1.5))
+    return jac, c
+
+
+def test_max_min_in_ball_is_optimal_by_a_duality_certificate():
+    """Primal d feasible with minᵢ gᵢᵀd equal to the dual objective at some w ∈ Δ ⇒ optimal.
+
+    The dual point is recovered independently from d by non-negative least squares on the tasks
+    that are active (gᵢᵀd = minⱼ gⱼᵀd), as the KKT conditions require.
+    """
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        jac, c = _cagrad_case(rng, row_scales=2)  # gradient norms spread over 4 decades
+        k = jac.shape[0]
+        g = jac @ jac.T
+        g0 = jac.mean(0)
+        rho = c * np.linalg.norm(g0)
+        center = torch.full((k,), 1.0 / k, dtype=torch.float64)
+        beta = qp.max_min_in_ball(torch.tensor(g), center, rho).numpy()
+        d = beta @ jac
+        scale = np.sqrt(np.trace(g) / k)
+        assert np.linalg.norm(d - g0) <= rho * (1 + 1e-9) + 1e-12 * scale
+        improvements = jac @ d
+        primal = improvements.min()
+        active = improvements <= primal + 1e-7 * scale**2
+        on_sphere = np.linalg.norm(d - g0) >= rho * (1 - 1e-6)
+        if on_sphere:  # J_Aᵀw ∝ d − g₀ (the scale is fixed by Σw = 1 below)
+            w_active, _ = scipy_optimize.nnls(jac[active].T, d - g0)
+        else:  # inside the ball: J_Aᵀw = 0, Σw = 1
+            a = np.vstack([jac[active].T, np.ones(active.sum())])
+            w_active, _ = scipy_optimize.nnls(a, np.append(np.zeros_like(d), 1.0))
+        w = np.zeros(k)
+        w[active] = w_active
+        w /= w.sum()
+        assert _cagrad_dual(g, rho, w) - primal <= 1e-6 * scale**2
+
+
+def test_max_min_in_ball_agrees_with_the_official_slsqp_solve_on_well_scaled_problems():
+    """The official code's algorithm (SLSQP on the dual, tightened), where it is reliable."""
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        jac, c = _cagrad_case(rng, row_scales=0.5)
+        k = jac.shape[0]
+        g = jac @ jac.T
+        rho = c * np.linalg.norm(jac.mean(0))
+        ref = scipy_optimize.minimize(
+            lambda x, g, rho: _cagrad_dual(g, rho, x),
+            np.ones(k) / k,
+            args=(g, rho),
+            bounds=[(0, 1)] * k,
+            constraints={"type": "eq", "fun": lambda x: x.sum() - 1},
+            method="SLSQP",
+            options={"ftol": 1e-15, "maxiter": 2000},
+        )
+        w = ref.x
+        gw_norm = np.sqrt(w @ g @ w)
+        if gw_norm < 1e-3 * np.sqrt(np.trace(g) / k):
+            continue  # g_w* ≈ 0: the dual's direction is not defined
+        expected = np.ones(k) / k + rho / gw_norm * w
+        center = torch.full((k,), 1.0 / k, dtype=torch.float64)
+        beta = qp.max_min_in_ball(torch.tensor(g), center, rho).numpy()
+        d, d_ref = beta @ jac, expected @ jac
+        assert np.linalg.norm(d - d_ref) <= 1e-5 * np.linalg.norm(d_ref)
+
+
+def test_max_min_in_ball_where_no_direction_improves_every_task():
+    """Opposite gradients: the best worst case is 0, reached inside the ball (g_w* = 0)."""
+    torch.manual_seed(0)
+    jac = torch.randn(3, 10, dtype=torch.float64)
+    jac[1] = -jac[0]
+    g = jac @ jac.T
+    center = torch.full((3,), 1.0 / 3, dtype=torch.float64)
+    rho = 0.4 * float(jac.mean(0).norm())
+    beta = qp.max_min_in_ball(g, center, rho)
+    d = beta @ jac
+    assert torch.isfinite(beta).all()
+    assert float((d - jac.mean(0)).norm()) <= rho * (1 + 1e-9)
+    assert float((jac @ d).min()) >= -1e-8 * float(g.diagonal().mean())
+    # A zero radius is the centre itself.
+    torch.testing.assert_close(qp.max_min_in_ball(g, center, 0.0), center)
+
+
+# --------------------------------------------------------------------------------------------
+# alpha_fair_weights (Nash-MTL, FairGrad)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
+def test_alpha_fair_weights_solve_their_optimality_condition(alpha):
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        k = int(rng.integers(1, 20))
+        jac = _jacobian(rng, k, k + int(rng.integers(0, 5)))
+        g = torch.tensor(jac @ jac.T)
+        w = qp.alpha_fair_weights(g, alpha)
+        assert (w > 0).all()
+        # Gw = w^{-1/α}  ⟺  w^{1/α}·(Gw) = 1
+        residual = w.pow(1 / alpha) * (g @ w) - 1
+        assert float(residual.abs().max()) < 1e-7
+
+
+def test_alpha_fair_weights_follow_the_scaling_law_and_warm_start():
+    torch.manual_seed(0)
+    jac = torch.randn(5, 9, dtype=torch.float64)
+    g = jac @ jac.T
+    for alpha in (0.5, 1.0, 3.0):
+        w = qp.alpha_fair_weights(g, alpha)
+        scaled = qp.alpha_fair_weights(1e6 * g, alpha)
+        torch.testing.assert_close(scaled, w * 1e6 ** (-alpha / (1 + alpha)), rtol=1e-8, atol=0)
+        warm = qp.alpha_fair_weights(g, alpha, init=w * 1.5)
+        torch.testing.assert_close(warm, w, rtol=1e-9, atol=0)
+
+
+def test_alpha_fair_weights_of_orthogonal_gradients_are_closed_form():
+    norms = torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64)
+    g = torch.diag(norms**2)
+    for alpha in (0.5, 1.0, 2.0):
+        expected = (norms**2) ** (-alpha / (1 + alpha))
+        torch.testing.assert_close(qp.alpha_fair_weights(g, alpha), expected)
+
+
+def test_alpha_fair_weights_stay_finite_without_a_solution():
+    """A zero gradient (or gᵢ = −gⱼ) has no finite solution: the ridge keeps it finite."""
+    jac = torch.randn(3, 7, dtype=torch.float64)
+    jac[0] = 0
+    w = qp.alpha_fair_weights(jac @ jac.T, 1.0)
+    assert torch.isfinite(w).all() and (w > 0).all()
+    jac[0] = -jac[1]
+    assert torch.isfinite(qp.alpha_fair_weights(jac @ jac.T, 1.0)).all()
+
+
+def test_alpha_fair_weights_reject_a_non_positive_alpha():
+    with pytest.raises(ValueError, match="alpha"):
+        qp.alpha_fair_weights(torch.eye(2), 0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# project_simplex
+# --------------------------------------------------------------------------------------------
+
+
+def test_project_simplex_is_the_euclidean_projection():
+    rng = np.random.default_rng(9)
+    v = rng.standard_normal((50, 6)) * 3
+    p = qp.project_simplex(torch.tensor(v)).numpy()
+    assert p.min() >= 0
+    np.testing.assert_allclose(p.sum(1), 1, atol=1e-12)
+    for vi, pi in zip(v, p):  # KKT: pi = max(vi − θ, 0) for one θ
+        theta = (vi - pi)[pi > 0]
+        assert np.ptp(theta) < 1e-12
+        assert (vi[pi == 0] <= theta[0] + 1e-12).all()
+    inside = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    torch.testing.assert_close(qp.project_simplex(inside), inside)
+
+
+def test_normalize_gramian_projects_onto_the_psd_cone():
+    g = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)  # eigenvalues 3, -1
+    unit, scale = qp.normalize_gramian(g)
+    assert float(scale) == 1.0
+    assert float(torch.linalg.eigvalsh(unit).min()) > -1e-12
+    zero, scale = qp.normalize_gramian(torch.zeros(3, 3))
+    assert float(scale) == 1.0 and not zero.any()
