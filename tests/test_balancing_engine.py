@@ -34,7 +34,7 @@ class FixedGramian(GramianWeighting):
         super().__init__(num_tasks)
         self.seen: Tensor | None = None
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         self.seen = gramian.clone()
         return torch.tensor(_WEIGHTS[: gramian.shape[0]], dtype=gramian.dtype)
 

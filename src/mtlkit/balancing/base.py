@@ -193,8 +193,12 @@ class GramianWeighting(GradientAggregator):
     needs = Need.GRAMIAN
 
     @abstractmethod
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
-        """Map the (K, K) Gramian ``J Jᵀ`` to the (K,) weights of the task gradients."""
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
+        """Map the (K, K) Gramian ``J Jᵀ`` to the (K,) weights of the task gradients.
+
+        ``losses`` holds the (K,) detached loss values for the methods that read them (MGDA's
+        loss-based normalisations); the others ignore it.
+        """
 
     def aggregate(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
-        return self.weights_from_gramian(jacobian @ jacobian.T) @ jacobian
+        return self.weights_from_gramian(jacobian @ jacobian.T, losses) @ jacobian

@@ -541,7 +541,7 @@ def aggregate_backward(
     jacobian = grads.jacobian
     with torch.no_grad():
         if isinstance(aggregator, GramianWeighting) and aggregator.needs <= Need.GRAMIAN:
-            weights = aggregator.weights_from_gramian(jacobian @ jacobian.T)
+            weights = aggregator.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
             _accumulate_combination(shared, weights, jacobian)
             info = BalanceInfo(weights=weights.detach())
         else:
@@ -600,7 +600,7 @@ def _representation_backward(
         gz, head_grads, _ = _head_pass(losses, split)
     with torch.no_grad():
         gramian = sum(g.flatten(1) @ g.flatten(1).T for g in gz)
-        weights = aggregator.weights_from_gramian(gramian).detach()
+        weights = aggregator.weights_from_gramian(gramian, stacked.detach()).detach()
     if split is None:
         torch.autograd.backward((weights.to(stacked.dtype) * stacked).sum())
         return BalanceInfo(weights=weights)

@@ -88,7 +88,7 @@ class AlignedMTL(GramianWeighting):
         self.scale = scale
         self.rtol = rtol
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         check_gramian(gramian)
         work = gramian.detach().to(solve_dtype(gramian))
         balance = balance_transformation(work, self.scale, self.rtol)

@@ -35,7 +35,7 @@ class ConFIG(GramianWeighting):
     The equal task weights (the paper's default) are used; no preference vector is offered.
     """
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         check_gramian(gramian)
         work = gramian.detach().to(solve_dtype(gramian))
         norms = work.diagonal().clamp(min=0).sqrt()

@@ -99,7 +99,7 @@ class GradVac(_SeededRandomness, GramianWeighting):
         self._init_randomness(seed)
         self.register_buffer("targets", torch.zeros(k, k))
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         k = check_gramian(gramian)
         self._check_num_tasks(k)
         work = gramian.detach().to(solve_dtype(gramian))

@@ -35,7 +35,7 @@ class IMTLG(GramianWeighting):
     common projection c = 1/(1ᵀG⁻¹n) negative; the paper's closed form gives the same α then.
     """
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         check_gramian(gramian)
         work = gramian.detach().to(solve_dtype(gramian))
         norms = work.diagonal().clamp(min=0).sqrt()

@@ -73,7 +73,7 @@ class PCGrad(_SeededRandomness, GramianWeighting):
         super().__init__(num_tasks=num_tasks)
         self._init_randomness(seed)
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         k = check_gramian(gramian)
         self._check_num_tasks(k)
         work = gramian.detach().to(solve_dtype(gramian))
