@@ -18,7 +18,7 @@ from mtlkit.balancing import create, method_class
 from mtlkit.balancing.base import GramianWeighting
 from mtlkit.balancing.methods import gradvac as gradvac_module
 from mtlkit.balancing.methods import pcgrad as pcgrad_module
-from mtlkit.balancing.methods._projection_common import random_orders
+from mtlkit.balancing.methods._common import random_orders
 from mtlkit.balancing.methods.aligned_mtl import balance_transformation
 from mtlkit.balancing.methods.gradvac import gradvac_coefficients
 from mtlkit.balancing.methods.pcgrad import pcgrad_coefficients

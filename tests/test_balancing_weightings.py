@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from mtlkit.balancing import LossWeighting, available, create
-from mtlkit.balancing.methods._weighting_utils import adam_step_
+from mtlkit.balancing.methods._common import adam_step_
 from mtlkit.balancing.methods.gradnorm import last_shared_weight
 
 METHODS = ("uw", "dwa", "rlw", "gls", "gradnorm", "famo", "imtl-l", "stch")

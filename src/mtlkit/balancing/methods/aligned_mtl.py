@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._projection_common import check_gramian, solve_dtype
+from mtlkit.balancing.methods._common import check_gramian, solve_dtype
 from mtlkit.balancing.registry import register
 
 _SCALES = ("min", "median", "rmse")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
+from mtlkit.balancing.options import check_number
 from mtlkit.balancing.qp import max_min_in_ball
 from mtlkit.balancing.registry import register
 
@@ -42,11 +41,9 @@ class CAGrad(GramianWeighting):
 
     def __init__(self, num_tasks: int | None = None, *, c: float = 0.4, rescale: int = 1) -> None:
         super().__init__(num_tasks)
-        if not (isinstance(c, (int, float)) and math.isfinite(c) and c >= 0):
-            raise ValueError(f"c must be a finite number ≥ 0, got {c!r}.")
+        self.c = check_number("cagrad", "c", c, low=0.0)
         if rescale not in _RESCALES or isinstance(rescale, bool):
-            raise ValueError(f"rescale must be 0, 1 or 2, got {rescale!r}.")
-        self.c = float(c)
+            raise ValueError(f"cagrad: rescale must be 0, 1 or 2, got {rescale!r}.")
         self.rescale = int(rescale)
 
     @torch.no_grad()

@@ -8,11 +8,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GradientAggregator
-from mtlkit.balancing.methods._projection_common import (
-    check_jacobian,
-    check_unit_interval,
-    require_num_tasks,
-)
+from mtlkit.balancing.methods._common import check_jacobian
+from mtlkit.balancing.options import check_number, require_num_tasks
 from mtlkit.balancing.registry import register
 
 
@@ -48,14 +45,8 @@ class DBMTL(GradientAggregator):
     ) -> None:
         super().__init__(num_tasks=num_tasks)
         require_num_tasks("db-mtl", num_tasks, "an EMA of every task's gradient")
-        self.beta = check_unit_interval("beta", beta, closed_right=False)
-        try:
-            sigma = float(beta_sigma)
-        except (TypeError, ValueError):
-            sigma = float("nan")
-        if isinstance(beta_sigma, bool) or not 0.0 <= sigma < float("inf"):
-            raise ValueError(f"beta_sigma must be a finite number >= 0, got {beta_sigma!r}.")
-        self.beta_sigma = sigma
+        self.beta = check_number("db-mtl", "beta", beta, low=0.0, high=1.0, high_inclusive=False)
+        self.beta_sigma = check_number("db-mtl", "beta_sigma", beta_sigma, low=0.0)
         self._grad_ema: Tensor | None = None
         self._step = 0
 

@@ -8,11 +8,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import LossWeighting
-from mtlkit.balancing.methods._weighting_utils import (
-    check_number,
-    read_extra_state,
-    require_num_tasks,
-)
+from mtlkit.balancing.methods._common import read_extra_state
+from mtlkit.balancing.options import check_number, require_num_tasks
 from mtlkit.balancing.registry import register
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
+from mtlkit.balancing.options import check_number
 from mtlkit.balancing.qp import alpha_fair_weights
 from mtlkit.balancing.registry import register
 
@@ -36,9 +35,7 @@ class FairGrad(GramianWeighting):
 
     def __init__(self, num_tasks: int | None = None, *, alpha: float = 1.0) -> None:
         super().__init__(num_tasks)
-        if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}.")
-        self.alpha = float(alpha)
+        self.alpha = check_number("fairgrad", "alpha", alpha, low=0.0, low_inclusive=False)
 
     @torch.no_grad()
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:

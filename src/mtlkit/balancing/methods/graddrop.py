@@ -8,12 +8,13 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GradientAggregator
-from mtlkit.balancing.methods._projection_common import (
-    _SeededRandomness,
-    check_jacobian,
-    check_unit_interval,
-)
+from mtlkit.balancing.methods._common import _SeededRandomness, check_jacobian
+from mtlkit.balancing.options import check_number
 from mtlkit.balancing.registry import register
+
+
+def _check_leak(option: str, value: object) -> float:
+    return check_number("graddrop", option, value, low=0.0, high=1.0)
 
 
 @register("graddrop")
@@ -56,17 +57,19 @@ class GradDrop(_SeededRandomness, GradientAggregator):
     ) -> None:
         super().__init__(num_tasks=num_tasks)
         if isinstance(leak, Sequence) and not isinstance(leak, str):
-            values = [check_unit_interval(f"leak[{i}]", v) for i, v in enumerate(leak)]
+            values = [_check_leak(f"leak[{i}]", v) for i, v in enumerate(leak)]
             if not values:
-                raise ValueError("leak must be a number in [0, 1] or one per task, got [].")
+                raise ValueError(
+                    "graddrop: leak must be a number in [0, 1] or one per task, got []."
+                )
             if num_tasks is not None and len(values) != num_tasks:
                 raise ValueError(
-                    f"leak has {len(values)} entries but there are {num_tasks} tasks: give one "
-                    "per task or a single number."
+                    f"graddrop: leak has {len(values)} entries but there are {num_tasks} tasks: "
+                    "give one per task or a single number."
                 )
             self.leak: float | list[float] = values
         else:
-            self.leak = check_unit_interval("leak", leak)
+            self.leak = _check_leak("leak", leak)
         self._init_randomness(seed)
 
     def _leak_tensor(self, jacobian: Tensor) -> Tensor | None:

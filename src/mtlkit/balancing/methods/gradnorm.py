@@ -9,13 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.balancing.base import BalanceInfo, LossWeighting, stack_losses
-from mtlkit.balancing.methods._weighting_utils import (
-    adam_step_,
-    check_choice,
-    check_number,
-    read_extra_state,
-    require_num_tasks,
-)
+from mtlkit.balancing.methods._common import adam_step_, read_extra_state
+from mtlkit.balancing.options import check_choice, check_number, require_num_tasks
 from mtlkit.balancing.registry import register
 
 _MIN_WEIGHT = 1e-6

@@ -6,14 +6,13 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._projection_common import (
+from mtlkit.balancing.methods._common import (
     _SeededRandomness,
     check_gramian,
-    check_unit_interval,
     random_orders,
-    require_num_tasks,
     solve_dtype,
 )
+from mtlkit.balancing.options import check_number, require_num_tasks
 from mtlkit.balancing.registry import register
 
 
@@ -95,7 +94,7 @@ class GradVac(_SeededRandomness, GramianWeighting):
     def __init__(self, num_tasks: int | None = None, *, beta: float = 0.01, seed: int = 0) -> None:
         super().__init__(num_tasks=num_tasks)
         k = require_num_tasks("gradvac", num_tasks, "an EMA similarity goal per pair of tasks")
-        self.beta = check_unit_interval("beta", beta)
+        self.beta = check_number("gradvac", "beta", beta, low=0.0, high=1.0)
         self._init_randomness(seed)
         self.register_buffer("targets", torch.zeros(k, k))
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.balancing.base import LossWeighting
-from mtlkit.balancing.methods._weighting_utils import require_num_tasks
+from mtlkit.balancing.options import require_num_tasks
 from mtlkit.balancing.registry import register
 
 

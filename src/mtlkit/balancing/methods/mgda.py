@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
+from mtlkit.balancing.options import check_choice
 from mtlkit.balancing.qp import min_norm_point
 from mtlkit.balancing.registry import register
 
@@ -42,11 +43,9 @@ class MGDA(GramianWeighting):
 
     def __init__(self, num_tasks: int | None = None, *, normalization: str = "none") -> None:
         super().__init__(num_tasks)
-        if normalization not in _NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {', '.join(_NORMALIZATIONS)}; got {normalization!r}."
-            )
-        self.normalization = normalization
+        self.normalization = check_choice(
+            self.method_name, "normalization", normalization, _NORMALIZATIONS
+        )
 
     def _normalizers(self, gramian: Tensor, losses: Tensor | None) -> Tensor | None:
         if self.normalization == "none":

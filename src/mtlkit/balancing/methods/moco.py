@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GradientAggregator
+from mtlkit.balancing.options import check_choice, check_number
 from mtlkit.balancing.qp import project_simplex
 from mtlkit.balancing.registry import register
 
@@ -60,29 +60,13 @@ class MoCo(GradientAggregator):
         lambda_update: str = "projection",
     ) -> None:
         super().__init__(num_tasks)
-        checks = (
-            ("beta", beta, lambda v: 0 < v <= 1, "in (0, 1]"),
-            ("beta_sigma", beta_sigma, lambda v: v >= 0, "≥ 0"),
-            ("gamma", gamma, lambda v: v > 0, "> 0"),
-            ("gamma_sigma", gamma_sigma, lambda v: v >= 0, "≥ 0"),
-            ("rho", rho, lambda v: v >= 0, "≥ 0"),
-        )
-        for name, value, ok, allowed in checks:
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
-                raise ValueError(f"{name} must be a finite number {allowed}, got {value!r}.")
-        if normalization not in _NORMALIZATIONS:
-            raise ValueError(
-                f"normalization must be one of {', '.join(_NORMALIZATIONS)}; got {normalization!r}."
-            )
-        if lambda_update not in _LAMBDA_UPDATES:
-            raise ValueError(
-                f"lambda_update must be one of {', '.join(_LAMBDA_UPDATES)}; got {lambda_update!r}."
-            )
-        self.beta, self.beta_sigma = float(beta), float(beta_sigma)
-        self.gamma, self.gamma_sigma = float(gamma), float(gamma_sigma)
-        self.rho = float(rho)
-        self.normalization = normalization
-        self.lambda_update = lambda_update
+        self.beta = check_number("moco", "beta", beta, low=0.0, high=1.0, low_inclusive=False)
+        self.beta_sigma = check_number("moco", "beta_sigma", beta_sigma, low=0.0)
+        self.gamma = check_number("moco", "gamma", gamma, low=0.0, low_inclusive=False)
+        self.gamma_sigma = check_number("moco", "gamma_sigma", gamma_sigma, low=0.0)
+        self.rho = check_number("moco", "rho", rho, low=0.0)
+        self.normalization = check_choice("moco", "normalization", normalization, _NORMALIZATIONS)
+        self.lambda_update = check_choice("moco", "lambda_update", lambda_update, _LAMBDA_UPDATES)
         self.step = 0
         self.y: Tensor | None = None
         self.lambd: Tensor | None = None

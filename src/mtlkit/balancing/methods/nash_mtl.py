@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
+from mtlkit.balancing.options import check_int, check_number
 from mtlkit.balancing.qp import alpha_fair_weights
 from mtlkit.balancing.registry import register
 
@@ -49,19 +49,11 @@ class NashMTL(GramianWeighting):
         max_norm: float = 1.0,
     ) -> None:
         super().__init__(num_tasks)
-        for name, value in (
-            ("update_weights_every", update_weights_every),
-            ("optim_niter", optim_niter),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}.")
-        if not (isinstance(max_norm, (int, float)) and math.isfinite(max_norm) and max_norm >= 0):
-            raise ValueError(
-                f"max_norm must be a finite number ≥ 0 (0: no clipping), got {max_norm!r}."
-            )
-        self.update_weights_every = update_weights_every
-        self.optim_niter = optim_niter
-        self.max_norm = float(max_norm)
+        self.update_weights_every = check_int(
+            "nash-mtl", "update_weights_every", update_weights_every, low=1
+        )
+        self.optim_niter = check_int("nash-mtl", "optim_niter", optim_niter, low=1)
+        self.max_norm = check_number("nash-mtl", "max_norm", max_norm, low=0.0)  # 0: no clipping
         self.step = 0
         self.alpha: Tensor | None = None
 

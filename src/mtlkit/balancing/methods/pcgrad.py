@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._projection_common import (
+from mtlkit.balancing.methods._common import (
     _SeededRandomness,
     check_gramian,
     random_orders,

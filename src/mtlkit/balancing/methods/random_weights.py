@@ -8,11 +8,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import LossWeighting
-from mtlkit.balancing.methods._weighting_utils import (
-    check_choice,
-    check_seed,
-    read_extra_state,
-)
+from mtlkit.balancing.methods._common import read_extra_state
+from mtlkit.balancing.options import check_choice, check_seed
 from mtlkit.balancing.registry import register
 
 

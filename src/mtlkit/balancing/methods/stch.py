@@ -9,13 +9,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import LossWeighting
-from mtlkit.balancing.methods._weighting_utils import (
-    check_int,
-    check_number,
-    per_task_values,
-    read_extra_state,
-    require_num_tasks,
-)
+from mtlkit.balancing.methods._common import read_extra_state
+from mtlkit.balancing.options import check_int, check_number, per_task_values, require_num_tasks
 from mtlkit.balancing.registry import register
 
 _EPS = 1e-20

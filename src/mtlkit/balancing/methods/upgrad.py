@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
+from mtlkit.balancing.options import check_number
 from mtlkit.balancing.qp import dual_cone_weights, normalize_gramian
 from mtlkit.balancing.registry import register
 
@@ -25,12 +26,8 @@ class _DualConeWeighting(GramianWeighting):
         reg_eps: float = 1e-4,
     ) -> None:
         super().__init__(num_tasks)
-        if not (isinstance(norm_eps, (int, float)) and math.isfinite(norm_eps) and norm_eps >= 0):
-            raise ValueError(f"norm_eps must be a finite number ≥ 0, got {norm_eps!r}.")
-        if not (isinstance(reg_eps, (int, float)) and math.isfinite(reg_eps) and reg_eps >= 0):
-            raise ValueError(f"reg_eps must be a finite number ≥ 0, got {reg_eps!r}.")
-        self.norm_eps = float(norm_eps)
-        self.reg_eps = float(reg_eps)
+        self.norm_eps = check_number(self.method_name, "norm_eps", norm_eps, low=0.0)
+        self.reg_eps = check_number(self.method_name, "reg_eps", reg_eps, low=0.0)
         pref = None
         if pref_vector is not None:
             values = [float(v) for v in pref_vector]

@@ -1,23 +1,31 @@
-"""Private helpers shared by the adaptive loss weightings: option checks and a tiny Adam.
+"""Validators for the options of the balancing methods, shared by every method.
 
-Nothing here is registered; the module only exists so that the method files stay short.
+Each checker takes the method's registered name and the option's name, and returns the value in
+its working type or raises a ``ValueError`` whose message names the method, the option, the
+allowed values and the value given, e.g. ``"dwa: temperature must be a number in (0.0, inf],
+got 0.0."``. Numbers are ``int`` or ``float`` (never ``bool``) and must be finite.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import Tensor
+__all__ = [
+    "check_choice",
+    "check_int",
+    "check_number",
+    "check_seed",
+    "per_task_values",
+    "require_num_tasks",
+]
 
 
-def require_num_tasks(method: str, num_tasks: int | None) -> int:
-    """``num_tasks`` for a method with per-task state, or a ValueError telling how to fix it."""
+def require_num_tasks(method: str, num_tasks: int | None, what: str = "per-task state") -> int:
+    """``num_tasks`` for a method that keeps ``what``, or a ValueError telling how to fix it."""
     if num_tasks is None:
         raise ValueError(
-            f"{method} keeps per-task state and needs the number of tasks: pass num_tasks=K "
+            f"{method} keeps {what} and needs the number of tasks: pass num_tasks=K "
             f"(e.g. create({method!r}, num_tasks=2))."
         )
     return num_tasks
@@ -33,7 +41,11 @@ def check_number(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> float:
-    """``value`` as a finite float inside the given range, or a ValueError naming the option."""
+    """``value`` as a finite float inside the given range, or a ValueError naming the option.
+
+    ``low``/``high`` (``None``: unbounded) are closed ends unless ``low_inclusive`` /
+    ``high_inclusive`` is false; e.g. ``low=0.0, high=1.0, high_inclusive=False`` is [0, 1).
+    """
     left = "[" if low_inclusive else "("
     right = "]" if high_inclusive else ")"
     allowed = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
@@ -86,43 +98,3 @@ def per_task_values(
             f"{method}: {option} has {len(values)} entries but there are {num_tasks} tasks."
         )
     return [check_number(method, f"{option}[{k}]", v, low=low) for k, v in enumerate(values)]
-
-
-def read_extra_state(method: str, state: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
-    """Check that a loaded ``_extra_state`` is the dict this method wrote."""
-    if not isinstance(state, Mapping) or set(state) != set(keys):
-        found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
-        raise ValueError(
-            f"{method}: the checkpoint's extra state has keys {found}, expected {sorted(keys)}; "
-            "it was written by another method or version."
-        )
-    return state
-
-
-@torch.no_grad()
-def adam_step_(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    step: int,
-    *,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-) -> None:
-    """One in-place Adam step (``torch.optim.Adam``'s update, L2 ``weight_decay`` included).
-
-    ``step`` is the 1-based index of this step. Kept here, on plain buffers, so that a method's
-    internal optimiser moves with ``.to(device)`` and travels in ``state_dict()``.
-    """
-    beta1, beta2 = betas
-    if weight_decay != 0.0:
-        grad = grad + weight_decay * param
-    exp_avg.lerp_(grad, 1.0 - beta1)
-    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-    bias_correction1 = 1.0 - beta1**step
-    bias_correction2 = 1.0 - beta2**step
-    denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
-    param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)

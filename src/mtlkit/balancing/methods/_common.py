@@ -1,49 +1,27 @@
-"""Shared private helpers of the projection and closed-form gradient aggregators.
+"""Private tensor and state helpers shared by the balancing methods.
 
-* :class:`_SeededRandomness`: a mixin that gives a method its own seeded ``torch.Generator`` (one
+* input checks (:func:`check_gramian`, :func:`check_jacobian`) and the dtype the linear algebra
+  runs in (:func:`solve_dtype`);
+* :class:`_SeededRandomness`, a mixin that gives a method its own seeded ``torch.Generator`` (one
   per device type, so random draws happen where the data lives) and puts the generators' states in
-  ``state_dict()`` through ``get_extra_state``;
-* input checks and the dtype the linear algebra runs in.
+  ``state_dict()`` through ``get_extra_state``, and :func:`random_orders` drawn from it;
+* :func:`read_extra_state`, the check of a loaded ``_extra_state``, and :func:`adam_step_`, a tiny
+  Adam on plain buffers for methods with an internal optimiser.
+
+The checks of the methods' options live in :mod:`mtlkit.balancing.options`. Nothing here is
+registered.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-_MAX_SEED = 2**63 - 1
-
-
-def check_seed(seed: Any) -> int:
-    """Validate a ``seed`` option (a non-negative integer)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED:
-        raise ValueError(f"seed must be an integer in [0, 2**63 - 1], got {seed!r}.")
-    return seed
-
-
-def check_unit_interval(name: str, value: Any, *, closed_right: bool = True) -> float:
-    """Validate a float option in [0, 1] (or [0, 1) when ``closed_right`` is false)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    ok = 0.0 <= number <= 1.0 if closed_right else 0.0 <= number < 1.0
-    if isinstance(value, bool) or not ok:
-        bracket = "]" if closed_right else ")"
-        raise ValueError(f"{name} must be a number in [0, 1{bracket}, got {value!r}.")
-    return number
-
-
-def require_num_tasks(method: str, num_tasks: int | None, what: str) -> int:
-    """Refuse ``num_tasks=None`` for a method that keeps per-task state."""
-    if num_tasks is None:
-        raise ValueError(
-            f"{method} keeps {what}, so it must know the number of tasks: pass num_tasks=K "
-            f"(e.g. create({method!r}, num_tasks=2))."
-        )
-    return num_tasks
+from mtlkit.balancing.options import check_seed
 
 
 def check_gramian(gramian: Tensor) -> int:
@@ -96,7 +74,8 @@ class _SeededRandomness:
     """
 
     def _init_randomness(self, seed: int) -> None:
-        self.seed = check_seed(seed)
+        method = getattr(self, "method_name", type(self).__name__)
+        self.seed = check_seed(method, seed)
         self._generators: dict[str, torch.Generator] = {}
         self._pending_states: dict[str, Tensor] = {}
 
@@ -123,3 +102,43 @@ class _SeededRandomness:
             str(key): value.detach().to(device="cpu", dtype=torch.uint8).clone()
             for key, value in state.get("rng", {}).items()
         }
+
+
+def read_extra_state(method: str, state: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:
+    """Check that a loaded ``_extra_state`` is the dict this method wrote."""
+    if not isinstance(state, Mapping) or set(state) != set(keys):
+        found = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+        raise ValueError(
+            f"{method}: the checkpoint's extra state has keys {found}, expected {sorted(keys)}; "
+            "it was written by another method or version."
+        )
+    return state
+
+
+@torch.no_grad()
+def adam_step_(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: int,
+    *,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> None:
+    """One in-place Adam step (``torch.optim.Adam``'s update, L2 ``weight_decay`` included).
+
+    ``step`` is the 1-based index of this step. Kept here, on plain buffers, so that a method's
+    internal optimiser moves with ``.to(device)`` and travels in ``state_dict()``.
+    """
+    beta1, beta2 = betas
+    if weight_decay != 0.0:
+        grad = grad + weight_decay * param
+    exp_avg.lerp_(grad, 1.0 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+    bias_correction1 = 1.0 - beta1**step
+    bias_correction2 = 1.0 - beta2**step
+    denom = (exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(eps)
+    param.addcdiv_(exp_avg, denom, value=-lr / bias_correction1)
