@@ -191,9 +191,7 @@ def load_benchmark(
 
 def _lookup(name: str, protocol: str) -> _Benchmark:
     if name not in _BENCHMARKS:
-        raise DataError(
-            f"unknown benchmark {name!r}. Known benchmarks: {', '.join(_BENCHMARKS)}."
-        )
+        raise DataError(f"unknown benchmark {name!r}. Known benchmarks: {', '.join(_BENCHMARKS)}.")
     bench = _BENCHMARKS[name]
     if protocol not in bench.protocols:
         raise DataError(
@@ -212,9 +210,7 @@ def _check_options(seed: int, val_fraction: float, limit: int | None) -> None:
             "Use 0 for no validation split."
         )
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise DataError(
-            f"load_benchmark: limit must be a positive integer or None, got {limit!r}."
-        )
+        raise DataError(f"load_benchmark: limit must be a positive integer or None, got {limit!r}.")
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:

@@ -52,9 +52,7 @@ def sener_images(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     return canvas[:, rows[:, None], rows[None, :]]
 
 
-def pareto_images(
-    top_left: np.ndarray, bottom_right: np.ndarray, shifts: np.ndarray
-) -> np.ndarray:
+def pareto_images(top_left: np.ndarray, bottom_right: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Overlay pairs of 28x28 uint8 images as in Lin et al. (2019).
 
     Args:

@@ -138,9 +138,7 @@ def _parse_header(payload: bytes, path: Path) -> tuple[np.dtype, tuple[int, ...]
     code, ndim = payload[2], payload[3]
     if code not in _CODE_TO_DTYPE:
         known = ", ".join(f"0x{c:02X}" for c in _CODE_TO_DTYPE)
-        raise DataError(
-            f"{path}: unknown IDX data-type code 0x{code:02X} (known: {known}). {_FIX}"
-        )
+        raise DataError(f"{path}: unknown IDX data-type code 0x{code:02X} (known: {known}). {_FIX}")
     offset = 4 + 4 * ndim
     if len(payload) < offset:
         raise DataError(

