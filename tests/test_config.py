@@ -22,6 +22,11 @@ def test_defaults_are_valid():
         ({"balancer": {"name": "nope"}}, r"^balancer: unknown balancing method 'nope'; choose"),
         ({"balancer": {"name": "fixed", "lamda": 0.3}}, r"^balancer: .*no option 'lamda'"),
         ({"train": {"device": "tpu"}}, r"^train\.device: must be 'auto'"),
+        ({"data": {"benchmark": "nope"}}, r"^data\.benchmark / data\.protocol: unknown benchmark"),
+        ({"data": {"benchmark": "multi-fashion"}}, r"protocol 'sener' is not defined for it"),
+        ({"tasks": {"include": ["up"]}}, r"^tasks\.include: .* tasks of multi-mnist: left, right"),
+        ({"balancer": {"name": "cagrad", "c": -1}}, r"^balancer: cagrad: c must be"),
+        ({"balancer": {"name": "fixed"}}, r"^balancer: fixed needs exactly one of"),
     ],
 )
 def test_errors_name_the_key_and_what_is_allowed(raw, expected):
@@ -57,3 +62,20 @@ def test_load_config_reports_missing_and_invalid_files(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("train:\n  epochs: 4\n")
     assert load_config(good, ["train.epochs=7"]).train.epochs == 7
+
+
+def test_seeded_methods_follow_the_run_seed_unless_the_config_sets_theirs():
+    import torch
+
+    from mtlkit.balancing import create
+    from mtlkit.experiment import build_balancer
+
+    losses = [torch.tensor(1.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)]
+
+    def weights(balancer):
+        return balancer.combine(torch.stack(losses))[1]
+
+    run_seed = build_balancer(parse_config({"seed": 3, "balancer": {"name": "rlw"}}), 2)
+    assert torch.equal(weights(run_seed), weights(create("rlw", num_tasks=2, seed=3)))
+    own_seed = build_balancer(parse_config({"seed": 3, "balancer": {"name": "rlw", "seed": 9}}), 2)
+    assert torch.equal(weights(own_seed), weights(create("rlw", num_tasks=2, seed=9)))

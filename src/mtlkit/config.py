@@ -131,7 +131,7 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
             f"the config must be a mapping of keys to values, got {type(raw).__name__}."
         )
     try:
-        return ExperimentConfig.model_validate(raw)
+        config = ExperimentConfig.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(top level)"
@@ -141,6 +141,31 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
         shown = f" (got {value!r})" if not isinstance(value, dict) else ""
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{key}: {message}{shown}") from None
+    _check_against_data_and_methods(config)
+    return config
+
+
+def _check_against_data_and_methods(config: ExperimentConfig) -> None:
+    """The checks that need the benchmark and method registries: run them before any work."""
+    from mtlkit.balancing import create
+    from mtlkit.data import DataError, benchmark_tasks
+
+    try:
+        tasks = benchmark_tasks(config.data.benchmark, config.data.protocol)
+    except DataError as error:
+        raise ConfigError(f"data.benchmark / data.protocol: {error}") from None
+    include = config.tasks.include
+    if include is not None:
+        unknown = [name for name in include if name not in tasks]
+        if unknown or not include or len(set(include)) != len(include):
+            raise ConfigError(
+                f"tasks.include: {include} must name distinct tasks of {config.data.benchmark}: "
+                f"{', '.join(tasks)}."
+            )
+    try:
+        create(config.balancer.name, num_tasks=len(include or tasks), **config.balancer.options)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"balancer: {error}") from None
 
 
 def _allowed_keys(loc: tuple) -> str:

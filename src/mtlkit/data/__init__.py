@@ -14,7 +14,7 @@ cached with a fingerprint, and served in memory:
 ...     ...  # inputs: (256, 1, 28, 28) float32; targets["left"], targets["right"]: (256,) int64
 """
 
-from mtlkit.data.benchmarks import list_benchmarks, load_benchmark
+from mtlkit.data.benchmarks import benchmark_tasks, list_benchmarks, load_benchmark
 from mtlkit.data.datasets import load_base
 from mtlkit.data.errors import DataError
 from mtlkit.data.idx import read_idx, sha256_of_payload, write_idx
@@ -40,6 +40,7 @@ __all__ = [
     "TaskSpec",
     "TensorBatches",
     "fetch",
+    "benchmark_tasks",
     "list_benchmarks",
     "list_datasets",
     "load_base",

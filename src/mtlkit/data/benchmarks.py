@@ -84,6 +84,9 @@ class _Benchmark:
     protocols: tuple[str, ...]
 
 
+_TASK_NAMES = ("left", "right")
+"""Every benchmark here has two tasks: the item on the left (top-left) and on the right."""
+
 _BENCHMARKS: Mapping[str, _Benchmark] = MappingProxyType(
     {
         "multi-mnist": _Benchmark(
@@ -117,6 +120,16 @@ def list_benchmarks() -> dict[str, str]:
         name: f"{bench.description} (protocols: {', '.join(bench.protocols)})"
         for name, bench in _BENCHMARKS.items()
     }
+
+
+def benchmark_tasks(name: str, protocol: str) -> tuple[str, ...]:
+    """The task names of benchmark ``name`` built by ``protocol``, without building anything.
+
+    Raises:
+        DataError: unknown benchmark, or a protocol not defined for it.
+    """
+    _lookup(name, protocol)
+    return _TASK_NAMES
 
 
 def load_benchmark(
@@ -181,7 +194,10 @@ def load_benchmark(
     return MultiTaskData(
         name=name,
         protocol=protocol,
-        tasks=[TaskSpec("left", left_spec.num_classes), TaskSpec("right", right_spec.num_classes)],
+        tasks=[
+            TaskSpec(task, spec.num_classes)
+            for task, spec in zip(_TASK_NAMES, (left_spec, right_spec))
+        ],
         train=_split(arrays, "train", train_index[:limit]),
         val=None if val_index is None else _split(arrays, "train", val_index[:limit]),
         test=_split(arrays, "test", test_index[:limit]),
