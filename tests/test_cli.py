@@ -85,6 +85,28 @@ def test_a_finished_run_is_not_overwritten_by_accident(config_file, tmp_path, of
     assert main(["train", str(config_file), *TINY, "--out", str(out), "--overwrite"]) == 0
 
 
+def test_overwrite_removes_the_previous_runs_files_first(config_file, tmp_path, offline_data):
+    out = tmp_path / "run"
+    assert main(["train", str(config_file), *TINY, "--out", str(out)]) == 0
+    stale = out / "tb" / "events.out.tfevents.stale"
+    stale.write_text("old")
+    keep = out / "notes.txt"  # not ours: never touched
+    keep.write_text("mine")
+    assert main(["train", str(config_file), *TINY, "--out", str(out), "--overwrite"]) == 0
+    assert not stale.exists() and keep.read_text() == "mine"
+
+
+def test_a_finished_comparison_is_not_overwritten_by_accident(
+    config_file, tmp_path, offline_data, capsys
+):
+    out = tmp_path / "cmp"
+    assert main(["baselines", str(config_file), *TINY, "--out", str(out)]) == 0
+    before = (out / "comparison.json").read_bytes()
+    assert main(["baselines", str(config_file), *TINY, "--out", str(out)]) == 1
+    assert "comparison.json" in capsys.readouterr().err
+    assert (out / "comparison.json").read_bytes() == before
+
+
 def test_baselines_compares_against_one_single_task_run_per_task(
     config_file, tmp_path, offline_data, capsys
 ):

@@ -63,7 +63,7 @@ def test_training_learns_both_tasks():
     assert reports["level"].accuracy > 0.9
 
 
-def test_best_validation_epoch_is_kept_and_test_is_never_consulted():
+def test_the_best_validation_epoch_is_kept():
     train, val = learnable_split(256, 0), learnable_split(128, 2)
     trainer = make_trainer(lr=0.5)  # a high rate makes validation scores move around
     states = {}

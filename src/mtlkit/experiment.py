@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 
 import mtlkit
 from mtlkit.atomic import write_text_atomic
-from mtlkit.balancing import Balancer, create
+from mtlkit.balancing import Balancer, create, describe
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config
 from mtlkit.data import MultiTaskData, Split, TensorBatches, load_benchmark
 from mtlkit.evaluation import (
@@ -52,6 +53,41 @@ class RunResult:
     test: dict[str, ClassificationReport]
     best_epoch: int
     seconds: float
+
+
+_RUN_FILES = ("config.yaml", "log.csv", "best.pt", "last.pt", "metrics.json", "report.md")
+_COMPARISON_FILES = ("comparison.json", "report.md")
+
+
+def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """Make ``path`` ready for a new run or comparison, never losing a finished one by accident.
+
+    A folder holding a finished run (``metrics.json``) or comparison (``comparison.json``) is
+    refused unless ``overwrite``; with ``overwrite``, the files mtlkit wrote there before (and
+    only those, in sub-runs too) are removed first, so nothing stale mixes with the new run.
+
+    Raises:
+        FileExistsError: the folder holds a finished run and ``overwrite`` is false.
+    """
+    path = Path(path)
+    finished = [name for name in ("metrics.json", "comparison.json") if (path / name).exists()]
+    if finished and not overwrite:
+        raise FileExistsError(
+            f"{path} already holds a finished run ({finished[0]}); pass --overwrite to replace "
+            "it, or choose another --out."
+        )
+    if overwrite and path.is_dir():
+        _remove_run_files(path)
+    return path
+
+
+def _remove_run_files(path: Path) -> None:
+    for name in (*_RUN_FILES, *_COMPARISON_FILES):
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / "tb", ignore_errors=True)
+    for sub in [path / "multi-task", *path.glob("single-*")]:
+        if (sub / "config.yaml").is_file():
+            _remove_run_files(sub)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,9 +152,13 @@ def build_model(config: ExperimentConfig, data: MultiTaskData, tasks: list[Task]
 
 
 def build_balancer(config: ExperimentConfig, num_tasks: int) -> Balancer:
-    """The balancing method, its option values checked against the number of tasks."""
+    """The balancing method; a method with its own ``seed`` option gets the run's seed unless
+    the config sets one, so that runs with different seeds draw differently."""
+    options = config.balancer.options
+    if "seed" in describe(config.balancer.name).options:
+        options.setdefault("seed", config.seed)
     try:
-        return create(config.balancer.name, num_tasks=num_tasks, **config.balancer.options)
+        return create(config.balancer.name, num_tasks=num_tasks, **options)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"balancer: {error}") from None
 

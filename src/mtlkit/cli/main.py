@@ -88,12 +88,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_dir(args: argparse.Namespace, config: ExperimentConfig) -> Path:
+    from mtlkit.experiment import prepare_run_dir
+
     out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if (out / "metrics.json").exists() and not args.overwrite:
-        raise FileExistsError(
-            f"{out} already holds a finished run; pass --overwrite to replace it or another --out."
-        )
-    return out
+    return prepare_run_dir(out, overwrite=args.overwrite)
 
 
 def _train(args: argparse.Namespace) -> int:
