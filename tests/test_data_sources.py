@@ -326,6 +326,15 @@ def test_download_from_second_mirror(dirs, tmp_path, server, make_fake_dataset):
     assert not any(name.endswith(".part") for name in _files(data_dir / "toy"))
 
 
+def test_a_corrupt_first_mirror_falls_back_to_the_next(dirs, tmp_path, server, make_fake_dataset):
+    data_dir, system = dirs
+    spec = _served_spec(make_fake_dataset, tmp_path, server, mirrors=2)
+    good = server.files["mirror1/train-labels-idx1-ubyte.gz"]
+    server.files["mirror0/train-labels-idx1-ubyte.gz"] = good[:-1] + bytes([good[-1] ^ 1])
+    assert fetch(spec, data_dir, system_root=system, quiet=True) == data_dir / "toy"
+    assert (data_dir / "toy" / "train-labels-idx1-ubyte.gz").read_bytes() == good
+
+
 def test_download_resumes_a_partial_file(dirs, tmp_path, server, make_fake_dataset):
     data_dir, system = dirs
     spec = _served_spec(make_fake_dataset, tmp_path, server)
@@ -360,5 +369,5 @@ def test_unreachable_mirrors_fall_through_to_registry(
     )
     assert fetch(spec, data_dir, system_root=system) == data_dir / "toy"
     err = capsys.readouterr().err
-    assert "upstream mirrors unreachable" in err and "HTTP 404" in err
+    assert "upstream mirrors failed" in err and "HTTP 404" in err
     assert "fetching a fake copy" in err

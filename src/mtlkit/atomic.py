@@ -14,17 +14,32 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a fresh temporary path in ``path``'s folder; move it onto ``path`` on success.
 
     The folder is created if needed and the temporary file exists (empty) when the block
-    starts, with the permissions the umask gives new files. If the block raises, the temporary
-    file is removed and ``path`` is left as it was.
+    starts, with the permissions the umask gives new files. The data is flushed to disk before
+    the rename, and the rename before returning, so a power cut leaves the old or the new file.
+    If the block raises, the temporary file is removed and ``path`` is left as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield temporary
+        _sync(temporary)
         os.replace(temporary, path)
+        _sync(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _sync(path: Path) -> None:
+    """fsync a file or a folder (folders only where the platform allows opening them)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):  # e.g. folders on Windows
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:

@@ -152,7 +152,7 @@ def list_datasets(
 
 
 def _fetch_upstream(spec: DatasetSpec, files: list[str], target: Path, *, quiet: bool) -> str:
-    """Download ``files`` from the first mirror serving each; stop at one that none serves.
+    """Download ``files`` from the first mirror serving a verified copy; stop at one none does.
 
     Returns what failed, for later messages; empty if nothing did.
     """
@@ -162,11 +162,11 @@ def _fetch_upstream(spec: DatasetSpec, files: list[str], target: Path, *, quiet:
             try:
                 _download_verified(spec, file, url + f"{file}.gz", target, quiet=quiet)
                 break
-            except Unreachable as error:
+            except (Unreachable, DataError) as error:  # unreachable, or a corrupt copy
                 failures.append(str(error))
         else:
             if failures:
-                summary = f"upstream mirrors unreachable ({failures[-1]})"
+                summary = f"upstream mirrors failed ({failures[-1]})"
                 note(f"{spec.name}: {summary}; trying the registry copy.", quiet=quiet)
                 return summary
     return ""
