@@ -5,8 +5,10 @@ what the trainer does: ``zero_grad``, forward (``encode`` + ``decode`` + K cross
 ``balancer.backward(losses, shared_params, features)``, SGD step (model and balancer
 parameters). Every method trains its own copy of the same initial network on the same batch; the
 methods are timed round-robin (the order rotated every round) in one run, and each method's
-median step time is divided by the median of ``ew``. Targets from the issue: gradient
-aggregators ≤ 1.4× ``ew`` at K = 2, loss weightings ≤ 1.05×.
+median step time is divided by the median of ``ew``. Two peers are timed beside them on the same
+network and batch: LibMTL-style plumbing (K full backward passes, gradients copied out of
+``.grad``) and torchjd's ``mtl_backward`` + ``jac_to_grad(UPGrad())`` (when installed).
+Targets from the issue: gradient aggregators ≤ 1.4× ``ew`` at K = 2, loss weightings ≤ 1.05×.
 
 Run: ``python benchmarks/balancing.py`` (about 3 minutes on 2 cores) or ``--quick``.
 """
@@ -58,17 +60,85 @@ def _measure(num_tasks: int, rounds: int, clock, backbone: str) -> dict[str, flo
         balancer.backward(losses, model.shared_parameters(), z)
         optimizer.step()
 
+    references = _references(template, num_tasks)
+    setups.update({name: setup for name, (setup, _) in references.items()})
+    steps = {name: run for name, (_, run) in references.items()}
+
+    def timed_step(name: str) -> None:
+        if name in steps:
+            steps[name](*setups[name], x, ys)
+        else:
+            step(name)
+
     names = list(setups)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds + 1):  # round 0 warms up (and lets stateful methods initialise)
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             start = clock()
-            step(name)
+            timed_step(name)
             elapsed = clock() - start
             if r > 0:
                 times[name].append(elapsed)
     return {n: statistics.median(t) for n, t in times.items()}
+
+
+def _libmtl_style_step(model, _balancer, optimizer, x, ys) -> None:
+    """LibMTL's plumbing for gradient methods: K full backward passes, each task's shared
+    gradient copied out of ``.grad`` into a flat vector, the mean written back."""
+    optimizer.zero_grad(set_to_none=True)
+    z = model.encode(x)
+    out = model.decode(z)
+    losses = [F.cross_entropy(out[f"t{k}"], y) for k, y in enumerate(ys)]
+    shared = list(model.shared_parameters())
+    rows = []
+    for k, loss in enumerate(losses):
+        loss.backward(retain_graph=k < len(losses) - 1)
+        rows.append(torch.cat([p.grad.reshape(-1).clone() for p in shared]))
+        for p in shared:
+            p.grad = None
+    direction = torch.stack(rows).mean(0)
+    offset = 0
+    for p in shared:
+        p.grad = direction[offset : offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+    optimizer.step()
+
+
+def _torchjd_step(model, aggregator, optimizer, x, ys) -> None:
+    """torchjd 0.18's own path: ``mtl_backward`` then ``jac_to_grad`` with its aggregator."""
+    from torchjd.autojac import jac_to_grad, mtl_backward
+
+    optimizer.zero_grad(set_to_none=True)
+    z = model.encode(x)
+    out = model.decode(z)
+    losses = [F.cross_entropy(out[f"t{k}"], y) for k, y in enumerate(ys)]
+    shared = list(model.shared_parameters())
+    mtl_backward(losses, features=z, shared_params=shared)
+    jac_to_grad(shared, aggregator)
+    optimizer.step()
+
+
+def _references(template: HardSharing, num_tasks: int) -> dict:
+    """Peer implementations timed beside ours: LibMTL-style plumbing, and torchjd if installed."""
+    refs = {}
+    model = copy.deepcopy(template)
+    refs["ref: libmtl-style"] = (
+        (model, None, torch.optim.SGD(model.parameters(), lr=1e-3)),
+        _libmtl_style_step,
+    )
+    try:
+        from torchjd.aggregation import UPGrad
+
+        UPGrad()(torch.eye(2))  # needs torchjd's optional QP solver
+    except Exception:  # torchjd is a dev-only reference; skip it when absent or incomplete
+        return refs
+    model = copy.deepcopy(template)
+    refs["ref: torchjd upgrad"] = (
+        (model, UPGrad(), torch.optim.SGD(model.parameters(), lr=1e-3)),
+        _torchjd_step,
+    )
+    return refs
 
 
 def main() -> None:
@@ -107,6 +177,9 @@ def main() -> None:
     print(f"| method | family | needs | {head} | target (K=2) |")
     print("|---|---|---|" + "---|" * len(ks) + "---|")
     order = sorted(infos, key=lambda n: (infos[n].family, n))
+    for name in [n for n in results[ks[0]] if n.startswith("ref: ")]:
+        cells = " | ".join(f"{results[k][name] / results[k]['ew']:.2f}" for k in ks)
+        print(f"| {name} | reference | jacobian | {cells} | |")
     for name in order:
         info = infos[name]
         cells = " | ".join(f"{results[k][name] / results[k]['ew']:.2f}" for k in ks)
