@@ -2,8 +2,8 @@
 
     python benchmarks/methods_accuracy.py [--epochs 3] [--backbone lenet] [--methods ew mgda ...]
 
-Each run uses the same seed, data, network and optimizer; only the balancer differs. Wall time is
-shown as a ratio to `ew`, measured in this same run.
+Each run uses the same seed, data, network and optimizer; only the balancer differs. Step-time
+ratios are measured by ``benchmarks/balancing.py`` (whole runs are too noisy on a shared machine).
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=None, help="default: every method")
     args = parser.parse_args()
     methods = args.methods or [info.name for info in available()]
-    if "ew" in methods:  # the reference for the time ratio runs first
+    if "ew" in methods:  # the reference row comes first
         methods.remove("ew")
-    methods.insert(0, "ew")
+        methods.insert(0, "ew")
 
     rows = []
     with tempfile.TemporaryDirectory() as out:
@@ -49,19 +49,18 @@ def main() -> None:
             )
             result = train(config, f"{out}/{name}")
             accuracy = {task: report.accuracy for task, report in result.test.items()}
-            rows.append((name, accuracy, result.seconds))
+            rows.append((name, accuracy))
             print(f"done {name}: {accuracy}", flush=True)
 
-    reference = rows[0][2]
     tasks = list(rows[0][1])
     print(f"\nmulti-mnist (sener), {args.backbone}, {args.epochs} epochs, SGD lr {args.lr}, cosine")
-    print("| method | " + " | ".join(f"test acc {t}" for t in tasks) + " | mean | time vs ew |")
-    print("|---" * (len(tasks) + 3) + "|")
-    for name, accuracy, seconds in rows:
+    print("| method | " + " | ".join(f"test acc {t}" for t in tasks) + " | mean |")
+    print("|---" * (len(tasks) + 2) + "|")
+    for name, accuracy in rows:
         mean = sum(accuracy.values()) / len(accuracy)
         cells = " | ".join(f"{accuracy[t]:.4f}" for t in tasks)
         finite = "" if all(math.isfinite(v) for v in accuracy.values()) else " (non-finite)"
-        print(f"| {name}{finite} | {cells} | {mean:.4f} | {seconds / reference:.2f}× |")
+        print(f"| {name}{finite} | {cells} | {mean:.4f} |")
 
 
 if __name__ == "__main__":
