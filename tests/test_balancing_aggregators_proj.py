@@ -23,8 +23,6 @@ from mtlkit.balancing.methods.aligned_mtl import balance_transformation
 from mtlkit.balancing.methods.gradvac import gradvac_coefficients
 from mtlkit.balancing.methods.pcgrad import pcgrad_coefficients
 
-tja = pytest.importorskip("torchjd.aggregation")
-
 F64 = torch.float64
 METHODS = ["pcgrad", "gradvac", "imtl-g", "aligned-mtl", "config", "graddrop", "db-mtl"]
 STATEFUL = {"gradvac", "db-mtl"}
@@ -74,6 +72,13 @@ class _ScriptedRandperm:
         perm = self.perms.pop(0)
         assert len(perm) == n
         return torch.tensor(perm)
+
+
+@pytest.fixture
+def tja():
+    """torchjd's aggregators (dev-only): only the tests that compare against them need it, so
+    that the property tests still run where it is not installed."""
+    return pytest.importorskip("torchjd.aggregation")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,7 +216,7 @@ def test_pcgrad_is_reproducible_by_seed_and_resumes_from_state_dict():
         torch.testing.assert_close(resumed.weights_from_gramian(gram), a.weights_from_gramian(gram))
 
 
-def test_pcgrad_matches_torchjd_with_the_same_orders(monkeypatch):
+def test_pcgrad_matches_torchjd_with_the_same_orders(monkeypatch, tja):
     # torchjd draws a permutation of all K tasks per task i from the global RNG (skipping i);
     # K=2 needs no order, and for K=5 we feed it the orders our generator drew.
     jac2 = _jacobian(2, 30, seed=6)
@@ -258,7 +263,7 @@ def test_gradvac_correction_reaches_the_goal_cosine():
     torch.testing.assert_close(new_goals[rows, orders[:, 0]], 0.75 * 0.6 + 0.25 * cos_before)
 
 
-def test_gradvac_matches_torchjd_over_several_steps(monkeypatch):
+def test_gradvac_matches_torchjd_over_several_steps(monkeypatch, tja):
     # Same definition as torchjd (whole model, φ̂ updated on every visit); torchjd adds 1e-8 to
     # its denominators, we do not, hence a small tolerance. Orders are scripted for both.
     k, steps = 4, 4
@@ -321,6 +326,12 @@ def test_imtl_g_equal_projections_weights_sum_to_one_and_paper_closed_form(k):
     torch.testing.assert_close(projections, projections.mean().expand(k), rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(weights.sum(), torch.tensor(1.0, dtype=F64))
     torch.testing.assert_close(weights, _imtl_closed_form(jac), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 10])
+def test_imtl_g_matches_torchjd(k, tja):
+    jac = _jacobian(k, 50, scales=torch.logspace(-1, 1, k), seed=k)
+    direction = create("imtl-g").aggregate(jac)
     torch.testing.assert_close(direction, tja.IMTLG()(jac), rtol=1e-5, atol=1e-8)
 
 
@@ -352,11 +363,17 @@ def test_aligned_mtl_balanced_matrix_has_equal_singular_values_on_its_span(k, ra
     # the update is the sum of the balanced gradients (w = 1), i.e. K × torchjd's mean
     direction = create("aligned-mtl").aggregate(jac)
     torch.testing.assert_close(direction, balanced.sum(0))
+
+
+@pytest.mark.parametrize(("k", "rank"), [(2, 2), (5, 5), (6, 3), (10, 10)])
+def test_aligned_mtl_is_k_times_torchjds_mean(k, rank, tja):
+    jac = _jacobian(k, 60, rank=rank, scales=torch.logspace(-1, 1, k), seed=k + rank)
+    direction = create("aligned-mtl").aggregate(jac)
     torch.testing.assert_close(direction, k * tja.AlignedMTL()(jac), rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("scale", ["median", "rmse"])
-def test_aligned_mtl_other_scales_match_torchjd(scale):
+def test_aligned_mtl_other_scales_match_torchjd(scale, tja):
     jac = _jacobian(6, 40, scales=torch.logspace(-1, 1, 6), seed=13)
     ours = create("aligned-mtl", scale=scale).aggregate(jac)
     torch.testing.assert_close(ours, 6 * tja.AlignedMTL(scale_mode=scale)(jac), rtol=1e-5, atol=0)
@@ -385,9 +402,7 @@ def test_aligned_mtl_scale_behaviour():
 
 
 @pytest.mark.parametrize("k", [2, 3, 5, 10])
-def test_config_is_conflict_free_equal_angle_and_matches_torchjd(k):
-    # torchjd's ConFIG: Eq. 2 with pinv of the K×P unit matrix and the length Σ g_kᵀ g_u over
-    # the raw gradients, the same definition as ours computed on the K×K Gramian.
+def test_config_is_conflict_free_and_equal_angle(k):
     jac = _jacobian(k, 50, scales=torch.logspace(-1, 1, k), seed=40 + k)
     direction = create("config").aggregate(jac)
     projections = _units(jac) @ direction
@@ -395,6 +410,14 @@ def test_config_is_conflict_free_equal_angle_and_matches_torchjd(k):
     torch.testing.assert_close(projections, projections.mean().expand(k), rtol=1e-9, atol=0)
     unit = direction / direction.norm()
     torch.testing.assert_close(direction.norm(), (jac @ unit).sum())  # length projection
+
+
+@pytest.mark.parametrize("k", [2, 3, 5, 10])
+def test_config_matches_torchjd(k, tja):
+    # torchjd's ConFIG: Eq. 2 with pinv of the K×P unit matrix and the length Σ g_kᵀ g_u over
+    # the raw gradients, the same definition as ours computed on the K×K Gramian.
+    jac = _jacobian(k, 50, scales=torch.logspace(-1, 1, k), seed=40 + k)
+    direction = create("config").aggregate(jac)
     torch.testing.assert_close(direction, tja.ConFIG()(jac), rtol=1e-5, atol=1e-8)
     j32 = jac.float()
     torch.testing.assert_close(
@@ -426,7 +449,7 @@ def test_permutation_equivariance(name):
 # graddrop
 
 
-def test_graddrop_matches_torchjd_with_the_same_draws():
+def test_graddrop_matches_torchjd_with_the_same_draws(tja):
     # Same definition as torchjd (on the parameters' Jacobian, f = identity); seed s draws what
     # the global CPU RNG draws after torch.manual_seed(s).
     jac = _jacobian(4, 500, seed=18)

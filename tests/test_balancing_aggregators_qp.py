@@ -293,38 +293,23 @@ def test_upgrad_with_a_one_hot_preference_projects_that_task():
     assert abs(float((d - jac[0]) @ d)) <= 1e-9 * float(jac.norm() ** 2)
 
 
-def _torchjd_projector():
-    """torchjd's QuadprogProjector without its qpsolvers dependency: the same normalisation,
-    regularisation and QP, solved with quadprog directly."""
-    torchjd_linalg = pytest.importorskip("torchjd._linalg")
-    quadprog = pytest.importorskip("quadprog")
-
-    class _Projector(torchjd_linalg.DualConeProjector):
-        def __call__(self, weights, gramian):
-            g = torchjd_linalg.regularize(torchjd_linalg.normalize(gramian, 1e-4), 1e-4)
-            g = g.double().numpy()
-            rows = [
-                quadprog.solve_qp(g, np.zeros(len(u)), np.eye(len(u)), u)[0]
-                for u in weights.double().reshape(-1, g.shape[0]).numpy()
-            ]
-            return torch.tensor(np.array(rows)).reshape(weights.shape).to(gramian.dtype)
-
-    return _Projector()
-
-
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_dual_cone_methods_agree_with_torchjd(name):
-    """Same definition as torchjd (G / trace(G) + 1e-4·I), with its norm_eps = 1e-4."""
+    """Same definition as torchjd (G / trace(G) + 1e-4·I, norm_eps = 1e-4), whose default
+    projector solves the QP with quadprog through qpsolvers: weights and aggregated updates."""
     torchjd = pytest.importorskip("torchjd.aggregation")
-    projector = _torchjd_projector()
-    reference = (torchjd.UPGradWeighting if name == "upgrad" else torchjd.DualProjWeighting)(
-        projector=projector
-    )
+    pytest.importorskip("qpsolvers")
+    pytest.importorskip("quadprog")
+    weighting = torchjd.UPGradWeighting if name == "upgrad" else torchjd.DualProjWeighting
+    aggregator = torchjd.UPGrad if name == "upgrad" else torchjd.DualProj
     for _, jac in _cases(10):
         g = jac @ jac.T
         w = _weights(name, jac, norm_eps=1e-4)
-        w_ref = reference(g)
+        w_ref = weighting()(g)
         torch.testing.assert_close(w, w_ref, atol=1e-5 * float(w_ref.abs().max()), rtol=0)
+        d = create(name, norm_eps=1e-4).aggregate(jac)
+        d_ref = aggregator()(jac)
+        torch.testing.assert_close(d, d_ref, atol=1e-5 * float(d_ref.norm()), rtol=0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +363,80 @@ def test_cagrad_is_scale_invariant_and_permutation_equivariant():
         torch.testing.assert_close(d, w @ jac, atol=1e-6 * float(jac.norm()), rtol=0)
 
 
+def _official_cagrad(jac: np.ndarray, alpha: float, rescale: int) -> np.ndarray:
+    """The official CAGrad update (Liu et al. 2021, github.com/Cranial-XIX/CAGrad, ``cagrad``),
+    translated line by line from its torch/numpy mix: SLSQP on the dual over the simplex, with
+    its 1e-8 guards; only the SLSQP tolerance is tightened (default ftol 1e-6)."""
+    from scipy.optimize import minimize
+
+    k = jac.shape[0]
+    gg = jac @ jac.T
+    g0_norm = np.sqrt(gg.mean() + 1e-8)
+    x_start = np.ones(k) / k
+    cons = {"type": "eq", "fun": lambda x: 1 - sum(x)}
+    b = x_start.copy()
+    c = alpha * g0_norm + 1e-8
+
+    def objfn(x):
+        return (x @ gg @ b + c * np.sqrt(x @ gg @ x + 1e-8)).sum()
+
+    res = minimize(
+        objfn,
+        x_start,
+        bounds=[(0, 1)] * k,
+        constraints=cons,
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )
+    gw = res.x @ jac
+    g = jac.mean(0) + c / (np.linalg.norm(gw) + 1e-8) * gw
+    return g / (1.0, 1 + alpha**2, 1 + alpha)[rescale]
+
+
+@pytest.mark.parametrize("rescale", [0, 1, 2])
+def test_cagrad_matches_the_official_code_on_well_conditioned_gramians(rescale):
+    pytest.importorskip("scipy")
+    rng = np.random.default_rng(rescale)
+    for trial in range(15):
+        k = int(rng.integers(2, 8))
+        jac = rng.standard_normal((k, 40)) * 10 ** rng.uniform(-0.5, 0.5, size=(k, 1))
+        expected = _official_cagrad(jac, 0.4, rescale)
+        w = _weights("cagrad", torch.tensor(jac), c=0.4, rescale=rescale).numpy()
+        d = w @ jac
+        assert np.linalg.norm(d - expected) <= 1e-4 * np.linalg.norm(expected), (trial, k)
+
+
+def test_cagrad_update_norm_is_bounded_on_float32_jacobians():
+    """‖d‖ ≤ (1 + c)‖g₀‖/(1 + c²) on adversarial float32 Jacobians, measured on the Jacobian (not
+    the float32 Gramian the weights were solved on): near-parallel, near-opposite, zero and
+    badly scaled gradients at scales 1e-8..1e4. Before the fix a benign 2×2 Gramian gave weights
+    ~10³ and diverged training."""
+    gen = torch.Generator().manual_seed(3)
+    c = 0.4
+    for trial in range(60):
+        k = (2, 2, 3, 5)[trial % 4]
+        jac = torch.randn(k, 3000, generator=gen, dtype=torch.float64)
+        kind = trial % 5
+        if kind == 1:
+            jac = jac[:1].repeat(k, 1) + 1e-5 * jac
+        elif kind == 2:
+            jac[1] = -jac[0] + 1e-3 * jac[1]
+        elif kind == 3:
+            jac[0] = 0
+        elif kind == 4:
+            jac = jac * torch.logspace(-3, 3, k, dtype=torch.float64)[:, None]
+        jac32 = (10.0 ** (trial % 13 - 8) * jac).float()
+        true = jac32.double()
+        g0 = true.mean(0)
+        resolution = 1e-5 * float(true.norm(dim=1).max() ** 2)
+        if float(g0 @ g0) < 1e3 * resolution:
+            continue  # the float32 Gramian cannot resolve g₀ itself
+        w = _weights("cagrad", jac32, c=c)
+        assert w.dtype == torch.float32 and bool(torch.isfinite(w).all())
+        d = w.double() @ true
+        assert float(d.norm()) <= (1 + c) / (1 + c**2) * float(g0.norm()) * (1 + 1e-3), trial
+
+
 def test_cagrad_agrees_with_torchjd_if_cvxpy_is_installed():
     """torchjd's CAGrad needs cvxpy (not a dev dependency here); its update has no rescaling."""
     pytest.importorskip("cvxpy")
@@ -412,6 +471,29 @@ def test_nash_mtl_clips_the_update_norm():
     clipped = _weights("nash-mtl", jac)
     torch.testing.assert_close(clipped, alpha / 2.0)
     torch.testing.assert_close(_weights("nash-mtl", jac, max_norm=10.0), alpha)
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_nash_mtl_step_follows_the_official_code_at_every_gradient_scale(k):
+    """The official NashMTL divides GᵀG by N = ‖GᵀG‖_F, but its constraints
+    −log(αᵢ·N) − log((Ĝα)ᵢ) ≤ 0 put N back: the fixed point is αᵢ(Gα)ᵢ = 1 on the *unnormalised*
+    G, i.e. α = α̂/√N with Ĝα̂ = 1/α̂. So ‖d‖² = αᵀGα = K at every gradient scale, and
+    ``clip_grad_norm_(max_norm)`` makes it min(√K, max_norm): the step does not shrink with the
+    gradients (the official solver only returns a smaller step where ECOS fails at tiny scales
+    and it falls back to the previous α)."""
+    jac = _jacobian(20 + k, k, spread=0.5)
+    for scale in (1e-4, 1e-2, 1.0, 1e2):
+        scaled = scale * jac
+        g = scaled @ scaled.T
+        n = float(torch.linalg.matrix_norm(g))  # Frobenius, as torch.norm(GTG)
+        alpha = _weights("nash-mtl", scaled, max_norm=0.0)
+        # The optimality condition on the normalised Gramian, for α̂ = √N·α.
+        g_hat, alpha_hat = g / n, alpha * n**0.5
+        torch.testing.assert_close(g_hat @ alpha_hat, 1 / alpha_hat, rtol=1e-8, atol=0)
+        for max_norm in (0.0, 1.0, 0.5, 10.0):
+            expected = k**0.5 if max_norm == 0 else min(k**0.5, max_norm)
+            d = _weights("nash-mtl", scaled, max_norm=max_norm) @ scaled
+            torch.testing.assert_close(float(d.norm()), expected, rtol=1e-8, atol=0)
 
 
 def test_nash_mtl_reuses_its_weights_between_updates_and_keeps_them_in_its_state():

@@ -19,8 +19,9 @@ Solvers:
   that break ties by index; the direction is unique either way.
 * :func:`min_norm_point`: MGDA's ``min_{w∈Δ} wᵀGw`` (the min-norm point of the convex hull).
 * :func:`dual_cone_weights`: ``min_v vᵀGv`` s.t. ``v ≥ u``, for a batch of ``u`` (UPGrad, DualProj).
-* :func:`max_min_in_ball`: CAGrad's ``max_{‖d − g₀‖ ≤ r} minᵢ gᵢᵀd``, as a convex QCQP in the
-  span of the gradients (primal-dual interior point).
+* :func:`max_min_in_ball`: CAGrad's ``max_{‖d − g₀‖ ≤ r} minᵢ gᵢᵀd``, through its dual over the
+  simplex on a slightly regularised Gramian: closed form for K = 2, otherwise bisection on
+  ‖g_w‖ with batched simplex QPs; the update stays in the ball whatever the solve returns.
 * :func:`alpha_fair_weights`: ``Gw = w^{-1/α}``, ``w > 0`` (Nash-MTL for α = 1, FairGrad): Newton's
   method on the strictly convex ``½wᵀGw − Σ h(wᵢ)`` whose stationarity condition it is, with an
   exact line search over a geometric grid of step sizes (evaluated at once, without a host sync).
@@ -392,33 +393,53 @@ def dual_cone_weights(
     return u + x
 
 
-def _qcqp_direction(
-    p: Tensor,
-    xi: Tensor,
-    res: tuple[Tensor, ...],
-    ell: Tensor,
-    factor: tuple[Tensor, Tensor],
-    t5: Tensor,
-    t6: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """Newton direction of :func:`max_min_in_ball`'s interior point.
+def _cagrad_dual_k2(h: Tensor, b: Tensor, r: Tensor) -> Tensor:
+    """Closed-form minimiser ``w = (t, 1 − t)`` of ``bᵀw + r‖g_w‖`` for K = 2 (H positive definite).
 
-    For the complementarity residuals t5 = λ∘s − target and t6 = ησ − target; slacks and
-    multipliers are eliminated down to the (K+1)×(K+1) system, LU-factorised in ``factor``. Returns
-    ``([dξ, dγ], [dλ, ds, dη, dσ])``.
+    With ``‖g_w‖² = At² + 2Bt + C`` (A = ‖g₁ − g₂‖², B = (g₁ − g₂)ᵀg₂, C = ‖g₂‖²) and
+    ``AC − B² = det H > 0``, the derivative ``β + r(At + B)/‖g_w‖`` (β = b₁ − b₂) vanishes at
+    ``At + B = s·√(det H / (A − s²))``, s = −β/r, when s² < A; otherwise it has β's sign on all
+    of [0, 1] (|At + B| < √A·‖g_w‖) and the minimiser is an end point.
     """
-    k = xi.shape[0]
-    lam, slack, eta, sig = p[:k], p[k : 2 * k], p[2 * k], p[2 * k + 1]
-    r1, r2, r3, r4 = res
-    w5 = (t5 + lam * r3) / slack
-    rhs = torch.cat([xi * ((t6 + eta * r4) / sig) - r1 - ell.T @ w5, (w5.sum() - r2).reshape(1)])
-    sol = torch.linalg.lu_solve(*factor, rhs[:, None])[:, 0]
-    dxi = sol[:k]
-    ds = ell @ dxi - sol[k] + r3
-    dlam = -(t5 + lam * ds) / slack
-    dsig = r4 - xi @ dxi
-    deta = -(t6 + eta * dsig) / sig
-    return sol, torch.cat([dlam, ds, deta.reshape(1), dsig.reshape(1)])
+    h11, h12, h22 = h[0, 0], h[0, 1], h[1, 1]
+    a = (h11 + h22 - 2.0 * h12).clamp(min=torch.finfo(h.dtype).tiny)
+    bb = h12 - h22
+    det = (h11 * h22 - h12 * h12).clamp(min=0.0)
+    slope = b[0] - b[1]
+    s = -slope / r
+    room = a - s * s
+    inside = room > 0
+    y = s * (det / torch.where(inside, room, 1.0)).sqrt()
+    t = torch.where(inside, ((y - bb) / a).clamp(0.0, 1.0), (slope < 0).to(h.dtype))
+    return torch.stack([t, 1.0 - t])
+
+
+def _cagrad_dual_bisect(h: Tensor, b: Tensor, r: Tensor, floor: float, rounds: int) -> Tensor:
+    """Minimiser of ``bᵀw + r‖g_w‖`` over the simplex (``‖g_w‖² = wᵀHw``, H positive definite).
+
+    ``√a = min_{τ>0} (a/τ + τ)/2`` makes the dual ``min_τ φ(τ)`` with ``φ(τ) = rτ/2 + min_{w∈Δ}
+    bᵀw + (r/2τ)wᵀHw``: jointly convex in (w, τ), so φ is convex and, by the envelope theorem,
+    ``φ'(τ) = (r/2)(1 − ‖g_{w(τ)}‖²/τ²)`` with w(τ) the simplex QP's minimiser, the same as that of
+    ``½wᵀHw + (τ/r)bᵀw``. Its root τ* = ‖g_w*‖ is bracketed by ``[floor, √max Hᵢᵢ]`` (floor² ≤
+    min_{w∈Δ} wᵀHw) and located by ``rounds`` rounds of 15 log-spaced trial points, each round
+    one batched interior-point solve; the QP of the final τ gives w.
+    """
+    dtype, device = h.dtype, h.device
+    lo = torch.as_tensor(floor, dtype=dtype, device=device).log()
+    hi = h.diagonal().amax().sqrt().log()
+    frac = torch.arange(1, 16, dtype=dtype, device=device) / 16.0
+    zero = torch.zeros((), dtype=dtype, device=device)
+    for _ in range(rounds):
+        tau = (lo + (hi - lo) * frac).exp()  # (15,)
+        w = solve_nonneg_qp(h, (tau / r)[:, None] * b, simplex=True, offset=zero)
+        above = tau * tau >= ((w @ h) * w).sum(-1)  # φ'(τ) ≥ 0: τ* ≤ τ
+        first = torch.where(above, frac, 2.0).argmin()  # first trial point at or above τ*
+        new_hi = torch.where(above.any(), tau[first].log(), hi)
+        new_lo = torch.where(first > 0, tau[(first - 1).clamp(min=0)].log(), lo)
+        new_lo = torch.where(above.any(), new_lo, tau[-1].log())
+        lo, hi = new_lo, new_hi
+    tau = (0.5 * (lo + hi)).exp()
+    return solve_nonneg_qp(h, (tau / r) * b, simplex=True, offset=zero)
 
 
 def max_min_in_ball(
@@ -426,28 +447,41 @@ def max_min_in_ball(
     center: Tensor,
     radius: Tensor | float,
     *,
-    tol: float | None = None,
-    max_iter: int = 100,
+    ridge: float = 1e-10,
+    rounds: int = 9,
 ) -> Tensor:
     """Weights of ``d* = argmax_{‖d − Jᵀu‖ ≤ r} minᵢ gᵢᵀd`` (CAGrad's problem, Liu et al. 2021).
 
-    The dual over the simplex, ``min_{w∈Δ} bᵀw + r‖Jᵀw‖``, is not smooth where ``Jᵀw = 0``, and
-    CAGrad's optimum can sit there; the primal is smooth. With ``G = VΛVᵀ`` and ``L = VΛ^½`` (so
-    gᵢᵀgⱼ = lᵢᵀlⱼ), d = Jᵀu + r·Qξ in the span of the gradients, and the problem becomes the convex
-    QCQP in K + 1 variables::
+    Solved through its dual over the simplex, as in the paper (Algorithm 1) and the official
+    code::
 
-        max_{ξ, γ} γ   s.t.   r·Lξ + Gu ≥ γ·1,   ‖ξ‖² ≤ 1
+        w* = argmin_{w∈Δ} bᵀw + r‖g_w‖,   b = Gu,   g_w = Jᵀw,   d* = Jᵀu + (r/‖g_w*‖)·g_w*
 
-    solved by a primal-dual interior-point method (Mehrotra predictor-corrector with the centring
-    parameter kept ≥ 0.1; the Newton system reduces to (K+1)×(K+1); 10 to 30 iterations). The
-    weights are ``u + r·VΛ^{−½}ξ`` (zero eigenvalues dropped), which
-    is ``u + (r/‖g_w‖)·w`` at the dual's solution w, and stays defined where ``g_w = 0``: d is then
-    the analytic centre of the optimal set {d in the ball : Jd ≥ γ*}.
+    (weak duality: ``minᵢ gᵢᵀd ≤ g_wᵀd ≤ bᵀw + r‖g_w‖`` for every feasible d and w ∈ Δ). The norms
+    are those of the *regularised* Gramian ``H = Ĝ + diag(ridge·Ĝᵢᵢ + ridge²)`` (Ĝ: G made PSD
+    and scaled to unit mean diagonal by :func:`normalize_gramian`), i.e. every gradient gets a
+    private extra coordinate of relative size √ridge. This does three things:
+
+    * ``‖g_w‖ > 0`` on the whole simplex, so the dual is smooth (the kink at ``g_w = 0``, where
+      0 is in the convex hull and the official code divides by ``‖g_w‖ + 1e-8``, is gone);
+    * the weights stay bounded (``‖g_w‖_H² ≥ ridge·Σᵢwᵢ²Ĝᵢᵢ``): errors of a Gramian accurate to
+      ~``ridge`` relative (float32) cannot turn a near-zero ``g_w`` into a huge update;
+    * whatever w ∈ Δ the solve returns, ``β = u + r·w/‖g_w‖_H`` satisfies ``‖Jᵀ(β − u)‖ ≤ r``
+      (for every J whose Gramian is below H), so ``‖d‖ ≤ ‖g₀‖ + r``: the ball constraint holds by
+      construction, not by convergence.
+
+    For K = 2 the dual is solved in closed form; for K > 2 by bisection on the norm
+    ``τ = ‖g_w‖`` with batched simplex QPs (:func:`_cagrad_dual_bisect`). Where 0 is (nearly) in
+    the convex hull the solution tends, as ridge → 0, to a maximiser of the worst-case
+    improvement (value ≤ 0); the direction then depends on ridge, its norm never exceeds the bound.
 
     Args:
-        gramian: ``(K, K)`` PSD G.
+        gramian: ``(K, K)`` Gramian G (made PSD and scaled here).
         center: ``(K,)`` u (CAGrad: 1/K each, the mean gradient).
         radius: r ≥ 0 (CAGrad: c·‖Jᵀu‖).
+        ridge: the relative regularisation above; use at least the Gramian's relative accuracy
+            (~1e-5 for float32 Gramians of long Jacobians).
+        rounds: bisection rounds for K > 2 (each narrows the bracket of log τ 16-fold).
 
     Returns:
         ``(K,)`` weights β with d* = Jᵀβ, in the working precision.
@@ -458,81 +492,20 @@ def max_min_in_ball(
     u = center.detach().to(dtype=dtype, device=device).reshape(k)
     r = torch.as_tensor(radius, dtype=dtype, device=device) / unit.sqrt()  # in units of √unit
     tiny = torch.finfo(dtype).tiny
-    r_safe = torch.where(r > tiny, r, 1.0)
-    values, vectors = torch.linalg.eigh(g)
-    keep = values > 1e-13 * values[-1].clamp(min=tiny)
-    values = torch.where(keep, values, 0.0)
-    ell = vectors * values.sqrt()  # L, K×K (zero columns where dropped)
-    bt = (g @ u) / r_safe  # b̃ = Gu / r: constraint Lξ − γ1 + b̃ ≥ 0 (γ in units of r)
-    tol = _default_tol(dtype) if tol is None else tol
-    n_cone = k + 1.0
-
-    # Primal (ξ, γ); multipliers λ ≥ 0 of Lξ − γ1 + b̃ ≥ 0 with slacks s, η ≥ 0 of ½(1 − ‖ξ‖²) ≥ 0
-    # with slack σ. The positive ones are kept in one vector p = [λ, s, η, σ] (2K + 2).
-    xi = torch.zeros(k, dtype=dtype, device=device)
-    gamma = bt.min() - 1.0
-    p = torch.cat(
-        [
-            torch.full((k,), 1.0 / k, dtype=dtype, device=device),
-            bt - gamma,
-            torch.tensor([1.0, 0.5], dtype=dtype, device=device),
-        ]
-    )
-    mat = torch.zeros(k + 1, k + 1, dtype=dtype, device=device)
-    eye = torch.eye(k, dtype=dtype, device=device)
-    every = _check_every(device)
-    for it in range(max_iter):
-        lam, slack, eta, sig = p[:k], p[k : 2 * k], p[2 * k], p[2 * k + 1]
-        r1 = eta * xi - ell.T @ lam  # stationarity in ξ
-        r2 = lam.sum() - 1.0  # stationarity in γ
-        r3 = ell @ xi - gamma + bt - slack  # Lξ − γ1 + b̃ = s
-        r4 = 0.5 * (1.0 - xi @ xi) - sig  # ½(1 − ‖ξ‖²) = σ
-        comp = p[:k] * p[k : 2 * k]
-        gap = comp.sum() + eta * sig
-        mu = gap / n_cone
-        if it >= 4 and it % every == 0:
-            scale = 1.0 + gamma.abs()
-            err = torch.stack(
-                [r1.abs().amax(), r2.abs(), r3.abs().amax() / scale, r4.abs(), gap / scale]
-            ).amax()
-            if bool(err <= tol):
-                break
-        dd = lam / slack
-        ldl = ell.T * dd  # LᵀD
-        mat[:k, :k] = torch.addmm(torch.outer(xi, xi).mul_(eta / sig), ldl, ell).add_(
-            (eta + _PROX) * eye
-        )
-        col = -ldl.sum(-1)  # −LᵀD1
-        mat[:k, k] = col
-        mat[k, :k] = col
-        mat[k, k] = dd.sum()
-        factor = torch.linalg.lu_factor_ex(mat)[:2]
-        res = (r1, r2, r3, r4)
-        aff = _qcqp_direction(p, xi, res, ell, factor, comp, eta * sig)
-        t = _max_step(p, aff[1])
-        pa = torch.addcmul(p, t, aff[1])
-        mu_aff = ((pa[:k] * pa[k : 2 * k]).sum() + pa[2 * k] * pa[2 * k + 1]) / n_cone
-        # Mehrotra's centring, but never below 0.1: the ball constraint is not linear, and the
-        # unsafeguarded heuristic can overshoot it and diverge (seen on ill-conditioned G).
-        sigma = ((mu_aff / mu) ** 3).clamp(0.1, 1.0)
-        target = torch.maximum(sigma * mu, mu.new_tensor(1e-2 * tol / n_cone))
-        dp = aff[1]
-        direction = _qcqp_direction(
-            p,
-            xi,
-            res,
-            ell,
-            factor,
-            torch.addcmul(comp, dp[:k], dp[k : 2 * k]).sub_(target),
-            eta * sig + dp[2 * k] * dp[2 * k + 1] - target,
-        )
-        t = _max_step(p, direction[1]).mul_(0.99)
-        xi = xi + t * direction[0][:k]
-        gamma = gamma + t * direction[0][k]
-        p = torch.addcmul(p, t, direction[1])
-    inv_sqrt = torch.where(keep, values.clamp(min=tiny).rsqrt(), 0.0)
-    beta = u + r * (vectors @ (inv_sqrt * xi))
-    return torch.where(r > tiny, beta, u)
+    positive = r > tiny
+    r_safe = torch.where(positive, r, 1.0)
+    h = g + torch.diag(ridge * g.diagonal() + ridge * ridge)
+    b = h @ u
+    if k == 1:
+        w = torch.ones(1, dtype=dtype, device=device)
+    elif k == 2:
+        w = _cagrad_dual_k2(h, b, r_safe)
+    else:
+        w = _cagrad_dual_bisect(h, b, r_safe, ridge / k**0.5, rounds)
+        w = w.clamp(min=0.0)
+        w = w / w.sum()
+    norm = (w @ h @ w).clamp(min=ridge * ridge / k).sqrt()
+    return torch.where(positive, u + (r_safe / norm) * w, u)
 
 
 def alpha_fair_weights(

@@ -26,12 +26,14 @@ class CAGrad(GramianWeighting):
            = g₀ + (√φ / ‖g_w*‖) g_w*,   w* = argmin_{w ∈ Δ} g_wᵀg₀ + √φ‖g_w‖,   g_w = Σᵢ wᵢgᵢ
 
     and the update is d*/r, i.e. the weights (1/K + (√φ/‖g_w*‖)·w*ᵢ)/r. The paper and the
-    official code solve the dual over the simplex (scipy's SLSQP, which stalls far from the optimum
-    on badly scaled gradients, and divides by ‖g_w‖ + 1e-8); here the primal is solved exactly
-    as a convex QCQP in the span of the gradients (:func:`mtlkit.balancing.qp.max_min_in_ball`),
-    which stays well defined where g_w* = 0 (0 in the convex hull and no direction in the ball
-    improves every task): d* is then the analytic centre of the optimal set. c = 0 gives the mean
-    gradient. The weights do not depend on the scale of J.
+    official code solve the dual over the simplex with scipy's SLSQP (which stalls far from the
+    optimum on badly scaled gradients) and divide by ‖g_w‖ + 1e-8; here the same dual is solved
+    exactly (closed form for K = 2, bisection on ‖g_w‖ with batched simplex QPs otherwise, see
+    :func:`mtlkit.balancing.qp.max_min_in_ball`) on the Gramian plus a relative ridge of
+    100·eps of its dtype (1.2e-5 for float32, 1e-10 at least), so that ‖g_w‖ > 0 and, whatever
+    the solve returns, ‖d* − g₀‖ ≤ √φ and ‖d*‖ ≤ (1 + c)‖g₀‖. Where g_w* ≈ 0 (0 in the convex hull)
+    d* is optimal to ~1e-5 of the scale. c = 0 gives the mean gradient. The weights do not depend
+    on the scale of J.
 
     Args:
         c: the ball's radius relative to ‖g₀‖, c ≥ 0 (paper: 0.4 on NYUv2, 0.5 elsewhere).
@@ -51,9 +53,12 @@ class CAGrad(GramianWeighting):
         k = gramian.shape[-1]
         self._check_num_tasks(k)
         divisor = (1.0, 1.0 + self.c**2, 1.0 + self.c)[self.rescale]
+        # The Gramian is only as accurate as its dtype (float32: ~1e-6..1e-5 relative for long
+        # Jacobians); the solver's ridge must be at least that (see max_min_in_ball).
+        ridge = min(max(100.0 * torch.finfo(gramian.dtype).eps, 1e-10), 1e-2)
         g = gramian.detach().double() if gramian.device.type != "mps" else gramian.detach()
         mean = torch.full((k,), 1.0 / k, dtype=g.dtype, device=g.device)
         if self.c == 0.0:
             return (mean / divisor).to(gramian.dtype)
         radius = self.c * (mean @ g @ mean).clamp(min=0.0).sqrt()  # c‖g₀‖
-        return (max_min_in_ball(g, mean, radius) / divisor).to(gramian.dtype)
+        return (max_min_in_ball(g, mean, radius, ridge=ridge) / divisor).to(gramian.dtype)

@@ -31,6 +31,15 @@ class NashMTL(GramianWeighting):
     d). Then, as the official code clips the shared parameters' gradient norm to ``max_norm``, α
     is scaled so that ‖d‖ ≤ max_norm (task-specific parameters keep their own gradients).
 
+    The step size is that of the official code (``WeightMethods.NashMTL``): it divides GᵀG by
+    its Frobenius norm N before solving, but only for the solver's conditioning, since its
+    constraints ``−log(αᵢ·N) − log((Ĝα)ᵢ) ≤ 0`` multiply N back: its fixed point is
+    ``αᵢ(Gα)ᵢ = 1`` on the unnormalised G, i.e. α = α̂/√N with Ĝα̂ = 1/α̂, the solution here. So
+    ‖d‖ = √K at every gradient scale and, after clipping, min(√K, max_norm): with the default
+    max_norm = 1 every update of the shared parameters has norm 1, however small the gradients
+    (the official solver returns a shorter step only where ECOS fails, at tiny scales, and it
+    falls back to its previous α).
+
     State (in ``state_dict()``): the step counter and the last solved weights.
 
     Args:
