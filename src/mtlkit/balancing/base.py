@@ -38,7 +38,8 @@ class Need(enum.IntEnum):
     """The loss values (and the method's own state) only: one backward pass of one scalar."""
     GRAD_NORMS = 1
     """The K norms of the per-task gradients of (some of) the shared parameters, e.g. GradNorm's
-    last shared layer: see :func:`mtlkit.balancing.engine.task_grad_norms`."""
+    last shared layer, which it reads itself along the short path from each loss to that layer;
+    :func:`mtlkit.balancing.engine.task_grad_norms` gives them for any parameter set."""
     GRAMIAN = 2
     """The K×K Gramian ``J Jᵀ`` of the per-task gradients of the shared parameters."""
     JACOBIAN = 3

@@ -9,7 +9,6 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.balancing.base import BalanceInfo, LossWeighting, Need, stack_losses
-from mtlkit.balancing.engine import task_grad_norms
 from mtlkit.balancing.methods._common import adam_step_, read_extra_state
 from mtlkit.balancing.options import check_choice, check_number, require_num_tasks
 from mtlkit.balancing.registry import register
@@ -110,11 +109,19 @@ class GradNorm(LossWeighting):
                 "last shared layer): pass shared_params, e.g. model.shared_parameters()."
             )
         layer = last_shared_weight(shared)
-        norms = task_grad_norms(list(losses), [layer], features)
+        norms = torch.stack([self._grad_norm(loss, layer) for loss in losses])
         total, weights = self.combine(stacked)
         total.backward()
         self.update_weights(stacked.detach(), norms)
         return BalanceInfo(weights=weights)
+
+    @staticmethod
+    def _grad_norm(loss: Tensor, layer: Tensor) -> Tensor:
+        """‖∇_W L‖: autograd walks only the short path from the loss to W."""
+        (grad,) = torch.autograd.grad(loss, layer, retain_graph=True, allow_unused=True)
+        if grad is None:
+            return torch.zeros((), device=layer.device)
+        return torch.linalg.vector_norm(grad.float())
 
     @torch.no_grad()
     def update_weights(self, losses: Tensor, norms: Tensor) -> None:
