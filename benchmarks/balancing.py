@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import add_timing_arguments, timing_setup
 
 from mtlkit.balancing import Balancer, available, create
 from mtlkit.models import HardSharing, classification_head, create_backbone
@@ -146,19 +146,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 6")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--tasks", default="2,10", help="comma-separated K values")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument(
-        "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="wall-clock time, or this process's CPU time (steadier on a shared machine; use "
-        "with --threads 1)",
-    )
+    add_timing_arguments(parser)
     parser.add_argument("--backbone", default="cnn")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    clock = timing_setup(args)
     rounds = args.rounds or (3 if args.quick else 6)
     ks = [int(k) for k in args.tasks.split(",")]
     infos = {info.name: info for info in available()}

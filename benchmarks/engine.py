@@ -23,11 +23,11 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timing import add_timing_arguments, timing_setup
 from torch import Tensor
 
 from mtlkit.balancing.base import GradientAggregator, GramianWeighting
@@ -134,20 +134,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, K = 2 and 10 only")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds per setting")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument(
-        "--clock",
-        choices=("wall", "cpu"),
-        default="wall",
-        help="wall-clock time, or this process's CPU time (steadier on a shared machine; use "
-        "with --threads 1)",
-    )
+    add_timing_arguments(parser)
     parser.add_argument("--backbones", default="lenet,cnn")
     parser.add_argument("--tasks", default=None, help="comma-separated K values")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    clock = timing_setup(args)
     ks = [int(k) for k in (args.tasks or ("2,10" if args.quick else "2,10,40")).split(",")]
     torch.manual_seed(0)
     x = torch.randn(256, 1, 28, 28)

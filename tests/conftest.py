@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+import torch
 
 if TYPE_CHECKING:
     from mtlkit.data import DatasetSpec
@@ -76,3 +77,16 @@ def fake_base_data(tmp_path: Path) -> FakeBaseData:
         "fashion-mnist": _write_fake_dataset(data_dir, "fashion-mnist", train=40, test=16, seed=2),
     }
     return FakeBaseData(data_dir=data_dir, system_root=tmp_path / "no-system-datasets", specs=specs)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one intra-op thread, then restore the count.
+
+    Tests on tiny tensors are faster on one thread, and immune to the thread wake-up cost that
+    batched small LAPACK calls pay on an oversubscribed machine (shared CI).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,15 +14,7 @@ import torch
 from mtlkit.balancing import GramianWeighting, available, create, method_class
 from mtlkit.balancing.qp import min_norm_point
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """Batched K×K LAPACK calls open an OpenMP region; on an oversubscribed machine (shared CI)
-    each then costs milliseconds of thread wake-up. These tests are about results, not threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 GRAMIAN_METHODS = ["mgda", "mgda-ub", "upgrad", "dualproj", "cagrad", "nash-mtl", "fairgrad"]

@@ -23,13 +23,7 @@ REQUIRED_OPTIONS: dict[str, dict] = {"fixed": {"weights": [1.0, 2.0, 0.5]}}
 """Options a method has no default for."""
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _create(name: str) -> Balancer:

@@ -55,13 +55,7 @@ class RowZeroPlusMean(GradientAggregator):
         return jacobian[0] + jacobian.mean(dim=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is faster and immune to a busy machine's oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _reference_update(aggregator: GradientAggregator, jacobian: Tensor) -> Tensor:

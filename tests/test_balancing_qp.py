@@ -15,14 +15,7 @@ def scipy_optimize():
     return pytest.importorskip("scipy.optimize")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_intra_op_thread():
-    """Batched K×K LAPACK calls open an OpenMP region; on an oversubscribed machine (shared CI)
-    each then costs milliseconds of thread wake-up. These tests are about results, not threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _psd(rng: np.random.Generator, k: int, rank: int, scale: float = 1.0) -> np.ndarray:
