@@ -86,7 +86,6 @@ class GradNorm(LossWeighting):
         self.register_buffer("initial_losses", torch.ones(num_tasks))
         self.register_buffer("exp_avg", torch.zeros(num_tasks))
         self.register_buffer("exp_avg_sq", torch.zeros(num_tasks))
-        self._has_initial = False
         self._updates = 0
 
     def combine(self, losses: Tensor) -> tuple[Tensor, Tensor]:
@@ -101,7 +100,6 @@ class GradNorm(LossWeighting):
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
         stacked = stack_losses(losses)
-        self._check_num_tasks(stacked.numel())
         shared = [p for p in shared_params if p.requires_grad]
         if not shared:
             raise ValueError(
@@ -110,10 +108,9 @@ class GradNorm(LossWeighting):
             )
         layer = last_shared_weight(shared)
         norms = torch.stack([self._grad_norm(loss, layer) for loss in losses])
-        total, weights = self.combine(stacked)
-        total.backward()
+        info = super().backward(losses, shared, features)  # this step uses the current weights
         self.update_weights(stacked.detach(), norms)
-        return BalanceInfo(weights=weights)
+        return info
 
     @staticmethod
     def _grad_norm(loss: Tensor, layer: Tensor) -> Tensor:
@@ -129,9 +126,8 @@ class GradNorm(LossWeighting):
         losses = losses.to(self.weights)
         norms = norms.to(self.weights)
         tiny = torch.finfo(self.weights.dtype).tiny
-        if not self._has_initial:
+        if self._updates == 0:  # the first update records Lₖ(0)
             self.initial_losses.copy_(losses)
-            self._has_initial = True
         ratio = losses / self.initial_losses.clamp_min(tiny)
         rate = ratio / ratio.mean().clamp_min(tiny)
         grad_norms = self.weights * norms
@@ -146,9 +142,7 @@ class GradNorm(LossWeighting):
         self.weights.mul_(self.num_tasks / self.weights.sum())
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {"has_initial": self._has_initial, "updates": self._updates}
+        return {"updates": self._updates}
 
     def set_extra_state(self, state: Any) -> None:
-        state = read_extra_state("gradnorm", state, ("has_initial", "updates"))
-        self._has_initial = bool(state["has_initial"])
-        self._updates = int(state["updates"])
+        self._updates = int(read_extra_state("gradnorm", state, ("updates",))["updates"])
