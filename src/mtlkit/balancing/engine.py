@@ -269,17 +269,7 @@ def _full_graph(
     out = _Gradients(jacobian)
     if strategy == "batched" and stacked.requires_grad:
         eye = torch.eye(k_tasks, dtype=stacked.dtype, device=stacked.device)
-        grads = torch.autograd.grad(
-            stacked,
-            inputs,
-            eye,
-            retain_graph=retain_graph,
-            is_grads_batched=True,
-            allow_unused=True,
-        )
-        _fill_batched(jacobian, grads[:n], shared)
-        for p, g in zip(others, grads[n:]):
-            out.add_extra(p, None if g is None else g.sum(0))
+        _batched_vjp(out, stacked, inputs, eye, shared, others, retain_graph)
         return out
     live = [k for k, loss in enumerate(losses) if loss.requires_grad]
     for k, loss in enumerate(losses):
@@ -305,6 +295,30 @@ def _fill_batched(jacobian: Tensor, grads: Sequence[Tensor | None], params: Sequ
         for g, p in zip(grads, params)
     ]
     torch.cat(pieces, dim=1, out=jacobian)
+
+
+def _batched_vjp(
+    out: _Gradients,
+    outputs,
+    inputs: Sequence[Tensor],
+    grad_outputs,
+    shared: Sequence[Tensor],
+    extras: Sequence[Tensor],
+    retain_graph: bool,
+) -> None:
+    """One vmapped backward of K cotangents: Jacobian rows for ``shared`` (the first inputs),
+    the sum over tasks for ``extras`` (the rest)."""
+    grads = torch.autograd.grad(
+        outputs,
+        inputs,
+        grad_outputs,
+        retain_graph=retain_graph,
+        is_grads_batched=True,
+        allow_unused=True,
+    )
+    _fill_batched(out.jacobian, grads[: len(shared)], shared)
+    for p, g in zip(extras, grads[len(shared) :]):
+        out.add_extra(p, None if g is None else g.sum(0))
 
 
 def _head_pass(
@@ -357,17 +371,7 @@ def _split_graph(
         for p, g in task_grads:
             out.add_extra(p, g)
     if strategy == "batched":
-        grads = torch.autograd.grad(
-            feats,
-            inputs,
-            gz,
-            retain_graph=retain_graph,
-            is_grads_batched=True,
-            allow_unused=True,
-        )
-        _fill_batched(jacobian, grads[:n], shared)
-        for p, g in zip(split.trunk_extra, grads[n:]):
-            out.add_extra(p, None if g is None else g.sum(0))
+        _batched_vjp(out, feats, inputs, gz, shared, split.trunk_extra, retain_graph)
         return out
     for k in range(k_tasks):
         if k not in reaching:  # this task's loss does not go through the trunk
