@@ -3,18 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The exact versions the suite and the demo run against (pyproject.toml keeps ranges for users).
+CONSTRAINTS := constraints.txt
 # Datasets and benchmark caches stay inside the repository (git-ignored) unless you point
 # MTLKIT_DATA elsewhere, e.g. at a folder that already holds mnist/ and fashion-mnist/.
 export MTLKIT_DATA ?= $(CURDIR)/data-cache
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lock lint clean
 
-# The virtual environment, rebuilt when the project's metadata changes. torch is installed first,
-# pinned, so that machines with the CPU wheel on disk take it instead of a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# The virtual environment, rebuilt when the project's metadata or the pins change. torch is
+# installed first, pinned, so that machines with the CPU wheel on disk take it instead of a
+# multi-GB CUDA build; everything else comes at the versions in $(CONSTRAINTS).
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) torch
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +27,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Refresh $(CONSTRAINTS): resolve the newest versions pyproject.toml allows in a scratch
+# environment and pin them all (torch's local build tag, e.g. +cpu, is dropped so that the pin
+# matches the CPU and the CUDA builds alike).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet torch==2.13.0
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	{ echo "# Pinned by 'make lock' on $$(date -u +%F) for Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'); do not edit by hand."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | sed -E 's/\+[a-z0-9.]+$$//'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .lock-venv
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -183,24 +183,24 @@ def test_mgda_weights_are_scale_invariant_and_permutation_equivariant():
         torch.testing.assert_close(w_perm @ jac[perm], w @ jac, atol=tol, rtol=0)
 
 
-def test_mgda_agrees_with_torchjd_frank_wolfe_where_it_converged():
-    """torchjd's MGDA is Frank-Wolfe (Sener & Koltun's Algorithm 2) with a finite budget: with
-    the budget raised, it agrees wherever it converged, and is never better."""
+def test_mgda_agrees_with_torchjd_frank_wolfe_within_its_own_gap():
+    """torchjd's MGDA is Frank-Wolfe (Sener & Koltun's Algorithm 2) with a finite budget. Its
+    answer is compared through its own Frank-Wolfe gap γ = ‖d_fw‖² − minᵢ gᵢᵀd_fw: convexity gives
+    ‖d_fw‖² − ‖d*‖² ≤ 2γ and, d* being the min-norm point of a convex set,
+    ‖d_fw − d*‖² ≤ ‖d_fw‖² − ‖d*‖². Ours is within 1.5e-6·‖d‖ of d* (the interior point's gap), and
+    never longer than Frank-Wolfe's."""
     torchjd = pytest.importorskip("torchjd.aggregation")
-    agreed = 0
     for seed, jac in _cases(10):
         g = jac @ jac.T
         w = _weights("mgda", jac)
         w_fw = torchjd.MGDAWeighting(epsilon=1e-15, max_iters=5000)(g)
+        d, d_fw = w @ jac, w_fw @ jac
         scale = float(g.diagonal().mean())
-        assert float(w @ g @ w) <= float(w_fw @ g @ w_fw) * (1 + 1e-10) + 1e-12 * scale
-        gw = g @ w_fw
-        if float(((gw - w_fw @ gw) * w_fw).abs().max()) < 1e-14 * scale:  # FW converged
-            d, d_fw = w @ jac, w_fw @ jac
-            tol = 1e-5 * float(d_fw.norm()) + 1e-9 * float(jac.norm(dim=1).max())
-            assert float((d - d_fw).norm()) <= tol, seed
-            agreed += 1
-    assert agreed >= 3
+        assert float(d @ d) <= float(d_fw @ d_fw) * (1 + 1e-10) + 1e-12 * scale
+        fw_gap = max(float(d_fw @ d_fw - (jac @ d_fw).min()), 0.0)
+        rounding = 1e-12 * scale**0.5
+        tol = (2 * fw_gap) ** 0.5 + 1.5e-6 * float(d.norm()) + rounding
+        assert float((d - d_fw).norm()) <= tol, seed
 
 
 def test_mgda_l2_normalization_is_sener_and_koltuns():
@@ -240,13 +240,15 @@ def test_mgda_ub_is_mgda_on_the_representation():
 def test_dual_cone_methods_never_conflict_with_any_task(name):
     for seed, jac in _cases():
         scale = float((jac @ jac.T).diagonal().mean())
-        # Without the ridge the projection is exact: Jd ≥ 0.
-        d = _weights(name, jac, reg_eps=0.0) @ jac
+        # Without the ridge (the default) the projection is exact: Jd ≥ 0.
+        d = _weights(name, jac) @ jac
         assert float((jac @ d).min()) >= -1e-6 * scale, seed
-        # The paper's ridge reg_eps allows conflicts of at most reg_eps·trace(G)·wᵢ on task i.
-        w = _weights(name, jac)
-        bound = 1e-4 * float((jac @ jac.T).trace()) * w
-        assert bool((jac @ (w @ jac) >= -bound - 1e-9 * scale).all()), seed
+        # A ridge works per task: it allows on task i a conflict of at most reg_eps·‖gᵢ‖²·wᵢ,
+        # relative to that task's own norm.
+        w = _weights(name, jac, reg_eps=1e-4)
+        norms2 = (jac * jac).sum(1)
+        bound = 1e-4 * norms2 * w + 1e-6 * norms2.sqrt() * float((w @ jac).norm())
+        assert bool((jac @ (w @ jac) >= -bound).all()), seed
 
 
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
@@ -270,10 +272,16 @@ def test_dual_cone_methods_return_the_gradient_when_all_tasks_agree(name):
 
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_dual_cone_methods_are_permutation_equivariant(name):
+    """The direction always (the projections are unique, within the solver's 1.5e-6 relative
+    accuracy per projection); the weights where they are unique (independent gradients)."""
     for seed, jac in _cases(8):
         w = _weights(name, jac)
         perm = torch.randperm(jac.shape[0], generator=torch.Generator().manual_seed(seed))
-        torch.testing.assert_close(_weights(name, jac[perm]), w[perm], atol=1e-7, rtol=1e-7)
+        w_perm = _weights(name, jac[perm])
+        tol = 2 * 1.5e-6 * float(jac.norm(dim=1).sum())
+        torch.testing.assert_close(w_perm @ jac[perm], w @ jac, atol=tol, rtol=0)
+        if int(torch.linalg.matrix_rank(jac)) == jac.shape[0]:
+            torch.testing.assert_close(w_perm, w[perm], atol=1e-6, rtol=1e-6)
 
 
 def test_upgrad_with_a_one_hot_preference_projects_that_task():
@@ -287,21 +295,30 @@ def test_upgrad_with_a_one_hot_preference_projects_that_task():
 
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_dual_cone_methods_agree_with_torchjd(name):
-    """Same definition as torchjd (G / trace(G) + 1e-4·I, norm_eps = 1e-4), whose default
-    projector solves the QP with quadprog through qpsolvers: weights and aggregated updates."""
+    """The same projections as torchjd's (quadprog through qpsolvers), compared without either
+    ridge (torchjd's ridge is relative to trace(G), ours to each task's norm): on independent
+    gradients, where quadprog's positive-definite requirement holds. quadprog is a direct method:
+    its error is ≲ K²·κ(G)·eps; ours is the interior point's 1.5e-6 per projection."""
     torchjd = pytest.importorskip("torchjd.aggregation")
     pytest.importorskip("qpsolvers")
     pytest.importorskip("quadprog")
-    weighting = torchjd.UPGradWeighting if name == "upgrad" else torchjd.DualProjWeighting
+    from torchjd.linalg import QuadprogProjector
+
     aggregator = torchjd.UPGrad if name == "upgrad" else torchjd.DualProj
-    for _, jac in _cases(10):
+    compared = 0
+    for _, jac in _cases(12):
+        k = jac.shape[0]
+        if int(torch.linalg.matrix_rank(jac)) < k:
+            continue
+        d = create(name).aggregate(jac)
+        d_ref = aggregator(projector=QuadprogProjector(norm_eps=0.0, reg_eps=0.0))(jac)
         g = jac @ jac.T
-        w = _weights(name, jac, norm_eps=1e-4)
-        w_ref = weighting()(g)
-        torch.testing.assert_close(w, w_ref, atol=1e-5 * float(w_ref.abs().max()), rtol=0)
-        d = create(name, norm_eps=1e-4).aggregate(jac)
-        d_ref = aggregator()(jac)
-        torch.testing.assert_close(d, d_ref, atol=1e-5 * float(d_ref.norm()), rtol=0)
+        cond = float(torch.linalg.cond(g / g.trace()))
+        scale = float(jac.norm(dim=1).sum())
+        tol = 1.5e-6 * scale + k * k * cond * torch.finfo(torch.float64).eps * scale
+        torch.testing.assert_close(d, d_ref, atol=tol, rtol=0)
+        compared += 1
+    assert compared >= 6
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,16 +403,28 @@ def _official_cagrad(jac: np.ndarray, alpha: float, rescale: int) -> np.ndarray:
 
 
 @pytest.mark.parametrize("rescale", [0, 1, 2])
-def test_cagrad_matches_the_official_code_on_well_conditioned_gramians(rescale):
+def test_cagrad_is_never_worse_than_the_official_code(rescale):
+    """The official code (SLSQP, an iterative solver whose answer depends on its iterations and
+    on the BLAS) is compared by what it certifies: its update, scaled back by the rescale
+    divisor, is a point of (nearly: its 1e-8 guards) the ball, so its worst-case improvement is
+    at most the optimum; ours must reach it, up to our certified 1e-6 of the scale plus what the
+    official point gains by lying outside the ball."""
     pytest.importorskip("scipy")
     rng = np.random.default_rng(rescale)
+    divisor = (1.0, 1 + 0.4**2, 1 + 0.4)[rescale]
     for trial in range(15):
         k = int(rng.integers(2, 8))
         jac = rng.standard_normal((k, 40)) * 10 ** rng.uniform(-0.5, 0.5, size=(k, 1))
-        expected = _official_cagrad(jac, 0.4, rescale)
+        official = _official_cagrad(jac, 0.4, rescale) * divisor
         w = _weights("cagrad", torch.tensor(jac), c=0.4, rescale=rescale).numpy()
-        d = w @ jac
-        assert np.linalg.norm(d - expected) <= 1e-4 * np.linalg.norm(expected), (trial, k)
+        d = (w @ jac) * divisor
+        g0 = jac.mean(0)
+        radius = 0.4 * np.linalg.norm(g0)
+        assert np.linalg.norm(d - g0) <= radius * (1 + 1e-9)
+        outside = max(np.linalg.norm(official - g0) - radius, 0.0)
+        scale = np.trace(jac @ jac.T) / k
+        tol = 1e-6 * scale + outside * np.linalg.norm(jac, axis=1).max()
+        assert (jac @ d).min() >= (jac @ official).min() - tol, (trial, k)
 
 
 def test_cagrad_update_norm_is_bounded_on_float32_jacobians():
@@ -429,15 +458,25 @@ def test_cagrad_update_norm_is_bounded_on_float32_jacobians():
         assert float(d.norm()) <= (1 + c) / (1 + c**2) * float(g0.norm()) * (1 + 1e-3), trial
 
 
-def test_cagrad_agrees_with_torchjd_if_cvxpy_is_installed():
-    """torchjd's CAGrad needs cvxpy (not a dev dependency here); its update has no rescaling."""
+def test_cagrad_is_never_worse_than_torchjds():
+    """torchjd's CAGrad solves the same problem with cvxpy (an iterative conic solver, whose
+    answer depends on its own tolerances and the BLAS): compared by weak duality, not by
+    closeness. Where torchjd's d is feasible (in the ball), our worst-case improvement minᵢ gᵢᵀd
+    is at least its own, up to our solver's certified accuracy (1e-6 of the scale)."""
     pytest.importorskip("cvxpy")
     torchjd = pytest.importorskip("torchjd.aggregation")
-    for _, jac in _cases(6):
-        g = jac @ jac.T
-        w_ref = torchjd.CAGradWeighting(c=0.4)(g)
-        d, d_ref = _weights("cagrad", jac, rescale=0) @ jac, w_ref @ jac
-        assert float((d - d_ref).norm()) <= 1e-5 * float(d_ref.norm())
+    compared = 0
+    for _, jac in _cases(8):
+        g0 = jac.mean(0)
+        radius = 0.4 * float(g0.norm())
+        d = _weights("cagrad", jac, rescale=0) @ jac
+        d_ref = torchjd.CAGradWeighting(c=0.4)(jac @ jac.T) @ jac
+        scale = float((jac @ jac.T).diagonal().mean())
+        if float((d_ref - g0).norm()) > radius * (1 + 1e-9):
+            continue  # not a feasible point: nothing to compare against
+        assert float((jac @ d).min()) >= float((jac @ d_ref).min()) - 1e-6 * scale
+        compared += 1
+    assert compared >= 4
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,15 +563,24 @@ def test_fairgrad_with_alpha_one_is_nash_mtl_without_clipping():
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
-def test_fairgrad_agrees_with_torchjd(alpha):
-    """torchjd's FairGrad is the official code's scipy least-squares on the same equation."""
+def test_fairgrad_agrees_with_torchjd_within_its_residual(alpha):
+    """torchjd's FairGrad is the official code's scipy least-squares (iterative) on the same
+    equation F(w) = Gw − w^{−1/α} = 0. Compared through its own residual: F is strongly monotone
+    with derivative DF = G + (1/α)·diag(w^{−1/α−1}) ≻ 0, so ‖w_ref − w*‖ ≤ ‖DF⁻¹‖·‖F(w_ref)‖ to
+    first order (evaluated at w*); ours meets F(w) = 0 to 1e-12."""
     torchjd = pytest.importorskip("torchjd.aggregation")
     pytest.importorskip("scipy")
     for seed in range(6):
         jac = _jacobian(seed, 2 + seed, spread=0.3)
         g = jac @ jac.T
-        w_ref = torchjd.FairGradWeighting(alpha=alpha)(g)
-        torch.testing.assert_close(_weights("fairgrad", jac, alpha=alpha), w_ref, rtol=1e-5, atol=0)
+        w_ref = torchjd.FairGradWeighting(alpha=alpha)(g).double()
+        w = _weights("fairgrad", jac, alpha=alpha)
+        residual = float((g @ w_ref - w_ref.pow(-1 / alpha)).norm())
+        jacobian = g + torch.diag(w.pow(-1 / alpha - 1) / alpha)
+        bound = float(torch.linalg.matrix_norm(torch.linalg.inv(jacobian), ord=2)) * residual
+        own = float((g @ w - w.pow(-1 / alpha)).norm())
+        tol = 2 * bound + own + 1e-12 * float(w.norm())
+        assert float((w - w_ref).norm()) <= tol, seed
 
 
 # --------------------------------------------------------------------------------------------

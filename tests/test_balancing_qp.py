@@ -18,6 +18,11 @@ def scipy_optimize():
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+def _randn(seed: int, *shape: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Seeded normal draws from a private generator (never the global RNG)."""
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
 def _psd(rng: np.random.Generator, k: int, rank: int, scale: float = 1.0) -> np.ndarray:
     a = rng.standard_normal((k, rank)) * scale
     return a @ a.T
@@ -171,8 +176,8 @@ def test_min_norm_point_matches_quadprog():
 def test_min_norm_point_of_identical_rows_is_near_symmetric_and_of_one_row_is_one():
     """Identical rows make the weights non-unique (the direction is not): the interior point
     approaches the symmetric analytic centre, up to ~1e-5 of drift along the flat direction."""
-    row = torch.randn(1, 30, dtype=torch.float64)
-    jac = torch.cat([row.repeat(3, 1), torch.randn(2, 30, dtype=torch.float64)])
+    row = _randn(20, 1, 30)
+    jac = torch.cat([row.repeat(3, 1), _randn(21, 2, 30)])
     w = qp.min_norm_point(jac @ jac.T)
     assert float(w[:3].max() - w[:3].min()) < 1e-4
     w_all = qp.min_norm_point(row.repeat(4, 1) @ row.repeat(4, 1).T)
@@ -185,8 +190,8 @@ def test_min_norm_point_of_identical_rows_is_near_symmetric_and_of_one_row_is_on
 
 def test_min_norm_point_handles_float32_gramians_of_long_jacobians():
     """A float32 Gramian of a long Jacobian is indefinite at ~1e-6: the solver must cope."""
-    torch.manual_seed(0)
-    jac = torch.randn(12, 3) @ torch.randn(3, 200_000)  # rank 3 < K: 0 is in the hull
+    jac = _randn(22, 12, 3, dtype=torch.float32) @ _randn(23, 3, 200_000, dtype=torch.float32)
+    # rank 3 < K: 0 is in the hull
     w = qp.min_norm_point(jac @ jac.T)
     assert torch.isfinite(w).all() and abs(float(w.sum()) - 1) < 1e-9
     d = w.to(torch.float64) @ jac.double()
@@ -286,9 +291,14 @@ def test_max_min_in_ball_is_optimal_by_a_duality_certificate(scipy_optimize):
         assert upper - primal <= (1e-4 if degenerate else 1e-6) * scale**2
 
 
-def test_max_min_in_ball_agrees_with_the_official_slsqp_solve(scipy_optimize):
-    """The official code's algorithm (SLSQP on the dual, tightened), where it is reliable."""
+def test_max_min_in_ball_is_never_worse_than_the_official_slsqp_solve(scipy_optimize):
+    """The official code's algorithm (SLSQP on the dual), compared by weak duality: SLSQP's w
+    gives a feasible d_ref (on the sphere) with value P_ref ≤ optimum ≤ its dual value D_ref. Ours
+    must reach P_ref (up to our certified accuracy, 1e-6 of the scale) and cannot exceed D_ref.
+    No closeness is asked of SLSQP's answer: its accuracy depends on its iterations and on the
+    BLAS kernel under it."""
     rng = np.random.default_rng(8)
+    compared = 0
     for _ in range(30):
         jac, c = _cagrad_case(rng, row_scales=0.5)
         k = jac.shape[0]
@@ -303,21 +313,26 @@ def test_max_min_in_ball_agrees_with_the_official_slsqp_solve(scipy_optimize):
             method="SLSQP",
             options={"ftol": 1e-15, "maxiter": 2000},
         )
-        w = ref.x
+        w = np.clip(ref.x, 0.0, None)
+        w /= w.sum()
         gw_norm = np.sqrt(w @ g @ w)
-        if gw_norm < 1e-3 * np.sqrt(np.trace(g) / k):
-            continue  # g_w* ≈ 0: the dual's direction is not defined
-        expected = np.ones(k) / k + rho / gw_norm * w
+        scale = np.trace(g) / k
+        if gw_norm < 1e-3 * np.sqrt(scale):
+            continue  # g_w ≈ 0: SLSQP's d_ref is not defined
+        d_ref = jac.mean(0) + rho / gw_norm * (w @ jac)
+        primal_ref, dual_ref = (jac @ d_ref).min(), _cagrad_dual(g, rho, w)
         center = torch.full((k,), 1.0 / k, dtype=torch.float64)
-        beta = qp.max_min_in_ball(torch.tensor(g), center, rho).numpy()
-        d, d_ref = beta @ jac, expected @ jac
-        assert np.linalg.norm(d - d_ref) <= 1e-5 * np.linalg.norm(d_ref)
+        d = qp.max_min_in_ball(torch.tensor(g), center, rho).numpy() @ jac
+        primal = (jac @ d).min()
+        assert primal >= primal_ref - 1e-6 * scale
+        assert primal <= dual_ref + 1e-9 * scale
+        compared += 1
+    assert compared >= 20
 
 
 def test_max_min_in_ball_where_no_direction_improves_every_task():
     """Opposite gradients: the best worst case is 0, reached inside the ball (g_w* = 0)."""
-    torch.manual_seed(0)
-    jac = torch.randn(3, 10, dtype=torch.float64)
+    jac = _randn(24, 3, 10)
     jac[1] = -jac[0]
     g = jac @ jac.T
     center = torch.full((3,), 1.0 / 3, dtype=torch.float64)
@@ -450,8 +465,7 @@ def test_alpha_fair_weights_solve_their_optimality_condition(alpha):
 
 
 def test_alpha_fair_weights_follow_the_scaling_law_and_warm_start():
-    torch.manual_seed(0)
-    jac = torch.randn(5, 9, dtype=torch.float64)
+    jac = _randn(25, 5, 9)
     g = jac @ jac.T
     for alpha in (0.5, 1.0, 3.0):
         w = qp.alpha_fair_weights(g, alpha)
@@ -471,7 +485,7 @@ def test_alpha_fair_weights_of_orthogonal_gradients_are_closed_form():
 
 def test_alpha_fair_weights_stay_finite_without_a_solution():
     """A zero gradient (or gᵢ = −gⱼ) has no finite solution: the ridge keeps it finite."""
-    jac = torch.randn(3, 7, dtype=torch.float64)
+    jac = _randn(26, 3, 7)
     jac[0] = 0
     w = qp.alpha_fair_weights(jac @ jac.T, 1.0)
     assert torch.isfinite(w).all() and (w > 0).all()

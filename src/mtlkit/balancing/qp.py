@@ -18,7 +18,9 @@ Solvers:
   identical tasks get (nearly: ~1e-5) equal weights, unlike active-set or Frank-Wolfe methods
   that break ties by index; the direction is unique either way.
 * :func:`min_norm_point`: MGDA's ``min_{w∈Δ} wᵀGw`` (the min-norm point of the convex hull).
-* :func:`dual_cone_weights`: ``min_v vᵀGv`` s.t. ``v ≥ u``, for a batch of ``u`` (UPGrad, DualProj).
+* :func:`dual_cone_weights`: ``min_v vᵀGv`` s.t. ``v ≥ u``, for a batch of ``u`` (UPGrad, DualProj),
+  solved on the cosine matrix (:func:`cosine_gramian`) so that each task is resolved in its own
+  scale.
 * :func:`max_min_in_ball`: CAGrad's ``max_{‖d − g₀‖ ≤ r} minᵢ gᵢᵀd``, through its dual over the
   simplex on a slightly regularised Gramian: closed form for K = 2, otherwise bisection on
   ‖g_w‖ with batched simplex QPs; the update stays in the ball whatever the solve returns.
@@ -37,16 +39,19 @@ from torch import Tensor
 
 __all__ = [
     "alpha_fair_weights",
+    "cosine_gramian",
     "dual_cone_weights",
+    "equal_projection_weights",
     "max_min_in_ball",
     "min_norm_point",
     "normalize_gramian",
     "project_simplex",
     "solve_nonneg_qp",
+    "work_dtype",
 ]
 
 
-def _work_dtype(device: torch.device) -> torch.dtype:
+def work_dtype(device: torch.device) -> torch.dtype:
     """float64 wherever the device supports it (MPS does not)."""
     return torch.float32 if device.type == "mps" else torch.float64
 
@@ -67,40 +72,76 @@ def _check_gramian(gramian: Tensor) -> None:
         )
 
 
+def cosine_gramian(gramian: Tensor) -> tuple[Tensor, Tensor]:
+    """Split a Gramian into its (PSD) cosine matrix and the gradient norms: ``G ≈ N·C·N``.
+
+    Returns ``(C, n)`` in the working precision, with ``n = √diag(G)`` and C the matrix
+    ``N⁻¹GN⁻¹`` (unit diagonal) symmetrised and projected onto the PSD cone. A float32 Gramian of
+    a long Jacobian is indefinite at the 1e-6..1e-5 level (relative to its diagonal, measured for
+    P = 10⁵..10⁶), enough to make the small problems non-convex near their solutions; clamping the
+    negative eigenvalues of C rather than of G makes the correction relative to each pair of
+    gradients, so a task whose gradient is 10⁴ times smaller than the others keeps its own
+    relative precision. A zero gradient (``nᵢ = 0``) gets row and column ``eᵢ`` in C: decoupled
+    from the others, so that a problem posed on C leaves it alone.
+
+    Solving on C instead of G resolves every task's constraint equally well whatever the spread
+    of the gradient norms, where a problem on G resolves the small tasks only to the precision
+    of the largest.
+    """
+    _check_gramian(gramian)
+    g = gramian.detach().to(work_dtype(gramian.device))
+    g = 0.5 * (g + g.transpose(-1, -2))
+    tiny = torch.finfo(g.dtype).tiny
+    diag = g.diagonal(dim1=-2, dim2=-1).clamp(min=0.0)
+    norms = diag.sqrt()
+    mean = diag.mean(-1, keepdim=True)
+    nonzero = (norms > tiny**0.25 * mean.sqrt()) & (mean > tiny)
+    norms = torch.where(nonzero, norms, 0.0)
+    inv = torch.where(nonzero, 1.0 / torch.where(nonzero, norms, 1.0), 0.0)
+    cos = inv[..., :, None] * g * inv[..., None, :]
+    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    coupled = nonzero[..., :, None] & nonzero[..., None, :]
+    cos = torch.where(coupled, cos, eye)
+    if g.shape[-1] > 1:
+        values, vectors = torch.linalg.eigh(cos)
+        cos = (vectors * values.clamp(min=0.0)[..., None, :]) @ vectors.transpose(-1, -2)
+        cos = 0.5 * (cos + cos.transpose(-1, -2))
+        cos = torch.where(coupled, cos, eye)  # decoupled entries exact, not eigen-noise
+    return cos, norms
+
+
+def equal_projection_weights(gramian: Tensor) -> Tensor:
+    """``β = N⁻¹C⁺1``: the combination ``d = Jᵀβ`` whose projection onto every unit task gradient
+    is 1 (``uᵢᵀd = 1`` for all i wherever the cosine matrix C is invertible), IMTL-G's and ConFIG's
+    common core.
+
+    Computed on C (:func:`cosine_gramian`), in the working precision, so that the spread of the
+    gradient norms does not enter the conditioning; eigenvalues of C below ``K·eps`` of the
+    *input's* dtype (its rounding level) count as zero in the pseudo-inverse. Zero gradients get
+    β = 0.
+    """
+    cos, norms = cosine_gramian(gramian)
+    k = cos.shape[-1]
+    rtol = k * torch.finfo(gramian.dtype).eps
+    inv = torch.where(norms > 0, 1.0 / torch.where(norms > 0, norms, 1.0), 0.0)
+    return inv * (torch.linalg.pinv(cos, rtol=rtol, hermitian=True) @ torch.ones_like(norms))
+
+
 def normalize_gramian(gramian: Tensor) -> tuple[Tensor, Tensor]:
     """Symmetrise, project onto the PSD cone and scale a Gramian to unit mean diagonal.
 
-    A Gramian computed in float32 from a long Jacobian is indefinite at the 1e-6..1e-5 level
-    (relative to its diagonal, measured for P = 10⁵..10⁶), which is enough to make the small
-    problems non-convex near their solutions. The negative eigenvalues are clamped at 0 on the
-    *cosine* matrix ``C = N⁻¹GN⁻¹`` (N = diag of the gradient norms), so that the correction is
-    relative to each pair of gradients: a task whose gradient is 10⁴ times smaller than the others'
-    keeps its own relative precision (a projection of G itself would not).
+    The projection is that of :func:`cosine_gramian` (relative to each pair of gradients).
 
     Returns:
         ``(Ĝ, s)`` in the working precision, with ``s = trace(G) / K`` (the mean squared gradient
         norm) and ``Ĝ = N·PSD(C)·N / s``. Where ``s`` is 0 (all gradients zero) ``Ĝ`` is 0 and ``s``
         is returned as 1, so that callers can divide by it safely.
     """
-    _check_gramian(gramian)
-    g = gramian.detach().to(_work_dtype(gramian.device))
-    g = 0.5 * (g + g.transpose(-1, -2))
-    tiny = torch.finfo(g.dtype).tiny
-    diag = g.diagonal(dim1=-2, dim2=-1).clamp(min=0.0)
-    scale = diag.mean(-1)
-    positive = scale > tiny
+    cos, norms = cosine_gramian(gramian)
+    scale = (norms * norms).mean(-1)
+    positive = scale > torch.finfo(cos.dtype).tiny
     safe = torch.where(positive, scale, torch.ones_like(scale))
-    if g.shape[-1] > 1:
-        norms = diag.sqrt()
-        nonzero = norms > tiny**0.25 * safe[..., None].sqrt()
-        norms = torch.where(nonzero, norms, 1.0)
-        outer = norms[..., :, None] * norms[..., None, :]
-        values, vectors = torch.linalg.eigh(g / outer)
-        cos = (vectors * values.clamp(min=0.0)[..., None, :]) @ vectors.transpose(-1, -2)
-        g = 0.5 * (cos + cos.transpose(-1, -2)) * outer
-        # Zero gradients stay exactly zero (not eigen-reconstruction noise).
-        both = nonzero[..., :, None] & nonzero[..., None, :]
-        g = torch.where(both, g, 0.0)
+    g = norms[..., :, None] * cos * norms[..., None, :]
     g = torch.where(positive[..., None, None], g / safe[..., None, None], torch.zeros_like(g))
     return g, safe
 
@@ -257,7 +298,7 @@ def solve_nonneg_qp(
         iterations approach the analytic centre of the optimal face.
     """
     _check_gramian(hessian)
-    dtype = _work_dtype(hessian.device)
+    dtype = work_dtype(hessian.device)
     h = hessian.detach().to(dtype)
     c = linear.detach().to(dtype=dtype, device=hessian.device)
     batch_shape = torch.broadcast_shapes(h.shape[:-2], c.shape[:-1])
@@ -367,30 +408,49 @@ def min_norm_point(gramian: Tensor, *, tol: float | None = None, max_iter: int =
 
 
 def dual_cone_weights(
-    gramian: Tensor, lower: Tensor, *, tol: float | None = None, max_iter: int = 100
+    gramian: Tensor,
+    lower: Tensor,
+    *,
+    ridge: float = 0.0,
+    tol: float | None = None,
+    max_iter: int = 100,
 ) -> Tensor:
     """Solve ``min_v vᵀGv`` s.t. ``v ≥ u`` for every row ``u`` of ``lower``, all at once.
 
     By Quinton & Rey (2024, Prop. 1), ``Jᵀv`` is the projection of ``Jᵀu`` onto the dual cone of
-    the rows of J, ``{x : Jx ≥ 0}``. Substituting ``x = v − u ≥ 0`` gives the non-negative QP
-    ``min ½xᵀGx + (Gu)ᵀx``, solved for the whole batch by one interior-point run.
+    the rows of J, ``{x : Jx ≥ 0}``: ``gᵢᵀd ≥ 0`` for every task i. The problem is solved in
+    cosine coordinates (``ṽ = Nv``, ``C = N⁻¹GN⁻¹``, see :func:`cosine_gramian`) as the
+    non-negative QP ``min ½xᵀ(C + ridge·I)x + ((C + ridge·I)Nu)ᵀx``, ``v = u + N⁻¹x``, each row
+    of ``lower`` scaled to unit size first (``v(s·u) = s·v(u)``), by one batched interior-point
+    run. So every task's constraint is met to the solver's relative accuracy in *its own* scale:
+    ``cos(gᵢ, d) ≥ −1e-12``-ish in float64 whatever the spread of the gradient norms, where a solve
+    on G resolves a task 10⁴ times smaller than the others only to 10⁻⁸ of its size.
+
+    ``ridge`` (≥ 0) regularises the cosine matrix, i.e. G + ridge·diag(G): it bounds the weights
+    (‖Nv‖ ≤ ‖Nu‖·√((1 + ridge)/ridge)) and allows, on task i, a conflict of at most
+    ``gᵢᵀd ≥ −ridge·‖gᵢ‖²·vᵢ`` — relative to that task's own norm, never to the others'.
 
     Args:
-        gramian: ``(K, K)`` PSD Gramian (regularise it beforehand if a unique ``v`` is wanted).
+        gramian: ``(K, K)`` PSD Gramian.
         lower: ``(..., K)`` lower bounds u.
+        ridge: the relative ridge above (default 0: the exact projection).
 
     Returns:
         ``(..., K)`` the minimisers v, in the working precision.
     """
-    _check_gramian(gramian)
-    dtype = _work_dtype(gramian.device)
-    g = gramian.detach().to(dtype)
-    g = 0.5 * (g + g.transpose(-1, -2))
-    u = lower.detach().to(dtype=dtype, device=gramian.device)
-    gu = (g @ u[..., None])[..., 0]
-    offset = 0.5 * (u * gu).sum(-1)  # so that the convergence test measures ½vᵀGv
-    x = solve_nonneg_qp(g, gu, offset=offset, tol=tol, max_iter=max_iter)
-    return u + x
+    cos, norms = cosine_gramian(gramian)
+    k = cos.shape[-1]
+    h = cos + ridge * torch.eye(k, dtype=cos.dtype, device=cos.device)
+    u = lower.detach().to(dtype=cos.dtype, device=cos.device)
+    scaled = norms * u  # ũ = N·u (zero-gradient tasks: 0, and decoupled in C)
+    size = scaled.abs().amax(-1, keepdim=True)
+    size = torch.where(size > 0, size, 1.0)
+    scaled = scaled / size
+    hu = (h @ scaled[..., None])[..., 0]
+    offset = 0.5 * (scaled * hu).sum(-1)  # so that the convergence test measures ½ṽᵀHṽ
+    x = solve_nonneg_qp(h, hu, offset=offset, tol=tol, max_iter=max_iter) * size
+    inv = torch.where(norms > 0, 1.0 / torch.where(norms > 0, norms, 1.0), 0.0)
+    return u + inv * x
 
 
 def _cagrad_dual_k2(h: Tensor, b: Tensor, r: Tensor) -> Tensor:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.options import check_seed
+from mtlkit.balancing.qp import work_dtype
 
 
 def check_gramian(gramian: Tensor) -> int:
@@ -47,10 +48,13 @@ def check_jacobian(jacobian: Tensor) -> int:
 
 
 def solve_dtype(tensor: Tensor) -> torch.dtype:
-    """The dtype to do linear algebra in: the input's, raised to float32 for half types."""
-    if tensor.dtype in (torch.float32, torch.float64):
-        return tensor.dtype
-    return torch.float32
+    """The dtype to do the K×K linear algebra in: float64 wherever the device has it.
+
+    The problems are K×K, so this costs nothing next to the backward passes, and it keeps the
+    methods' guarantees at the precision of the Gramian rather than below it (a float32 solve of
+    a Gramian whose gradient norms differ by 10⁴ loses the small task entirely).
+    """
+    return work_dtype(tensor.device)
 
 
 def random_orders(num_tasks: int, generator: torch.Generator, device: torch.device) -> Tensor:

@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._common import check_gramian, solve_dtype
+from mtlkit.balancing.methods._common import check_gramian
+from mtlkit.balancing.qp import cosine_gramian, work_dtype
 from mtlkit.balancing.registry import register
 
 _SCALES = ("min", "median", "rmse")
@@ -17,14 +18,31 @@ def balance_transformation(
 ) -> Tensor:
     """Aligned-MTL's K×K balance matrix B = √λ_s · V Λ^(-1/2) Vᵀ (λ_s: the chosen scale level).
 
-    Eigenvalues at or below ``rtol · λ_max`` (default ``K · eps(dtype)``, as the official code)
-    are dropped: their directions get B = 0. Done with masks rather than by slicing to the rank,
-    so that nothing waits on the device. A zero Gramian gives the identity (official code).
+    Computed in float64 (the working precision). Which eigenvalues of G count as zero (their
+    directions get B = 0):
+
+    * with ``rtol``, those at or below ``rtol · λ_max`` (the official code's rule, with K·eps);
+    * by default, the K − R smallest, R being the numerical rank of the cosine matrix
+      ``C = N⁻¹GN⁻¹`` at ``K · eps`` of the Gramian's dtype. Unlike a threshold relative to λ_max,
+      this does not depend on the spread of the gradient norms: a float32 Gramian resolves each
+      entry to its own scale, so a task 10⁴ times smaller than the others is a real direction
+      (the official rule drops it in float32 and rescales every task to the wrong level).
+
+    Done with masks rather than by slicing to the rank, so that nothing waits on the device. A
+    zero Gramian gives the identity (official code).
     """
     k = gramian.shape[0]
-    eigenvalues, vectors = torch.linalg.eigh(gramian)  # ascending; NOT the removed torch.symeig
-    tolerance = (k * torch.finfo(gramian.dtype).eps) if rtol is None else rtol
-    kept = eigenvalues > tolerance * eigenvalues[-1].clamp(min=0)
+    work = gramian.detach().to(work_dtype(gramian.device))
+    eigenvalues, vectors = torch.linalg.eigh(work)  # ascending; NOT the removed torch.symeig
+    if rtol is None:
+        cos, _ = cosine_gramian(gramian)
+        cos_values = torch.linalg.eigvalsh(cos)
+        tolerance = k * torch.finfo(gramian.dtype).eps * cos_values[-1]
+        rank = (cos_values > tolerance).sum()
+        positions = torch.arange(k, device=gramian.device)
+        kept = (positions >= k - rank) & (eigenvalues > 0)
+    else:
+        kept = eigenvalues > rtol * eigenvalues[-1].clamp(min=0)
     rank = kept.sum()
     inf = torch.full_like(eigenvalues, float("inf"))
     if scale == "min":
@@ -36,7 +54,7 @@ def balance_transformation(
         level = torch.where(kept, eigenvalues, 0).sum() / rank.clamp(min=1)
     inv_sqrt = torch.where(kept, torch.where(kept, eigenvalues, 1).rsqrt(), 0)
     balance = (vectors * inv_sqrt) @ vectors.T * level.sqrt()
-    identity = torch.eye(k, dtype=gramian.dtype, device=gramian.device)
+    identity = torch.eye(k, dtype=work.dtype, device=work.device)
     return torch.where(rank > 0, balance, identity)
 
 
@@ -58,17 +76,18 @@ class AlignedMTL(GramianWeighting):
 
     Choices: ``w = 1`` (the sum of the balanced gradients), as in the official implementation and
     LibMTL; torchjd's ``AlignedMTL`` uses the mean (w = 1/K), i.e. our result divided by K.
-    Eigenvalues at or below ``rtol · λ_max`` are treated as zero (default ``rtol = K·eps`` of the
-    dtype, as in the official code); computed with ``torch.linalg.eigh`` (LibMTL's
+    The rank is read off the cosine matrix by default (see :func:`balance_transformation`; the
+    official code's ``rtol = K·eps`` relative to λ_max on request); computed in float64 with
+    ``torch.linalg.eigh`` (LibMTL's
     ``torch.symeig`` no longer exists). This is the whole-model variant on the shared parameters;
     the paper's representation variant (Aligned-MTL-UB) is not offered yet.
 
     Args:
         scale: the level the singular values are balanced to: ``"min"`` (the paper: the smallest),
             ``"median"`` or ``"rmse"`` (alternatives of the official code).
-        rtol: relative tolerance below which Gramian eigenvalues count as zero; ``None`` for
-            ``K · eps(dtype)``. Raise it (e.g. 1e-6) for float32 Gramians of nearly dependent
-            gradients, whose rounding noise would otherwise set a tiny scale.
+        rtol: relative tolerance below which Gramian eigenvalues count as zero (relative to the
+            largest, the official code's rule); ``None`` (default) decides the rank on the cosine
+            matrix at K·eps of the Gramian's dtype, whatever the spread of the gradient norms.
     """
 
     def __init__(
@@ -90,6 +109,5 @@ class AlignedMTL(GramianWeighting):
 
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         check_gramian(gramian)
-        work = gramian.detach().to(solve_dtype(gramian))
-        balance = balance_transformation(work, self.scale, self.rtol)
+        balance = balance_transformation(gramian, self.scale, self.rtol)
         return balance.sum(dim=1).to(gramian.dtype)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
 from mtlkit.balancing.options import check_number
-from mtlkit.balancing.qp import max_min_in_ball
+from mtlkit.balancing.qp import max_min_in_ball, work_dtype
 from mtlkit.balancing.registry import register
 
 _RESCALES = (0, 1, 2)
@@ -56,7 +56,7 @@ class CAGrad(GramianWeighting):
         # The Gramian is only as accurate as its dtype (float32: ~1e-6..1e-5 relative for long
         # Jacobians); the solver's ridge must be at least that (see max_min_in_ball).
         ridge = min(max(100.0 * torch.finfo(gramian.dtype).eps, 1e-10), 1e-2)
-        g = gramian.detach().double() if gramian.device.type != "mps" else gramian.detach()
+        g = gramian.detach().to(work_dtype(gramian.device))
         mean = torch.full((k,), 1.0 / k, dtype=g.dtype, device=g.device)
         if self.c == 0.0:
             return (mean / divisor).to(gramian.dtype)

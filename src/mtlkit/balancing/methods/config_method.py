@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._common import check_gramian, solve_dtype
+from mtlkit.balancing.methods._common import check_gramian
+from mtlkit.balancing.qp import equal_projection_weights
 from mtlkit.balancing.registry import register
 
 
@@ -30,19 +31,16 @@ class ConFIG(GramianWeighting):
     ``β = N⁻¹ C⁺ 1`` where ``C = N⁻¹GN⁻¹`` is the cosine matrix; then ``‖Jᵀβ‖² = βᵀGβ`` and
     ``Σ_k g_kᵀ g_u = 1ᵀGβ / ‖Jᵀβ‖``, so the weights are ``w = β · 1ᵀGβ / βᵀGβ``. This matches
     torchjd's ``ConFIG`` (which takes the pseudo-inverse of the K×P matrix) where U has full row
-    rank; the pseudo-inverse of the K×K cosine matrix is taken with a relative tolerance K·eps.
+    rank; the pseudo-inverse of the K×K cosine matrix is taken in float64 with a relative
+    tolerance of K·eps of the Gramian's dtype.
     Zero gradients get weight 0 (their unit vector is taken as 0, like the official code).
     The equal task weights (the paper's default) are used; no preference vector is offered.
     """
 
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         check_gramian(gramian)
-        work = gramian.detach().to(solve_dtype(gramian))
-        norms = work.diagonal().clamp(min=0).sqrt()
-        inv_norms = torch.where(norms > 0, 1 / torch.where(norms > 0, norms, 1), 0)
-        cosines = inv_norms[:, None] * work * inv_norms[None, :]
-        ones = torch.ones_like(norms)
-        beta = inv_norms * (torch.linalg.pinv(cosines, hermitian=True) @ ones)
+        beta = equal_projection_weights(gramian)  # N⁻¹C⁺1
+        work = gramian.detach().to(beta.dtype)
         g_beta = work @ beta
         squared_length = beta @ g_beta  # ‖Jᵀβ‖²
         ok = squared_length > 0
