@@ -38,7 +38,7 @@ def _balancer(name: str, num_tasks: int) -> Balancer:
 
 def _measure(num_tasks: int, rounds: int, clock, backbone: str) -> dict[str, float]:
     torch.manual_seed(0)
-    trunk = create_backbone(backbone, 1, (28, 28))
+    trunk = create_backbone(backbone, (1, 28, 28))
     heads = {f"t{k}": classification_head(trunk.out_features, 10) for k in range(num_tasks)}
     template = HardSharing(trunk, heads)
     x = torch.randn(256, 1, 28, 28)

@@ -51,7 +51,7 @@ class _FixedGramian(GramianWeighting):
 
 
 def _model(backbone: str, num_tasks: int) -> HardSharing:
-    trunk = create_backbone(backbone, 1, (28, 28))
+    trunk = create_backbone(backbone, (1, 28, 28))
     heads = {f"t{k}": classification_head(trunk.out_features, 10) for k in range(num_tasks)}
     return HardSharing(trunk, heads)
 

@@ -14,7 +14,7 @@ import tempfile
 
 from mtlkit.balancing import available
 from mtlkit.config import parse_config
-from mtlkit.experiment import train
+from mtlkit.workflows import train
 
 #: Options for methods that have no usable default (``fixed`` needs its weights).
 REQUIRED_OPTIONS = {"fixed": {"lam": 0.5}}

@@ -44,7 +44,7 @@ def _write_fake_dataset(
     The spec pins the files' digests and has no upstream URLs and no registry copy.
     """
     from mtlkit.data import DatasetSpec, sha256_of_payload, write_idx
-    from mtlkit.data.specs import STANDARD_SPLITS
+    from mtlkit.data.acquisition.specs import STANDARD_SPLITS
 
     rng = np.random.default_rng(seed)
     digests = {}
@@ -77,6 +77,18 @@ def fake_base_data(tmp_path: Path) -> FakeBaseData:
         "fashion-mnist": _write_fake_dataset(data_dir, "fashion-mnist", train=40, test=16, seed=2),
     }
     return FakeBaseData(data_dir=data_dir, system_root=tmp_path / "no-system-datasets", specs=specs)
+
+
+@pytest.fixture
+def offline_data(monkeypatch, fake_base_data):
+    """Make the workflows (and so the CLI) build benchmarks from the tiny fake base datasets."""
+    from mtlkit.data import load_benchmark
+    from mtlkit.workflows import build
+
+    def load_fake(name, **options):
+        return load_benchmark(name, **{**options, **fake_base_data.kwargs})
+
+    monkeypatch.setattr(build, "load_benchmark", load_fake)
 
 
 @pytest.fixture

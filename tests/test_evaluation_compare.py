@@ -11,9 +11,8 @@ from mtlkit.evaluation import (
     ClassificationReport,
     ComparisonRow,
     compare_reports,
+    compare_values,
     delta_m,
-    delta_m_from_rows,
-    relative_difference,
 )
 
 # Two higher-is-better and two lower-is-better measures, values exact in binary.
@@ -31,19 +30,21 @@ def _report(confusion_matrix: list[list[int]]) -> ClassificationReport:
 
 
 def test_hand_example_mixed_directions() -> None:
-    assert relative_difference(MTL, STL, HIGHER) == HAND_RELATIVE
-    assert delta_m(MTL, STL, HIGHER) == HAND_DELTA_M
+    rows = compare_values(MTL, STL, HIGHER)
+    assert {row.task: row.relative_difference for row in rows} == HAND_RELATIVE
+    assert delta_m(rows) == HAND_DELTA_M
 
 
 def test_identical_results_give_zero() -> None:
-    assert delta_m(STL, dict(STL), HIGHER) == 0.0
-    assert set(relative_difference(STL, STL, HIGHER).values()) == {0.0}
+    rows = compare_values(STL, dict(STL), HIGHER)
+    assert delta_m(rows) == 0.0
+    assert {row.relative_difference for row in rows} == {0.0}
 
 
-def test_rows_agree_with_mappings() -> None:
-    rows = [ComparisonRow(task, "m", STL[task], MTL[task], HIGHER[task]) for task in MTL]
-    assert [row.relative_difference for row in rows] == list(HAND_RELATIVE.values())
-    assert delta_m_from_rows(rows) == HAND_DELTA_M
+def test_rows_built_by_hand_agree_with_compare_values() -> None:
+    rows = [ComparisonRow(task, "value", STL[task], MTL[task], HIGHER[task]) for task in MTL]
+    assert rows == compare_values(MTL, STL, HIGHER)
+    assert delta_m(rows) == HAND_DELTA_M
 
 
 def test_compare_reports_uses_metric_directions() -> None:
@@ -74,9 +75,9 @@ def test_compare_reports_uses_metric_directions() -> None:
         ({"a": 1.0}, {"a": 1.0, "b": 1.0}, {"a": True, "b": True}, "mtl lacks 'b'"),
         ({"a": 1.0, "b": 1.0}, {"a": 1.0}, {"a": True, "b": True}, "stl lacks 'b'"),
         ({"a": 1.0}, {"a": 1.0}, {}, "higher_is_better lacks 'a'"),
-        ({"a": 1.0}, {"a": 0.0}, {"a": True}, "single-task value of a is 0"),
-        ({"a": math.nan}, {"a": 1.0}, {"a": True}, "multi-task value of a is nan"),
-        ({"a": 1.0}, {"a": math.inf}, {"a": True}, "single-task value of a is inf"),
+        ({"a": 1.0}, {"a": 0.0}, {"a": True}, "single-task value of a/value is 0"),
+        ({"a": math.nan}, {"a": 1.0}, {"a": True}, "multi-task value of a/value is nan"),
+        ({"a": 1.0}, {"a": math.inf}, {"a": True}, "single-task value of a/value is inf"),
         ({}, {}, {}, "mtl is empty"),
     ],
 )
@@ -84,11 +85,11 @@ def test_bad_arguments_raise(
     mtl: dict[str, float], stl: dict[str, float], higher: dict[str, bool], match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        delta_m(mtl, stl, higher)
+        compare_values(mtl, stl, higher)
 
 
 def test_bad_rows_raise() -> None:
     with pytest.raises(ValueError, match="single-task value of t/accuracy is 0"):
         ComparisonRow("t", "accuracy", 0.0, 0.5, True)
     with pytest.raises(ValueError, match="rows is empty"):
-        delta_m_from_rows([])
+        delta_m([])

@@ -1,17 +1,26 @@
-"""The experiment configuration: a YAML file, validated before any work starts.
+"""The experiment configuration: a YAML file, validated once, before any work starts.
 
-Every field has a default, so a config file only states what differs. Unknown keys, wrong types
-and out-of-range values are refused with one line naming the key and what is allowed
-(:class:`ConfigError`).
+Every field has a default, so a config file only states what differs. Unknown keys, wrong types,
+out-of-range values, names that no registry knows (benchmark, protocol, backbone, balancing
+method and its options) and tasks that the benchmark lacks are refused with one line naming the
+key and what is allowed (:class:`ConfigError`). The validated config is *resolved*: every default
+is filled in, the balancing method's options included, so the ``config.yaml`` a run writes
+reproduces it even if a default changes later.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mtlkit.balancing import create, describe
+from mtlkit.data import BENCHMARKS, DataError, benchmark_tasks
+from mtlkit.models import BACKBONES
+from mtlkit.registry import Registry
+from mtlkit.training.optim import OPTIMIZERS, SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -22,14 +31,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def _one_of(choices: Registry | tuple[str, ...], value: str) -> str:
+    names = choices.names() if isinstance(choices, Registry) else list(choices)
+    if value not in names:
+        raise ValueError(f"must be one of: {', '.join(names)}")
+    return value
+
+
 class DataConfig(_Section):
     """Which benchmark to build, and how."""
 
     benchmark: str = "multi-mnist"
-    protocol: Literal["sener", "pareto"] = "sener"
+    protocol: str = "sener"
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     limit: int | None = Field(None, ge=1, description="keep only the first N samples per split")
     data_dir: str | None = None
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known_benchmark(cls, value: str) -> str:
+        return _one_of(BENCHMARKS, value)
 
 
 class TaskConfig(_Section):
@@ -42,8 +63,13 @@ class TaskConfig(_Section):
 class ModelConfig(_Section):
     """The shared network."""
 
-    backbone: Literal["cnn", "lenet", "mlp"] = "cnn"
+    backbone: str = "cnn"
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        return _one_of(BACKBONES, value)
 
 
 class BalancerConfig(_Section):
@@ -57,35 +83,32 @@ class BalancerConfig(_Section):
         """The method's options: every key but ``name``."""
         return dict(self.model_extra or {})
 
-    @model_validator(mode="after")
-    def _known_method_and_options(self) -> BalancerConfig:
-        from mtlkit.balancing import describe
-
-        allowed = describe(self.name).options  # raises with the list of known names
-        unknown = sorted(set(self.options) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"method {self.name!r} has no option {unknown[0]!r}; its options are: "
-                f"{', '.join(allowed) or 'none'} (see `mtlkit methods`)"
-            )
-        return self
-
 
 class OptimConfig(_Section):
     """The optimizer."""
 
-    name: Literal["sgd", "adam"] = "sgd"
+    name: str = "sgd"
     lr: float = Field(0.05, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
+    weight_decay: float = Field(0.0, ge=0.0, description="on the model's parameters only")
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        return _one_of(OPTIMIZERS, value)
 
 
 class ScheduleConfig(_Section):
     """The learning-rate schedule, stepped once per epoch."""
 
-    name: Literal["none", "step", "cosine"] = "none"
+    name: str = "none"
     step_size: int = Field(10, ge=1, description="step: epochs between decays")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="step: decay factor")
+
+    @field_validator("name")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        return _one_of(SCHEDULES, value)
 
 
 class TrainConfig(_Section):
@@ -146,14 +169,12 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
 
 
 def _check_against_data_and_methods(config: ExperimentConfig) -> None:
-    """The checks that need the benchmark and method registries: run them before any work."""
-    from mtlkit.balancing import create
-    from mtlkit.data import DataError, benchmark_tasks
-
+    """The checks that need the benchmark and method registries, with the balancer's options
+    resolved in place (defaults filled; a seeded method takes the run's seed unless given)."""
     try:
         tasks = benchmark_tasks(config.data.benchmark, config.data.protocol)
     except DataError as error:
-        raise ConfigError(f"data.benchmark / data.protocol: {error}") from None
+        raise ConfigError(f"data.protocol: {error}") from None
     include = config.tasks.include
     if include is not None:
         unknown = [name for name in include if name not in tasks]
@@ -162,10 +183,16 @@ def _check_against_data_and_methods(config: ExperimentConfig) -> None:
                 f"tasks.include: {include} must name distinct tasks of {config.data.benchmark}: "
                 f"{', '.join(tasks)}."
             )
+    name, given = config.balancer.name, config.balancer.options
     try:
-        create(config.balancer.name, num_tasks=len(include or tasks), **config.balancer.options)
+        defaults = describe(name).options
+        options = {**defaults, **given}
+        if "seed" in defaults and "seed" not in given:
+            options["seed"] = config.seed
+        create(name, num_tasks=len(include or tasks), **options)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"balancer: {error}") from None
+    config.balancer = BalancerConfig(name=name, **options)
 
 
 def _allowed_keys(loc: tuple) -> str:

@@ -88,14 +88,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_dir(args: argparse.Namespace, config: ExperimentConfig) -> Path:
-    from mtlkit.experiment import prepare_run_dir
+    from mtlkit.workflows import prepare_run_dir
 
     out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     return prepare_run_dir(out, overwrite=args.overwrite)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from mtlkit.experiment import train
+    from mtlkit.workflows import train
 
     config = load_config(args.config, args.overrides)
     result = train(config, _run_dir(args, config))
@@ -106,7 +106,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    from mtlkit.experiment import train_with_baselines
+    from mtlkit.workflows import train_with_baselines
 
     config = load_config(args.config, args.overrides)
     comparison = train_with_baselines(config, _run_dir(args, config))
@@ -120,7 +120,7 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from mtlkit.experiment import evaluate_run
+    from mtlkit.workflows import evaluate_run
 
     reports = evaluate_run(args.run_dir, args.device)
     print(json.dumps({name: report.summary() for name, report in reports.items()}, indent=2))

@@ -7,10 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from mtlkit.data.errors import DataError
-from mtlkit.data.types import Split
-
-Batch = tuple[torch.Tensor, dict[str, torch.Tensor]]
-"""``(inputs, targets)``: a batch of inputs and task name -> batch of targets."""
+from mtlkit.data.types import Batch, Split
 
 _SEED_STRIDE = 1_000_003
 
@@ -95,15 +92,13 @@ class TensorBatches:
         indices = self.indices().to(self.split.inputs.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = indices[start : start + self.batch_size]
-            inputs = self.split.inputs.index_select(0, index)
-            targets = {
-                task: target.index_select(0, index.to(target.device))
-                for task, target in self.split.targets.items()
-            }
-            if self.device is not None:
-                inputs = inputs.to(self.device, non_blocking=True)
-                targets = {
-                    task: target.to(self.device, non_blocking=True)
-                    for task, target in targets.items()
-                }
-            yield inputs, targets
+            batch = Batch(
+                self.split.inputs.index_select(0, index),
+                {task: _take(y, index) for task, y in self.split.targets.items()},
+                {task: _take(m, index) for task, m in self.split.masks.items()},
+            )
+            yield batch if self.device is None else batch.to(self.device)
+
+
+def _take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return tensor.index_select(0, index.to(tensor.device))

@@ -1,29 +1,23 @@
-"""Evaluation: per-task metrics, comparison with single-task baselines, reports.
+"""Evaluation: multi-task results against single-task baselines, and reports.
 
-* :class:`ClassificationMetrics` accumulates one classification task's predictions over batches
-  (and over processes under ``torch.distributed``) and computes a :class:`ClassificationReport`:
-  accuracy, balanced accuracy, micro/macro F1, the confusion matrix and per-class
-  TPR/TNR/PPV/NPV/FPR.
-* :func:`compare_reports`, :func:`relative_difference` and :func:`delta_m` measure a multi-task
-  model against single-task baselines (Δm%, positive when multi-task is better).
-* :func:`write_report` writes everything to a markdown file; :func:`format_comparison_table`
-  renders the comparison for the terminal.
+* :func:`compare_reports` (per task and metric) and :func:`compare_values` (any measures) build
+  :class:`ComparisonRow` s; :func:`delta_m` averages their signed relative differences (Δm%,
+  positive when multi-task is better).
+* :func:`write_report` writes a run or a comparison to a markdown file;
+  :func:`format_comparison_table` renders a comparison for the terminal.
+
+The per-task metrics themselves (:class:`ClassificationMetrics`, :class:`ClassificationReport`)
+belong to the tasks (:mod:`mtlkit.tasks.metrics`) and are re-exported here.
 """
 
-from mtlkit.evaluation.compare import (
-    ComparisonRow,
-    compare_reports,
-    delta_m,
-    delta_m_from_rows,
-    relative_difference,
-)
-from mtlkit.evaluation.metrics import (
+from mtlkit.evaluation.compare import ComparisonRow, compare_reports, compare_values, delta_m
+from mtlkit.evaluation.report import format_comparison_table, write_report
+from mtlkit.tasks.metrics import (
     METRIC_DIRECTIONS,
     ClassificationMetrics,
     ClassificationReport,
     higher_is_better,
 )
-from mtlkit.evaluation.report import format_comparison_table, write_report
 
 __all__ = [
     "METRIC_DIRECTIONS",
@@ -31,10 +25,9 @@ __all__ = [
     "ClassificationReport",
     "ComparisonRow",
     "compare_reports",
+    "compare_values",
     "delta_m",
-    "delta_m_from_rows",
     "format_comparison_table",
     "higher_is_better",
-    "relative_difference",
     "write_report",
 ]

@@ -16,8 +16,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mtlkit.evaluation.metrics import ClassificationReport
-from mtlkit.evaluation.metrics import higher_is_better as _metric_higher_is_better
+from mtlkit.tasks.metrics import ClassificationReport
+from mtlkit.tasks.metrics import higher_is_better as _metric_higher_is_better
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,9 @@ class ComparisonRow:
         )
 
 
-def delta_m_from_rows(rows: Sequence[ComparisonRow]) -> float:
-    """Δm% over ``rows``: the mean of their signed relative differences.
+def delta_m(rows: Sequence[ComparisonRow]) -> float:
+    """Δm% over ``rows``: the mean of their signed relative differences (positive: multi-task
+    better). Build the rows with :func:`compare_reports` or :func:`compare_values`.
 
     Raises:
         ValueError: ``rows`` is empty.
@@ -98,12 +99,23 @@ def compare_reports(
     return rows
 
 
-def relative_difference(
-    mtl: Mapping[str, float], stl: Mapping[str, float], higher_is_better: Mapping[str, bool]
-) -> dict[str, float]:
-    """Signed relative difference in % per key, positive when the multi-task value is better.
+def compare_values(
+    mtl: Mapping[str, float],
+    stl: Mapping[str, float],
+    higher_is_better: Mapping[str, bool],
+    metric: str = "value",
+) -> list[ComparisonRow]:
+    """One row per key of ``mtl`` (a task name, or any measure such as ``"task/loss"``).
 
-    Arguments and errors are those of :func:`delta_m`.
+    Args:
+        mtl: multi-task value per key.
+        stl: single-task baseline per key; must hold exactly the keys of ``mtl``.
+        higher_is_better: direction per key; may hold further keys.
+        metric: the ``metric`` field of every row.
+
+    Raises:
+        ValueError: ``mtl`` is empty, the keys do not match, a direction is missing, a value is
+            not finite or a baseline is zero.
     """
     if len(mtl) == 0:
         raise ValueError("mtl is empty: pass at least one task's value.")
@@ -113,28 +125,10 @@ def relative_difference(
         raise ValueError(
             f"higher_is_better lacks {', '.join(map(repr, missing))}: give a direction per key."
         )
-    return {
-        key: _signed_relative(key, float(mtl[key]), float(stl[key]), bool(higher_is_better[key]))
+    return [
+        ComparisonRow(key, metric, float(stl[key]), float(mtl[key]), bool(higher_is_better[key]))
         for key in mtl
-    }
-
-
-def delta_m(
-    mtl: Mapping[str, float], stl: Mapping[str, float], higher_is_better: Mapping[str, bool]
-) -> float:
-    """Δm% of the multi-task values ``mtl`` against the single-task baselines ``stl``.
-
-    Args:
-        mtl: multi-task value per key: a task name, or any measure name such as ``"task/loss"``.
-        stl: single-task baseline per key; must hold exactly the keys of ``mtl``.
-        higher_is_better: direction per key; may hold further keys.
-
-    Raises:
-        ValueError: ``mtl`` is empty, the keys do not match, a direction is missing, a value is
-            not finite or a baseline is zero.
-    """
-    differences = relative_difference(mtl, stl, higher_is_better)
-    return sum(differences.values()) / len(differences)
+    ]
 
 
 def _signed_relative(label: str, multi_task: float, single_task: float, higher: bool) -> float:

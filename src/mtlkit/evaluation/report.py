@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from mtlkit.atomic import write_text_atomic
-from mtlkit.evaluation.compare import ComparisonRow, delta_m_from_rows
-from mtlkit.evaluation.metrics import ClassificationReport
+from mtlkit.evaluation.compare import ComparisonRow, delta_m
+from mtlkit.tasks.metrics import ClassificationReport
 
 _NA = "n/a"
 _DELTA_M_NOTE = "mean signed relative difference; positive: multi-task better"
@@ -38,7 +38,7 @@ def format_comparison_table(rows: Sequence[ComparisonRow]) -> str:
         header = ["task", "metric", "single-task", "multi-task", "diff %"]
         body = [[row.task, row.metric, *_comparison_cells(row)] for row in rows]
         table = _plain_table(header, body, 2)
-    return f"{table}\nΔm% = {delta_m_from_rows(rows):+.2f} ({_DELTA_M_NOTE})"
+    return f"{table}\nΔm% = {delta_m(rows):+.2f} ({_DELTA_M_NOTE})"
 
 
 def write_report(
@@ -111,7 +111,7 @@ def _comparison_section(comparison: Sequence[ComparisonRow]) -> str:
     header = ["task", "metric", "single-task", "multi-task", "relative difference %"]
     rows = [[row.task, row.metric, *_comparison_cells(row)] for row in comparison]
     table = _markdown_table(header, rows, text_columns=2)
-    delta = f"**Δm% = {delta_m_from_rows(comparison):+.2f}** ({_DELTA_M_NOTE})"
+    delta = f"**Δm% = {delta_m(comparison):+.2f}** ({_DELTA_M_NOTE})"
     return f"## Multi-task vs single-task\n\n{table}\n\n{delta}"
 
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
+
 import torch.distributed as dist
 
 
 def rank() -> int:
-    """This process's rank in the default process group (0 when not distributed)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank: in the process group, else torchrun's ``RANK``, else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0"))
 
 
 def world_size() -> int:
-    """How many processes train together (1 when not distributed)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    """How many processes were started together: the process group's size, else torchrun's
+    ``WORLD_SIZE`` (set before any group exists), else 1."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def is_main_process() -> bool:

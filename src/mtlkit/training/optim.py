@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules from the configuration."""
+"""Optimizers and learning-rate schedules."""
 
 from __future__ import annotations
 
@@ -7,25 +7,49 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from mtlkit.config import OptimConfig, ScheduleConfig
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("none", "step", "cosine")
 
 
-def create_optimizer(config: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD (with momentum and weight decay) or Adam, as the config says."""
-    params = [p for p in params if p.requires_grad]
-    if config.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+def create_optimizer(
+    name: str,
+    model_params: Iterable[nn.Parameter],
+    balancer_params: Iterable[nn.Parameter] = (),
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """SGD (with ``momentum``) or Adam over the model's and the balancer's parameters.
+
+    Weight decay applies to the model's parameters only: a balancer's own parameters (uncertainty
+    weighting's log-variances, IMTL-L's scales) are weights of the losses, not of the network, and
+    decaying them would pull every task's weight toward a fixed value.
+    """
+    groups = [{"params": [p for p in model_params if p.requires_grad]}]
+    own = [p for p in balancer_params if p.requires_grad]
+    if own:
+        groups.append({"params": own, "weight_decay": 0.0})
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}.")
 
 
 def create_scheduler(
-    config: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    *,
+    step_size: int = 10,
+    gamma: float = 0.1,
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A per-epoch schedule: step decay, cosine annealing to 0 over ``epochs``, or none."""
-    if config.name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, config.step_size, config.gamma)
-    if config.name == "cosine":
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size, gamma)
+    if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    return None
+    if name == "none":
+        return None
+    raise ValueError(f"unknown schedule {name!r}; choose one of: {', '.join(SCHEDULES)}.")

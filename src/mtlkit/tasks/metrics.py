@@ -39,6 +39,9 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
 )
 """Whether a larger value is better, per metric name (read-only)."""
 
+_UNLABELLED = -1
+"""The target the confusion matrix ignores: rows whose label is missing."""
+
 
 def higher_is_better(metric: str) -> bool:
     """Return whether a larger value of ``metric`` is better (``False`` for ``fpr`` and ``loss``).
@@ -161,7 +164,9 @@ class ClassificationMetrics:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
         self.num_classes = num_classes
-        self._confmat = MulticlassConfusionMatrix(num_classes, validate_args=False)
+        self._confmat = MulticlassConfusionMatrix(
+            num_classes, ignore_index=_UNLABELLED, validate_args=False
+        )
 
     @property
     def device(self) -> torch.device:
@@ -178,13 +183,15 @@ class ClassificationMetrics:
         self._confmat.reset()
 
     @torch.no_grad()
-    def update(self, logits_or_preds: Tensor, target: Tensor) -> None:
+    def update(self, logits_or_preds: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
         """Add one batch.
 
         Args:
             logits_or_preds: floating-point scores of shape (N, C), reduced with argmax, or integer
                 class predictions of shape (N,).
-            target: integer true classes of shape (N,).
+            target: integer true classes of shape (N,); any value where ``mask`` is False.
+            mask: (N,) bool, True where the label is present; unlabelled rows are not counted.
+                ``None``: every row is labelled.
 
         Raises:
             TypeError: an input is not a tensor.
@@ -193,12 +200,22 @@ class ClassificationMetrics:
         for name, tensor in (("logits_or_preds", logits_or_preds), ("target", target)):
             self._check_tensor(name, tensor)
         preds = self._predictions(logits_or_preds)
+        if mask is not None:
+            self._check_tensor("mask", mask)
+            if mask.dtype != torch.bool or mask.shape != target.shape[:1]:
+                raise ValueError(
+                    f"mask must be a ({target.shape[0]},) bool tensor, got {mask.dtype} "
+                    f"{tuple(mask.shape)}."
+                )
+            target = torch.where(mask, target, 0)  # checked as a class, then left out below
         _check_indices("target", target, self.num_classes)
         if target.shape[0] != preds.shape[0]:
             raise ValueError(
                 f"logits_or_preds has {preds.shape[0]} samples but target has {target.shape[0]}: "
                 "pass one target per sample."
             )
+        if mask is not None:
+            target = torch.where(mask, target, _UNLABELLED)
         self._confmat.update(preds, target)
 
     def compute(self) -> ClassificationReport:

@@ -1,0 +1,25 @@
+"""Multi-task benchmarks by name (data shaping): what is built from the base datasets.
+
+:data:`BENCHMARKS` holds every benchmark; :func:`load_benchmark` builds one. The MNIST-pair family
+(``multi-mnist``, ``multi-fashion``, ``multi-fashion-mnist``) registers itself from
+:mod:`mtlkit.data.benchmarks.mnist_pairs`.
+"""
+
+from mtlkit.data.benchmarks import mnist_pairs as _mnist_pairs  # noqa: F401  (registers)
+from mtlkit.data.benchmarks.registry import (
+    BENCHMARKS,
+    Benchmark,
+    benchmark_tasks,
+    get_benchmark,
+    list_benchmarks,
+    load_benchmark,
+)
+
+__all__ = [
+    "BENCHMARKS",
+    "Benchmark",
+    "benchmark_tasks",
+    "get_benchmark",
+    "list_benchmarks",
+    "load_benchmark",
+]

@@ -1,0 +1,96 @@
+"""Every benchmark by name: ``load_benchmark("multi-mnist", protocol="sener", seed=0)``.
+
+A benchmark is a :class:`Benchmark` entry in :data:`BENCHMARKS`: a description, the protocols it
+can be built by, its tasks (known without building anything, so that a config can be checked
+before any work starts) and the function that builds it. A new benchmark family is one module
+that registers its entries (see :mod:`mtlkit.data.benchmarks.mnist_pairs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mtlkit.data.errors import DataError
+from mtlkit.data.types import MultiTaskData, TaskSpec
+from mtlkit.registry import Registry, UnknownNameError
+
+__all__ = ["BENCHMARKS", "Benchmark", "benchmark_tasks", "list_benchmarks", "load_benchmark"]
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """A registered benchmark.
+
+    Attributes:
+        description: one line for ``mtlkit data list``.
+        protocols: the ways it can be built; the first is the default.
+        tasks: its tasks under a protocol, without building anything.
+        build: ``build(protocol, seed=, val_fraction=, limit=, data_dir=, **options)`` → the data.
+    """
+
+    description: str
+    protocols: tuple[str, ...]
+    tasks: Callable[[str], tuple[TaskSpec, ...]]
+    build: Callable[..., MultiTaskData]
+
+
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
+"""Benchmark name → :class:`Benchmark`."""
+
+
+def get_benchmark(name: str, protocol: str) -> Benchmark:
+    """The benchmark ``name``, checked to be defined for ``protocol``.
+
+    Raises:
+        DataError: unknown benchmark, or a protocol not defined for it.
+    """
+    try:
+        bench = BENCHMARKS.get(name)
+    except UnknownNameError as error:
+        raise DataError(str(error)) from None
+    if protocol not in bench.protocols:
+        raise DataError(
+            f"benchmark {name!r}: protocol {protocol!r} is not defined for it. Use one of: "
+            f"{', '.join(bench.protocols)}."
+        )
+    return bench
+
+
+def list_benchmarks() -> dict[str, str]:
+    """Benchmark name → one-line description (with its protocols), in registry order."""
+    return {
+        name: f"{BENCHMARKS.get(name).description} "
+        f"(protocols: {', '.join(BENCHMARKS.get(name).protocols)})"
+        for name in BENCHMARKS
+    }
+
+
+def benchmark_tasks(name: str, protocol: str) -> tuple[str, ...]:
+    """The task names of benchmark ``name`` built by ``protocol``, without building anything.
+
+    Raises:
+        DataError: unknown benchmark, or a protocol not defined for it.
+    """
+    return tuple(spec.name for spec in get_benchmark(name, protocol).tasks(protocol))
+
+
+def load_benchmark(name: str, *, protocol: str | None = None, **options: Any) -> MultiTaskData:
+    """Build (or read from its cache) the benchmark ``name``.
+
+    Args:
+        name: one of :func:`list_benchmarks`.
+        protocol: how to build it (default: the benchmark's first protocol).
+        **options: ``seed``, ``val_fraction``, ``limit``, ``data_dir`` and whatever else the
+            benchmark's builder takes (see its module).
+
+    Raises:
+        DataError: unknown benchmark or protocol, bad options, or unavailable base data.
+    """
+    if protocol is None:
+        try:
+            protocol = BENCHMARKS.get(name).protocols[0]
+        except UnknownNameError as error:
+            raise DataError(str(error)) from None
+    return get_benchmark(name, protocol).build(protocol, **options)

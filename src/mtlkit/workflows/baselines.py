@@ -1,0 +1,76 @@
+"""Multi-task against single-task: the config as is, and the same network on each task alone."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mtlkit.atomic import write_text_atomic
+from mtlkit.config import ExperimentConfig, parse_config
+from mtlkit.evaluation import (
+    ComparisonRow,
+    compare_reports,
+    delta_m,
+    format_comparison_table,
+    write_report,
+)
+from mtlkit.training.distributed import is_main_process
+from mtlkit.workflows.train import train
+
+
+@dataclass
+class BaselineComparison:
+    """A multi-task run against one single-task run per task."""
+
+    rows: list[ComparisonRow]
+    table: str
+    report_path: Path
+    seconds: float
+
+
+def single_task_config(config: ExperimentConfig, task: str) -> ExperimentConfig:
+    """``config`` restricted to ``task``, with plain (equal) weighting and its own name."""
+    raw: dict[str, Any] = config.to_dict()
+    raw["name"] = f"{config.name}-single-{task}"
+    raw["tasks"]["include"] = [task]
+    raw["balancer"] = {"name": "ew"}
+    return parse_config(raw)
+
+
+def train_with_baselines(config: ExperimentConfig, out_dir: str | Path) -> BaselineComparison:
+    """Train ``config`` as is (``<out>/multi-task``) and, per task, the same network on that task
+    alone (``<out>/single-<task>``); compare their test accuracy and write ``<out>/report.md``
+    and ``<out>/comparison.json``."""
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    multi = train(config, out_dir / "multi-task")
+    single = {
+        task: train(single_task_config(config, task), out_dir / f"single-{task}").test[task]
+        for task in multi.test
+    }
+    rows = compare_reports(multi.test, single)
+    seconds = time.perf_counter() - start
+    report_path = out_dir / "report.md"
+    if is_main_process():
+        write_report(
+            report_path,
+            title=f"mtlkit: {config.name}, multi-task vs single-task",
+            run_info={
+                "config": config.name,
+                "method": config.balancer.name,
+                "backbone": config.model.backbone,
+                "epochs": config.train.epochs,
+                "seed": config.seed,
+                "multi-task run": str(multi.run_dir),
+                "single-task runs": ", ".join(str(out_dir / f"single-{t}") for t in single),
+                "wall time (s)": round(seconds, 1),
+            },
+            task_reports=multi.test,
+            comparison=rows,
+        )
+        summary = {"rows": [asdict(row) for row in rows], "delta_m": delta_m(rows)}
+        write_text_atomic(out_dir / "comparison.json", json.dumps(summary, indent=2))
+    return BaselineComparison(rows, format_comparison_table(rows), report_path, seconds)

@@ -1,0 +1,150 @@
+"""The run folder: what a run writes where, and how a folder is made ready for a new run.
+
+A run folder holds ``config.yaml`` (the resolved configuration), ``log.csv`` and ``tb/`` (the
+epoch history), ``best.pt`` (the selected weights), ``last.pt`` (the whole training state after
+the last epoch), ``metrics.json`` (final per-task test metrics and the history) and
+``report.md``. A comparison folder (``mtlkit baselines``) holds ``comparison.json`` and
+``report.md`` beside one run folder per run (``multi-task``, ``single-<task>``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+import mtlkit
+from mtlkit.atomic import write_text_atomic
+from mtlkit.config import ExperimentConfig
+from mtlkit.data import MultiTaskData
+from mtlkit.training import Trainer
+
+RUN_FILES = ("config.yaml", "log.csv", "best.pt", "last.pt", "metrics.json", "report.md")
+"""The files of a run folder (besides the ``tb/`` folder)."""
+COMPARISON_FILES = ("comparison.json", "report.md")
+"""The files of a comparison folder (besides its runs' folders)."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """The paths of one run folder, and the writers of its small files."""
+
+    path: Path
+
+    @property
+    def config(self) -> Path:
+        """The resolved configuration."""
+        return self.path / "config.yaml"
+
+    @property
+    def log(self) -> Path:
+        """One CSV row per epoch (TensorBoard events go to :attr:`tensorboard`)."""
+        return self.path / "log.csv"
+
+    @property
+    def tensorboard(self) -> Path:
+        """The TensorBoard event folder."""
+        return self.path / "tb"
+
+    @property
+    def best(self) -> Path:
+        """The selected weights."""
+        return self.path / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        """The whole training state after the last finished epoch."""
+        return self.path / "last.pt"
+
+    @property
+    def metrics(self) -> Path:
+        """The final test metrics; its presence marks the run as finished."""
+        return self.path / "metrics.json"
+
+    @property
+    def report(self) -> Path:
+        """The markdown report."""
+        return self.path / "report.md"
+
+    def write_config(self, config: ExperimentConfig) -> None:
+        """Write the resolved configuration (every default included)."""
+        write_text_atomic(self.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """Write ``metrics.json``."""
+        write_text_atomic(self.metrics, json.dumps(metrics, indent=2))
+
+
+def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
+    """Make ``path`` ready for a new run or comparison, never losing a finished one by accident.
+
+    A folder holding a finished run (``metrics.json``) or comparison (``comparison.json``) is
+    refused unless ``overwrite``; with ``overwrite``, the files mtlkit wrote there before (and
+    only those, in sub-runs too) are removed first, so nothing stale mixes with the new run.
+
+    Raises:
+        FileExistsError: the folder holds a finished run and ``overwrite`` is false.
+    """
+    path = Path(path)
+    finished = [name for name in ("metrics.json", "comparison.json") if (path / name).exists()]
+    if finished and not overwrite:
+        raise FileExistsError(
+            f"{path} already holds a finished run ({finished[0]}); pass --overwrite to replace "
+            "it, or choose another --out."
+        )
+    if overwrite and path.is_dir():
+        _remove_run_files(path)
+    return path
+
+
+def _remove_run_files(path: Path) -> None:
+    for name in (*RUN_FILES, *COMPARISON_FILES):
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / "tb", ignore_errors=True)
+    for sub in [path / "multi-task", *path.glob("single-*")]:
+        if (sub / "config.yaml").is_file():
+            _remove_run_files(sub)
+
+
+def training_state(trainer: Trainer, epoch: int, config: ExperimentConfig) -> dict[str, Any]:
+    """What ``last.pt`` holds: model, optimizer, scheduler and balancer states, the epoch, the
+    configuration."""
+    return {
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict(),
+        "balancer": trainer.balancer.state_dict(),
+        "epoch": epoch,
+        "config": config.to_dict(),
+    }
+
+
+def run_info(
+    config: ExperimentConfig,
+    best_epoch: int,
+    seconds: float,
+    device: torch.device,
+    data: MultiTaskData,
+) -> dict[str, object]:
+    """The facts a run's report lists: what ran, where, with which versions."""
+    return {
+        "config": config.name,
+        "benchmark": f"{data.name} ({data.protocol} protocol)",
+        "method": config.balancer.name,
+        "backbone": config.model.backbone,
+        "seed": config.seed,
+        "epochs": config.train.epochs,
+        "best epoch (validation)": best_epoch,
+        "wall time (s)": round(seconds, 1),
+        "device": str(device),
+        "mtlkit": mtlkit.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "data fingerprint": data.fingerprint[:16],
+    }

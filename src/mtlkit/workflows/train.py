@@ -1,0 +1,135 @@
+"""Train one configuration: from a validated config to a finished run folder."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mtlkit.config import ConfigError, ExperimentConfig
+from mtlkit.evaluation import write_report
+from mtlkit.training import EpochRecord, Trainer, save_checkpoint
+from mtlkit.training.distributed import is_main_process, world_size
+from mtlkit.training.run_log import RunLog
+from mtlkit.workflows.build import (
+    batches,
+    build_balancer,
+    build_model,
+    build_optimization,
+    build_tasks,
+    load_data,
+    resolve_device,
+)
+from mtlkit.workflows.run_dir import RunDir, run_info, training_state
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run: where it lives and its per-task test metrics."""
+
+    run_dir: Path
+    test: dict[str, Any]
+    best_epoch: int
+    seconds: float
+
+
+def refuse_multiple_processes() -> None:
+    """Stop before any work when started as several processes (``torchrun``): every rank would
+    train on the whole data and the metrics would be summed over ranks."""
+    processes = world_size()
+    if processes > 1:
+        raise ConfigError(
+            f"started as {processes} processes (torchrun), but mtlkit does not train across "
+            "processes yet: every process would train on all the data. Run one process "
+            "(`mtlkit train ...` or `torchrun --nproc-per-node 1 ...`)."
+        )
+
+
+def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
+    """Train and evaluate one configuration, writing its run folder (main process only)."""
+    refuse_multiple_processes()
+    start = time.perf_counter()
+    folder = RunDir(Path(run_dir))
+    device = resolve_device(config.train.device)
+    data = load_data(config)
+    tasks = build_tasks(config, data)
+    model = build_model(config, data, tasks)
+    balancer = build_balancer(config, len(tasks))
+    optimizer, scheduler = build_optimization(config, model, balancer)
+    main = is_main_process()
+    trainer = Trainer(
+        model,
+        tasks,
+        balancer,
+        optimizer,
+        scheduler,
+        device=device,
+        channels_last=config.train.channels_last,
+        progress=config.train.progress and main,
+    )
+    log = None
+    if main:
+        folder.path.mkdir(parents=True, exist_ok=True)
+        folder.write_config(config)
+        log = RunLog(folder.path)
+
+    def on_epoch(record: EpochRecord) -> None:
+        if log is None:
+            return
+        log.write(record)
+        save_checkpoint(folder.last, training_state(trainer, record.epoch, config))
+        print(_epoch_line(config, record), flush=True)
+
+    def train_batches(epoch: int):
+        return batches(
+            data.train, config.train.batch_size, shuffle=True, seed=config.seed, epoch=epoch
+        )
+
+    def val_batches():
+        return batches(data.val, config.train.eval_batch_size, shuffle=False, seed=config.seed)
+
+    try:
+        fit = trainer.fit(
+            train_batches,
+            config.train.epochs,
+            None if data.val is None else val_batches,
+            on_epoch,
+        )
+    finally:
+        if log is not None:
+            log.close()
+    test = trainer.evaluate(batches(data.test, config.train.eval_batch_size, shuffle=False, seed=0))
+    seconds = time.perf_counter() - start
+    if main:
+        best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
+        save_checkpoint(folder.best, {**best, "config": config.to_dict()})
+        folder.write_metrics(
+            {
+                "test": {name: report.to_dict() for name, report in test.items()},
+                "best_epoch": fit.best_epoch,
+                "history": [asdict(record) for record in fit.history],
+                "seconds": seconds,
+                "data_fingerprint": data.fingerprint,
+            }
+        )
+        write_report(
+            folder.report,
+            title=f"mtlkit run: {config.name}",
+            run_info=run_info(config, fit.best_epoch, seconds, device, data),
+            task_reports=test,
+            history=[record.brief() for record in fit.history],
+        )
+    return RunResult(run_dir=folder.path, test=test, best_epoch=fit.best_epoch, seconds=seconds)
+
+
+def _epoch_line(config: ExperimentConfig, record: EpochRecord) -> str:
+    """One console line per epoch: losses, validation accuracy, time."""
+    losses = "  ".join(f"{t}={v:.4f}" for t, v in record.train_loss.items())
+    val = ""
+    if record.val is not None:
+        val = "  val " + "  ".join(f"{t}={m['accuracy']:.4f}" for t, m in record.val.items())
+    return (
+        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{val}  "
+        f"({record.seconds:.1f}s)"
+    )

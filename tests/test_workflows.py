@@ -1,0 +1,91 @@
+"""The workflows under the CLI: resolved configs, what a run folder holds, what is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from mtlkit.config import ConfigError, parse_config
+from mtlkit.training import load_checkpoint
+from mtlkit.workflows import RunDir, train
+from mtlkit.workflows.build import (
+    build_balancer,
+    build_model,
+    build_optimization,
+    build_tasks,
+    load_data,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+TINY = {
+    "name": "tiny",
+    "model": {"backbone": "mlp"},
+    "data": {"val_fraction": 0.2},
+    "train": {"epochs": 2, "batch_size": 16, "progress": False},
+    "schedule": {"name": "cosine"},
+}
+
+
+def _config(**settings) -> dict:
+    """TINY with ``settings`` merged in (a dict updates its section, a value replaces the key)."""
+    raw = yaml.safe_load(yaml.safe_dump(TINY))
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            raw.setdefault(key, {}).update(value)
+        else:
+            raw[key] = value
+    return raw
+
+
+def test_config_yaml_holds_every_default_of_the_method(tmp_path, offline_data):
+    """A cagrad run saves c and rescale, so a later change of defaults cannot change a re-run."""
+    config = parse_config(_config(balancer={"name": "cagrad"}))
+    assert config.balancer.options == {"c": 0.4, "rescale": 1}
+    train(config, tmp_path / "run")
+    saved = yaml.safe_load(RunDir(tmp_path / "run").config.read_text())
+    assert saved["balancer"] == {"name": "cagrad", "c": 0.4, "rescale": 1}
+    assert parse_config(saved) == config
+
+
+def test_seeded_methods_are_resolved_with_the_run_seed():
+    assert parse_config(_config(seed=5, balancer={"name": "pcgrad"})).balancer.options == {
+        "seed": 5
+    }
+    own = parse_config(_config(seed=5, balancer={"name": "pcgrad", "seed": 1}))
+    assert own.balancer.options == {"seed": 1}
+
+
+def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
+    """``last.pt`` restores model, optimizer (momentum), schedule and balancer state exactly."""
+    config = parse_config(_config(balancer={"name": "dwa"}, optim={"weight_decay": 1e-3}))
+    result = train(config, tmp_path / "run")
+    state = load_checkpoint(RunDir(result.run_dir).last)
+    assert set(state) == {"model", "optimizer", "scheduler", "balancer", "epoch", "config"}
+    assert state["epoch"] == 2 and state["config"] == config.to_dict()
+
+    data = load_data(config)
+    tasks = build_tasks(config, data)
+    model = build_model(config, data, tasks)
+    balancer = build_balancer(config, len(tasks))
+    optimizer, scheduler = build_optimization(config, model, balancer)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    balancer.load_state_dict(state["balancer"])
+    assert scheduler.last_epoch == 2
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)  # cosine over 2 epochs
+    momentum = [optimizer.state[p]["momentum_buffer"] for p in model.parameters()]
+    assert all(m is not None and bool(m.abs().sum() > 0) for m in momentum)
+    torch.testing.assert_close(balancer.state_dict(), state["balancer"], rtol=0, atol=0)
+    assert state["balancer"]  # DWA keeps its loss history: there is a state to restore
+
+
+def test_several_processes_are_refused_before_any_work(tmp_path, monkeypatch, offline_data):
+    """Until training across processes exists, torchrun's N processes would each train on all
+    the data: refuse, and write nothing."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="2 processes"):
+        train(parse_config(_config()), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
