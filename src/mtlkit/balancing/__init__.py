@@ -5,12 +5,10 @@
 """
 
 from mtlkit.balancing.base import (
-    BalanceInfo,
     Balancer,
     GradientAggregator,
     GramianWeighting,
     LossWeighting,
-    Need,
 )
 from mtlkit.balancing.engine import Engine
 from mtlkit.balancing.registry import (
@@ -21,6 +19,7 @@ from mtlkit.balancing.registry import (
     method_class,
     register,
 )
+from mtlkit.balancing.types import BalanceInfo, Need
 
 __all__ = [
     "Balancer",

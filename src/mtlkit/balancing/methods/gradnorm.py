@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlkit.balancing.base import BalanceInfo, LossWeighting, Need, stack_losses
+from mtlkit.balancing.base import LossWeighting
 from mtlkit.balancing.methods._common import adam_step_, read_extra_state
 from mtlkit.balancing.options import check_choice, check_number, require_num_tasks
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.types import BalanceInfo, Need, stack_losses
 
 _MIN_WEIGHT = 1e-6
 """Floor applied to a task weight before renormalising, so that no weight reaches 0 or below."""
