@@ -13,7 +13,6 @@ from torch import Tensor, nn
 
 from mtlkit.balancing.base import GradientAggregator, GramianWeighting
 from mtlkit.balancing.engine import (
-    AUTO_TABLE,
     STRATEGIES,
     Engine,
     task_grad_norms,
@@ -103,7 +102,7 @@ def _shared_grad(model: HardSharing) -> Tensor:
 @pytest.mark.parametrize("backbone", ["lenet", "mlp"])
 @pytest.mark.parametrize("num_tasks", [2, 3])
 @pytest.mark.parametrize("method", [FixedGramian, RowZeroPlusMean])
-@pytest.mark.parametrize("strategy", ["auto", *STRATEGIES])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("with_features", [True, False])
 def test_backward_is_the_aggregate_of_the_explicit_jacobian(
     backbone, num_tasks, method, strategy, with_features
@@ -343,15 +342,12 @@ def test_nothing_is_read_back_to_the_host(monkeypatch):
             balancer.backward(losses, model.shared_parameters(), z)
 
 
-def test_auto_resolves_to_a_measured_strategy_and_forcing_wins():
-    for k in (1, 2, 10, 40, 1000):
-        assert Engine().resolve("cpu", k) in STRATEGIES
-        assert Engine().resolve("meta", k) in STRATEGIES
-        for strategy in STRATEGIES:
-            assert Engine(strategy).resolve("cpu", k) == strategy
-    assert "cpu" in AUTO_TABLE
-    with pytest.raises(ValueError, match="strategy must be one of"):
-        Engine("fastest")
+def test_the_default_strategy_is_loop_and_unknown_ones_are_refused():
+    assert Engine().strategy == "loop" == STRATEGIES[0]
+    assert set(STRATEGIES) == {"loop", "batched"}
+    for strategy in ("auto", "fastest"):
+        with pytest.raises(ValueError, match="strategy must be one of 'loop', 'batched'"):
+            Engine(strategy)
 
 
 def test_clear_errors():

@@ -118,8 +118,9 @@ class GradientAggregator(Balancer):
 
     needs = Need.JACOBIAN
     engine: Engine | None = None
-    """How the per-task gradients are obtained (``None``: ``Engine()``, strategy ``"auto"``); set
-    ``balancer.engine = Engine(strategy="loop")`` to force a strategy. Not part of the state."""
+    """How the per-task gradients are obtained (``None``: ``Engine()``, strategy ``"loop"``); set
+    ``balancer.engine = Engine(strategy="batched")`` to use another strategy. Not part of the
+    state."""
     keeps_common_direction: bool = True
     """Whether K identical task gradients ``g`` give back ``c·g`` with ``c ≥ 0`` (checked by the
     contract tests for every registered aggregator). A method that provably does not (e.g. one

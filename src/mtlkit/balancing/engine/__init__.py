@@ -2,18 +2,15 @@
 
 A gradient method needs the K×P Jacobian ``J`` of the K task losses with respect to the P shared
 parameters (or only its Gramian ``J Jᵀ``). The engine obtains it once per step, from the graph the
-forward pass built, by one of two strategies:
+forward pass built, by one of two strategies (:class:`Engine`):
 
-* ``"loop"``: K vector-Jacobian products (``torch.autograd.grad`` with ``retain_graph``), one per
-  task, through the one graph;
+* ``"loop"`` (the default): K vector-Jacobian products (``torch.autograd.grad`` with
+  ``retain_graph``), one per task, through the one graph;
 * ``"batched"``: a single vmapped backward (``is_grads_batched=True``) of the K tasks at once.
 
-``"auto"`` (the default) picks the one measured fastest for the device and K (see
-``benchmarks/engine.py`` and :data:`~mtlkit.balancing.engine.strategy.AUTO_TABLE`; on CPU that
-is ``"loop"`` at every K). A user forces one with ``balancer.engine = Engine(strategy="loop")``;
-every strategy gives the same result up to floating-point rounding. The choice is a table, not a
-timing on the first step, so that a run's numbers never depend on which strategy happened to be
-faster that day.
+A user picks one with ``balancer.engine = Engine(strategy="batched")``; both give the same result
+up to floating-point rounding. On CPU ``"loop"`` was the faster at every K measured
+(``benchmarks/engine.py``).
 
 What it costs: an exact Jacobian needs one trunk backward per task, so a step costs about
 ``F + K·B`` against ``F + B`` for a plain ``sum(losses).backward()`` (F the forward, B a backward).
@@ -21,7 +18,8 @@ On the seed CNN on CPU (B ≈ F) that is ≈ 1.5× at K = 2; the engine's own wo
 passes, building J, ``G = J Jᵀ``, ``wᵀJ``) is within the timing noise of K bare
 ``torch.autograd.grad`` calls. Applying ``wᵀJ`` from the materialised J (under 1 ms at K = 2,
 ~50 ms at K = 40 on the seed CNN) is far cheaper than the extra trunk backward (~90 ms, 1 thread)
-that a Jacobian-free Gramian would need for the update.
+that a Jacobian-free Gramian would need for the update; so a Gramian method costs what a
+Jacobian method costs (see :class:`~mtlkit.balancing.types.Need`).
 
 When the training loop passes ``features`` (the shared representation ``z`` the task heads read)
 and the losses reach the shared parameters only through ``z`` (hard parameter sharing; the engine
@@ -32,8 +30,6 @@ then differentiated once per task (``"loop"``) or once for all tasks (``"batched
 ``features``, or when the losses reach a shared parameter around ``z`` (tied weights, cross-stitch),
 the engine differentiates each loss through the whole graph instead; the result is the same.
 
-Gramian methods get ``G = J Jᵀ`` from the materialised Jacobian and their update ``wᵀJ`` is written
-straight into each parameter's ``.grad`` (one product per parameter, no extra backward pass).
 Task-specific parameters (every parameter the losses depend on that is not shared) receive the
 gradient of ``Σₖ Lₖ``: under hard sharing, each head gets exactly its own task's gradient.
 
@@ -49,14 +45,6 @@ Modules, one job each: :mod:`~mtlkit.balancing.engine.strategy` (:class:`Engine`
 """
 
 from mtlkit.balancing.engine.jacobian import task_grad_norms, task_gramian, task_jacobian
-from mtlkit.balancing.engine.strategy import AUTO_TABLE, STRATEGIES, Engine, Strategy
+from mtlkit.balancing.engine.strategy import STRATEGIES, Engine, Strategy
 
-__all__ = [
-    "AUTO_TABLE",
-    "STRATEGIES",
-    "Engine",
-    "Strategy",
-    "task_grad_norms",
-    "task_gramian",
-    "task_jacobian",
-]
+__all__ = ["STRATEGIES", "Engine", "Strategy", "task_grad_norms", "task_gramian", "task_jacobian"]

@@ -227,10 +227,9 @@ def acquire(
             "none of the losses requires grad: compute them from the model's outputs, outside "
             "torch.no_grad()."
         )
-    strategy = engine.resolve(stacked.device, len(losses))
     feats = as_features(features)
     if feats is not None:
         split = split_at_features(losses, feats, {id(p) for p in shared})
         if split is not None and split.used:
-            return _split_graph(losses, stacked, shared, split, strategy, retain_graph)
-    return _whole_graph(losses, stacked, shared, strategy, retain_graph)
+            return _split_graph(losses, stacked, shared, split, engine.strategy, retain_graph)
+    return _whole_graph(losses, stacked, shared, engine.strategy, retain_graph)

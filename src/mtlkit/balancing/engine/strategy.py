@@ -5,25 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
+__all__ = ["DEFAULT_ENGINE", "STRATEGIES", "Engine", "Strategy"]
 
-__all__ = ["AUTO_TABLE", "DEFAULT_ENGINE", "STRATEGIES", "Engine", "Strategy"]
-
-Strategy = Literal["auto", "loop", "batched"]
+Strategy = Literal["loop", "batched"]
 STRATEGIES: tuple[str, ...] = ("loop", "batched")
-"""The strategies a user can force; ``"auto"`` resolves to one of them."""
-
-AUTO_TABLE: dict[str, tuple[tuple[int, str], ...]] = {
-    # device type -> ((largest K, strategy), ...); the first row with K <= largest K wins.
-    # CPU, measured with benchmarks/engine.py (LeNet and the seed CNN, batch 256, K = 2, 10, 40,
-    # 1 and 2 threads): "loop" wins at every K on both. The vmapped backward pays for batching
-    # rules (the convolution weight gradient under vmap concatenates the input K times, ReLU's
-    # backward broadcasts), 1.1-1.3x the loop's time at K = 2 and 1.5-3.7x at K = 40; torchjd's
-    # layer-by-layer autogram Gramian is slower still (2-3x the loop at K = 2).
-    # Other devices are not measured yet and get "loop", the safe choice.
-    "cpu": ((1_000_000, "loop"),),
-}
-"""What ``"auto"`` picks by device type and number of tasks K (unlisted devices: ``"loop"``)."""
+"""The strategies an :class:`Engine` offers; the first is the default."""
 
 
 @dataclass(frozen=True)
@@ -31,31 +17,29 @@ class Engine:
     """How a gradient aggregator obtains the per-task gradients.
 
     Args:
-        strategy: ``"auto"`` (the fastest measured for the device and K, see :data:`AUTO_TABLE`),
-            ``"loop"`` (K backward passes through one forward graph) or ``"batched"`` (one vmapped
-            backward of the K tasks). All give the same result up to rounding.
+        strategy: ``"loop"`` (the default: K backward passes through one forward graph) or
+            ``"batched"`` (one vmapped backward of the K tasks). Both give the same result up to
+            floating-point rounding. On CPU ``"loop"`` was the faster at every K measured
+            (``benchmarks/engine.py``: LeNet and the seed CNN, K = 2 to 40, 1 and 2 threads);
+            the vmapped backward pays for batching rules (the convolution weight gradient under
+            vmap concatenates the input K times), 1.1-1.3x the loop's time at K = 2 and 1.5-3.7x
+            at K = 40. ``"batched"`` is there to try on other devices.
 
-    A balancer holds one as ``balancer.engine`` (``None`` means ``Engine()``)::
+    A gradient aggregator holds one as ``balancer.engine`` (``None`` means ``Engine()``)::
 
         bal = create("upgrad", num_tasks=2)
         bal.engine = Engine(strategy="batched")
     """
 
-    strategy: Strategy = "auto"
+    strategy: Strategy = "loop"
 
     def __post_init__(self) -> None:
-        if self.strategy != "auto" and self.strategy not in STRATEGIES:
-            choices = ", ".join(repr(s) for s in ("auto", *STRATEGIES))
-            raise ValueError(f"strategy must be one of {choices}; got {self.strategy!r}.")
-
-    def resolve(self, device: torch.device | str, num_tasks: int) -> str:
-        """The strategy this engine uses for ``num_tasks`` tasks on ``device``."""
-        if self.strategy != "auto":
-            return self.strategy
-        for max_tasks, strategy in AUTO_TABLE.get(torch.device(device).type, ()):
-            if num_tasks <= max_tasks:
-                return strategy
-        return "loop"
+        if self.strategy not in STRATEGIES:
+            choices = ", ".join(repr(s) for s in STRATEGIES)
+            raise ValueError(
+                f"strategy must be one of {choices}; got {self.strategy!r} (the default is "
+                f"{STRATEGIES[0]!r})."
+            )
 
 
 DEFAULT_ENGINE = Engine()
