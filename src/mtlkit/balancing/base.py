@@ -8,8 +8,10 @@ A *balancer* turns K task losses into gradients on the model's parameters. There
   K×P Jacobian, or just its K×K Gramian) and pick one update direction (MGDA, PCGrad, UPGrad, ...).
   Task-specific parameters always receive their own task's gradient.
 
-A method declares what it needs (:class:`~mtlkit.balancing.types.Need`), so that the engine never
-computes more than that.
+A method declares what it reads (``needs``, a :class:`~mtlkit.balancing.types.Need`), which says
+what a step costs: a loss weighting one backward pass; a gradient aggregator the whole Jacobian of
+the shared parameters, which the engine materialises whether the method reads J or only its
+Gramian (it applies ``wᵀJ`` from it), except on the shared representation (``on_features``).
 Stateful methods keep their state in buffers or ``get_extra_state`` so that ``state_dict()`` holds
 it and checkpoints resume it.
 """

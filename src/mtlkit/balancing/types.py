@@ -18,21 +18,26 @@ __all__ = ["BalanceInfo", "Need", "stack_losses"]
 
 
 class Need(enum.IntEnum):
-    """What a method must see to decide the update; ordered from cheapest to dearest.
+    """What a method reads to decide the update, and so what a step costs; cheapest first.
 
-    Compare by name or order (``method.needs >= Need.GRAMIAN``), not by value.
+    With F the cost of the forward pass and B that of one backward pass through the network,
+    and K tasks. Compare by name or order (``method.needs >= Need.GRAMIAN``), not by value.
     """
 
     LOSSES = 0
-    """The loss values (and the method's own state) only: one backward pass of one scalar."""
-    GRAD_NORMS = 1
-    """The K norms of the per-task gradients of (some of) the shared parameters, e.g. GradNorm's
-    last shared layer, which it reads itself along the short path from each loss to that layer;
-    :func:`mtlkit.balancing.engine.jacobian.task_grad_norms` gives them for any parameter set."""
-    GRAMIAN = 2
-    """The K×K Gramian ``J Jᵀ`` of the per-task gradients of the shared parameters."""
-    JACOBIAN = 3
-    """The whole K×P Jacobian of the shared parameters."""
+    """The loss values (and the method's own state): the method back-propagates one scalar, about
+    ``F + B``. A loss weighting may read more along short paths of its own and says so in its
+    docstring (GradNorm: K backward passes from the losses to the last shared layer only)."""
+    GRAMIAN = 1
+    """The K×K Gramian ``G = J Jᵀ`` of the per-task gradients of the shared parameters. The engine
+    materialises the K×P Jacobian J to get it (K backward passes through the trunk with the
+    ``"loop"`` strategy, one vmapped backward with ``"batched"``; K×P memory), about ``F + K·B``,
+    and writes the update ``wᵀJ`` from that same J without a further backward pass. A method on
+    the shared representation (``on_features``, MGDA-UB) needs only the K gradients ``∂Lₖ/∂z``
+    (a pass through the heads) and one backward pass, about ``F + B``."""
+    JACOBIAN = 2
+    """The whole K×P Jacobian of the shared parameters: the same cost as :attr:`GRAMIAN` (the
+    engine obtains J either way); the method maps J itself to an update direction."""
 
 
 @dataclass

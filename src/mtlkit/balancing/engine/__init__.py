@@ -40,11 +40,10 @@ Modules, one job each: :mod:`~mtlkit.balancing.engine.strategy` (:class:`Engine`
 :mod:`~mtlkit.balancing.engine.gradients` (acquiring the Jacobian),
 :mod:`~mtlkit.balancing.engine.accumulate` (writing into ``.grad``),
 :mod:`~mtlkit.balancing.engine.backward` (the aggregators' backward paths) and
-:mod:`~mtlkit.balancing.engine.jacobian` (:func:`task_jacobian`, :func:`task_gramian`,
-:func:`task_grad_norms`).
+:mod:`~mtlkit.balancing.engine.jacobian` (:func:`task_jacobian`, :func:`task_gramian`).
 """
 
-from mtlkit.balancing.engine.jacobian import task_grad_norms, task_gramian, task_jacobian
+from mtlkit.balancing.engine.jacobian import task_gramian, task_jacobian
 from mtlkit.balancing.engine.strategy import STRATEGIES, Engine, Strategy
 
-__all__ = ["STRATEGIES", "Engine", "Strategy", "task_grad_norms", "task_gramian", "task_jacobian"]
+__all__ = ["STRATEGIES", "Engine", "Strategy", "task_gramian", "task_jacobian"]
