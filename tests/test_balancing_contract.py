@@ -8,12 +8,15 @@ alone.
 
 from __future__ import annotations
 
+import ast
 import io
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import mtlkit.balancing
 from mtlkit.balancing import Balancer, GradientAggregator, available, create, method_class
 from mtlkit.models import HardSharing, classification_head, create_backbone
 
@@ -130,3 +133,18 @@ def test_identical_task_gradients_keep_their_direction(name):
         coefficient = result @ g / (g @ g)
         assert coefficient >= -1e-6, f"{name} reversed a gradient all tasks agree on"
         torch.testing.assert_close(result, coefficient * g, rtol=0, atol=1e-4 * g.norm())
+
+
+def test_the_package_imports_every_method_module():
+    """``create`` knows a method only if ``mtlkit.balancing`` imports its module: every module of
+    ``mtlkit.balancing.methods`` (but the private helpers) is in that import list and registers
+    at least one method."""
+    package = Path(mtlkit.balancing.__file__).parent
+    modules = {p.stem for p in (package / "methods").glob("*.py") if not p.stem.startswith("_")}
+    listed = set()
+    for node in ast.walk(ast.parse((package / "__init__.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "mtlkit.balancing.methods":
+            listed.update(alias.name for alias in node.names)
+    assert listed == modules
+    registered = {method_class(name).__module__.rsplit(".", 1)[-1] for name in METHODS}
+    assert registered == modules

@@ -11,6 +11,33 @@ from mtlkit.balancing.base import (
     LossWeighting,
 )
 from mtlkit.balancing.engine import Engine
+
+# Importing the method modules registers every method (their classes are decorated with
+# ``@register``), so that ``create`` knows them all after ``import mtlkit.balancing``.
+from mtlkit.balancing.methods import (  # noqa: F401
+    aligned_mtl,
+    cagrad,
+    config_method,
+    db_mtl,
+    dwa,
+    fairgrad,
+    famo,
+    fixed,
+    geometric,
+    graddrop,
+    gradnorm,
+    gradvac,
+    imtl,
+    imtl_g,
+    mgda,
+    moco,
+    nash_mtl,
+    pcgrad,
+    random_weights,
+    stch,
+    uncertainty,
+    upgrad,
+)
 from mtlkit.balancing.registry import (
     MethodInfo,
     available,
