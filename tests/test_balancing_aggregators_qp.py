@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mtlkit.balancing import GramianWeighting, available, create, method_class
-from mtlkit.balancing.qp import min_norm_point
+from mtlkit.balancing.solvers.min_norm import min_norm_point
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

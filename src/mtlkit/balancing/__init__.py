@@ -2,6 +2,12 @@
 
 >>> from mtlkit.balancing import create
 >>> bal = create("fixed", weights=[0.7, 0.3])
+
+Layout, one concern per module: :mod:`~mtlkit.balancing.types` (small shared types),
+:mod:`~mtlkit.balancing.base` (the balancer classes), :mod:`~mtlkit.balancing.engine` (per-task
+gradients and ``.grad``), :mod:`~mtlkit.balancing.solvers` (the small optimisation problems),
+:mod:`~mtlkit.balancing.options` (option validators), :mod:`~mtlkit.balancing.registry` (methods
+by name) and :mod:`~mtlkit.balancing.methods` (one module per method family).
 """
 
 from mtlkit.balancing.base import (

@@ -10,8 +10,9 @@ from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
 from mtlkit.balancing.options import check_number
-from mtlkit.balancing.qp import dual_cone_weights, work_dtype
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.dual_cone import dual_cone_weights
+from mtlkit.balancing.solvers.gramian import work_dtype
 
 
 class _DualConeWeighting(GramianWeighting):
@@ -78,7 +79,7 @@ class UPGrad(_DualConeWeighting):
 
     so d never conflicts with any task (Jd ≥ 0), and equals g when every row equals g. The K box-
     constrained QPs are solved together, by one batched interior-point run in float64, on the
-    cosine matrix N⁻¹GN⁻¹ (N: the gradient norms; see ``qp.dual_cone_weights``):
+    cosine matrix N⁻¹GN⁻¹ (N: the gradient norms; see ``solvers.dual_cone.dual_cone_weights``):
     every task's constraint is resolved in its own scale, so the promise holds whatever the spread
     of the gradient norms — measured min cos(gₖ, d) ≥ −1e-7 on float32 Jacobians whose norms
     span 10⁴ (tests/test_balancing_guarantees.py), where the paper's and torchjd's ridge
