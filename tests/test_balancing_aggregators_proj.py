@@ -106,6 +106,8 @@ def test_registered_with_one_line_summary_and_citation(name):
         ("graddrop", {"leak": [0.1, 0.2, 0.3]}, "3 entries"),
         ("aligned-mtl", {"scale": "max"}, "scale"),
         ("aligned-mtl", {"rtol": -1.0}, "rtol"),
+        ("aligned-mtl", {"rtol": "0.1"}, "rtol"),
+        ("aligned-mtl", {"rtol": True}, "rtol"),
         ("db-mtl", {"beta": 1.0}, "beta"),
         ("db-mtl", {"beta_sigma": -0.5}, "beta_sigma"),
     ],

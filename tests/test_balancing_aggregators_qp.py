@@ -78,6 +78,8 @@ def test_methods_are_registered_with_a_one_line_summary(name):
         ("upgrad", {"norm_eps": float("nan")}, "norm_eps"),
         ("upgrad", {"pref_vector": [1.0, -1.0]}, "pref_vector"),
         ("dualproj", {"pref_vector": [0.0, 0.0]}, "pref_vector"),
+        ("upgrad", {"pref_vector": [1.0, float("nan")]}, r"pref_vector\[1\] must be a number"),
+        ("dualproj", {"pref_vector": [True, 1.0]}, r"pref_vector\[0\] must be a number"),
         ("cagrad", {"c": -0.1}, "c must"),
         ("cagrad", {"rescale": 3}, "rescale"),
         ("nash-mtl", {"update_weights_every": 0}, "update_weights_every"),

@@ -1,5 +1,7 @@
 """Fixed weights and the two-task trade-off λ give exactly the weighted gradient."""
 
+import math
+
 import pytest
 import torch
 
@@ -52,9 +54,17 @@ def test_equal_weighting_is_the_plain_sum():
     [
         ({}, "exactly one of"),
         ({"lam": 0.5, "weights": [1, 1]}, "exactly one of"),
-        ({"lam": 1.5}, "lam must be in"),
-        ({"weights": [-1.0, 2.0]}, "non-negative"),
-        ({"weights": [0.0, 0.0]}, "non-negative"),
+        ({"lam": 1.5}, r"lam must be a number in \[0.0, 1.0\], got 1.5"),
+        ({"lam": -0.1}, "lam must be a number in"),
+        ({"lam": True}, "lam must be a number in .*got True"),
+        ({"lam": math.nan}, "lam must be a number in .*got nan"),
+        ({"lam": "0.5"}, "lam must be a number in"),
+        ({"weights": [-1.0, 2.0]}, r"weights\[0\] must be a number in \[0.0, inf\]"),
+        ({"weights": [math.nan, 1.0]}, r"weights\[0\] must be a number .*got nan"),
+        ({"weights": [1.0, math.inf]}, r"weights\[1\] must be a number .*got inf"),
+        ({"weights": [1.0, True]}, r"weights\[1\] must be a number .*got True"),
+        ({"weights": [0.0, 0.0]}, "not all 0"),
+        ({"weights": 0.5}, "weights must be a sequence of numbers"),
         ({"weights": [1.0, 2.0, 3.0]}, "3 entries but there are 2"),
         ({"lamb": 0.5}, "no option 'lamb'"),
     ],

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.options import check_number
+from mtlkit.balancing.options import check_number, check_weights
 from mtlkit.balancing.registry import register
 from mtlkit.balancing.solvers.dual_cone import dual_cone_weights
 from mtlkit.balancing.solvers.gramian import work_dtype
@@ -31,12 +30,7 @@ class _DualConeWeighting(GramianWeighting):
         self.reg_eps = check_number(self.method_name, "reg_eps", reg_eps, low=0.0)
         pref = None
         if pref_vector is not None:
-            values = [float(v) for v in pref_vector]
-            if not values or any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
-                raise ValueError(
-                    "pref_vector must hold one finite weight ≥ 0 per task, not all 0; "
-                    f"got {list(pref_vector)!r}."
-                )
+            values = check_weights(self.method_name, "pref_vector", pref_vector)
             if num_tasks is not None and len(values) != num_tasks:
                 raise ValueError(
                     f"pref_vector has {len(values)} entries but there are {num_tasks} tasks."
