@@ -434,7 +434,7 @@ def test_max_min_in_ball_on_the_gramians_that_made_cagrad_diverge():
 
 
 def test_max_min_in_ball_k2_closed_form_agrees_with_the_general_solve():
-    """K = 2 is solved in closed form; the bisection used for K > 2 gives the same weights."""
+    """K = 2 is solved in closed form; the search used for K > 2 gives the same weights."""
     rng = np.random.default_rng(11)
     for trial in range(30):
         jac = rng.standard_normal((2, 6)) * 10 ** rng.uniform(-2, 2, size=(2, 1))
@@ -446,7 +446,7 @@ def test_max_min_in_ball_k2_closed_form_agrees_with_the_general_solve():
         r = float(rng.uniform(0.1, 1.5)) * (u @ h @ u).sqrt()
         b = h @ u
         closed = ball._cagrad_dual_k2(h, b, r)
-        general = ball._cagrad_dual_bisect(h, b, r, 1e-10 / 2**0.5, rounds=12)
+        general = ball._cagrad_dual_search(h, b, r, 1e-10 / 2**0.5, tol=1e-12, max_iter=30)
         d, d_ref = closed @ torch.tensor(jac), general @ torch.tensor(jac)
         scale = float(torch.tensor(jac).norm(dim=1).max())
         assert float((d - d_ref).norm()) <= 1e-6 * scale, trial
