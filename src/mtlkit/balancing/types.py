@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -47,11 +47,9 @@ class BalanceInfo:
     Attributes:
         weights: the (K,) task weights actually applied, detached; ``None`` where the method's
             update is not a weighted sum of the task gradients.
-        extras: further scalars worth logging (for example a method's internal temperature).
     """
 
     weights: Tensor | None
-    extras: dict[str, float] = field(default_factory=dict)
 
 
 def stack_losses(losses: Sequence[Tensor]) -> Tensor:
