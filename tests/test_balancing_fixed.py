@@ -5,8 +5,11 @@ import math
 import pytest
 import torch
 
+from balancing_checks import reload
 from mtlkit.balancing import create
 from mtlkit.models import HardSharing, classification_head, create_backbone
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model_and_losses(seed: int = 0):
@@ -81,7 +84,5 @@ def test_non_scalar_loss_is_refused():
 
 
 def test_weights_travel_in_the_state_dict():
-    bal = create("fixed", weights=[0.2, 0.8])
-    fresh = create("fixed", weights=[0.5, 0.5])
-    fresh.load_state_dict(bal.state_dict())
+    fresh = reload(create("fixed", weights=[0.2, 0.8]), create("fixed", weights=[0.5, 0.5]))
     assert torch.equal(fresh.weights, torch.tensor([0.2, 0.8]))
