@@ -180,12 +180,13 @@ def test_mgda_agrees_with_torchjd_frank_wolfe_within_its_own_gap():
     answer is compared through its own Frank-Wolfe gap γ = ‖d_fw‖² − minᵢ gᵢᵀd_fw: convexity gives
     ‖d_fw‖² − ‖d*‖² ≤ 2γ and, d* being the min-norm point of a convex set,
     ‖d_fw − d*‖² ≤ ‖d_fw‖² − ‖d*‖². Ours is within 1.5e-6·‖d‖ of d* (the interior point's gap), and
-    never longer than Frank-Wolfe's."""
+    never longer than Frank-Wolfe's. Whatever a budget of 1000 steps reaches (Frank-Wolfe is
+    sublinear: 1 to 20 % of ‖d‖ on the full-rank cases here), its own gap bounds the comparison."""
     torchjd = pytest.importorskip("torchjd.aggregation")
-    for seed, jac in _cases(10):
+    for seed, jac in _cases(5):
         g = jac @ jac.T
         w = _weights("mgda", jac)
-        w_fw = torchjd.MGDAWeighting(epsilon=1e-15, max_iters=5000)(g)
+        w_fw = torchjd.MGDAWeighting(epsilon=1e-15, max_iters=1000)(g)
         d, d_fw = w @ jac, w_fw @ jac
         scale = float(g.diagonal().mean())
         assert float(d @ d) <= float(d_fw @ d_fw) * (1 + 1e-10) + 1e-12 * scale
@@ -410,7 +411,7 @@ def test_cagrad_is_never_worse_than_the_official_code(rescale):
     pytest.importorskip("scipy")
     rng = np.random.default_rng(rescale)
     divisor = (1.0, 1 + 0.4**2, 1 + 0.4)[rescale]
-    for trial in range(15):
+    for trial in range(6):
         k = int(rng.integers(2, 8))
         jac = rng.standard_normal((k, 40)) * 10 ** rng.uniform(-0.5, 0.5, size=(k, 1))
         official = _official_cagrad(jac, 0.4, rescale) * divisor
@@ -432,7 +433,7 @@ def test_cagrad_update_norm_is_bounded_on_float32_jacobians():
     ~10³ and diverged training."""
     gen = torch.Generator().manual_seed(3)
     c = 0.4
-    for trial in range(60):
+    for trial in range(20):
         k = (2, 2, 3, 5)[trial % 4]
         jac = torch.randn(k, 3000, generator=gen, dtype=torch.float64)
         kind = trial % 5

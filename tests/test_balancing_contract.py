@@ -67,8 +67,8 @@ def _batch(step: int):
 
 
 def _epoch(epoch: int) -> TensorBatches:
-    """Two batches: an epoch of ``Trainer.train_epoch``, which ends with ``epoch_end``."""
-    return TensorBatches(_split(100 + epoch, 2 * BATCH), BATCH)
+    """A one-batch epoch for ``Trainer.train_epoch``, which ends it with ``epoch_end``."""
+    return TensorBatches(_split(100 + epoch), BATCH)
 
 
 def _step(trainer: Trainer, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -83,22 +83,6 @@ def _check_step(name: str, losses: torch.Tensor, weights: torch.Tensor | None) -
         assert not weights.requires_grad
 
 
-@pytest.mark.parametrize("name", METHODS)
-def test_trains_one_step_then_several_and_whole_epochs(name):
-    trainer = _trainer(name)
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    _check_step(name, *_step(trainer, 0))
-    for (pname, p), old in zip(trainer.model.named_parameters(), before):
-        assert p.grad is not None, f"{name} left {pname} without a gradient"
-        assert torch.isfinite(p.grad).all(), f"{name} gave {pname} a non-finite gradient"
-        assert not torch.equal(p.detach(), old), f"{name}: the optimizer did not move {pname}"
-    for step in range(1, 3):
-        _check_step(name, *_step(trainer, step))
-    for epoch in range(2):  # train_epoch calls balancer.epoch_end() after each epoch
-        losses, weights = trainer.train_epoch(_epoch(epoch), epoch)
-        _check_step(name, losses, weights)
-
-
 class _Checkpoint(nn.Module):
     """What a checkpoint of the loop holds: the model and the balancer (plain SGD keeps no
     state of its own); ``trainer`` runs them."""
@@ -111,18 +95,24 @@ class _Checkpoint(nn.Module):
 def _step_then_weights(run: _Checkpoint, step: int):
     """A step after resuming: the losses and weights it reports and the parameters it leaves."""
     losses, weights = _step(run.trainer, step)
-    if step == 1:  # the second epoch ends: DWA's weights leave 1 from here on
+    if step == 0:  # the second epoch ends: DWA's weights leave 1 from here on
         run.balancer.epoch_end()
     return losses, weights, [p.detach().clone() for p in run.model.parameters()]
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_resumes_exactly_from_its_state_dict(name):
+def test_trains_steps_and_epochs_and_resumes_exactly_from_its_state_dict(name):
     trainer = _trainer(name, seed=1)
-    trainer.train_epoch(_epoch(0), 0)  # a whole epoch (epoch_end included), then stop mid-epoch
-    _step(trainer, 10)
-    run = _Checkpoint(trainer)
-    assert_resumes_exactly(run, _Checkpoint(_trainer(name, seed=99)), _step_then_weights)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    _check_step(name, *_step(trainer, 0))  # one step
+    for (pname, p), old in zip(trainer.model.named_parameters(), before):
+        assert p.grad is not None, f"{name} left {pname} without a gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} gave {pname} a non-finite gradient"
+        assert not torch.equal(p.detach(), old), f"{name}: the optimizer did not move {pname}"
+    _check_step(name, *trainer.train_epoch(_epoch(0), 0))  # an epoch, ended by epoch_end
+    _check_step(name, *_step(trainer, 1))  # stop in the middle of the next epoch
+    resumed = _Checkpoint(_trainer(name, seed=99))
+    assert_resumes_exactly(_Checkpoint(trainer), resumed, _step_then_weights, steps=2)
 
 
 WITH_PARAMETERS = [name for name in METHODS if list(_create(name).parameters())]

@@ -73,7 +73,7 @@ def _kkt_violation(h: np.ndarray, c: np.ndarray, x: np.ndarray, simplex: bool) -
 @pytest.mark.parametrize("simplex", [False, True])
 def test_nonneg_qp_matches_quadprog_on_positive_definite_problems(simplex):
     rng = np.random.default_rng(0)
-    for _ in range(60):
+    for _ in range(20):
         k = int(rng.integers(1, 25))
         h = _psd(rng, k, int(rng.integers(1, k + 3)), 10 ** rng.uniform(-4, 4))
         h += 1e-3 * np.trace(h) / k * np.eye(k)  # quadprog needs a well-conditioned PD H
@@ -88,7 +88,7 @@ def test_nonneg_qp_matches_quadprog_on_positive_definite_problems(simplex):
 def test_nonneg_qp_kkt_on_rank_deficient_problems(simplex):
     """quadprog cannot take a singular H; the KKT conditions certify optimality instead."""
     rng = np.random.default_rng(1)
-    for _ in range(60):
+    for _ in range(20):
         k = int(rng.integers(2, 30))
         h = _psd(rng, k, int(rng.integers(1, k)), 10 ** rng.uniform(-4, 4))
         if simplex:
@@ -103,7 +103,7 @@ def test_nonneg_qp_kkt_on_rank_deficient_problems(simplex):
 def test_nonneg_qp_closed_forms_for_one_and_two_variables(simplex):
     """K ≤ 2 (two tasks, the common case) is solved in closed form: same answers as quadprog."""
     rng = np.random.default_rng(10)
-    for _ in range(200):
+    for _ in range(80):
         k = int(rng.integers(1, 3))
         h = _psd(rng, k, int(rng.integers(1, 3)), 10 ** rng.uniform(-3, 3))
         h += 1e-6 * np.trace(h) / k * np.eye(k)
@@ -149,7 +149,7 @@ def _jacobian(rng: np.random.Generator, k: int, rank: int, p: int = 40) -> np.nd
 
 def test_min_norm_point_is_the_min_norm_element_of_the_hull():
     rng = np.random.default_rng(3)
-    for _ in range(60):
+    for _ in range(20):
         k = int(rng.integers(1, 20))
         jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
         g = jac @ jac.T
@@ -168,7 +168,7 @@ def test_min_norm_point_is_the_min_norm_element_of_the_hull():
 
 def test_min_norm_point_matches_quadprog():
     rng = np.random.default_rng(4)
-    for _ in range(40):
+    for _ in range(20):
         k = int(rng.integers(2, 15))
         jac = _jacobian(rng, k, k + 5)  # full rank: unique minimiser
         g = jac @ jac.T
@@ -213,7 +213,7 @@ def test_min_norm_point_handles_float32_gramians_of_long_jacobians():
 def test_dual_cone_weights_match_quadprog_and_project_onto_the_dual_cone():
     quadprog = pytest.importorskip("quadprog")
     rng = np.random.default_rng(5)
-    for _ in range(40):
+    for _ in range(20):
         k = int(rng.integers(1, 15))
         jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
         g = jac @ jac.T
@@ -231,7 +231,7 @@ def test_dual_cone_weights_match_quadprog_and_project_onto_the_dual_cone():
 
 def test_dual_cone_weights_without_ridge_give_a_non_conflicting_direction():
     rng = np.random.default_rng(6)
-    for _ in range(40):
+    for _ in range(20):
         k = int(rng.integers(2, 15))
         jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
         g = jac @ jac.T
@@ -269,7 +269,7 @@ def test_max_min_in_ball_is_optimal_by_a_duality_certificate(scipy_optimize):
     with that tolerance.
     """
     rng = np.random.default_rng(7)
-    for _ in range(40):
+    for _ in range(12):
         jac, c = _cagrad_case(rng, row_scales=2)  # gradient norms spread over 4 decades
         k = jac.shape[0]
         g = jac @ jac.T
@@ -306,7 +306,7 @@ def test_max_min_in_ball_is_never_worse_than_the_official_slsqp_solve(scipy_opti
     BLAS kernel under it."""
     rng = np.random.default_rng(8)
     compared = 0
-    for _ in range(30):
+    for _ in range(10):
         jac, c = _cagrad_case(rng, row_scales=0.5)
         k = jac.shape[0]
         g = jac @ jac.T
@@ -334,7 +334,7 @@ def test_max_min_in_ball_is_never_worse_than_the_official_slsqp_solve(scipy_opti
         assert primal >= primal_ref - 1e-6 * scale
         assert primal <= dual_ref + 1e-9 * scale
         compared += 1
-    assert compared >= 20
+    assert compared >= 7
 
 
 def test_max_min_in_ball_where_no_direction_improves_every_task():
@@ -368,7 +368,10 @@ def _ball_check(g: torch.Tensor, beta: torch.Tensor, c: float, slack: float) -> 
 
 
 def _adversarial_jacobians():
-    """(K, P) float64 Jacobians that broke or strain CAGrad's solve, each at scales 1e-8..1e4."""
+    """(K, P) float64 Jacobians that broke or strain CAGrad's solve, at scales 1e-8..1e4: seven
+    kinds for each K, each at one scale in turn, so that every kind meets every scale across the
+    four K (the solve itself works on the Gramian scaled to unit size; the scale matters through
+    the rounding of the float32 Gramian)."""
     gen = torch.Generator().manual_seed(0)
 
     def randn(*shape):
@@ -391,9 +394,8 @@ def _adversarial_jacobians():
         conflict = base.clone()
         conflict[1:] = -base[0] + 1e-3 * randn(k - 1, 50)  # all against the first
         cases.append(conflict)
-        for jac in cases:
-            for scale in (1e-8, 1e-4, 1.0, 1e4):
-                yield scale * jac
+        for j, jac in enumerate(cases):
+            yield (1e-8, 1e-4, 1.0, 1e4)[(7 * (k - 1) + j) % 4] * jac
 
 
 def test_max_min_in_ball_stays_in_its_ball_on_adversarial_gramians():
@@ -436,7 +438,7 @@ def test_max_min_in_ball_on_the_gramians_that_made_cagrad_diverge():
 def test_max_min_in_ball_k2_closed_form_agrees_with_the_general_solve():
     """K = 2 is solved in closed form; the search used for K > 2 gives the same weights."""
     rng = np.random.default_rng(11)
-    for trial in range(30):
+    for trial in range(15):
         jac = rng.standard_normal((2, 6)) * 10 ** rng.uniform(-2, 2, size=(2, 1))
         if trial % 3 == 0:
             jac[1] = -rng.uniform(0.2, 3.0) * jac[0] + 0.3 * rng.standard_normal(6)
@@ -460,7 +462,7 @@ def test_max_min_in_ball_k2_closed_form_agrees_with_the_general_solve():
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
 def test_alpha_fair_weights_solve_their_optimality_condition(alpha):
     rng = np.random.default_rng(8)
-    for _ in range(20):
+    for _ in range(10):
         k = int(rng.integers(1, 20))
         jac = _jacobian(rng, k, k + int(rng.integers(0, 5)))
         g = torch.tensor(jac @ jac.T)
