@@ -20,8 +20,8 @@ __all__ = ["BalanceInfo", "Need", "stack_losses"]
 class Need(enum.IntEnum):
     """What a method reads to decide the update, and so what a step costs; cheapest first.
 
-    With F the cost of the forward pass and B that of one backward pass through the network,
-    and K tasks. Compare by name or order (``method.needs >= Need.GRAMIAN``), not by value.
+    In the costs below F is the forward pass, B one backward pass through the network and K the
+    number of tasks. Compare by name or order (``method.needs >= Need.GRAMIAN``), not by value.
     """
 
     LOSSES = 0
