@@ -93,8 +93,7 @@ def _shared_grad(model: HardSharing) -> Tensor:
     return torch.cat([p.grad.reshape(-1) for p in model.shared_parameters()])
 
 
-@pytest.mark.parametrize("backbone", ["lenet", "mlp"])
-@pytest.mark.parametrize("num_tasks", [2, 3])
+@pytest.mark.parametrize(("backbone", "num_tasks"), [("lenet", 2), ("mlp", 3)])
 @pytest.mark.parametrize("method", [FixedGramian, RowZeroPlusMean])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("with_features", [True, False])
@@ -138,8 +137,7 @@ def test_every_strategy_gives_the_same_gradients(method):
             torch.testing.assert_close(a, b, rtol=0, atol=ATOL)
 
 
-@pytest.mark.parametrize("backbone", ["lenet", "mlp"])
-@pytest.mark.parametrize("num_tasks", [2, 3])
+@pytest.mark.parametrize(("backbone", "num_tasks"), [("lenet", 2), ("mlp", 3)])
 def test_on_features_is_the_representation_level_shortcut(backbone, num_tasks):
     model, forward = _setup(backbone, num_tasks, seed=1)
     z, losses = forward()

@@ -269,7 +269,7 @@ def test_max_min_in_ball_is_optimal_by_a_duality_certificate(scipy_optimize):
     with that tolerance.
     """
     rng = np.random.default_rng(7)
-    for _ in range(12):
+    for _ in range(8):
         jac, c = _cagrad_case(rng, row_scales=2)  # gradient norms spread over 4 decades
         k = jac.shape[0]
         g = jac @ jac.T
@@ -368,10 +368,10 @@ def _ball_check(g: torch.Tensor, beta: torch.Tensor, c: float, slack: float) -> 
 
 
 def _adversarial_jacobians():
-    """(K, P) float64 Jacobians that broke or strain CAGrad's solve, at scales 1e-8..1e4: seven
-    kinds for each K, each at one scale in turn, so that every kind meets every scale across the
-    four K (the solve itself works on the Gramian scaled to unit size; the scale matters through
-    the rounding of the float32 Gramian)."""
+    """(K, P) float64 Jacobians that broke or strain CAGrad's solve, at scales 1e-8..1e4, with the
+    dtype their Gramian is computed in: seven kinds for each K, each at one scale and one dtype in
+    turn, so that every kind meets every scale and both dtypes across the four K (the solve works
+    on the Gramian scaled to unit size; scale and dtype matter through its rounding)."""
     gen = torch.Generator().manual_seed(0)
 
     def randn(*shape):
@@ -395,7 +395,8 @@ def _adversarial_jacobians():
         conflict[1:] = -base[0] + 1e-3 * randn(k - 1, 50)  # all against the first
         cases.append(conflict)
         for j, jac in enumerate(cases):
-            yield (1e-8, 1e-4, 1.0, 1e4)[(7 * (k - 1) + j) % 4] * jac
+            scale = (1e-8, 1e-4, 1.0, 1e4)[(7 * (k - 1) + j) % 4]
+            yield scale * jac, (torch.float64, torch.float32)[(k + j) % 2]
 
 
 def test_max_min_in_ball_stays_in_its_ball_on_adversarial_gramians():
@@ -405,14 +406,13 @@ def test_max_min_in_ball_stays_in_its_ball_on_adversarial_gramians():
     iterations, which made CAGrad diverge in training (weights ~10³ on a benign 2×2 Gramian).
     """
     c = 0.4
-    for jac in _adversarial_jacobians():
+    for jac, dtype in _adversarial_jacobians():
         k = jac.shape[0]
         u = torch.full((k,), 1.0 / k, dtype=torch.float64)
-        for dtype in (torch.float64, torch.float32):
-            g = (jac.to(dtype) @ jac.to(dtype).T).double()
-            rho = c * (u @ g @ u).clamp(min=0).sqrt()
-            beta = max_min_in_ball(g, u, rho, ridge=1e-5 if dtype == torch.float32 else 1e-10)
-            _ball_check(g, beta, c, slack=1e-6)
+        g = (jac.to(dtype) @ jac.to(dtype).T).double()
+        rho = c * (u @ g @ u).clamp(min=0).sqrt()
+        beta = max_min_in_ball(g, u, rho, ridge=1e-5 if dtype == torch.float32 else 1e-10)
+        _ball_check(g, beta, c, slack=1e-6)
 
 
 def test_max_min_in_ball_on_the_gramians_that_made_cagrad_diverge():
