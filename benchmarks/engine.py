@@ -46,7 +46,7 @@ class _MeanRows(GradientAggregator):
 class _FixedGramian(GramianWeighting):
     """A Gramian weighting for timing: weights 1/K whatever the Gramian (but G is computed)."""
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         k = gramian.shape[0]
         return torch.full((k,), 1.0 / k, dtype=gramian.dtype, device=gramian.device)
 

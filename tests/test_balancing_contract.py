@@ -41,7 +41,7 @@ def _create(name: str) -> Balancer:
 def _model(seed: int) -> HardSharing:
     """The small hard-sharing network every test here trains: built in this one place."""
     torch.manual_seed(seed)
-    trunk = create_backbone("mlp", 1, (6, 6))
+    trunk = create_backbone("mlp", (1, 6, 6))
     heads = {task.name: classification_head(trunk.out_features, task.num_classes) for task in TASKS}
     return HardSharing(trunk, heads)
 
