@@ -32,7 +32,7 @@ def _create(name: str) -> Balancer:
 
 def _model(seed: int = 0) -> HardSharing:
     torch.manual_seed(seed)
-    trunk = create_backbone("mlp", 1, (6, 6))
+    trunk = create_backbone("mlp", (1, 6, 6))
     heads = {f"t{k}": classification_head(trunk.out_features, 4) for k in range(K)}
     return HardSharing(trunk, heads)
 

@@ -68,7 +68,7 @@ def _setup(backbone: str, num_tasks: int, seed: int = 0):
     """A seeded HardSharing model (2-layer heads) and a function running its forward pass."""
     torch.manual_seed(seed)
     size = (28, 28) if backbone == "lenet" else (8, 8)
-    trunk = create_backbone(backbone, 1, size)
+    trunk = create_backbone(backbone, (1, *size))
     heads = {
         f"t{k}": classification_head(trunk.out_features, 4, hidden=6) for k in range(num_tasks)
     }

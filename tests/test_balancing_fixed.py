@@ -10,7 +10,7 @@ from mtlkit.models import HardSharing, classification_head, create_backbone
 def _model_and_losses(seed: int = 0):
     torch.manual_seed(seed)
     model = HardSharing(
-        create_backbone("mlp", 1, (8, 8)),
+        create_backbone("mlp", (1, 8, 8)),
         {"a": classification_head(128, 5), "b": classification_head(128, 5)},
     )
     x = torch.randn(16, 1, 8, 8)
