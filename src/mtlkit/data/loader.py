@@ -94,11 +94,12 @@ class TensorBatches:
             index = indices[start : start + self.batch_size]
             batch = Batch(
                 self.split.inputs.index_select(0, index),
-                {task: _take(y, index) for task, y in self.split.targets.items()},
-                {task: _take(m, index) for task, m in self.split.masks.items()},
+                {task: take(y, index) for task, y in self.split.targets.items()},
+                {task: take(m, index) for task, m in self.split.masks.items()},
             )
             yield batch if self.device is None else batch.to(self.device)
 
 
-def _take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The rows ``index`` of ``tensor``, wherever each of the two lives."""
     return tensor.index_select(0, index.to(tensor.device))
