@@ -1,7 +1,7 @@
 """Binary classification: one logit, binary cross-entropy; accuracy, AUROC, F1 at 0.5.
 
 The head outputs one logit per row; ``sigmoid(logit)`` is the probability of the positive label
-and a row is predicted positive when it is at least 0.5.
+and a row is predicted positive when it is above 0.5.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mtlkit.tasks.metrics import higher_is_better, json_float, ratio
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 THRESHOLD = 0.5
-"""A row is predicted positive when its probability is at least this."""
+"""A row is predicted positive when its probability is above this (as torchmetrics counts)."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class BinaryTask(Task):
         probability = torch.sigmoid(output.detach().float().reshape(len(output)))
         negative, positive = self.labels or (0, 1)
         return {
-            "pred": [positive if p >= THRESHOLD else negative for p in probability.tolist()],
+            "pred": [positive if p > THRESHOLD else negative for p in probability.tolist()],
             "prob": probability.tolist(),
         }
 

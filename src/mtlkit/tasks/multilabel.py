@@ -1,6 +1,6 @@
 """Multi-label classification: one task, L yes/no labels per row; micro/macro F1 and mAP.
 
-The head outputs L logits; label j applies when ``sigmoid(logit_j)`` is at least 0.5. The loss
+The head outputs L logits; label j applies when ``sigmoid(logit_j)`` is above 0.5. The loss
 is the binary cross-entropy averaged over the L labels of each labelled row.
 """
 
@@ -24,7 +24,7 @@ from mtlkit.tasks.metrics import higher_is_better, json_float, nanmean, ratio
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 THRESHOLD = 0.5
-"""A label is predicted when its probability is at least this."""
+"""A label is predicted when its probability is above this (as torchmetrics counts)."""
 SEPARATOR = "|"
 """Joins the predicted labels of a row in a prediction table."""
 
@@ -176,7 +176,7 @@ class MultilabelTask(Task):
         """``pred``: the labels that apply, joined by ``|``; ``prob_<label>``: each label's
         probability."""
         probability = torch.sigmoid(output.detach().float())
-        chosen = (probability >= THRESHOLD).tolist()
+        chosen = (probability > THRESHOLD).tolist()
         columns: dict[str, list[Any]] = {
             "pred": [
                 SEPARATOR.join(str(label) for label, on in zip(self.labels, row) if on)

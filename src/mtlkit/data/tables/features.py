@@ -25,7 +25,7 @@ import pandas as pd
 from mtlkit.data.errors import InputError
 from mtlkit.data.notes import note
 from mtlkit.data.tables.origin import Origin
-from mtlkit.data.tables.values import count_non_numbers, keys, numbers_or_error
+from mtlkit.data.tables.values import codes, count_non_numbers, keys, numbers_or_error
 
 MAX_CATEGORIES = 1000
 """The default limit on a categorical feature's categories (an identifier column is refused)."""
@@ -125,17 +125,18 @@ class FeatureEncoder:
                 out[:, offset] = np.nan_to_num((values - feature.mean) / feature.std, nan=0.0)
                 offset += 1
             else:
-                codes = _codes(series, feature.categories)
-                unseen = int(((codes < 0) & ~series.isna().to_numpy()).sum())
-                if unseen:
-                    example = series[(codes < 0) & ~series.isna().to_numpy()].iloc[0]
+                found = codes(keys(series), feature.categories)
+                unseen = (found < 0) & ~series.isna().to_numpy()
+                if unseen.any():
+                    example = series[unseen].iloc[0]
                     note(
-                        f"{origin.at(feature.column)}: {unseen} value(s) are categories not seen "
+                        f"{origin.at(feature.column)}: {int(unseen.sum())} value(s) are categories "
+                        "not seen "
                         f"in training (e.g. {example!r}); they are encoded as all zeros.",
                         quiet=quiet,
                     )
-                rows = np.flatnonzero(codes >= 0)
-                out[rows, offset + codes[rows]] = 1.0
+                rows = np.flatnonzero(found >= 0)
+                out[rows, offset + found[rows]] = 1.0
                 offset += len(feature.categories)
         return out
 
@@ -216,8 +217,3 @@ def _no_value(column: str, parts: Sequence[tuple[pd.DataFrame, Origin]]) -> Inpu
         f"{_names(parts)}, column {column!r}: no value in the training rows; leave the column "
         "out of data.features."
     )
-
-
-def _codes(series: pd.Series, categories: Sequence[str]) -> np.ndarray:
-    """The category index of every value, -1 where missing or unseen."""
-    return pd.Categorical(keys(series), categories=list(categories)).codes.astype(np.int64)

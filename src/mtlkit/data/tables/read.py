@@ -2,7 +2,8 @@
 
 Every source becomes a :class:`pandas.DataFrame` with string column names and a fresh
 ``RangeIndex``: a row's index is its 0-based position in the source, which is what messages name.
-Empty cells (and pandas' other missing markers: ``NA``, ``NaN``, ``null``, …) are missing values.
+Empty cells (also blank strings, and in CSV files pandas' other missing markers: ``NA``, ``NaN``,
+``null``, …) are missing values.
 
 ``.npz`` files and mappings hold one array per column: a 1-D array is one column, a 2-D array
 ``x`` of shape (N, k) is the k columns ``x_0 … x_{k-1}``. String arrays must be NumPy unicode
@@ -48,7 +49,7 @@ def read_table(source: TableSource) -> tuple[pd.DataFrame, Origin]:
         frame = _read_file(path, origin)
     if len(frame) == 0:
         raise InputError(f"{origin.name}: the table has no rows; give a table with data.")
-    frame = frame.reset_index(drop=True)
+    frame = _blanks_missing(frame.reset_index(drop=True))
     frame.columns = [str(column) for column in frame.columns]
     duplicated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if duplicated:
@@ -57,6 +58,29 @@ def read_table(source: TableSource) -> tuple[pd.DataFrame, Origin]:
             "give every column its own name."
         )
     return frame, origin
+
+
+def _blanks_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with blank strings (``""``, spaces) in text columns as missing values."""
+    text = [
+        column
+        for column in frame.columns
+        if not pd.api.types.is_numeric_dtype(frame[column])
+        and not pd.api.types.is_bool_dtype(frame[column])
+    ]
+    if not text:
+        return frame
+    frame = frame.copy()
+    for column in text:
+        series = frame[column]
+        try:
+            blank = series.str.strip().eq("")
+        except AttributeError:  # no text in the column at all (e.g. dates)
+            continue
+        blank = blank.fillna(False).to_numpy(dtype=bool)
+        if blank.any():
+            frame[column] = series.where(~blank, None)
+    return frame
 
 
 def _read_file(path: Path, origin: Origin) -> pd.DataFrame:

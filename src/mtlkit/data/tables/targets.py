@@ -29,7 +29,7 @@ import torch
 
 from mtlkit.data.errors import InputError
 from mtlkit.data.tables.origin import Origin
-from mtlkit.data.tables.values import display, keys, label_key, missing, numbers_or_error
+from mtlkit.data.tables.values import codes, display, keys, label_key, missing, numbers_or_error
 from mtlkit.data.types import Label, TaskSpec
 from mtlkit.registry import Registry
 
@@ -156,11 +156,11 @@ class ClassificationTarget(TargetEncoder):
 
     def _encode(self, frame: pd.DataFrame, origin: Origin, rows: str) -> Encoded:
         series = frame[self.column]
-        codes = pd.Categorical(keys(series), categories=self.classes).codes.astype(np.int64)
+        index = codes(keys(series), self.classes)
         mask = ~missing(series)
-        if (codes[mask] < 0).any():
-            raise _unknown_label(origin, series, mask & (codes < 0), self.labels, rows, self.task)
-        return torch.from_numpy(np.where(mask, codes, 0)), torch.from_numpy(mask)
+        if (index[mask] < 0).any():
+            raise _unknown_label(origin, series, mask & (index < 0), self.labels, rows, self.task)
+        return torch.from_numpy(np.where(mask, index, 0)), torch.from_numpy(mask)
 
     def spec(self, task: TableTask) -> TaskSpec:
         return TaskSpec(

@@ -9,6 +9,7 @@ are numbers) have one key per value (``1``, ``1.0`` and ``"1"`` are all ``"1"``)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -96,3 +97,9 @@ def label_key(label: Label) -> str:
 def count_non_numbers(series: pd.Series) -> int:
     """How many present values of ``series`` are not finite numbers (booleans are numbers)."""
     return int(as_numbers(series)[1].sum())
+
+
+def codes(found: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+    """The index of each key of ``found`` in ``categories`` (int64), -1 where the key is missing
+    (``None``) or not among them."""
+    return pd.Index(list(categories), dtype=object).get_indexer(found).astype(np.int64)
