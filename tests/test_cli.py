@@ -9,6 +9,8 @@ import yaml
 
 from mtlkit.cli.main import main
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = [
     "--set",
     "train.epochs=1",
