@@ -25,7 +25,12 @@ import pandas as pd
 from mtlkit.data.errors import InputError
 from mtlkit.data.notes import note
 from mtlkit.data.tables.origin import Origin
-from mtlkit.data.tables.values import codes, count_non_numbers, keys, numbers_or_error
+from mtlkit.data.tables.values import (
+    category_codes,
+    count_non_numbers,
+    numbers_or_error,
+    unique_keys,
+)
 
 MAX_CATEGORIES = 1000
 """The default limit on a categorical feature's categories (an identifier column is refused)."""
@@ -125,7 +130,7 @@ class FeatureEncoder:
                 out[:, offset] = np.nan_to_num((values - feature.mean) / feature.std, nan=0.0)
                 offset += 1
             else:
-                found = codes(keys(series), feature.categories)
+                found = category_codes(series, feature.categories)
                 unseen = (found < 0) & ~series.isna().to_numpy()
                 if unseen.any():
                     example = series[unseen].iloc[0]
@@ -196,7 +201,7 @@ def _fit_numeric(
 def _fit_categorical(
     column: str, series: list[pd.Series], parts: Sequence[tuple[pd.DataFrame, Origin]], limit: int
 ) -> CategoricalFeature:
-    found = set().union(*(keys(s) for s in series)) - {None}
+    found = set().union(*(unique_keys(s) for s in series))
     if not found:
         raise _no_value(column, parts)
     if len(found) > limit:

@@ -29,7 +29,14 @@ import torch
 
 from mtlkit.data.errors import InputError
 from mtlkit.data.tables.origin import Origin
-from mtlkit.data.tables.values import codes, display, keys, label_key, missing, numbers_or_error
+from mtlkit.data.tables.values import (
+    category_codes,
+    display,
+    label_key,
+    missing,
+    numbers_or_error,
+    unique_keys,
+)
 from mtlkit.data.types import Label, TaskSpec
 from mtlkit.registry import Registry
 
@@ -143,7 +150,7 @@ class ClassificationTarget(TargetEncoder):
     def fit(cls, task: TableTask, frame: pd.DataFrame, origin: Origin) -> ClassificationTarget:
         """The classes of the training rows ``frame`` (at least two)."""
         series = frame[task.column]
-        found = sorted({key for key in keys(series) if key is not None})
+        found = sorted(unique_keys(series))
         if len(found) < 2:
             raise InputError(
                 f"{origin.at(task.column)}: task {task.name!r} needs at least two classes in the "
@@ -156,7 +163,7 @@ class ClassificationTarget(TargetEncoder):
 
     def _encode(self, frame: pd.DataFrame, origin: Origin, rows: str) -> Encoded:
         series = frame[self.column]
-        index = codes(keys(series), self.classes)
+        index = category_codes(series, self.classes)
         mask = ~missing(series)
         if (index[mask] < 0).any():
             raise _unknown_label(origin, series, mask & (index < 0), self.labels, rows, self.task)
@@ -168,8 +175,10 @@ class ClassificationTarget(TargetEncoder):
         )
 
 
-_POSITIVE_KEYS = {"1", "true", "yes"}
-_NEGATIVE_KEYS = {"0", "false", "no"}
+_POSITIVE_KEYS = ("1", "true", "yes")
+_NEGATIVE_KEYS = ("0", "false", "no")
+_BINARY_KEYS = (*_NEGATIVE_KEYS, *_POSITIVE_KEYS)
+"""The keys of a 0/1 column, negatives first."""
 
 
 @TARGETS.register("binary")
@@ -192,7 +201,7 @@ class BinaryTarget(TargetEncoder):
     def fit(cls, task: TableTask, frame: pd.DataFrame, origin: Origin) -> BinaryTarget:
         """The two labels of the training rows ``frame``, and which one is positive."""
         series = frame[task.column]
-        found = sorted({key for key in keys(series) if key is not None}, key=str.lower)
+        found = sorted(unique_keys(series), key=str.lower)
         if len(found) != 2:
             raise InputError(
                 f"{origin.at(task.column)}: binary task {task.name!r} needs exactly two labels "
@@ -208,7 +217,8 @@ class BinaryTarget(TargetEncoder):
                 )
         else:
             named = [key for key in found if key.lower() in _POSITIVE_KEYS]
-            if len(named) != 1 or not {k.lower() for k in found} - _POSITIVE_KEYS <= _NEGATIVE_KEYS:
+            others = {key.lower() for key in found} - set(_POSITIVE_KEYS)
+            if len(named) != 1 or not others <= set(_NEGATIVE_KEYS):
                 raise InputError(
                     f"{origin.at(task.column)}: which of the labels {found} of task "
                     f"{task.name!r} is positive? Name it: tasks.{task.name}.positive."
@@ -224,12 +234,12 @@ class BinaryTarget(TargetEncoder):
 
     def _encode(self, frame: pd.DataFrame, origin: Origin, rows: str) -> Encoded:
         series = frame[self.column]
-        found = keys(series)
+        index = category_codes(series, [self.negative, self.positive])
         mask = ~missing(series)
-        unknown = mask & (found != self.negative) & (found != self.positive)
+        unknown = mask & (index < 0)
         if unknown.any():
             raise _unknown_label(origin, series, unknown, self.labels, rows, self.task)
-        target = (found == self.positive).astype(np.float32)
+        target = (index == 1).astype(np.float32)
         return torch.from_numpy(target), torch.from_numpy(mask)
 
     def spec(self, task: TableTask) -> TaskSpec:
@@ -261,9 +271,9 @@ class MultilabelTarget(TargetEncoder):
         mask = np.ones(len(frame), dtype=bool)
         for j, column in enumerate(self.columns):
             series = frame[column]
-            found = keys(series)
+            index = category_codes(series, _BINARY_KEYS)
             present = ~missing(series)
-            bad = present & ~np.isin(found, list(_POSITIVE_KEYS | _NEGATIVE_KEYS))
+            bad = present & (index < 0)
             if bad.any():
                 position = int(np.flatnonzero(bad)[0])
                 raise InputError(
@@ -272,7 +282,7 @@ class MultilabelTarget(TargetEncoder):
                     f"{self.task!r}; write 1 (or true) where the label applies, 0 (or false) "
                     "where it does not, and leave the cell empty where unknown."
                 )
-            target[:, j] = np.isin(found, list(_POSITIVE_KEYS))
+            target[:, j] = index >= len(_NEGATIVE_KEYS)
             mask &= present
         return torch.from_numpy(target * mask[:, None]), torch.from_numpy(mask)
 
