@@ -259,8 +259,12 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
             f"the config must be a mapping of keys to values, got {type(raw).__name__}."
         )
     config = _validated(ExperimentConfig, raw, ())
+    entries = {
+        name: _validated(TaskEntry, value, ("tasks", name))
+        for name, value in (config.tasks.model_extra or {}).items()
+    }
     _resolve_data(config)
-    task_names = _resolve_tasks(config)
+    task_names = _resolve_tasks(config, entries)
     _resolve_model(config)
     _resolve_balancer(config, len(config.tasks.include or task_names))
     return config
@@ -344,12 +348,9 @@ def _resolve_data(config: ExperimentConfig) -> None:
                 )
 
 
-def _resolve_tasks(config: ExperimentConfig) -> list[str]:
+def _resolve_tasks(config: ExperimentConfig, entries: dict[str, TaskEntry]) -> list[str]:
     """Check the tasks (a table's entries against the task types, ``include`` against the
     data's tasks); fill in each entry's loss, metric and label smoothing. Returns the names."""
-    entries = {}
-    for name, raw in (config.tasks.model_extra or {}).items():
-        entries[name] = _validated(TaskEntry, raw, ("tasks", name))
     if config.source == "benchmark":
         if entries:
             name = next(iter(entries))

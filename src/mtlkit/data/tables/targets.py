@@ -29,6 +29,7 @@ import torch
 
 from mtlkit.data.errors import InputError
 from mtlkit.data.tables.origin import Origin
+from mtlkit.data.tables.read import TableSource
 from mtlkit.data.tables.values import (
     category_codes,
     display,
@@ -62,7 +63,7 @@ class TableTask:
     columns: tuple[str, ...] = ()
     positive: Label | None = None
     loss: str | None = None
-    table: Any = None
+    table: TableSource | None = None
 
     @property
     def label_columns(self) -> tuple[str, ...]:
