@@ -102,6 +102,12 @@ def test_train_predict_and_eval_a_table_with_string_labels(project, capsys):
     assert main(["eval", str(run), "--data", str(project / "new.csv"), "--device", "cpu"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert set(metrics) == {"churn", "plan", "spend"} and "rmse" in metrics["spend"]
+    assert main(["eval", str(run), "--device", "cpu"]) == 0  # the test split, rebuilt
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    assert json.loads(capsys.readouterr().out)["plan"]["accuracy"] == test["plan"]["accuracy"]
+    customers(seed=5).to_csv(project / "customers.csv", index=False)
+    assert main(["eval", str(run), "--device", "cpu"]) == 2
+    assert "the data differs from the data" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from mtlkit.data import InputError, TablePreprocessing, TensorBatches, read_tabl
 from mtlkit.data.notes import note
 from mtlkit.training import evaluate
 from mtlkit.workflows.build import eval_batches, load_data
-from mtlkit.workflows.restore import TrainedRun, restore_run
+from mtlkit.workflows.restore import TrainedRun, load_weights, restore_run
+from mtlkit.workflows.run_dir import RunDir, SavedData
 
 
 def evaluate_run(
@@ -35,29 +36,35 @@ def evaluate_run(
         InputError: the data does not fit the run (columns, values, labels unknown to it), or
             the run's table changed since training.
     """
-    run = restore_run(run_dir, device)
     if data is not None:
-        return _evaluate_table(run, data, quiet)
-    loaded = load_data(run.config)
-    if [spec.to_dict() for spec in loaded.tasks] != [spec.to_dict() for spec in run.specs] or (
-        loaded.preprocessing is not None
-        and loaded.preprocessing.to_dict() != run.preprocessing.to_dict()
-    ):
+        return _evaluate_table(restore_run(run_dir, device), data, quiet)
+    folder = RunDir(Path(run_dir))
+    config = folder.read_config()
+    loaded = load_data(config)
+    now = SavedData(loaded.tasks, loaded.input_shape, loaded.preprocessing)
+    if folder.preprocessing.is_file() and _plain(folder.read_preprocessing()) != _plain(now):
         raise InputError(
-            f"{loaded.name}: the data differs from the data {run.folder.path} was trained on "
-            "(its fitted preprocessing changed); evaluate on a file with --data, or retrain."
+            f"{loaded.name}: the data differs from the data {folder.path} was trained on (its "
+            "fitted preprocessing changed); evaluate on a file with --data, or retrain."
         )
+    run = load_weights(folder, config, now, device)
     return evaluate(
-        run.model, run.tasks, eval_batches(run.config, loaded.test), run.device, run.memory_format
+        run.model, run.tasks, eval_batches(config, loaded.test), run.device, run.memory_format
     )
+
+
+def _plain(saved: SavedData) -> tuple:
+    """``saved`` as plain values, to compare (runs from before it was saved have none)."""
+    inputs = None if saved.preprocessing is None else saved.preprocessing.to_dict()
+    return [spec.to_dict() for spec in saved.specs], tuple(saved.input_shape), inputs
 
 
 def _evaluate_table(run: TrainedRun, path: str | os.PathLike[str], quiet: bool) -> dict[str, Any]:
     preprocessing = run.preprocessing
     if not isinstance(preprocessing, TablePreprocessing):
         raise InputError(
-            f"--data {path}: {run.folder.path} was trained on images; --data evaluates runs "
-            "trained on tables (its test split: leave --data out)."
+            f"--data {path}: {run.folder.path} was not trained on a table; --data evaluates runs "
+            "trained on tables (for its test split, leave --data out)."
         )
     frame, origin = read_table(path)
     preprocessing.check_columns(frame, origin)

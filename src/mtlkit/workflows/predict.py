@@ -87,6 +87,11 @@ def predict(
 def _read_inputs(run: TrainedRun, path: Path, quiet: bool) -> tuple[pd.DataFrame, torch.Tensor]:
     """The input columns to copy to the output, and the model's inputs."""
     preprocessing = run.preprocessing
+    if preprocessing is None:
+        raise InputError(
+            f"{run.folder.path}: its data came without a preprocessing to save, so new inputs "
+            "cannot be prepared as in training."
+        )
     if isinstance(preprocessing, TablePreprocessing):
         frame, origin = read_table(path)
         preprocessing.check_columns(frame, origin)

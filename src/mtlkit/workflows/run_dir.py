@@ -107,27 +107,30 @@ class RunDir:
         return parse_config(yaml.safe_load(self.config.read_text()))
 
     def write_preprocessing(self, data: MultiTaskData) -> None:
-        """Write the data's task specs and fitted preprocessing, so that new inputs can be
-        prepared and the model rebuilt without the training data."""
-        if data.preprocessing is None:
-            raise ValueError(f"{data.name}: the data has no preprocessing to save.")
+        """Write the data's task specs, input shape and fitted preprocessing, so that new inputs
+        can be prepared and the model rebuilt without the training data."""
         record = {
             "format": PREPROCESSING_FORMAT,
             "tasks": [spec.to_dict() for spec in data.tasks],
-            "inputs": data.preprocessing.to_dict(),
+            "input_shape": list(data.input_shape),
+            "inputs": None if data.preprocessing is None else data.preprocessing.to_dict(),
         }
         write_text_atomic(self.preprocessing, json.dumps(record, indent=1))
 
-    def read_preprocessing(self) -> tuple[list[TaskSpec], Preprocessing]:
-        """The task specs and the preprocessing :meth:`write_preprocessing` saved.
+    def read_preprocessing(self) -> SavedData:
+        """What :meth:`write_preprocessing` saved.
 
         Raises:
             ConfigError: the run has no (readable) ``preprocessing.json``.
         """
         try:
             record = json.loads(self.preprocessing.read_text())
-            specs = [TaskSpec.from_dict(spec) for spec in record["tasks"]]
-            return specs, preprocessing_from_dict(record["inputs"])
+            inputs = record["inputs"]
+            return SavedData(
+                [TaskSpec.from_dict(spec) for spec in record["tasks"]],
+                tuple(record["input_shape"]),
+                None if inputs is None else preprocessing_from_dict(inputs),
+            )
         except FileNotFoundError:
             raise ConfigError(
                 f"{self.path} has no preprocessing.json (trained before it was saved, or not a "
@@ -138,6 +141,22 @@ class RunDir:
                 f"{self.preprocessing} is not readable ({type(error).__name__}: {error}); "
                 "train the run again."
             ) from None
+
+
+@dataclass(frozen=True)
+class SavedData:
+    """What a run keeps of its data (``preprocessing.json``).
+
+    Attributes:
+        specs: the tasks' specs (type, class names, loss, a regression target's scale).
+        input_shape: the per-sample shape of the model's inputs.
+        preprocessing: how raw inputs become them, fitted on the training split; ``None`` when
+            the data came without one (a benchmark registered without it).
+    """
+
+    specs: list[TaskSpec]
+    input_shape: tuple[int, ...]
+    preprocessing: Preprocessing | None
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
