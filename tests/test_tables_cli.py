@@ -190,3 +190,22 @@ def test_one_dataset_per_task_trains_and_predicts_images(tmp_path, offline_data,
     np.save(tmp_path / "small.npy", images[:, :20, :20])
     assert main(["predict", str(run), str(tmp_path / "small.npy")]) == 2
     assert "images of shape (1, 20, 20), but the model reads (1, 28, 28)" in capsys.readouterr().err
+
+
+def test_a_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone(project):
+    import torch
+
+    from mtlkit.training import load_checkpoint
+    from mtlkit.workflows import train
+
+    config = load_config(project / "config.yaml", ["model.dropout=0.5", "model.hidden=[8]"])
+    config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1})})
+    states = []
+    for caller_seed in (1, 2):  # whatever the caller's random state, the run's is its own
+        torch.manual_seed(caller_seed)
+        before = torch.random.get_rng_state()
+        run = train(config, project / f"run{caller_seed}").run_dir
+        assert torch.equal(torch.random.get_rng_state(), before)
+        states.append(load_checkpoint(run / "best.pt")["model"])
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key

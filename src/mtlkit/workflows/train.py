@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.evaluation import write_report
 from mtlkit.tasks import Task
@@ -86,16 +88,20 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         save_checkpoint(folder.last, training_state(trainer, record.epoch, config))
         print(_epoch_line(config, tasks, record), flush=True)
 
-    try:
-        fit = trainer.fit(
-            lambda epoch: train_batches(config, data.train, epoch),
-            config.train.epochs,
-            None if data.val is None else lambda: eval_batches(config, data.val),
-            on_epoch,
-        )
-    finally:
-        if log is not None:
-            log.close()
+    # Random layers (dropout) draw from the global generators: seed them from the run's seed, in a
+    # fork, so that a run is reproducible and the caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        try:
+            fit = trainer.fit(
+                lambda epoch: train_batches(config, data.train, epoch),
+                config.train.epochs,
+                None if data.val is None else lambda: eval_batches(config, data.val),
+                on_epoch,
+            )
+        finally:
+            if log is not None:
+                log.close()
     test = trainer.evaluate(eval_batches(config, data.test))
     primary = {task.name: task.primary_metric for task in tasks}
     seconds = time.perf_counter() - start
