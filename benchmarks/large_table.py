@@ -26,15 +26,7 @@ from timing import add_timing_arguments, timing_setup
 
 from mtlkit.config import parse_config
 from mtlkit.training import Trainer
-from mtlkit.workflows.build import (
-    build_balancer,
-    build_model,
-    build_optimization,
-    build_tasks,
-    eval_batches,
-    load_data,
-    train_batches,
-)
+from mtlkit.workflows import build
 
 NUMERIC = 20
 LEVELS = (4, 8, 16)
@@ -106,30 +98,30 @@ def main() -> None:
             }
         )
         start = clock()
-        data = load_data(config)
+        data = build.load_data(config)
         print(
             f"read and preprocess {args.rows} rows ({args.format}): {clock() - start:.1f} s; "
             f"inputs {tuple(data.train.inputs.shape)} float32 in memory"
         )
-    tasks = build_tasks(config, data.tasks)
-    model = build_model(config, data.input_shape, tasks)
-    balancer = build_balancer(config, len(tasks))
-    optimizer, _ = build_optimization(config, model, balancer)
+    tasks = build.build_tasks(config, data.tasks)
+    model = build.build_model(config, data.input_shape, tasks)
+    balancer = build.build_balancer(config, len(tasks))
+    optimizer, _ = build.build_optimization(config, model, balancer)
     trainer = Trainer(model, tasks, balancer, optimizer, progress=False)
-    steps = len(train_batches(config, data.train, 0))
+    steps = len(build.train_batches(config, data.train, 0))
     for epoch in range(1, args.epochs + 1):
         start = clock()
-        trainer.train_epoch(train_batches(config, data.train, epoch), epoch)
+        trainer.train_epoch(build.train_batches(config, data.train, epoch), epoch)
         ours = clock() - start
         start = clock()
-        bare_epoch(trainer, train_batches(config, data.train, epoch))
+        bare_epoch(trainer, build.train_batches(config, data.train, epoch))
         bare = clock() - start
         print(
             f"epoch {epoch}: {steps} steps of {args.batch_size} rows: mtlkit {ours:.1f} s, "
             f"bare PyTorch loop {bare:.1f} s (ratio {ours / bare:.2f})"
         )
     start = clock()
-    reports = trainer.evaluate(eval_batches(config, data.test))
+    reports = trainer.evaluate(build.eval_batches(config, data.test))
     print(f"evaluate {len(data.test)} test rows: {clock() - start:.1f} s")
     for name, report in reports.items():
         print(f"  {name}: " + "  ".join(f"{k} {v:.4f}" for k, v in report.summary().items()))

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mtlkit.data import InputError, TableTask, load_table, load_task_tables, read_table
+from mtlkit.data import InputError, TableTask, load_table, read_table
 from mtlkit.data.tables import Origin, TablePreprocessing
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -204,7 +204,7 @@ def test_per_task_tables_split_on_their_own_and_share_one_feature_encoder():
         TableTask("churn", "binary", column="churned", table=first),
         TableTask("plan", "classification", column="plan", table=second),
     ]
-    data = load_task_tables(tasks, split_column="split", quiet=True)
+    data = load_table(None, tasks, split_column="split", quiet=True)
     assert data.multi_input and list(data.train) == ["churn", "plan"]
     assert len(data.train["churn"]) == 24 and len(data.train["plan"]) == 18
     assert data.preprocessing.features.columns == ["age", "region"]
@@ -225,7 +225,7 @@ def test_per_task_tables_split_on_their_own_and_share_one_feature_encoder():
         (
             lambda f: f.drop(columns="plan"),
             {},
-            r"t\.csv: missing column\(s\) 'plan' of task 'plan'",
+            r"t\.csv: missing label column\(s\) of task 'plan': 'plan'",
         ),
         (
             lambda f: f.assign(age=f["age"].astype(object)).pipe(_set, 3, "age", "old"),

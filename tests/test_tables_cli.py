@@ -113,7 +113,10 @@ def test_train_predict_and_eval_a_table_with_string_labels(project, capsys):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda f: f.drop(columns="monthly_spend"), "missing column(s) 'monthly_spend' of task"),
+        (
+            lambda f: f.drop(columns="monthly_spend"),
+            "missing label column(s) of task 'spend': 'monthly_spend'",
+        ),
         (
             lambda f: f.astype({"income": object}).pipe(_set, 5, "income", "high"),
             "column 'income', row 6 (line 7): 'high' is not a number",

@@ -7,7 +7,7 @@
   :mod:`mtlkit.data.multi_input` — :class:`MultiInputBatches`, one batch per task and step;
 * :mod:`mtlkit.data.acquisition` — the MNIST-family base datasets: found, fetched, verified;
 * :mod:`mtlkit.data.benchmarks` — multi-task benchmarks by name, built from the base datasets;
-* :mod:`mtlkit.data.tables` — a user's own tables: :func:`load_table`, :func:`load_task_tables`;
+* :mod:`mtlkit.data.tables` — a user's own tables: :func:`load_table`;
 * :mod:`mtlkit.data.inputs` — the preprocessing a run saves (:class:`ImageInputs`, tables').
 
 >>> from mtlkit.data import TensorBatches, load_benchmark
@@ -53,7 +53,6 @@ from mtlkit.data.tables import (
     TablePreprocessing,
     TableTask,
     load_table,
-    load_task_tables,
     read_table,
 )
 from mtlkit.data.types import Batch, MultiTaskData, Preprocessing, Split, TaskSpec, TaskSplits
@@ -93,7 +92,6 @@ __all__ = [
     "load_base",
     "load_benchmark",
     "load_table",
-    "load_task_tables",
     "locate",
     "preprocessing_from_dict",
     "read_idx",

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from mtlkit.data.errors import DataError
-from mtlkit.data.loader import TensorBatches, take
+from mtlkit.data.loader import TensorBatches, check_batching, shard, take
 from mtlkit.data.types import Batch, Split
 
 EPOCH_POLICIES = ("longest", "shortest")
@@ -88,24 +88,10 @@ class MultiInputBatches:
     ) -> None:
         if not splits:
             raise DataError("MultiInputBatches: no task split given; pass one split per task.")
-        if batch_size < 1:
-            raise DataError(f"MultiInputBatches: batch_size must be ≥ 1, got {batch_size}.")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise DataError(
-                f"MultiInputBatches: need 0 ≤ rank < world_size, got rank={rank}, "
-                f"world_size={world_size}."
-            )
+        check_batching("MultiInputBatches", batch_size, rank, world_size)
         if mixing not in MIXINGS:
             raise DataError(f"mixing {mixing!r}: use one of {', '.join(MIXINGS)}.")
         self.splits = dict(splits)
-        self.policy = check_epoch_policy(epoch)
-        self.mixing = mixing
-        self.shuffle = shuffle
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.device = device
-        self.epoch = 0
         self.shard_sizes = {task: len(split) // world_size for task, split in self.splits.items()}
         empty = [task for task, size in self.shard_sizes.items() if size == 0]
         if empty:
@@ -113,15 +99,20 @@ class MultiInputBatches:
                 f"MultiInputBatches: task(s) {', '.join(map(repr, empty))} have fewer samples "
                 f"than the {world_size} processes; every task needs at least one per process."
             )
-        self.batch_sizes = self._batch_sizes(batch_size)
+        self.policy = check_epoch_policy(epoch)
+        self.batch_sizes = self._batch_sizes(batch_size, mixing)
+        """Task name -> its samples per step."""
+        self.shuffle, self.seed, self.device = shuffle, seed, device
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
         self.passes = {
             task: math.ceil(size / self.batch_sizes[task])
             for task, size in self.shard_sizes.items()
         }
         """Task name -> the number of steps one pass over its shard takes."""
 
-    def _batch_sizes(self, batch_size: int) -> dict[str, int]:
-        if self.mixing == "equal":
+    def _batch_sizes(self, batch_size: int, mixing: str) -> dict[str, int]:
+        if mixing == "equal":
             return dict.fromkeys(self.splits, batch_size)
         total = sum(self.shard_sizes.values())
         share = len(self.splits) * batch_size / total
@@ -158,8 +149,10 @@ class MultiInputBatches:
         ``key`` identifies the stream among those the seed draws."""
         size = self.shard_sizes[task]
         first, last = start // size, (start + length - 1) // size
-        shard = slice(self.rank * size, (self.rank + 1) * size)
-        passes = [self._order(task, (*key, index))[shard] for index in range(first, last + 1)]
+        passes = [
+            shard(self._order(task, (*key, index)), self.rank, self.world_size)
+            for index in range(first, last + 1)
+        ]
         offset = start - first * size
         return torch.cat(passes)[offset : offset + length]
 

@@ -1,9 +1,33 @@
-"""What the metric accumulators of every task type share: input checks and row selection."""
+"""What the metric accumulators of the task types share: their states moved together, input
+checks and row selection."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
+
+
+class MetricSet:
+    """The torchmetrics states of one task's accumulator, which live on one device.
+
+    Args:
+        *states: the metrics whose states the accumulator keeps.
+    """
+
+    def __init__(self, *states: Metric) -> None:
+        self._states = states
+
+    @property
+    def device(self) -> torch.device:
+        """The device the accumulated state lives on."""
+        return self._states[0].device
+
+    def to(self, device: torch.device | str) -> MetricSet:
+        """Move the accumulated state to ``device``; returns ``self``."""
+        for state in self._states:
+            state.to(device)
+        return self
 
 
 def check_batch(output: Tensor, target: Tensor, mask: Tensor | None, device: torch.device):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -16,9 +16,9 @@ from torch import Tensor
 from torchmetrics.classification import BinaryAUROC, BinaryStatScores
 
 from mtlkit.data.types import Label
-from mtlkit.tasks._accumulate import check_batch, labelled
+from mtlkit.tasks._accumulate import MetricSet, check_batch, labelled
 from mtlkit.tasks.base import Task, masked_mean
-from mtlkit.tasks.metrics import higher_is_better, json_float, ratio
+from mtlkit.tasks.metrics import ScalarSummary, higher_is_better, ratio
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 THRESHOLD = 0.5
@@ -26,7 +26,7 @@ THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
-class BinaryReport:
+class BinaryReport(ScalarSummary):
     """The metrics of one binary task (positive: label 1).
 
     Attributes:
@@ -44,6 +44,7 @@ class BinaryReport:
     precision: float
     recall: float
     confusion_matrix: list[list[int]]
+    SUMMARY: ClassVar[tuple[str, ...]] = ("accuracy", "auroc", "f1", "precision", "recall")
 
     @property
     def support(self) -> list[int]:
@@ -55,26 +56,14 @@ class BinaryReport:
         """The number of labelled rows scored."""
         return sum(self.support)
 
-    def summary(self) -> dict[str, float]:
-        """The scalar metrics, for logs and tables."""
-        return {
-            "accuracy": self.accuracy,
-            "auroc": self.auroc,
-            "f1": self.f1,
-            "precision": self.precision,
-            "recall": self.recall,
-        }
-
     def to_dict(self) -> dict[str, object]:
         """Every field as plain values, NaN as ``None``."""
-        return {
-            **{name: json_float(value) for name, value in self.summary().items()},
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-            "support": self.support,
-        }
+        return self._json(
+            confusion_matrix=[list(row) for row in self.confusion_matrix], support=self.support
+        )
 
 
-class BinaryMetrics:
+class BinaryMetrics(MetricSet):
     """Accumulates one binary task's logits (or probabilities) and 0/1 targets over batches.
 
     The counts at the threshold come from torchmetrics' ``BinaryStatScores``, AUROC from its
@@ -84,17 +73,7 @@ class BinaryMetrics:
     def __init__(self) -> None:
         self._counts = BinaryStatScores(threshold=THRESHOLD, validate_args=False)
         self._auroc = BinaryAUROC(validate_args=False)
-
-    @property
-    def device(self) -> torch.device:
-        """The device the accumulated state lives on."""
-        return self._counts.device
-
-    def to(self, device: torch.device | str) -> BinaryMetrics:
-        """Move the accumulated state to ``device``; returns ``self``."""
-        self._counts.to(device)
-        self._auroc.to(device)
-        return self
+        super().__init__(self._counts, self._auroc)
 
     @torch.no_grad()
     def update(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> None:

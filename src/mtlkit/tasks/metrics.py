@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -65,8 +66,22 @@ def higher_is_better(metric: str) -> bool:
         raise ValueError(f"metric {metric!r} has no known direction: use one of {known}.") from None
 
 
+class ScalarSummary:
+    """A report whose scalar metrics are the attributes named in ``SUMMARY``, in that order."""
+
+    SUMMARY: ClassVar[tuple[str, ...]]
+
+    def summary(self) -> dict[str, float]:
+        """The scalar metrics, for logs and tables."""
+        return {name: getattr(self, name) for name in self.SUMMARY}
+
+    def _json(self, **details: object) -> dict[str, object]:
+        """The scalar metrics (NaN as ``None``, JSON ``null``) followed by ``details``."""
+        return {**{name: json_float(value) for name, value in self.summary().items()}, **details}
+
+
 @dataclass(frozen=True)
-class ClassificationReport:
+class ClassificationReport(ScalarSummary):
     """The metrics of one classification task; per-class lists are indexed by class.
 
     Attributes:
@@ -95,6 +110,7 @@ class ClassificationReport:
     npv: list[float]
     fpr: list[float]
     support: list[int]
+    SUMMARY: ClassVar[tuple[str, ...]] = ("accuracy", "macro_accuracy", "micro_f1", "macro_f1")
 
     @classmethod
     def from_confusion_matrix(cls, confusion_matrix: Tensor) -> ClassificationReport:
@@ -143,27 +159,17 @@ class ClassificationReport:
         """The number of labelled samples scored."""
         return sum(self.support)
 
-    def summary(self) -> dict[str, float]:
-        """The scalar metrics (accuracy, macro_accuracy, micro_f1, macro_f1), for logs."""
-        return {
-            "accuracy": self.accuracy,
-            "macro_accuracy": self.macro_accuracy,
-            "micro_f1": self.micro_f1,
-            "macro_f1": self.macro_f1,
-        }
-
     def to_dict(self) -> dict[str, object]:
         """Every field as plain Python values, NaN replaced by ``None`` (JSON ``null``)."""
-        return {
-            **{name: json_float(value) for name, value in self.summary().items()},
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-            "tpr": [json_float(v) for v in self.tpr],
-            "tnr": [json_float(v) for v in self.tnr],
-            "ppv": [json_float(v) for v in self.ppv],
-            "npv": [json_float(v) for v in self.npv],
-            "fpr": [json_float(v) for v in self.fpr],
-            "support": list(self.support),
-        }
+        return self._json(
+            confusion_matrix=[list(row) for row in self.confusion_matrix],
+            tpr=[json_float(v) for v in self.tpr],
+            tnr=[json_float(v) for v in self.tnr],
+            ppv=[json_float(v) for v in self.ppv],
+            npv=[json_float(v) for v in self.npv],
+            fpr=[json_float(v) for v in self.fpr],
+            support=list(self.support),
+        )
 
 
 class ClassificationMetrics:

@@ -10,7 +10,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,9 @@ from torch import Tensor
 from torchmetrics.classification import MultilabelAveragePrecision, MultilabelStatScores
 
 from mtlkit.data.types import Label, TaskSpec
-from mtlkit.tasks._accumulate import check_batch, labelled
+from mtlkit.tasks._accumulate import MetricSet, check_batch, labelled
 from mtlkit.tasks.base import Task, masked_mean
-from mtlkit.tasks.metrics import higher_is_better, json_float, nanmean, ratio
+from mtlkit.tasks.metrics import ScalarSummary, higher_is_better, json_float, nanmean, ratio
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 THRESHOLD = 0.5
@@ -30,7 +30,7 @@ SEPARATOR = "|"
 
 
 @dataclass(frozen=True)
-class MultilabelReport:
+class MultilabelReport(ScalarSummary):
     """The metrics of one multi-label task; per-label lists are indexed by label.
 
     Attributes:
@@ -52,24 +52,20 @@ class MultilabelReport:
     support: list[int]
     num_samples: int
     labels: list[str]
-
-    def summary(self) -> dict[str, float]:
-        """The scalar metrics, for logs and tables."""
-        return {"micro_f1": self.micro_f1, "macro_f1": self.macro_f1, "map": self.map}
+    SUMMARY: ClassVar[tuple[str, ...]] = ("micro_f1", "macro_f1", "map")
 
     def to_dict(self) -> dict[str, object]:
         """Every field as plain values, NaN as ``None``."""
-        return {
-            **{name: json_float(value) for name, value in self.summary().items()},
-            "f1": [json_float(v) for v in self.f1],
-            "average_precision": [json_float(v) for v in self.average_precision],
-            "support": list(self.support),
-            "num_samples": self.num_samples,
-            "labels": list(self.labels),
-        }
+        return self._json(
+            f1=[json_float(v) for v in self.f1],
+            average_precision=[json_float(v) for v in self.average_precision],
+            support=list(self.support),
+            num_samples=self.num_samples,
+            labels=list(self.labels),
+        )
 
 
-class MultilabelMetrics:
+class MultilabelMetrics(MetricSet):
     """Accumulates one multi-label task's (N, L) logits and 0/1 targets over batches.
 
     Counts at the threshold come from torchmetrics' ``MultilabelStatScores``, average precision
@@ -88,17 +84,7 @@ class MultilabelMetrics:
         )
         self._precision = MultilabelAveragePrecision(num_labels, average=None, validate_args=False)
         self._rows = 0
-
-    @property
-    def device(self) -> torch.device:
-        """The device the accumulated state lives on."""
-        return self._counts.device
-
-    def to(self, device: torch.device | str) -> MultilabelMetrics:
-        """Move the accumulated state to ``device``; returns ``self``."""
-        self._counts.to(device)
-        self._precision.to(device)
-        return self
+        super().__init__(self._counts, self._precision)
 
     @torch.no_grad()
     def update(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> None:

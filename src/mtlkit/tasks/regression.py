@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +18,9 @@ from torch import Tensor
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from mtlkit.data.types import TaskSpec
-from mtlkit.tasks._accumulate import check_batch, labelled
+from mtlkit.tasks._accumulate import MetricSet, check_batch, labelled
 from mtlkit.tasks.base import Task, masked_mean
-from mtlkit.tasks.metrics import higher_is_better, json_float
+from mtlkit.tasks.metrics import ScalarSummary, higher_is_better
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 LOSSES = ("mse", "l1", "huber")
@@ -28,7 +28,7 @@ LOSSES = ("mse", "l1", "huber")
 
 
 @dataclass(frozen=True)
-class RegressionReport:
+class RegressionReport(ScalarSummary):
     """The metrics of one regression task, in the target's units.
 
     Attributes:
@@ -44,20 +44,14 @@ class RegressionReport:
     mse: float
     r2: float
     num_samples: int
-
-    def summary(self) -> dict[str, float]:
-        """The scalar metrics, for logs and tables."""
-        return {"mae": self.mae, "rmse": self.rmse, "mse": self.mse, "r2": self.r2}
+    SUMMARY: ClassVar[tuple[str, ...]] = ("mae", "rmse", "mse", "r2")
 
     def to_dict(self) -> dict[str, object]:
         """Every field as plain values, NaN as ``None``."""
-        return {
-            **{name: json_float(value) for name, value in self.summary().items()},
-            "num_samples": self.num_samples,
-        }
+        return self._json(num_samples=self.num_samples)
 
 
-class RegressionMetrics:
+class RegressionMetrics(MetricSet):
     """Accumulates one regression task's predictions and targets over batches (torchmetrics'
     ``MeanAbsoluteError``, ``MeanSquaredError`` and ``R2Score``, in float64).
 
@@ -72,17 +66,7 @@ class RegressionMetrics:
         self._mae = MeanAbsoluteError().set_dtype(torch.float64)
         self._mse = MeanSquaredError().set_dtype(torch.float64)
         self._r2 = R2Score().set_dtype(torch.float64)
-
-    @property
-    def device(self) -> torch.device:
-        """The device the accumulated state lives on."""
-        return self._mae.device
-
-    def to(self, device: torch.device | str) -> RegressionMetrics:
-        """Move the accumulated state to ``device``; returns ``self``."""
-        for metric in (self._mae, self._mse, self._r2):
-            metric.to(device)
-        return self
+        super().__init__(self._mae, self._mse, self._r2)
 
     @torch.no_grad()
     def update(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> None:

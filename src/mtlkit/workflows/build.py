@@ -25,7 +25,6 @@ from mtlkit.data import (
     TensorBatches,
     load_benchmark,
     load_table,
-    load_task_tables,
 )
 from mtlkit.models import HardSharing, MultiTaskModel, classification_head, create_backbone
 from mtlkit.tasks import Task, create_task
@@ -88,11 +87,7 @@ def load_data(config: ExperimentConfig) -> MultiTaskData:
             "limit": data_config.limit,
             "max_categories": data_config.max_categories,
         }
-        tasks = table_tasks(config)
-        if config.source == "table":
-            data = load_table(data_config.table, tasks, **options)
-        else:
-            data = load_task_tables(tasks, **options)
+        data = load_table(data_config.table, table_tasks(config), **options)
     include = config.tasks.include
     return data if include is None else data.subset(include)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +22,6 @@ from mtlkit.data.acquisition.specs import DATASETS, DatasetSpec, get_spec
 from mtlkit.data.benchmarks.common import carve_validation, check_options, image_tensor
 from mtlkit.data.benchmarks.registry import BENCHMARKS, Benchmark
 from mtlkit.data.inputs import ImageInputs
-from mtlkit.data.paths import DEBIAN_DATASETS_ROOT, PathLike
 from mtlkit.data.types import MultiTaskData, Split, TaskSpec
 
 NAME = "mnist+fashion"
@@ -37,10 +37,8 @@ def _build(
     seed: int = 0,
     val_fraction: float = 0.0,
     limit: int | None = None,
-    data_dir: PathLike | None = None,
     specs: Mapping[str, DatasetSpec] | None = None,
-    system_root: PathLike = DEBIAN_DATASETS_ROOT,
-    quiet: bool = False,
+    **base: Any,
 ) -> MultiTaskData:
     """Load ``mnist+fashion``: per task, its base dataset's train (less validation) and test.
 
@@ -49,10 +47,9 @@ def _build(
         seed: seeds the validation carve-out.
         val_fraction: share of each task's training images held out for validation.
         limit: keep only the first ``limit`` images of each task's splits.
-        data_dir: where the base datasets live (default ``$MTLKIT_DATA``, else the user cache).
         specs: the base datasets by name; default the real ones. Tests pass small fakes.
-        system_root: where system-wide dataset folders live (Debian's by default).
-        quiet: print no notes or progress bars.
+        **base: how the base datasets are found: ``data_dir``, ``system_root``, ``quiet`` (see
+            :func:`~mtlkit.data.load_base`).
 
     Raises:
         DataError: bad options, or unavailable base data.
@@ -61,16 +58,16 @@ def _build(
     specs = DATASETS if specs is None else specs
     splits: dict[str, dict[str, Split]] = {"train": {}, "val": {}, "test": {}}
     digests = {}
-    for number, (task, base) in enumerate(_TASKS.items()):
-        spec = get_spec(base, specs)
+    for number, (task, dataset) in enumerate(_TASKS.items()):
+        spec = get_spec(dataset, specs)
         digests[task] = dict(spec.payload_sha256)
-        images, labels = load_base(spec, "train", data_dir, system_root=system_root, quiet=quiet)
+        images, labels = load_base(spec, "train", **base)
         rng = np.random.default_rng(np.random.SeedSequence([seed, _VAL_STREAM, number]))
         train, val = carve_validation(len(labels), val_fraction, rng)
         splits["train"][task] = _split(task, images, labels, train[:limit])
         if val is not None:
             splits["val"][task] = _split(task, images, labels, val[:limit])
-        images, labels = load_base(spec, "test", data_dir, system_root=system_root, quiet=quiet)
+        images, labels = load_base(spec, "test", **base)
         splits["test"][task] = _split(task, images, labels, np.arange(len(labels))[:limit])
     recipe = {"benchmark": NAME, "seed": seed, "val_fraction": val_fraction, "limit": limit}
     fingerprint = hashlib.sha256(json.dumps([recipe, digests], sort_keys=True).encode())

@@ -1,8 +1,7 @@
 """A user's own tables: reading, checking, splitting and encoding (data shaping for tables).
 
-* :func:`load_table` — one table, several tasks (missing labels allowed), as a
-  :class:`~mtlkit.data.MultiTaskData`; :func:`load_task_tables` — one table per task
-  (multi-input);
+* :func:`load_table` — one table, several tasks (missing labels allowed), or one table per task
+  (multi-input), as a :class:`~mtlkit.data.MultiTaskData`;
 * :class:`TableTask` — a task's type and label column(s);
 * :class:`TablePreprocessing` — the fitted feature and target encoders, saved as JSON;
 * :func:`read_table` — a CSV, Parquet or ``.npz`` file, a DataFrame or a mapping of arrays;
@@ -11,7 +10,7 @@
 Bad input raises :class:`~mtlkit.data.InputError` naming the file, column and row.
 """
 
-from mtlkit.data.tables.dataset import load_table, load_task_tables
+from mtlkit.data.tables.dataset import load_table
 from mtlkit.data.tables.features import MAX_CATEGORIES, FeatureEncoder
 from mtlkit.data.tables.origin import Origin
 from mtlkit.data.tables.preprocessing import TablePreprocessing
@@ -30,7 +29,6 @@ __all__ = [
     "TableSource",
     "TableTask",
     "load_table",
-    "load_task_tables",
     "read_table",
     "write_table",
 ]

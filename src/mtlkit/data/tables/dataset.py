@@ -1,9 +1,9 @@
 """A user's table(s) as a :class:`~mtlkit.data.MultiTaskData`: read, checked, split, encoded.
 
 :func:`load_table` reads one table whose rows are labelled for several tasks (some cells may be
-empty); :func:`load_task_tables` reads one table per task (*multi-input*: each task trains on
-its own rows, all through one shared trunk). In both, the preprocessing is fitted on the
-training rows only and travels with the data (``data.preprocessing``).
+empty), or one table per task (*multi-input*: each task trains on its own rows, all through one
+shared trunk). The preprocessing is fitted on the training rows only and travels with the data
+(``data.preprocessing``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ Features = Sequence[str] | Literal["all"]
 
 
 def load_table(
-    table: TableSource,
+    table: TableSource | None,
     tasks: Sequence[TableTask],
     *,
     features: Features = "all",
@@ -47,17 +47,21 @@ def load_table(
     max_categories: int = MAX_CATEGORIES,
     quiet: bool = False,
 ) -> MultiTaskData:
-    """A table whose rows are labelled for several tasks, split and encoded.
+    """A table whose rows are labelled for several tasks (or one table per task), split and
+    encoded, with everything fitted on the training rows.
 
     Args:
         table: a ``.csv``, ``.parquet`` or ``.npz`` file, a DataFrame, or a mapping of column
-            names to NumPy arrays (a 2-D array ``x`` is the columns ``x_0 … x_{k-1}``).
+            names to NumPy arrays (a 2-D array ``x`` is the columns ``x_0 … x_{k-1}``). ``None``
+            when every task has its own table (``task.table``): *multi-input* data, each task's
+            table split on its own (with its own random stream), all encoded by one feature
+            encoder fitted on every task's training rows.
         tasks: the tasks and their label columns; a row whose label cell is empty is masked
             out of that task only.
-        features: the feature columns, or ``"all"``: every column that no task uses.
+        features: the feature columns, or ``"all"``: every column that no task uses (that every
+            task's table holds, with a table per task).
         categorical: feature columns to one-hot encode even though they hold numbers.
-        exclude: further columns to leave out of ``"all"`` (e.g. the labels of tasks that are
-            declared but not trained now).
+        exclude: further columns to leave out of ``"all"``.
         val_fraction: the share of rows drawn for validation (0: no validation split).
         test_fraction: the share of rows drawn for test.
         split_column: a column naming each row's split (``train``/``val``/``test``) instead.
@@ -67,84 +71,17 @@ def load_table(
         quiet: print no notes.
 
     Raises:
-        InputError: anything wrong with the table, named by file, column and row.
-    """
-    _check_tasks(tasks, per_task_tables=False)
-    frame, origin = read_table(table)
-    used = _label_columns(tasks, exclude, split_column)
-    columns = _feature_columns(features, [(frame, origin)], used, quiet)
-    rows = _limited(
-        split_rows(
-            frame,
-            origin,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            split_column=split_column,
-            seed=seed,
-        ),
-        limit,
-    )
-    train = frame.iloc[rows["train"]]
-    preprocessing = TablePreprocessing(
-        FeatureEncoder.fit(
-            [(train, origin)],
-            columns,
-            categorical=categorical,
-            max_categories=max_categories,
-            quiet=quiet,
-        ),
-        {task.name: fit_target(task, train, origin) for task in tasks},
-        list(frame.columns),
-    )
-    names = [task.name for task in tasks]
-    splits = {
-        split: preprocessing.split(
-            frame.iloc[index], origin, f"the {split} rows", names, quiet=quiet
-        )
-        for split, index in rows.items()
-    }
-    for split, part in splits.items():
-        _check_labelled(part, split, origin)
-    return MultiTaskData(
-        name=_name(origin),
-        protocol="table",
-        tasks=[preprocessing.targets[task.name].spec(task) for task in tasks],
-        train=splits["train"],
-        val=splits.get("val"),
-        test=splits["test"],
-        fingerprint=_fingerprint([(frame, rows)], preprocessing),
-        preprocessing=preprocessing,
-    )
-
-
-def load_task_tables(
-    tasks: Sequence[TableTask],
-    *,
-    features: Features = "all",
-    categorical: Sequence[str] = (),
-    exclude: Sequence[str] = (),
-    val_fraction: float = 0.1,
-    test_fraction: float = 0.2,
-    split_column: str | None = None,
-    seed: int = 0,
-    limit: int | None = None,
-    max_categories: int = MAX_CATEGORIES,
-    quiet: bool = False,
-) -> MultiTaskData:
-    """One table per task (``task.table``), each split on its own, all encoded by one feature
-    encoder fitted on every task's training rows: a multi-input dataset for one shared trunk.
-
-    With ``features="all"``, the features are the columns that every task's table holds and no
-    task uses. The other arguments are those of :func:`load_table`; a task's table is split
-    with its own random stream.
-
-    Raises:
         InputError: anything wrong with a table, named by file, column and row.
     """
-    _check_tasks(tasks, per_task_tables=True)
-    read = _read_each(tasks)
+    per_task = table is None
+    _check_tasks(tasks, per_task_tables=per_task)
+    sources = _read_each(tasks) if per_task else [read_table(table)]
+    groups = (
+        {i: [t.name] for i, t in enumerate(tasks)} if per_task else {0: [t.name for t in tasks]}
+    )
+    owner = {name: i for i, names in groups.items() for name in names}
     used = _label_columns(tasks, exclude, split_column)
-    columns = _feature_columns(features, read, used, quiet)
+    columns = _feature_columns(features, sources, used, quiet)
     rows = [
         _limited(
             split_rows(
@@ -158,44 +95,44 @@ def load_task_tables(
             ),
             limit,
         )
-        for number, (frame, origin) in enumerate(read)
+        for number, (frame, origin) in enumerate(sources)
     ]
     if len({"val" in r for r in rows}) > 1:
         raise InputError(
             f"{split_column!r}: some tasks' tables mark validation rows and others do not; mark "
             "val rows in every task's table or in none."
         )
-    train_parts = [(frame.iloc[r["train"]], origin) for (frame, origin), r in zip(read, rows)]
+    train = [(frame.iloc[r["train"]], origin) for (frame, origin), r in zip(sources, rows)]
     preprocessing = TablePreprocessing(
         FeatureEncoder.fit(
-            train_parts,
-            columns,
-            categorical=categorical,
-            max_categories=max_categories,
-            quiet=quiet,
+            train, columns, categorical=categorical, max_categories=max_categories, quiet=quiet
         ),
-        {
-            task.name: fit_target(task, frame, origin)
-            for task, (frame, origin) in zip(tasks, train_parts)
-        },
-        list(dict.fromkeys(column for frame, _ in read for column in frame.columns)),
+        {task.name: fit_target(task, *train[owner[task.name]]) for task in tasks},
+        list(dict.fromkeys(column for frame, _ in sources for column in frame.columns)),
     )
-    splits: dict[str, dict[str, Split]] = {}
-    for task, (frame, origin), task_rows in zip(tasks, read, rows):
-        for split, index in task_rows.items():
+    splits: dict[str, dict[int, Split]] = {}
+    for number, names in groups.items():
+        frame, origin = sources[number]
+        for split, index in rows[number].items():
             part = preprocessing.split(
-                frame.iloc[index], origin, f"the {split} rows", [task.name], quiet=quiet
+                frame.iloc[index], origin, f"the {split} rows", names, quiet=quiet
             )
             _check_labelled(part, split, origin)
-            splits.setdefault(split, {})[task.name] = part
+            splits.setdefault(split, {})[number] = part
+    shaped = {
+        split: {groups[i][0]: part for i, part in parts.items()} if per_task else parts[0]
+        for split, parts in splits.items()
+    }
     return MultiTaskData(
-        name="+".join(dict.fromkeys(_name(origin) for _, origin in read)),
-        protocol="tables",
+        name="+".join(dict.fromkeys(_name(origin) for _, origin in sources)),
+        protocol="tables" if per_task else "table",
         tasks=[preprocessing.targets[task.name].spec(task) for task in tasks],
-        train=splits["train"],
-        val=splits.get("val"),
-        test=splits["test"],
-        fingerprint=_fingerprint([(frame, r) for (frame, _), r in zip(read, rows)], preprocessing),
+        train=shaped["train"],
+        val=shaped.get("val"),
+        test=shaped["test"],
+        fingerprint=_fingerprint(
+            [(frame, r) for (frame, _), r in zip(sources, rows)], preprocessing
+        ),
         preprocessing=preprocessing,
     )
 
@@ -268,12 +205,8 @@ def _feature_columns(
             "feature must not give the answer away. Remove them from data.features."
         )
     for frame, origin in tables:
-        absent = [column for column in features if column not in frame.columns]
-        if absent:
-            raise InputError(
-                f"{origin.name}: missing feature column(s) {', '.join(map(repr, absent))}; the "
-                f"table has columns {', '.join(frame.columns)}."
-            )
+        hint = f"the table has columns {', '.join(frame.columns)}."
+        origin.require(frame, features, "feature column(s)", hint)
     return list(features)
 
 

@@ -113,12 +113,7 @@ class FeatureEncoder:
             InputError: a feature column is missing, or a numeric one holds a value that is not
                 a number.
         """
-        absent = [column for column in self.columns if column not in frame.columns]
-        if absent:
-            raise InputError(
-                f"{origin.name}: missing feature column(s) {', '.join(map(repr, absent))}; the "
-                f"model reads the columns {', '.join(self.columns)}."
-            )
+        self.require(frame, origin)
         out = np.zeros((len(frame), self.width), dtype=np.float32)
         offset = 0
         for feature in self.features:
@@ -144,6 +139,11 @@ class FeatureEncoder:
                 out[rows, offset + found[rows]] = 1.0
                 offset += len(feature.categories)
         return out
+
+    def require(self, frame: pd.DataFrame, origin: Origin) -> None:
+        """Refuse a table without every feature column (an :class:`InputError` naming them)."""
+        hint = f"the model reads the columns {', '.join(self.columns)}."
+        origin.require(frame, self.columns, "feature column(s)", hint)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""

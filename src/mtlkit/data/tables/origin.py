@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mtlkit.data.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -33,3 +39,15 @@ class Origin:
         if position is not None:
             parts.append(self.row(position))
         return ", ".join(parts)
+
+    def first(self, series: pd.Series, flagged: np.ndarray) -> tuple[str, object]:
+        """Where the first row flagged in ``flagged`` is (file, column, row), and its value."""
+        position = int(np.flatnonzero(flagged)[0])
+        return self.at(str(series.name), int(series.index[position])), series.iloc[position]
+
+    def require(self, frame: pd.DataFrame, columns: Sequence[str], what: str, hint: str) -> None:
+        """Refuse ``frame`` if it lacks any of ``columns``: an :class:`InputError` naming them
+        as ``what`` (e.g. ``"feature column(s)"``), followed by ``hint``."""
+        absent = [column for column in columns if column not in frame.columns]
+        if absent:
+            raise InputError(f"{self.name}: missing {what} {', '.join(map(repr, absent))}; {hint}")

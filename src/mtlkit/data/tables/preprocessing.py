@@ -54,12 +54,7 @@ class TablePreprocessing:
                 f"training table; the run knows the columns {', '.join(self.columns)}. Remove "
                 "or rename them."
             )
-        absent = [column for column in self.features.columns if column not in frame.columns]
-        if absent:
-            raise InputError(
-                f"{origin.name}: missing feature column(s) {', '.join(map(repr, absent))}; the "
-                f"model reads the columns {', '.join(self.features.columns)}."
-            )
+        self.features.require(frame, origin)
 
     def inputs(self, frame: pd.DataFrame, origin: Origin, *, quiet: bool = False) -> torch.Tensor:
         """The (N, D) float32 inputs of ``frame``'s rows."""

@@ -109,43 +109,47 @@ class TargetEncoder(ABC):
         return {"type": self.type, **asdict(self)}
 
 
+@dataclass
+class _ColumnTarget(TargetEncoder, ABC):
+    """An encoder of one label column."""
+
+    task: str
+    column: str
+
+    @property
+    def label_columns(self) -> tuple[str, ...]:
+        return (self.column,)
+
+
 TARGETS: Registry[type] = Registry("task type")
 """Task type -> its encoder class (``fit(task, frame, origin)``, ``from_dict(values)``)."""
 
 
 def _check_columns(frame: pd.DataFrame, columns: tuple[str, ...], origin: Origin, task: str):
-    absent = [column for column in columns if column not in frame.columns]
-    if absent:
-        raise InputError(
-            f"{origin.name}: missing column(s) {', '.join(map(repr, absent))} of task {task!r}; "
-            f"the table has columns {', '.join(frame.columns)}."
-        )
+    hint = f"the table has columns {', '.join(frame.columns)}."
+    origin.require(frame, columns, f"label column(s) of task {task!r}:", hint)
 
 
-def _unknown_label(origin, series, found, known, rows, task) -> InputError:
-    position = int(np.flatnonzero(found)[0])
+def _unknown_label(
+    first: tuple[str, object], known: list[Label], rows: str, task: str
+) -> InputError:
+    """The error for a label that training never saw; ``first``: where it is, and its value."""
+    where, value = first
     return InputError(
-        f"{origin.at(series.name, int(series.index[position]))}: label "
-        f"{series.iloc[position]!r} of task {task!r} is in {rows} but never in the training "
-        f"rows (which have {', '.join(map(repr, known))}), so the model cannot learn it; add "
-        "training rows with it, change the split, or leave the cell empty."
+        f"{where}: label {value!r} of task {task!r} is in {rows} but never in the training rows "
+        f"(which have {', '.join(map(repr, known))}), so the model cannot learn it; add training "
+        "rows with it, change the split, or leave the cell empty."
     )
 
 
 @TARGETS.register("classification")
 @dataclass
-class ClassificationTarget(TargetEncoder):
+class ClassificationTarget(_ColumnTarget):
     """Class labels to class indices (classes sorted by key)."""
 
-    task: str
-    column: str
     classes: list[str]
     labels: list[Label]
     type: ClassVar[str] = "classification"
-
-    @property
-    def label_columns(self) -> tuple[str, ...]:
-        return (self.column,)
 
     @classmethod
     def fit(cls, task: TableTask, frame: pd.DataFrame, origin: Origin) -> ClassificationTarget:
@@ -167,7 +171,9 @@ class ClassificationTarget(TargetEncoder):
         index = category_codes(series, self.classes)
         mask = ~missing(series)
         if (index[mask] < 0).any():
-            raise _unknown_label(origin, series, mask & (index < 0), self.labels, rows, self.task)
+            raise _unknown_label(
+                origin.first(series, mask & (index < 0)), self.labels, rows, self.task
+            )
         return torch.from_numpy(np.where(mask, index, 0)), torch.from_numpy(mask)
 
     def spec(self, task: TableTask) -> TaskSpec:
@@ -184,19 +190,13 @@ _BINARY_KEYS = (*_NEGATIVE_KEYS, *_POSITIVE_KEYS)
 
 @TARGETS.register("binary")
 @dataclass
-class BinaryTarget(TargetEncoder):
+class BinaryTarget(_ColumnTarget):
     """Two labels to 0 (negative) and 1 (positive)."""
 
-    task: str
-    column: str
     negative: str
     positive: str
     labels: list[Label] = field(default_factory=list)
     type: ClassVar[str] = "binary"
-
-    @property
-    def label_columns(self) -> tuple[str, ...]:
-        return (self.column,)
 
     @classmethod
     def fit(cls, task: TableTask, frame: pd.DataFrame, origin: Origin) -> BinaryTarget:
@@ -239,7 +239,7 @@ class BinaryTarget(TargetEncoder):
         mask = ~missing(series)
         unknown = mask & (index < 0)
         if unknown.any():
-            raise _unknown_label(origin, series, unknown, self.labels, rows, self.task)
+            raise _unknown_label(origin.first(series, unknown), self.labels, rows, self.task)
         target = (index == 1).astype(np.float32)
         return torch.from_numpy(target), torch.from_numpy(mask)
 
@@ -276,12 +276,11 @@ class MultilabelTarget(TargetEncoder):
             present = ~missing(series)
             bad = present & (index < 0)
             if bad.any():
-                position = int(np.flatnonzero(bad)[0])
+                where, value = origin.first(series, bad)
                 raise InputError(
-                    f"{origin.at(column, int(series.index[position]))}: "
-                    f"{series.iloc[position]!r} is no 0/1 label of multilabel task "
-                    f"{self.task!r}; write 1 (or true) where the label applies, 0 (or false) "
-                    "where it does not, and leave the cell empty where unknown."
+                    f"{where}: {value!r} is no 0/1 label of multilabel task {self.task!r}; write "
+                    "1 (or true) where the label applies, 0 (or false) where it does not, and "
+                    "leave the cell empty where unknown."
                 )
             target[:, j] = index >= len(_NEGATIVE_KEYS)
             mask &= present
@@ -293,18 +292,12 @@ class MultilabelTarget(TargetEncoder):
 
 @TARGETS.register("regression")
 @dataclass
-class RegressionTarget(TargetEncoder):
+class RegressionTarget(_ColumnTarget):
     """A numeric column; the training rows' mean and standard deviation are kept."""
 
-    task: str
-    column: str
     mean: float
     std: float
     type: ClassVar[str] = "regression"
-
-    @property
-    def label_columns(self) -> tuple[str, ...]:
-        return (self.column,)
 
     @classmethod
     def fit(cls, task: TableTask, frame: pd.DataFrame, origin: Origin) -> RegressionTarget:

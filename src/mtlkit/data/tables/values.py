@@ -48,12 +48,9 @@ def numbers_or_error(series: pd.Series, origin: Origin, what: str, fix: str) -> 
     repair it."""
     numbers, bad = as_numbers(series)
     if bad.any():
-        position = int(np.flatnonzero(bad)[0])
-        value = series.iloc[position]
-        raise InputError(
-            f"{origin.at(series.name, int(series.index[position]))}: {value!r} is not a "
-            f"{'finite ' if isinstance(value, float) else ''}number, but {what}; {fix}"
-        )
+        where, value = origin.first(series, bad)
+        finite = "finite " if isinstance(value, float) else ""
+        raise InputError(f"{where}: {value!r} is not a {finite}number, but {what}; {fix}")
     return numbers
 
 
