@@ -212,3 +212,26 @@ def test_a_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone(proj
         states.append(load_checkpoint(run / "best.pt")["model"])
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key
+
+
+def test_a_table_per_task_trains_each_task_on_its_own_rows(tmp_path, capsys):
+    churn = customers(80, seed=1).drop(columns=["plan", "monthly_spend"])
+    spend = customers(60, seed=2).drop(columns=["churned", "plan"])
+    churn.to_csv(tmp_path / "churn.csv", index=False)
+    spend.to_csv(tmp_path / "spend.csv", index=False)
+    (tmp_path / "c.yaml").write_text(
+        "tasks:\n"
+        "  churn: {type: binary, column: churned, table: churn.csv}\n"
+        "  spend: {type: regression, column: monthly_spend, table: spend.csv}\n"
+        "data: {epoch: shortest, mixing: proportional}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(tmp_path / "c.yaml"), *FAST, "--out", str(run)]) == 0
+    saved = json.loads((run / "preprocessing.json").read_text())
+    assert [f["column"] for f in saved["inputs"]["features"]] == ["income", "tenure", "region"]
+    rows = customers(5, seed=3).drop(columns=["churned", "plan", "monthly_spend"])
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["predict", str(run), str(tmp_path / "new.csv")]) == 0
+    predicted = pd.read_csv(run / "predictions-new.csv")
+    assert list(predicted.columns) == ["churn_pred", "churn_prob", "spend_pred"]
+    assert len(predicted) == 5
