@@ -13,7 +13,14 @@ import torch
 
 from mtlkit.balancing import available, create
 from mtlkit.balancing.engine import task_jacobian
-from mtlkit.data import MultiInputBatches, TableTask, TensorBatches, load_benchmark, load_table
+from mtlkit.data import (
+    MultiInputBatches,
+    TableTask,
+    TaskSpec,
+    TensorBatches,
+    load_benchmark,
+    load_table,
+)
 from mtlkit.models import HardSharing, classification_head, create_backbone
 from mtlkit.tasks import ClassificationReport, ClassificationTask, RegressionReport, create_task
 from mtlkit.training import Trainer
@@ -120,7 +127,11 @@ def test_each_task_gradient_comes_from_its_own_batch():
 def test_selection_averages_tasks_on_one_scale_with_errors_negated():
     """An epoch whose RMSE is 0.1 standard deviation lower beats one whose accuracy is 0.05
     higher: each task weighs in on the same scale, and lower is better for the error."""
-    trainer = _trainer([create_task_spec("plan"), create_task_spec("spend")], (3,), "ew")
+    specs = [
+        TaskSpec("plan", 2),
+        TaskSpec("spend", type="regression", target_mean=50.0, target_std=20.0),
+    ]
+    trainer = _trainer(specs, (3,), "ew")
     accurate = ClassificationReport.from_confusion_matrix(torch.tensor([[80, 20], [0, 100]]))
     less = ClassificationReport.from_confusion_matrix(torch.tensor([[70, 30], [0, 100]]))
     std = trainer.tasks[1].target_std
@@ -129,11 +140,3 @@ def test_selection_averages_tasks_on_one_scale_with_errors_negated():
     assert trainer.selection_score(second) > trainer.selection_score(first)
     nan_metric = {"plan": accurate, "spend": RegressionReport(0, math.nan, 0, 0, 0)}
     assert trainer.selection_score(nan_metric) == pytest.approx(0.9)  # left out, not NaN
-
-
-def create_task_spec(name: str):
-    from mtlkit.data import TaskSpec
-
-    if name == "plan":
-        return TaskSpec("plan", 2)
-    return TaskSpec("spend", type="regression", target_mean=50.0, target_std=20.0)
