@@ -66,8 +66,8 @@ def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
     assert state["epoch"] == 2 and state["config"] == config.to_dict()
 
     data = load_data(config)
-    tasks = build_tasks(config, data)
-    model = build_model(config, data, tasks)
+    tasks = build_tasks(config, data.tasks)
+    model = build_model(config, data.input_shape, tasks)
     balancer = build_balancer(config, len(tasks))
     optimizer, scheduler = build_optimization(config, model, balancer)
     model.load_state_dict(state["model"])
