@@ -20,6 +20,7 @@ A table's tasks are declared under ``tasks:`` beside the two keys that apply to 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,8 +221,8 @@ class TrainConfig(_Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if value != "auto" and value.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index) or 'mps'")
         return value
 
 
@@ -445,18 +446,26 @@ def _resolve_model(config: ExperimentConfig) -> None:
 
 
 def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
-    """Check the method and its options; fill in their defaults (a seeded method takes the run's
-    seed unless given)."""
+    """Check the method and its options; fill in their defaults.
+
+    A seeded method's ``seed`` is the one option left unresolved when not given: it follows the
+    run's ``seed`` (see :func:`balancer_options`), so that ``--set seed=N`` on a saved config
+    changes the method's draws along with the data's and the model's.
+    """
     name, given = config.balancer.name, config.balancer.options
     try:
-        defaults = describe(name).options
-        options = {**defaults, **given}
-        if "seed" in defaults and "seed" not in given:
-            options["seed"] = config.seed
-        create(name, num_tasks=num_tasks, **options)
+        options = {k: v for k, v in describe(name).options.items() if k != "seed"} | given
+        create(name, num_tasks=num_tasks, **balancer_options(name, options, config.seed))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"balancer: {error}") from None
     config.balancer = BalancerConfig(name=name, **options)
+
+
+def balancer_options(name: str, options: dict[str, Any], run_seed: int) -> dict[str, Any]:
+    """``options`` with ``seed = run_seed`` for a seeded method that does not set its own."""
+    if "seed" in describe(name).options and "seed" not in options:
+        return {**options, "seed": run_seed}
+    return options
 
 
 def set_override(raw: dict[str, Any], assignment: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtlkit.registry import Registry, UnknownNameError
+from mtlkit.registry import Registry
 
 BackboneFactory = Callable[..., nn.Module]
 
@@ -161,10 +161,7 @@ def backbone_options(name: str) -> dict[str, Any]:
     Raises:
         ValueError: unknown name (the message lists the known ones).
     """
-    try:
-        factory = BACKBONES.get(name)
-    except UnknownNameError as error:
-        raise ValueError(str(error)) from None
+    factory = BACKBONES.get(name)  # UnknownNameError (a ValueError) lists the known names
     return {
         parameter.name: parameter.default
         for parameter in inspect.signature(factory).parameters.values()

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from mtlkit.balancing import Balancer, create
-from mtlkit.config import ConfigError, ExperimentConfig
+from mtlkit.config import ConfigError, ExperimentConfig, balancer_options
 from mtlkit.data import (
     Batch,
     MultiInputBatches,
@@ -127,8 +127,11 @@ def build_model(
 
 
 def build_balancer(config: ExperimentConfig, num_tasks: int) -> Balancer:
-    """The balancing method with its resolved options."""
-    return create(config.balancer.name, num_tasks=num_tasks, **config.balancer.options)
+    """The balancing method with its resolved options (a seeded one follows the run's seed
+    unless the config sets its own)."""
+    name = config.balancer.name
+    options = balancer_options(name, config.balancer.options, config.seed)
+    return create(name, num_tasks=num_tasks, **options)
 
 
 def build_optimization(
