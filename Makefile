@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
+TORCH_VERSION := 2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -30,11 +31,12 @@ test: $(STAMP)
 
 # Refresh $(CONSTRAINTS): resolve the newest versions pyproject.toml allows in a scratch
 # environment and pin them all (torch's local build tag, e.g. +cpu, is dropped so that the pin
-# matches the CPU and the CUDA builds alike).
+# matches the CPU and the CUDA builds alike). Run it with the oldest Python the project supports
+# (requires-python), so that every pinned version exists for it; TORCH_VERSION is the torch it pins.
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet torch==2.13.0
+	.lock-venv/bin/python -m pip install --quiet torch==$(TORCH_VERSION)
 	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
 	{ echo "# Pinned by 'make lock' on $$(date -u +%F) for Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'); do not edit by hand."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | sed -E 's/\+[a-z0-9.]+$$//'; } > $(CONSTRAINTS).new

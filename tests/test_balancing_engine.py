@@ -354,3 +354,43 @@ def test_clear_errors():
     for method in (FixedGramian, RowZeroPlusMean):
         with pytest.raises(ValueError, match="none of the losses requires grad"):
             method(2).backward([loss.detach() for loss in losses], model.shared_parameters())
+
+
+class _CountingIdentity(torch.autograd.Function):
+    """Identity whose backward counts how often the graph below it is traversed."""
+
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        _CountingIdentity.calls += 1
+        return grad
+
+
+def test_one_dataset_per_task_differentiates_each_task_through_its_own_batch_only():
+    """With per-task features (one batch per task), task k's trunk backward starts from its own
+    features: K trunk passes in all, not K² with zero cotangents for the others, and row k of
+    the Jacobian is task k's gradient on its own batch."""
+    gen = torch.Generator().manual_seed(0)
+    trunk = torch.nn.Linear(5, 4)
+    heads = [torch.nn.Linear(4, 1) for _ in range(3)]
+    inputs = [torch.randn(6, 5, generator=gen) for _ in range(3)]
+    features = [_CountingIdentity.apply(trunk(x)) for x in inputs]
+    losses = [head(z).square().mean() for head, z in zip(heads, features)]
+    expected = [
+        torch.cat(
+            [
+                g.reshape(-1)
+                for g in torch.autograd.grad(loss, list(trunk.parameters()), retain_graph=True)
+            ]
+        )
+        for loss in losses
+    ]
+    _CountingIdentity.calls = 0
+    jacobian = task_jacobian(losses, trunk.parameters(), features)
+    assert _CountingIdentity.calls == 3
+    torch.testing.assert_close(jacobian, torch.stack(expected))

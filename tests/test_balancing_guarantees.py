@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from mtlkit.balancing import create
+from mtlkit.balancing.methods.aligned_mtl import balance_transformation
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -135,3 +136,63 @@ def test_equal_projection_methods_project_equally(name, spread, dtype):
         beta = torch.linalg.solve(units @ units.T, torch.ones(jac.shape[0], dtype=torch.float64))
         rounding = 2 * _gamma(jac) * (float(beta.abs().sum()) + _mass(w, jac) / mean)
         assert float((projections / mean - 1).abs().max()) <= rounding + 1e-12
+
+
+@cases
+def test_aligned_mtl_balances_every_singular_value_to_one_level(spread, dtype):
+    """Bᵀ G B = λ·P (P a projector): the balanced gradients' Gramian, measured with the *true*
+    Gramian, has all its non-zero eigenvalues equal. The rounded Gramian G + E (|Eᵢⱼ| ≤ γ‖gᵢ‖‖gⱼ‖)
+    moves them by at most ‖B E B‖ ≤ γ·K·‖BN‖² (N = diag of the gradient norms), and the float64
+    eigendecomposition B is built from by ‖B‖²·K·eps·‖G‖ (its backward error)."""
+    for jac in _jacobians(spread, dtype):
+        k = jac.shape[0]
+        balance = balance_transformation(jac @ jac.T)
+        true = jac.double()
+        balanced = balance.T @ (true @ true.T) @ balance
+        values = torch.linalg.eigvalsh(balanced)
+        level = float(values.max())
+        norms = torch.diag(true.norm(dim=1))
+        moved = _gamma(jac) * k * float(torch.linalg.matrix_norm(balance.T @ norms, ord=2)) ** 2
+        eigh_error = (
+            k
+            * torch.finfo(torch.float64).eps
+            * float(torch.linalg.matrix_norm(true @ true.T, ord=2))
+        )
+        moved += eigh_error * float(torch.linalg.matrix_norm(balance, ord=2)) ** 2
+        kept = values[values > 0.5 * level]
+        assert float(kept.max() - kept.min()) <= 2 * moved + 1e-12 * level
+        assert bool((values[values <= 0.5 * level].abs() <= moved + 1e-12 * level).all())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["aligned-mtl", "imtl-g", "config"])
+def test_a_task_with_a_zero_gradient_changes_nothing(name, dtype):
+    """A task with no labelled row in the batch has an exactly zero gradient. For these methods
+    the update is then what it would be without that task: it sets no scale, takes no weight.
+    (Not so by definition for MGDA — 0 is then in the hull — nor for the means of UPGrad and
+    DualProj, which count it.) Aligned-MTL used to rescale everything to the rounding noise of
+    that task's null eigenvalue, in ~8 % of such cases."""
+    gen = torch.Generator().manual_seed(7)
+    for trial in range(60):
+        k = 2 + trial % 6
+        jac = torch.randn(k, 30, generator=gen, dtype=torch.float64).to(dtype)
+        where = trial % (k + 1)
+        zero = torch.zeros(1, 30, dtype=dtype)
+        with_zero = torch.cat([jac[:where], zero, jac[where:]])
+        _, d = _direction(name, jac)
+        _, d_zero = _direction(name, with_zero)
+        scale = float(jac.double().norm(dim=1).max())
+        tol = 2 * _gamma(with_zero) * k * scale + DIRECTION_RTOL * float(d.norm())
+        assert float((d_zero - d).norm()) <= tol, (name, trial)
+
+
+def test_aligned_mtl_keeps_a_small_task_beside_a_nearly_parallel_pair():
+    """Float32: two gradients 3e-4 rad apart (their difference is below float32's resolution)
+    and an orthogonal task 10⁴ times smaller. The pair counts once; the small task is a real
+    direction and keeps its projection (the official rule, relative to λ_max, dropped it)."""
+    e = torch.eye(8, dtype=torch.float64)
+    angle = torch.tensor(3e-4, dtype=torch.float64)
+    jac = torch.stack([e[0], angle.cos() * e[0] + angle.sin() * e[1], 1e-4 * e[2]])
+    _, d = _direction("aligned-mtl", jac.float())
+    small = jac[2] / jac[2].norm()
+    torch.testing.assert_close(float(d @ small), 1e-4, rtol=1e-4, atol=0)

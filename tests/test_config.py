@@ -25,7 +25,10 @@ def test_defaults_are_valid():
         ({"balancer": {"name": "fixed", "lamda": 0.3}}, r"^balancer: .*no option 'lamda'"),
         ({"train": {"device": "tpu"}}, r"^train\.device: must be 'auto'"),
         ({"data": {"benchmark": "nope"}}, r"^data\.benchmark: must be one of: multi-mnist, "),
-        ({"data": {"benchmark": "multi-fashion"}}, r"^data\.protocol: .*'sener' is not defined"),
+        (
+            {"data": {"benchmark": "multi-fashion", "protocol": "sener"}},
+            r"^data\.protocol: .*'sener' is not defined",
+        ),
         ({"tasks": {"include": ["up"]}}, r"^tasks\.include: .* tasks of multi-mnist: left, right"),
         ({"balancer": {"name": "cagrad", "c": -1}}, r"^balancer: cagrad: c must be"),
         ({"balancer": {"name": "fixed"}}, r"^balancer: fixed needs exactly one of"),

@@ -43,7 +43,12 @@ def _pareto_partners(composed: np.ndarray, top_left: np.ndarray, pool: np.ndarra
 
 def test_list_benchmarks():
     benchmarks = list_benchmarks()
-    assert list(benchmarks) == ["multi-mnist", "multi-fashion", "multi-fashion-mnist"]
+    assert list(benchmarks) == [
+        "multi-mnist",
+        "multi-fashion",
+        "multi-fashion-mnist",
+        "mnist+fashion",
+    ]
     assert all(description for description in benchmarks.values())
 
 

@@ -30,7 +30,12 @@ def test_the_configs_choices_are_the_registries(monkeypatch):
     from mtlkit.config import ConfigError, parse_config
 
     assert BACKBONES.names() == ["cnn", "lenet", "mlp"]
-    assert BENCHMARKS.names() == ["multi-mnist", "multi-fashion", "multi-fashion-mnist"]
+    assert BENCHMARKS.names() == [
+        "multi-mnist",
+        "multi-fashion",
+        "multi-fashion-mnist",
+        "mnist+fashion",
+    ]
     with pytest.raises(ConfigError, match="must be one of: cnn, lenet, mlp"):
         parse_config({"model": {"backbone": "tiny"}})
     monkeypatch.setitem(BACKBONES._entries, "tiny", BACKBONES.get("mlp"))

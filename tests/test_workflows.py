@@ -49,12 +49,16 @@ def test_config_yaml_holds_every_default_of_the_method(tmp_path, offline_data):
     assert parse_config(saved) == config
 
 
-def test_seeded_methods_are_resolved_with_the_run_seed():
-    assert parse_config(_config(seed=5, balancer={"name": "pcgrad"})).balancer.options == {
-        "seed": 5
-    }
+def test_a_seeded_method_follows_the_run_seed_unless_it_sets_its_own():
+    """The method's seed is the one option not written out: a saved config re-run with
+    ``--set seed=N`` changes the method's draws along with the data's and the model's."""
+    follows = parse_config(_config(seed=5, balancer={"name": "pcgrad"}))
+    assert follows.balancer.options == {}
+    assert build_balancer(follows, 2).seed == 5
+    reseeded = parse_config({**follows.to_dict(), "seed": 8})
+    assert build_balancer(reseeded, 2).seed == 8
     own = parse_config(_config(seed=5, balancer={"name": "pcgrad", "seed": 1}))
-    assert own.balancer.options == {"seed": 1}
+    assert own.balancer.options == {"seed": 1} and build_balancer(own, 2).seed == 1
 
 
 def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
@@ -66,8 +70,8 @@ def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
     assert state["epoch"] == 2 and state["config"] == config.to_dict()
 
     data = load_data(config)
-    tasks = build_tasks(config, data)
-    model = build_model(config, data, tasks)
+    tasks = build_tasks(config, data.tasks)
+    model = build_model(config, data.input_shape, tasks)
     balancer = build_balancer(config, len(tasks))
     optimizer, scheduler = build_optimization(config, model, balancer)
     model.load_state_dict(state["model"])

@@ -1,25 +1,38 @@
 """The experiment configuration: a YAML file, validated once, before any work starts.
 
 Every field has a default, so a config file only states what differs. Unknown keys, wrong types,
-out-of-range values, names that no registry knows (benchmark, protocol, backbone, balancing
-method and its options) and tasks that the benchmark lacks are refused with one line naming the
-key and what is allowed (:class:`ConfigError`). The validated config is *resolved*: every default
-is filled in, the balancing method's options included, so the ``config.yaml`` a run writes
-reproduces it even if a default changes later.
+out-of-range values, names that no registry knows (benchmark, protocol, backbone and its
+options, task type and its loss and metric, balancing method and its options) and tasks that
+the data lacks are refused with one line naming the key and what is allowed
+(:class:`ConfigError`). The validated config is *resolved*: every default is filled in (the
+benchmark's protocol, the backbone's and the balancing method's options, each task's loss and
+metric), so the ``config.yaml`` a run writes reproduces it even if a default changes later.
+
+The data comes from a built-in benchmark (``data.benchmark``), from one table whose rows are
+labelled for several tasks (``data.table``), or from one table per task (``tasks.<name>.table``).
+A table's tasks are declared under ``tasks:`` beside the two keys that apply to every task,
+``include`` and ``label_smoothing``::
+
+    tasks:
+      churn: {type: binary, column: churned}
+      spend: {type: regression, column: monthly_spend, loss: huber}
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mtlkit.balancing import create, describe
-from mtlkit.data import BENCHMARKS, DataError, benchmark_tasks
-from mtlkit.models import BACKBONES
+from mtlkit.data import BENCHMARKS, MIXINGS, DataError, benchmark_tasks
+from mtlkit.data.tables import MAX_CATEGORIES, TARGETS
+from mtlkit.models import ACTIVATIONS, BACKBONES, backbone_options
 from mtlkit.registry import Registry
+from mtlkit.tasks import TASK_TYPES
 from mtlkit.training.optim import OPTIMIZERS, SCHEDULES
 
 
@@ -38,38 +51,122 @@ def _one_of(choices: Registry | tuple[str, ...], value: str) -> str:
     return value
 
 
-class DataConfig(_Section):
-    """Which benchmark to build, and how."""
+_TABLE_KEYS = ("features", "categorical", "max_categories", "test_fraction", "split_column")
+"""The ``data`` keys that only tables read."""
+_MULTI_INPUT_KEYS = ("epoch", "mixing")
+"""The ``data`` keys that only multi-input data (one dataset per task) reads."""
 
-    benchmark: str = "multi-mnist"
-    protocol: str = "sener"
+
+class DataConfig(_Section):
+    """Where the data comes from, how it is split, and how multi-input batches are drawn."""
+
+    benchmark: str | None = Field(None, description="default multi-mnist when there is no table")
+    protocol: str | None = Field(None, description="default: the benchmark's first protocol")
+    table: str | None = Field(None, description="a .csv, .parquet or .npz file")
+    features: str | list[str] = Field("all", description="'all' (no task's column) or columns")
+    categorical: list[str] = Field(default_factory=list, description="one-hot even if numeric")
+    max_categories: int = Field(MAX_CATEGORIES, ge=1)
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="tables only")
+    split_column: str | None = Field(None, description="a column holding train / val / test")
     limit: int | None = Field(None, ge=1, description="keep only the first N samples per split")
     data_dir: str | None = None
+    epoch: Literal["longest", "shortest"] | int = Field("longest", description="multi-input")
+    mixing: str = Field("equal", description="multi-input: equal or proportional batch sizes")
 
     @field_validator("benchmark")
     @classmethod
-    def _known_benchmark(cls, value: str) -> str:
-        return _one_of(BENCHMARKS, value)
+    def _known_benchmark(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(BENCHMARKS, value)
+
+    @field_validator("features")
+    @classmethod
+    def _all_or_columns(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str) and value != "all":
+            raise ValueError("must be 'all' or a list of columns")
+        if isinstance(value, list) and (not value or len(set(value)) != len(value)):
+            raise ValueError("must list one or more distinct columns")
+        return value
+
+    @field_validator("epoch")
+    @classmethod
+    def _epoch_policy(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'longest', 'shortest' or a positive number of steps")
+        return value
+
+    @field_validator("mixing")
+    @classmethod
+    def _known_mixing(cls, value: str) -> str:
+        return _one_of(MIXINGS, value)
+
+
+class TaskEntry(_Section):
+    """One task of a table: its type, the column(s) holding its labels, and its options."""
+
+    type: str
+    column: str | None = None
+    columns: list[str] | None = Field(None, description="multilabel: one 0/1 column per label")
+    positive: str | int | float | bool | None = Field(None, description="binary only")
+    loss: str | None = None
+    metric: str | None = Field(None, description="the primary metric")
+    label_smoothing: float | None = Field(None, ge=0.0, lt=1.0, description="classification")
+    table: str | None = Field(None, description="the task's own table (multi-input)")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        return _one_of(TASK_TYPES, value)
 
 
 class TaskConfig(_Section):
-    """Options shared by every task's loss."""
+    """The options of every task, and a table's tasks (every other key names one)."""
 
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
     include: list[str] | None = Field(None, description="train only these tasks (None: all)")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification tasks")
+
+    @property
+    def entries(self) -> dict[str, TaskEntry]:
+        """The declared tasks of a table, by name, in declaration order."""
+        return {
+            name: TaskEntry.model_validate(raw) for name, raw in (self.model_extra or {}).items()
+        }
 
 
 class ModelConfig(_Section):
-    """The shared network."""
+    """The shared network; ``hidden``, ``activation``, ``dropout`` and ``batch_norm`` are
+    options of the ``mlp`` backbone."""
 
-    backbone: str = "cnn"
+    backbone: str | None = Field(None, description="default: mlp for tables, else cnn")
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
+    hidden: list[int] | None = Field(None, description="mlp: hidden widths, first to last")
+    activation: str | None = None
+    dropout: float | None = Field(None, ge=0.0, lt=1.0)
+    batch_norm: bool | None = None
 
     @field_validator("backbone")
     @classmethod
-    def _known_backbone(cls, value: str) -> str:
-        return _one_of(BACKBONES, value)
+    def _known_backbone(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(BACKBONES, value)
+
+    @field_validator("hidden")
+    @classmethod
+    def _widths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 1):
+            raise ValueError("must list one or more positive widths")
+        return value
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(tuple(ACTIVATIONS), value)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The backbone's options that are set."""
+        names = ("hidden", "activation", "dropout", "batch_norm")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 class BalancerConfig(_Section):
@@ -124,8 +221,8 @@ class TrainConfig(_Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if value != "auto" and value.split(":")[0] not in ("cpu", "cuda", "mps"):
-            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index) or 'mps'")
         return value
 
 
@@ -142,6 +239,15 @@ class ExperimentConfig(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
 
+    @property
+    def source(self) -> Literal["benchmark", "table", "tables"]:
+        """Where the data comes from: a benchmark, one table, or one table per task."""
+        if self.data.table is not None:
+            return "table"
+        if any(entry.table is not None for entry in self.tasks.entries.values()):
+            return "tables"
+        return "benchmark"
+
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-ready dict of every setting, defaults included."""
         return self.model_dump(mode="json")
@@ -153,54 +259,213 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(
             f"the config must be a mapping of keys to values, got {type(raw).__name__}."
         )
+    config = _validated(ExperimentConfig, raw, ())
+    entries = {
+        name: _validated(TaskEntry, value, ("tasks", name))
+        for name, value in (config.tasks.model_extra or {}).items()
+    }
+    _resolve_data(config)
+    task_names = _resolve_tasks(config, entries)
+    _resolve_model(config)
+    _resolve_balancer(config, len(config.tasks.include or task_names))
+    return config
+
+
+def _validated(model: type[BaseModel], raw: Any, prefix: tuple[str, ...]) -> Any:
+    """``model.model_validate(raw)``, its first error as a :class:`ConfigError` whose key
+    starts with ``prefix``."""
     try:
-        config = ExperimentConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
         first = error.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        loc = (*prefix, *(str(part) for part in first["loc"]))
+        key = ".".join(loc) or "(top level)"
         if first["type"] == "extra_forbidden":
-            raise ConfigError(f"{key}: unknown key; {_allowed_keys(first['loc'])}") from None
+            raise ConfigError(
+                f"{key}: unknown key; {_allowed_keys(model, loc[len(prefix) :])}"
+            ) from None
         value = first.get("input")
         shown = f" (got {value!r})" if not isinstance(value, dict) else ""
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{key}: {message}{shown}") from None
-    _check_against_data_and_methods(config)
-    return config
 
 
-def _check_against_data_and_methods(config: ExperimentConfig) -> None:
-    """The checks that need the benchmark and method registries, with the balancer's options
-    resolved in place (defaults filled; a seeded method takes the run's seed unless given)."""
-    try:
-        tasks = benchmark_tasks(config.data.benchmark, config.data.protocol)
-    except DataError as error:
-        raise ConfigError(f"data.protocol: {error}") from None
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> str:
+    for part in loc[:-1]:
+        annotation = model.model_fields[str(part)].annotation
+        model = annotation  # every nested section is a BaseModel
+    return "allowed keys: " + ", ".join(model.model_fields) + "."
+
+
+def _changed(section: BaseModel) -> set[str]:
+    """The keys of ``section`` whose value is not their default (a resolved config, which
+    writes every default, re-reads as the same config)."""
+    fields = type(section).model_fields
+    return {
+        key
+        for key, info in fields.items()
+        if getattr(section, key) != info.get_default(call_default_factory=True)
+    }
+
+
+def _resolve_data(config: ExperimentConfig) -> None:
+    """Check the data keys against the data's source; fill in the benchmark and its protocol."""
+    data, source = config.data, config.source
+    given = _changed(data)
+    if source == "benchmark":
+        for key in _TABLE_KEYS:
+            if key in given:
+                raise ConfigError(
+                    f"data.{key}: only tables read it; set data.table (or a table per task)."
+                )
+        benchmark = data.benchmark or "multi-mnist"
+        protocol = data.protocol or BENCHMARKS.get(benchmark).protocols[0]
+        try:
+            benchmark_tasks(benchmark, protocol)
+        except DataError as error:
+            raise ConfigError(f"data.protocol: {error}") from None
+        data.benchmark, data.protocol = benchmark, protocol
+    else:
+        for key in ("benchmark", "protocol"):
+            if getattr(data, key) is not None:
+                raise ConfigError(f"data.{key}: a benchmark and a table exclude each other.")
+        if source == "tables" and "table" in given:
+            raise ConfigError("data.table: the tasks have tables of their own; remove one.")
+        if data.split_column is not None:
+            for key in ("val_fraction", "test_fraction"):
+                if key in given:
+                    raise ConfigError(
+                        f"data.{key}: the split column {data.split_column!r} says each row's "
+                        "split; remove one of them."
+                    )
+    multi_input = source == "tables" or (
+        source == "benchmark" and BENCHMARKS.get(data.benchmark).multi_input
+    )
+    if not multi_input:
+        for key in _MULTI_INPUT_KEYS:
+            if key in given:
+                raise ConfigError(
+                    f"data.{key}: only multi-input data (one dataset per task) reads it."
+                )
+
+
+def _resolve_tasks(config: ExperimentConfig, entries: dict[str, TaskEntry]) -> list[str]:
+    """Check the tasks (a table's entries against the task types, ``include`` against the
+    data's tasks); fill in each entry's loss, metric and label smoothing. Returns the names."""
+    if config.source == "benchmark":
+        if entries:
+            name = next(iter(entries))
+            raise ConfigError(
+                f"tasks.{name}: declaring a task needs a table to read it from: set data.table "
+                f"(or tasks.{name}.table); {config.data.benchmark}'s tasks are built in."
+            )
+        names = list(benchmark_tasks(config.data.benchmark, config.data.protocol))
+    else:
+        if not entries:
+            raise ConfigError(
+                "tasks: a table needs its tasks declared, e.g. tasks: {churn: {type: binary, "
+                "column: churned}}."
+            )
+        resolved = {name: _resolve_entry(config, name, entry) for name, entry in entries.items()}
+        config.tasks = TaskConfig(
+            include=config.tasks.include, label_smoothing=config.tasks.label_smoothing, **resolved
+        )
+        names = list(entries)
     include = config.tasks.include
     if include is not None:
-        unknown = [name for name in include if name not in tasks]
+        unknown = [name for name in include if name not in names]
         if unknown or not include or len(set(include)) != len(include):
+            source = config.data.benchmark if config.source == "benchmark" else "the table"
             raise ConfigError(
-                f"tasks.include: {include} must name distinct tasks of {config.data.benchmark}: "
-                f"{', '.join(tasks)}."
+                f"tasks.include: {include} must name distinct tasks of {source}: "
+                f"{', '.join(names)}."
             )
+    return names
+
+
+def _resolve_entry(config: ExperimentConfig, name: str, entry: TaskEntry) -> dict[str, Any]:
+    """One table task checked against its type, as a plain dict with every default filled."""
+    key = f"tasks.{name}"
+    kind = TASK_TYPES.get(entry.type)
+    if entry.type not in TARGETS:
+        raise ConfigError(
+            f"{key}.type: tables hold no {entry.type} task; use one of: {', '.join(TARGETS)}."
+        )
+    multilabel = entry.type == "multilabel"
+    needed, other = ("columns", "column") if multilabel else ("column", "columns")
+    if getattr(entry, needed) is None:
+        what = "its label columns (one per label)" if multilabel else "the column of its labels"
+        raise ConfigError(f"{key}.{needed}: a {entry.type} task needs {what}.")
+    if getattr(entry, other) is not None:
+        raise ConfigError(f"{key}.{other}: a {entry.type} task reads {needed}, not {other}.")
+    if multilabel and (not entry.columns or len(set(entry.columns)) != len(entry.columns)):
+        raise ConfigError(f"{key}.columns: list one or more distinct columns.")
+    for option, value, choices in (
+        ("loss", entry.loss, kind.losses),
+        ("metric", entry.metric, kind.metrics),
+    ):
+        if value is not None and value not in choices:
+            raise ConfigError(
+                f"{key}.{option}: a {entry.type} task has no {option} {value!r}; choose one of: "
+                f"{', '.join(choices)}."
+            )
+    if entry.positive is not None and entry.type != "binary":
+        raise ConfigError(f"{key}.positive: only a binary task has a positive label.")
+    if entry.label_smoothing is not None and "label_smoothing" not in kind.options:
+        raise ConfigError(f"{key}.label_smoothing: only classification tasks are smoothed.")
+    if (entry.table is None) != (config.source == "table"):
+        raise ConfigError(
+            f"{key}.table: give every task a table of its own, or none (and set data.table)."
+        )
+    resolved = entry.model_dump(exclude_none=True)
+    resolved["loss"] = entry.loss or kind.losses[0]
+    resolved["metric"] = entry.metric or kind.metrics[0]
+    if "label_smoothing" in kind.options:
+        resolved["label_smoothing"] = (
+            config.tasks.label_smoothing if entry.label_smoothing is None else entry.label_smoothing
+        )
+    return resolved
+
+
+def _resolve_model(config: ExperimentConfig) -> None:
+    """Fill in the backbone (mlp for tables, else cnn) and its options' defaults; refuse an
+    option the backbone does not take."""
+    model = config.model
+    backbone = model.backbone or ("cnn" if config.source == "benchmark" else "mlp")
+    known = backbone_options(backbone)
+    for option in model.options:
+        if option not in known:
+            raise ConfigError(
+                f"model.{option}: backbone {backbone!r} takes no option {option!r}; its options: "
+                f"{', '.join(known) or 'none'}."
+            )
+    resolved = {**known, **model.options}
+    if "hidden" in resolved:
+        resolved["hidden"] = list(resolved["hidden"])
+    config.model = ModelConfig(backbone=backbone, head_hidden=model.head_hidden, **resolved)
+
+
+def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
+    """Check the method and its options; fill in their defaults.
+
+    A seeded method's ``seed`` is the one option left unresolved when not given: it follows the
+    run's ``seed`` (see :func:`balancer_options`), so that ``--set seed=N`` on a saved config
+    changes the method's draws along with the data's and the model's.
+    """
     name, given = config.balancer.name, config.balancer.options
     try:
-        defaults = describe(name).options
-        options = {**defaults, **given}
-        if "seed" in defaults and "seed" not in given:
-            options["seed"] = config.seed
-        create(name, num_tasks=len(include or tasks), **options)
+        options = {k: v for k, v in describe(name).options.items() if k != "seed"} | given
+        create(name, num_tasks=num_tasks, **balancer_options(name, options, config.seed))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"balancer: {error}") from None
     config.balancer = BalancerConfig(name=name, **options)
 
 
-def _allowed_keys(loc: tuple) -> str:
-    model: type[BaseModel] = ExperimentConfig
-    for part in loc[:-1]:
-        annotation = model.model_fields[str(part)].annotation
-        model = annotation  # every nested section is a BaseModel
-    return "allowed keys: " + ", ".join(model.model_fields) + "."
+def balancer_options(name: str, options: dict[str, Any], run_seed: int) -> dict[str, Any]:
+    """``options`` with ``seed = run_seed`` for a seeded method that does not set its own."""
+    if "seed" in describe(name).options and "seed" not in options:
+        return {**options, "seed": run_seed}
+    return options
 
 
 def set_override(raw: dict[str, Any], assignment: str) -> None:
@@ -221,7 +486,12 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read a YAML config, apply ``key=value`` overrides, and validate the result."""
+    """Read a YAML config, apply ``key=value`` overrides, and validate the result.
+
+    Table paths in the file (``data.table``, ``tasks.<name>.table``) are read from the file's
+    folder, so that a config travels with its data; the resolved config holds them absolute.
+    Paths given in ``overrides`` are read from the current folder.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass the path of a YAML config.")
@@ -231,6 +501,18 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values.")
+    _anchor_table_paths(raw, path.parent.absolute())
     for assignment in overrides:
         set_override(raw, assignment)
     return parse_config(raw)
+
+
+def _anchor_table_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Make the relative table paths of a config file absolute, from the file's ``folder``."""
+    sections = [raw.get("data")]
+    tasks = raw.get("tasks")
+    if isinstance(tasks, dict):
+        sections += [entry for entry in tasks.values() if isinstance(entry, dict)]
+    for section in sections:
+        if isinstance(section, dict) and isinstance(section.get("table"), str):
+            section["table"] = str(folder / Path(section["table"]).expanduser())

@@ -9,6 +9,7 @@ got 0.0."``. Numbers are ``int`` or ``float`` (never ``bool``) and must be finit
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 __all__ = [
@@ -51,7 +52,7 @@ def check_number(
     left = "[" if low_inclusive else "("
     right = "]" if high_inclusive else ")"
     allowed = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     number = float(value) if is_number else math.nan
     ok = math.isfinite(number)
     if ok and low is not None:
@@ -122,7 +123,7 @@ def per_task_values(
     method: str, option: str, value: Any, num_tasks: int, *, low: float | None = None
 ) -> list[float]:
     """A number (broadcast to every task) or one number per task, as a list of K floats."""
-    values = [value] * num_tasks if isinstance(value, (int, float)) else value
+    values = [value] * num_tasks if isinstance(value, numbers.Real) else value
     try:
         values = list(values)
     except TypeError:

@@ -45,13 +45,7 @@ class TensorBatches:
         world_size: int = 1,
         device: torch.device | str | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise DataError(f"TensorBatches: batch_size must be ≥ 1, got {batch_size}.")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise DataError(
-                f"TensorBatches: need 0 ≤ rank < world_size, got rank={rank}, "
-                f"world_size={world_size}."
-            )
+        check_batching("TensorBatches", batch_size, rank, world_size)
         self.split = split
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -81,8 +75,7 @@ class TensorBatches:
             order = torch.randperm(size, generator=generator)
         else:
             order = torch.arange(size)
-        start = self.rank * self.shard_size
-        return order[start : start + self.shard_size]
+        return shard(order, self.rank, self.world_size)
 
     def __len__(self) -> int:
         full, rest = divmod(self.shard_size, self.batch_size)
@@ -94,11 +87,29 @@ class TensorBatches:
             index = indices[start : start + self.batch_size]
             batch = Batch(
                 self.split.inputs.index_select(0, index),
-                {task: _take(y, index) for task, y in self.split.targets.items()},
-                {task: _take(m, index) for task, m in self.split.masks.items()},
+                {task: take(y, index) for task, y in self.split.targets.items()},
+                {task: take(m, index) for task, m in self.split.masks.items()},
             )
             yield batch if self.device is None else batch.to(self.device)
 
 
-def _take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def check_batching(loader: str, batch_size: int, rank: int, world_size: int) -> None:
+    """Refuse a batch size below 1, or a rank outside ``0 .. world_size - 1``."""
+    if batch_size < 1:
+        raise DataError(f"{loader}: batch_size must be ≥ 1, got {batch_size}.")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise DataError(
+            f"{loader}: need 0 ≤ rank < world_size, got rank={rank}, world_size={world_size}."
+        )
+
+
+def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """Rank ``rank``'s part of ``order``: the ``rank``-th of ``world_size`` equal, contiguous
+    parts (the ``len(order) % world_size`` last entries are in none)."""
+    size = len(order) // world_size
+    return order[rank * size : (rank + 1) * size]
+
+
+def take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The rows ``index`` of ``tensor``, wherever each of the two lives."""
     return tensor.index_select(0, index.to(tensor.device))

@@ -10,13 +10,28 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from mtlkit.atomic import write_text_atomic
 from mtlkit.evaluation.compare import ComparisonRow, delta_m
+from mtlkit.tasks import BinaryReport, MultilabelReport
 from mtlkit.tasks.metrics import ClassificationReport
 
 _NA = "n/a"
 _DELTA_M_NOTE = "mean signed relative difference; positive: multi-task better"
+_METRIC_NAMES = {
+    "macro_accuracy": "macro accuracy",
+    "micro_f1": "micro F1",
+    "macro_f1": "macro F1",
+    "auroc": "AUROC",
+    "f1": "F1",
+    "map": "mAP",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "mse": "MSE",
+    "r2": "R²",
+}
+"""How a metric is headed in a table (others: their own name)."""
 
 
 def format_comparison_table(rows: Sequence[ComparisonRow]) -> str:
@@ -46,7 +61,7 @@ def write_report(
     *,
     title: str,
     run_info: Mapping[str, object],
-    task_reports: Mapping[str, ClassificationReport],
+    task_reports: Mapping[str, Any],
     comparison: Sequence[ComparisonRow] | None = None,
     history: Sequence[Mapping[str, object]] | None = None,
 ) -> Path:
@@ -57,7 +72,9 @@ def write_report(
         title: the report's heading.
         run_info: facts about the run (config name, method, seed, epochs, wall time, versions,
             ...), shown as a key/value table; nested mappings become dotted keys.
-        task_reports: the final metrics per task, in display order.
+        task_reports: the final metrics per task, in display order: any report with
+            ``summary()`` and ``num_samples`` (classification, binary, multilabel, regression);
+            tasks whose reports have the same metrics share a table.
         comparison: rows against single-task baselines (see
             :func:`~mtlkit.evaluation.compare_reports`), shown with their Δm%.
         history: one mapping per epoch (or evaluation), shown as a table over the union of keys.
@@ -72,7 +89,7 @@ def write_report(
     if not title.strip():
         raise ValueError("title is blank: give the report a heading.")
     if len(task_reports) == 0:
-        raise ValueError("task_reports is empty: pass at least one task's ClassificationReport.")
+        raise ValueError("task_reports is empty: pass at least one task's report.")
     for name, value in (("comparison", comparison), ("history", history)):
         if value is not None and len(value) == 0:
             raise ValueError(f"{name} is empty: pass None to leave its section out.")
@@ -81,7 +98,8 @@ def write_report(
         sections.append(_comparison_section(comparison))
     if history is not None:
         sections.append(_history_section(history))
-    sections += [_task_detail_section(name, report) for name, report in task_reports.items()]
+    details = (_task_detail_section(name, report) for name, report in task_reports.items())
+    sections += [detail for detail in details if detail is not None]
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(target, "\n\n".join(sections) + "\n")
@@ -94,17 +112,18 @@ def _run_section(run_info: Mapping[str, object]) -> str:
     return f"## Run\n\n{table}"
 
 
-def _tasks_section(task_reports: Mapping[str, ClassificationReport]) -> str:
-    header = ["task", "accuracy", "macro accuracy", "micro F1", "macro F1", "samples"]
-    rows = [
-        [
-            name,
-            *(_number(value, 4) for value in report.summary().values()),
-            str(sum(report.support)),
-        ]
-        for name, report in task_reports.items()
+def _tasks_section(task_reports: Mapping[str, Any]) -> str:
+    groups: dict[tuple[str, ...], list[list[str]]] = {}
+    for name, report in task_reports.items():
+        summary = report.summary()
+        groups.setdefault(tuple(summary), []).append(
+            [name, *(_number(value, 4) for value in summary.values()), str(report.num_samples)]
+        )
+    tables = [
+        _markdown_table(["task", *(_METRIC_NAMES.get(m, m) for m in metrics), "samples"], rows)
+        for metrics, rows in groups.items()
     ]
-    return f"## Results per task\n\n{_markdown_table(header, rows)}"
+    return "## Results per task\n\n" + "\n\n".join(tables)
 
 
 def _comparison_section(comparison: Sequence[ComparisonRow]) -> str:
@@ -121,7 +140,37 @@ def _history_section(history: Sequence[Mapping[str, object]]) -> str:
     return f"## History\n\n{_markdown_table(header, rows)}"
 
 
-def _task_detail_section(name: str, report: ClassificationReport) -> str:
+def _task_detail_section(name: str, report: Any) -> str | None:
+    """The per-class (or per-label) tables of one task; ``None`` for a regression."""
+    if isinstance(report, ClassificationReport):
+        return _classification_detail(name, report)
+    if isinstance(report, BinaryReport):
+        confusion = _markdown_table(
+            ["true \\ predicted", "0 (negative)", "1 (positive)"],
+            [
+                [f"{c} ({label})", *map(str, row)]
+                for c, label, row in zip("01", ("negative", "positive"), report.confusion_matrix)
+            ],
+        )
+        return (
+            f"## Task {name}\n\n### Confusion matrix at probability 0.5 (rows: true label, "
+            f"columns: predicted)\n\n{confusion}"
+        )
+    if isinstance(report, MultilabelReport):
+        per_label = _markdown_table(
+            ["label", "positives", "F1", "average precision"],
+            [
+                [label, str(support), _number(f1, 3), _number(ap, 3)]
+                for label, support, f1, ap in zip(
+                    report.labels, report.support, report.f1, report.average_precision
+                )
+            ],
+        )
+        return f"## Task {name}\n\n### Per label (at probability 0.5)\n\n{per_label}"
+    return None
+
+
+def _classification_detail(name: str, report: ClassificationReport) -> str:
     classes = [str(c) for c in range(report.num_classes)]
     confusion = _markdown_table(
         ["true \\ predicted", *classes],

@@ -1,16 +1,28 @@
 """Networks for multi-task learning: shared trunks, task heads, sharing architectures."""
 
-from mtlkit.models.backbones import BACKBONES, MLP, LeNet, SeedCNN, create_backbone
+from mtlkit.models.backbones import (
+    ACTIVATIONS,
+    BACKBONES,
+    MLP,
+    LeNet,
+    SeedCNN,
+    backbone_options,
+    create_backbone,
+)
 from mtlkit.models.heads import classification_head
-from mtlkit.models.sharing import HardSharing, MultiTaskModel
+from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
 
 __all__ = [
+    "ACTIVATIONS",
     "BACKBONES",
+    "Features",
+    "Inputs",
     "HardSharing",
     "LeNet",
     "MLP",
     "MultiTaskModel",
     "SeedCNN",
+    "backbone_options",
     "classification_head",
     "create_backbone",
 ]

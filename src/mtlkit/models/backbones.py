@@ -1,24 +1,42 @@
 """Shared trunks by name: each maps a batch of inputs (N, *input_shape) to features (N, D).
 
 Every trunk has an ``out_features`` attribute (D). :data:`BACKBONES` maps a name to a factory
-``factory(input_shape) -> nn.Module`` taking the per-sample input shape: ``(C, H, W)`` for images,
-``(D,)`` for rows of features. A new trunk is a class (or function) plus one ``register`` line.
+``factory(input_shape, **options) -> nn.Module`` taking the per-sample input shape (``(C, H, W)``
+for images, ``(D,)`` for rows of features) and, as keyword-only arguments with defaults, the
+options a config may set (``mlp``: ``hidden``, ``activation``, ``dropout``, ``batch_norm``;
+:func:`backbone_options` reads them off the signature). A new trunk is a class (or function)
+plus one ``register`` line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from math import prod
+from types import MappingProxyType
+from typing import Any
 
 import torch
 from torch import nn
 
-from mtlkit.registry import Registry, UnknownNameError
+from mtlkit.registry import Registry
 
-BackboneFactory = Callable[[tuple[int, ...]], nn.Module]
+BackboneFactory = Callable[..., nn.Module]
 
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
-"""Backbone name → ``factory(input_shape)``."""
+"""Backbone name → ``factory(input_shape, **options)``."""
+
+ACTIVATIONS: Mapping[str, type[nn.Module]] = MappingProxyType(
+    {
+        "relu": nn.ReLU,
+        "gelu": nn.GELU,
+        "silu": nn.SiLU,
+        "tanh": nn.Tanh,
+        "leaky_relu": nn.LeakyReLU,
+        "elu": nn.ELU,
+    }
+)
+"""The activations an :class:`MLP` can use, by name."""
 
 
 class SeedCNN(nn.Sequential):
@@ -65,22 +83,60 @@ class LeNet(nn.Sequential):
 
 
 class MLP(nn.Sequential):
-    """A two-layer perceptron on flattened inputs (images or rows of features).
+    """A multi-layer perceptron on flattened inputs (images or rows of features).
+
+    Each hidden layer is ``Linear`` → (``BatchNorm1d``) → activation → (``Dropout``).
 
     Args:
         in_features: the number of input values per sample (C·H·W for images).
-        hidden: the width of both hidden layers.
+        hidden: the widths of the hidden layers, first to last (at least one).
+        activation: a name of :data:`ACTIVATIONS`.
+        dropout: the dropout probability after each activation, in [0, 1).
+        batch_norm: normalise each hidden layer's pre-activations over the batch.
     """
 
-    def __init__(self, in_features: int, hidden: int = 128) -> None:
-        super().__init__(
-            nn.Flatten(),
-            nn.Linear(in_features, hidden),
-            nn.ReLU(),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(),
-        )
-        self.out_features = hidden
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int] = (128, 128),
+        *,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ) -> None:
+        widths = [int(width) for width in hidden]
+        if not widths or any(width < 1 for width in widths):
+            raise ValueError(f"hidden must be one or more positive widths, got {list(hidden)}.")
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {activation!r}; choose one of: {', '.join(ACTIVATIONS)}."
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width in widths:
+            layers.append(nn.Linear(in_features, width, bias=not batch_norm))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            in_features = width
+        super().__init__(*layers)
+        self.out_features = widths[-1]
+
+
+def _mlp(
+    input_shape: tuple[int, ...],
+    *,
+    hidden: Sequence[int] = (128, 128),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+) -> MLP:
+    return MLP(
+        prod(input_shape), hidden, activation=activation, dropout=dropout, batch_norm=batch_norm
+    )
 
 
 def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, tuple[int, int]]:
@@ -96,27 +152,45 @@ def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, tuple[in
 
 BACKBONES.register("cnn", lambda shape: SeedCNN(*_image_shape("cnn", shape)))
 BACKBONES.register("lenet", lambda shape: LeNet(*_image_shape("lenet", shape)))
-BACKBONES.register("mlp", lambda shape: MLP(prod(shape)))
+BACKBONES.register("mlp", _mlp)
 
 
-def create_backbone(name: str, input_shape: Sequence[int]) -> nn.Module:
-    """Create the trunk registered as ``name`` for inputs of per-sample shape ``input_shape``.
-
-    The trunk runs once on a zero input here, so that a shape it cannot take fails now, not in
-    the middle of training.
+def backbone_options(name: str) -> dict[str, Any]:
+    """The options backbone ``name`` takes, with their defaults (none for ``cnn`` and ``lenet``).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones), or inputs the trunk cannot
-            read.
+        ValueError: unknown name (the message lists the known ones).
+    """
+    factory = BACKBONES.get(name)  # UnknownNameError (a ValueError) lists the known names
+    return {
+        parameter.name: parameter.default
+        for parameter in inspect.signature(factory).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def create_backbone(name: str, input_shape: Sequence[int], **options: Any) -> nn.Module:
+    """Create the trunk registered as ``name`` for inputs of per-sample shape ``input_shape``.
+
+    The trunk runs once on a zero input here (in eval mode, so no statistic moves), so that a
+    shape it cannot take fails now, not in the middle of training.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones), an option the trunk does
+            not take or a bad option value, or inputs the trunk cannot read.
     """
     shape = tuple(int(n) for n in input_shape)
     if not shape or any(n < 1 for n in shape):
         raise ValueError(f"input_shape must be non-empty positive sizes, got {tuple(input_shape)}.")
-    try:
-        factory = BACKBONES.get(name)
-    except UnknownNameError as error:
-        raise ValueError(str(error)) from None
-    trunk = factory(shape)
+    known = backbone_options(name)
+    unknown = [option for option in options if option not in known]
+    if unknown:
+        raise ValueError(
+            f"backbone {name!r} takes no option {unknown[0]!r}; its options: "
+            f"{', '.join(known) or 'none'}."
+        )
+    trunk = BACKBONES.get(name)(shape, **options)
+    trunk.eval()
     with torch.no_grad():
         trunk(torch.zeros(1, *shape))
-    return trunk
+    return trunk.train()

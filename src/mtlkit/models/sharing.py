@@ -7,25 +7,35 @@ from collections.abc import Iterator, Mapping
 
 from torch import Tensor, nn
 
+Inputs = Tensor | Mapping[str, Tensor]
+"""One input for every task, or (multi-input) task name -> that task's own inputs."""
+Features = Tensor | dict[str, Tensor]
+"""The shared representation of :data:`Inputs`: one tensor, or one per task."""
+
 
 class MultiTaskModel(nn.Module, ABC):
     """Base of every multi-task network: ``encode`` the input, ``decode`` each task's output.
 
     ``forward(x) == decode(encode(x))``; the training loop calls the two halves separately so that
-    balancing methods can reach the shared representation.
+    balancing methods can reach the shared representation. Inputs come in two shapes: one tensor
+    that every task reads (one head per task on the same features), or a dict of per-task inputs
+    (multi-input: each task's inputs go through the shared part, and only that task's head reads
+    the result).
     """
 
     task_names: list[str]
 
     @abstractmethod
-    def encode(self, x: Tensor) -> Tensor:
-        """The shared representation of a batch."""
+    def encode(self, x: Inputs) -> Features:
+        """The shared representation of a batch: a tensor, or a dict ``task -> features`` of
+        the per-task inputs ``x``."""
 
     @abstractmethod
-    def decode(self, features: Tensor) -> dict[str, Tensor]:
-        """Each task's output from the shared representation."""
+    def decode(self, features: Features) -> dict[str, Tensor]:
+        """Each task's output: every head on one tensor of features, or each task's head on its
+        own features (a dict)."""
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Inputs) -> dict[str, Tensor]:
         return self.decode(self.encode(x))
 
     @abstractmethod
@@ -48,11 +58,15 @@ class HardSharing(MultiTaskModel):
         self.heads = nn.ModuleDict(dict(heads))
         self.task_names = list(heads)
 
-    def encode(self, x: Tensor) -> Tensor:
-        return self.trunk(x)
+    def encode(self, x: Inputs) -> Features:
+        if isinstance(x, Tensor):
+            return self.trunk(x)
+        return {task: self.trunk(inputs) for task, inputs in x.items()}
 
-    def decode(self, features: Tensor) -> dict[str, Tensor]:
-        return {name: head(features) for name, head in self.heads.items()}
+    def decode(self, features: Features) -> dict[str, Tensor]:
+        if isinstance(features, Tensor):
+            return {name: head(features) for name, head in self.heads.items()}
+        return {task: self.heads[task](z) for task, z in features.items()}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:
         return self.trunk.parameters()

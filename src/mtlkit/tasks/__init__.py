@@ -1,12 +1,17 @@
 """Tasks: what each head predicts, its loss (with label masks), its metrics and their direction.
 
 * :class:`Task` — the interface the training loop and the evaluation read;
-* :class:`ClassificationTask` — single-label classification, cross-entropy with label smoothing;
+* one module per type, each registered in :data:`TASK_TYPES` (what ``tasks.<name>.type`` of a
+  config chooses from): :class:`ClassificationTask` (cross-entropy, label smoothing),
+  :class:`BinaryTask` (BCE; accuracy, AUROC, F1), :class:`MultilabelTask` (BCE over L labels;
+  micro/macro F1, mAP), :class:`RegressionTask` (MSE, L1 or Huber; MAE, RMSE, R²);
+* :func:`create_task` — the task a :class:`~mtlkit.data.TaskSpec` describes;
 * :mod:`mtlkit.tasks.metrics` — :class:`ClassificationMetrics` (an exact, DDP-reducible confusion
   matrix) and :class:`ClassificationReport`; :func:`higher_is_better` per metric name.
 """
 
-from mtlkit.tasks.base import Task, TaskMetrics
+from mtlkit.tasks.base import Task, TaskMetrics, masked_mean
+from mtlkit.tasks.binary import BinaryMetrics, BinaryReport, BinaryTask
 from mtlkit.tasks.classification import ClassificationTask
 from mtlkit.tasks.metrics import (
     METRIC_DIRECTIONS,
@@ -14,13 +19,29 @@ from mtlkit.tasks.metrics import (
     ClassificationReport,
     higher_is_better,
 )
+from mtlkit.tasks.multilabel import MultilabelMetrics, MultilabelReport, MultilabelTask
+from mtlkit.tasks.registry import TASK_TYPES, TaskType, create_task
+from mtlkit.tasks.regression import RegressionMetrics, RegressionReport, RegressionTask
 
 __all__ = [
     "METRIC_DIRECTIONS",
+    "TASK_TYPES",
+    "BinaryMetrics",
+    "BinaryReport",
+    "BinaryTask",
     "ClassificationMetrics",
     "ClassificationReport",
     "ClassificationTask",
+    "MultilabelMetrics",
+    "MultilabelReport",
+    "MultilabelTask",
+    "RegressionMetrics",
+    "RegressionReport",
+    "RegressionTask",
     "Task",
     "TaskMetrics",
+    "TaskType",
+    "create_task",
     "higher_is_better",
+    "masked_mean",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
+import torch
 from torch import Tensor
 
 from mtlkit.tasks.metrics import higher_is_better
@@ -21,6 +22,18 @@ class TaskMetrics(Protocol):
 
     def compute(self) -> Any:
         """The task's report over everything added; it has the task's ``primary_metric``."""
+
+
+def masked_mean(per_row: Tensor, mask: Tensor | None) -> Tensor:
+    """The mean of the (N,) ``per_row`` losses over the rows where ``mask`` is True (all rows
+    without a mask); 0, still on the graph, when no row is labelled.
+
+    The other rows contribute exactly nothing, their gradient included, whatever they hold
+    (``torch.where`` passes a zero gradient to the branch it does not take).
+    """
+    if mask is None:
+        return per_row.mean()
+    return torch.where(mask, per_row, 0.0).sum() / mask.sum().clamp(min=1)
 
 
 class Task(ABC):
@@ -40,6 +53,12 @@ class Task(ABC):
         """Whether a larger :attr:`primary_metric` is better."""
         return higher_is_better(self.primary_metric)
 
+    def selection_value(self, report: Any) -> float:
+        """The primary metric of ``report`` signed so that higher is better, on a scale that
+        can be averaged with other tasks' (model selection averages it over tasks)."""
+        value = float(getattr(report, self.primary_metric))
+        return value if self.higher_is_better else -value
+
     @property
     @abstractmethod
     def output_size(self) -> int:
@@ -57,3 +76,11 @@ class Task(ABC):
     @abstractmethod
     def metrics(self) -> TaskMetrics:
         """A fresh metric accumulator for this task."""
+
+    @abstractmethod
+    def predict(self, output: Tensor) -> dict[str, list[Any]]:
+        """What the head's outputs mean, as columns of a prediction table (one value per row).
+
+        The key ``"pred"`` holds the prediction (a class name, labels, a value); other keys
+        (``"prob"``, …) hold probabilities. ``mtlkit predict`` writes ``<task>_<key>`` columns.
+        """

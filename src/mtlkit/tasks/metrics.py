@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -35,6 +36,15 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
         "npv": True,
         "fpr": False,
         "loss": False,
+        "auroc": True,
+        "f1": True,
+        "precision": True,
+        "recall": True,
+        "map": True,
+        "mae": False,
+        "mse": False,
+        "rmse": False,
+        "r2": True,
     }
 )
 """Whether a larger value is better, per metric name (read-only)."""
@@ -56,8 +66,22 @@ def higher_is_better(metric: str) -> bool:
         raise ValueError(f"metric {metric!r} has no known direction: use one of {known}.") from None
 
 
+class ScalarSummary:
+    """A report whose scalar metrics are the attributes named in ``SUMMARY``, in that order."""
+
+    SUMMARY: ClassVar[tuple[str, ...]]
+
+    def summary(self) -> dict[str, float]:
+        """The scalar metrics, for logs and tables."""
+        return {name: getattr(self, name) for name in self.SUMMARY}
+
+    def _json(self, **details: object) -> dict[str, object]:
+        """The scalar metrics (NaN as ``None``, JSON ``null``) followed by ``details``."""
+        return {**{name: json_float(value) for name, value in self.summary().items()}, **details}
+
+
 @dataclass(frozen=True)
-class ClassificationReport:
+class ClassificationReport(ScalarSummary):
     """The metrics of one classification task; per-class lists are indexed by class.
 
     Attributes:
@@ -86,6 +110,7 @@ class ClassificationReport:
     npv: list[float]
     fpr: list[float]
     support: list[int]
+    SUMMARY: ClassVar[tuple[str, ...]] = ("accuracy", "macro_accuracy", "micro_f1", "macro_f1")
 
     @classmethod
     def from_confusion_matrix(cls, confusion_matrix: Tensor) -> ClassificationReport:
@@ -108,19 +133,19 @@ class ClassificationReport:
         fn = [s - t for s, t in zip(support, tp)]
         fp = [p - t for p, t in zip(predicted, tp)]
         tn = [total - t - p - n for t, p, n in zip(tp, fp, fn)]
-        f1 = [_ratio(2 * t, 2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
-        tpr = [_ratio(t, t + n) for t, n in zip(tp, fn)]
+        f1 = [ratio(2 * t, 2 * t + p + n) for t, p, n in zip(tp, fp, fn)]
+        tpr = [ratio(t, t + n) for t, n in zip(tp, fn)]
         return cls(
-            accuracy=_ratio(sum(tp), total),
-            macro_accuracy=_nanmean(tpr),
-            micro_f1=_ratio(2 * sum(tp), 2 * sum(tp) + sum(fp) + sum(fn)),
-            macro_f1=_nanmean(f1),
+            accuracy=ratio(sum(tp), total),
+            macro_accuracy=nanmean(tpr),
+            micro_f1=ratio(2 * sum(tp), 2 * sum(tp) + sum(fp) + sum(fn)),
+            macro_f1=nanmean(f1),
             confusion_matrix=matrix,
             tpr=tpr,
-            tnr=[_ratio(t, t + p) for t, p in zip(tn, fp)],
-            ppv=[_ratio(t, t + p) for t, p in zip(tp, fp)],
-            npv=[_ratio(t, t + n) for t, n in zip(tn, fn)],
-            fpr=[_ratio(p, p + t) for p, t in zip(fp, tn)],
+            tnr=[ratio(t, t + p) for t, p in zip(tn, fp)],
+            ppv=[ratio(t, t + p) for t, p in zip(tp, fp)],
+            npv=[ratio(t, t + n) for t, n in zip(tn, fn)],
+            fpr=[ratio(p, p + t) for p, t in zip(fp, tn)],
             support=support,
         )
 
@@ -129,27 +154,22 @@ class ClassificationReport:
         """The number of classes C."""
         return len(self.support)
 
-    def summary(self) -> dict[str, float]:
-        """The scalar metrics (accuracy, macro_accuracy, micro_f1, macro_f1), for logs."""
-        return {
-            "accuracy": self.accuracy,
-            "macro_accuracy": self.macro_accuracy,
-            "micro_f1": self.micro_f1,
-            "macro_f1": self.macro_f1,
-        }
+    @property
+    def num_samples(self) -> int:
+        """The number of labelled samples scored."""
+        return sum(self.support)
 
     def to_dict(self) -> dict[str, object]:
         """Every field as plain Python values, NaN replaced by ``None`` (JSON ``null``)."""
-        return {
-            **{name: _json_float(value) for name, value in self.summary().items()},
-            "confusion_matrix": [list(row) for row in self.confusion_matrix],
-            "tpr": [_json_float(v) for v in self.tpr],
-            "tnr": [_json_float(v) for v in self.tnr],
-            "ppv": [_json_float(v) for v in self.ppv],
-            "npv": [_json_float(v) for v in self.npv],
-            "fpr": [_json_float(v) for v in self.fpr],
-            "support": list(self.support),
-        }
+        return self._json(
+            confusion_matrix=[list(row) for row in self.confusion_matrix],
+            tpr=[json_float(v) for v in self.tpr],
+            tnr=[json_float(v) for v in self.tnr],
+            ppv=[json_float(v) for v in self.ppv],
+            npv=[json_float(v) for v in self.npv],
+            fpr=[json_float(v) for v in self.fpr],
+            support=list(self.support),
+        )
 
 
 class ClassificationMetrics:
@@ -260,16 +280,17 @@ def _check_indices(name: str, indices: Tensor, num_classes: int) -> None:
         )
 
 
-def _ratio(numerator: int, denominator: int) -> float:
+def ratio(numerator: float, denominator: float) -> float:
     """``numerator / denominator``, NaN when the denominator is zero."""
     return numerator / denominator if denominator else math.nan
 
 
-def _nanmean(values: list[float]) -> float:
+def nanmean(values: list[float]) -> float:
     """Mean of the non-NaN values, NaN when there are none."""
     defined = [v for v in values if not math.isnan(v)]
     return sum(defined) / len(defined) if defined else math.nan
 
 
-def _json_float(value: float) -> float | None:
+def json_float(value: float) -> float | None:
+    """``value``, or ``None`` (JSON ``null``) where it is NaN."""
     return None if math.isnan(value) else value

@@ -1,7 +1,14 @@
 """The training loop: one way through, the same for every method and architecture.
 
 ``batch → model.encode → model.decode → task losses → balancer.backward → optimizer.step``.
-The loop names no balancing method and no architecture.
+The loop names no balancing method and no architecture. A batch holds one input for every task,
+or (multi-input) one input per task: then each task's inputs go through the shared trunk on their
+own, and the balancer gets each task's own features, so that the per-task gradients of the shared
+parameters come from each task's own batch.
+
+A task whose batch has no labelled row (label masks) contributes a zero loss at that step; the
+epoch's record counts such steps per task (``unlabelled_steps``), and its mean training loss is
+over the steps where the task had labels.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +28,7 @@ from mtlkit.balancing import Balancer
 from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
+from mtlkit.tasks.metrics import nanmean
 
 Reports = dict[str, Any]
 """Task name → the report its metrics computed (e.g. a ``ClassificationReport``)."""
@@ -36,7 +44,8 @@ def evaluate(
 ) -> Reports:
     """Every task's metrics of ``model`` over ``batches`` (the model is put in eval mode).
 
-    Rows whose label a task lacks (``batch.masks``) are left out of that task's metrics.
+    Rows whose label a task lacks (``batch.masks``) are left out of that task's metrics; a batch
+    scores the tasks it has targets for (multi-input evaluation: each task on its own batches).
     """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
@@ -44,9 +53,10 @@ def evaluate(
         batch = batch.to(device, memory_format)
         outputs = model(batch.inputs)
         for task in tasks:
-            metrics[task.name].update(
-                outputs[task.name], batch.targets[task.name], batch.masks.get(task.name)
-            )
+            if task.name in batch.targets:
+                metrics[task.name].update(
+                    outputs[task.name], batch.targets[task.name], batch.masks.get(task.name)
+                )
     return {name: metric.compute() for name, metric in metrics.items()}
 
 
@@ -56,7 +66,8 @@ class DivergedError(RuntimeError):
 
 @dataclass
 class EpochRecord:
-    """What one epoch did: mean training losses, applied task weights, validation metrics."""
+    """What one epoch did: mean training losses, applied task weights, validation metrics, and
+    per task the steps whose batch had no labelled row for it (zero loss there)."""
 
     epoch: int
     train_loss: dict[str, float]
@@ -65,12 +76,16 @@ class EpochRecord:
     score: float | None
     lr: float
     seconds: float
+    unlabelled_steps: dict[str, int] = field(default_factory=dict)
 
-    def brief(self, metric: str = "accuracy") -> dict[str, float | int | None]:
-        """The few columns a report shows: losses, one validation metric per task, time."""
+    def brief(self, metric: str | Mapping[str, str] = "accuracy") -> dict[str, float | int | None]:
+        """The few columns a report shows: losses, one validation metric per task (``metric``,
+        or task name -> its metric), time."""
         row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
         row.update({f"{t} loss": v for t, v in self.train_loss.items()})
-        row.update({f"{t} val {metric}": m.get(metric) for t, m in (self.val or {}).items()})
+        for t, m in (self.val or {}).items():
+            name = metric if isinstance(metric, str) else metric[t]
+            row[f"{t} val {name}"] = m.get(name)
         row["seconds"] = round(self.seconds, 1)
         return row
 
@@ -78,6 +93,7 @@ class EpochRecord:
         """One flat row (for CSV and TensorBoard)."""
         row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
         row.update({f"train/{t}/loss": v for t, v in self.train_loss.items()})
+        row.update({f"train/{t}/unlabelled_steps": n for t, n in self.unlabelled_steps.items()})
         for t, w in (self.task_weights or {}).items():
             row[f"train/{t}/weight"] = w
         for t, metrics in (self.val or {}).items():
@@ -134,6 +150,8 @@ class Trainer:
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.progress = progress
+        self.unlabelled_steps: dict[str, int] = {}
+        """Per task, the steps of the last epoch whose batch had no labelled row for it."""
 
     def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """One optimisation step; returns the detached (K,) losses and the applied weights."""
@@ -146,6 +164,8 @@ class Trainer:
             task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
             for task in self.tasks
         ]
+        if not isinstance(features, Tensor):  # multi-input: each task's own features
+            features = [features[task.name] for task in self.tasks]
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
@@ -153,8 +173,11 @@ class Trainer:
         return torch.stack([loss.detach() for loss in losses]), info.weights
 
     def train_epoch(self, batches: Iterable[Batch], epoch: int) -> tuple[Tensor, Tensor | None]:
-        """One pass over ``batches``; returns the mean (K,) losses and mean applied weights."""
+        """One pass over ``batches``; returns the mean (K,) losses (over the steps where each task
+        had a labelled row) and mean applied weights. The steps without a labelled row are
+        counted in :attr:`unlabelled_steps`."""
         loss_sum = torch.zeros(len(self.tasks), device=self.device)
+        unlabelled = torch.zeros(len(self.tasks), dtype=torch.int64)
         weight_sum: Tensor | None = None
         steps = 0
         bar = tqdm(
@@ -162,6 +185,7 @@ class Trainer:
         )
         for batch in bar:
             losses, weights = self.train_step(batch)
+            unlabelled += self._unlabelled(batch)
             loss_sum += losses
             if weights is not None:
                 weight_sum = weights.clone() if weight_sum is None else weight_sum + weights
@@ -171,7 +195,8 @@ class Trainer:
                 bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, mean)})
         if steps == 0:
             raise ValueError("the training split yields no batch; lower batch_size or add data.")
-        mean_losses = loss_sum / steps
+        self.unlabelled_steps = dict(zip((t.name for t in self.tasks), unlabelled.tolist()))
+        mean_losses = loss_sum / (steps - unlabelled).clamp(min=1).to(self.device)
         if not torch.isfinite(mean_losses).all():
             bad = [t.name for t, v in zip(self.tasks, mean_losses.tolist()) if not math.isfinite(v)]
             raise DivergedError(
@@ -181,18 +206,27 @@ class Trainer:
         self.balancer.epoch_end()
         return mean_losses, (None if weight_sum is None else weight_sum / steps)
 
+    def _unlabelled(self, batch: Batch) -> Tensor:
+        """(K,) 1 for each task whose targets in ``batch`` are all masked out, else 0."""
+        return torch.tensor(
+            [
+                task.name in batch.masks and not bool(batch.masks[task.name].any())
+                for task in self.tasks
+            ],
+            dtype=torch.int64,
+        )
+
     def evaluate(self, batches: Iterable[Batch]) -> Reports:
         """Every task's metrics over ``batches``."""
         return evaluate(self.model, self.tasks, batches, self.device, self.memory_format)
 
     def selection_score(self, reports: Reports) -> float:
-        """Mean over tasks of the primary metric, signed so that higher is better."""
-        signed = [
-            (1.0 if task.higher_is_better else -1.0)
-            * getattr(reports[task.name], task.primary_metric)
-            for task in self.tasks
-        ]
-        return sum(signed) / len(signed)
+        """Mean over tasks of the primary metric, signed so that higher is better and on a
+        common scale (:meth:`~mtlkit.tasks.Task.selection_value`: a lower-is-better metric is
+        negated, a regression error is in units of the target's standard deviation). A task
+        whose metric is undefined on these reports (NaN, e.g. AUROC when validation has one
+        label) is left out; NaN when every task's is."""
+        return nanmean([task.selection_value(reports[task.name]) for task in self.tasks])
 
     def fit(
         self,
@@ -239,6 +273,7 @@ class Trainer:
                 score=score,
                 lr=lr,
                 seconds=time.perf_counter() - start,
+                unlabelled_steps=dict(self.unlabelled_steps),
             )
             result.history.append(record)
             if on_epoch is not None:

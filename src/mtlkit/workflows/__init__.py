@@ -5,20 +5,29 @@ run-folder module (:mod:`mtlkit.workflows.run_dir`) and one set of builders
 * :func:`train` — one configuration, one run folder;
 * :func:`train_with_baselines` — the configuration and one single-task run per task, compared
   (Δm%);
-* :func:`evaluate_run` — a finished run's selected weights on its test split.
+* :func:`evaluate_run` — a finished run's selected weights on its test split, or on a labelled
+  table that was not part of training;
+* :func:`predict` — a finished run applied to new rows (or images), every task's prediction
+  written as a table.
 """
 
 from mtlkit.workflows.baselines import BaselineComparison, train_with_baselines
 from mtlkit.workflows.evaluate import evaluate_run
+from mtlkit.workflows.predict import Predictions, predict
+from mtlkit.workflows.restore import TrainedRun, restore_run
 from mtlkit.workflows.run_dir import RunDir, prepare_run_dir
 from mtlkit.workflows.train import RunResult, train
 
 __all__ = [
     "BaselineComparison",
+    "Predictions",
     "RunDir",
     "RunResult",
+    "TrainedRun",
     "evaluate_run",
+    "predict",
     "prepare_run_dir",
+    "restore_run",
     "train",
     "train_with_baselines",
 ]

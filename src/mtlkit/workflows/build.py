@@ -1,19 +1,33 @@
 """The parts of a run, built from a validated configuration.
 
 Each builder reads the config and the registries, nothing else; the workflows (train,
-baselines, evaluate, …) assemble them. The config was checked when it was parsed, so nothing
-here validates it again.
+baselines, evaluate, predict, …) assemble them. The config was checked when it was parsed, so
+nothing here validates it again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 import torch
 
 from mtlkit.balancing import Balancer, create
-from mtlkit.config import ConfigError, ExperimentConfig
-from mtlkit.data import MultiTaskData, Split, TensorBatches, load_benchmark
+from mtlkit.config import ConfigError, ExperimentConfig, balancer_options
+from mtlkit.data import (
+    Batch,
+    MultiInputBatches,
+    MultiTaskData,
+    Split,
+    TableTask,
+    TaskByTaskBatches,
+    TaskSpec,
+    TaskSplits,
+    TensorBatches,
+    load_benchmark,
+    load_table,
+)
 from mtlkit.models import HardSharing, MultiTaskModel, classification_head, create_backbone
-from mtlkit.tasks import ClassificationTask, Task
+from mtlkit.tasks import Task, create_task
 from mtlkit.training import create_optimizer, create_scheduler
 
 
@@ -32,34 +46,77 @@ def memory_format(config: ExperimentConfig) -> torch.memory_format:
     return torch.channels_last if config.train.channels_last else torch.contiguous_format
 
 
+def table_tasks(config: ExperimentConfig) -> list[TableTask]:
+    """Every task the config declares for its table(s), in declaration order."""
+    return [
+        TableTask(
+            name,
+            entry.type,
+            column=entry.column,
+            columns=tuple(entry.columns or ()),
+            positive=entry.positive,
+            loss=entry.loss,
+            table=entry.table,
+        )
+        for name, entry in config.tasks.entries.items()
+    ]
+
+
 def load_data(config: ExperimentConfig) -> MultiTaskData:
-    """The benchmark the config names, restricted to ``tasks.include`` when given."""
-    data = load_benchmark(
-        config.data.benchmark,
-        protocol=config.data.protocol,
-        seed=config.seed,
-        val_fraction=config.data.val_fraction,
-        limit=config.data.limit,
-        data_dir=config.data.data_dir,
-    )
+    """The benchmark or the table(s) the config names, restricted to ``tasks.include`` when
+    given (a table's preprocessing is fitted for every declared task, so that a single-task
+    baseline reads exactly the features of the multi-task run)."""
+    data_config = config.data
+    if config.source == "benchmark":
+        data = load_benchmark(
+            data_config.benchmark,
+            protocol=data_config.protocol,
+            seed=config.seed,
+            val_fraction=data_config.val_fraction,
+            limit=data_config.limit,
+            data_dir=data_config.data_dir,
+        )
+    else:
+        options = {
+            "features": data_config.features,
+            "categorical": data_config.categorical,
+            "val_fraction": data_config.val_fraction,
+            "test_fraction": data_config.test_fraction,
+            "split_column": data_config.split_column,
+            "seed": config.seed,
+            "limit": data_config.limit,
+            "max_categories": data_config.max_categories,
+        }
+        data = load_table(data_config.table, table_tasks(config), **options)
     include = config.tasks.include
     return data if include is None else data.subset(include)
 
 
-def build_tasks(config: ExperimentConfig, data: MultiTaskData) -> list[Task]:
-    """One classification task per task of the data."""
-    return [
-        ClassificationTask(spec.name, spec.num_classes, config.tasks.label_smoothing)
-        for spec in data.tasks
-    ]
+def build_tasks(config: ExperimentConfig, specs: Sequence[TaskSpec]) -> list[Task]:
+    """One task per spec, with the config's metric and label smoothing for it."""
+    entries = config.tasks.entries
+    tasks = []
+    for spec in specs:
+        entry = entries.get(spec.name)
+        options = {}
+        if spec.type == "classification":
+            options["label_smoothing"] = (
+                config.tasks.label_smoothing
+                if entry is None or entry.label_smoothing is None
+                else entry.label_smoothing
+            )
+        tasks.append(create_task(spec, metric=entry.metric if entry else None, **options))
+    return tasks
 
 
-def build_model(config: ExperimentConfig, data: MultiTaskData, tasks: list[Task]) -> MultiTaskModel:
-    """The shared network for the data's input shape, initialised from the config's seed without
-    touching the global RNG state."""
+def build_model(
+    config: ExperimentConfig, input_shape: Sequence[int], tasks: list[Task]
+) -> MultiTaskModel:
+    """The shared network for inputs of per-sample ``input_shape``, initialised from the
+    config's seed without touching the global RNG state."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        trunk = create_backbone(config.model.backbone, data.train.inputs.shape[1:])
+        trunk = create_backbone(config.model.backbone, input_shape, **config.model.options)
         heads = {
             task.name: classification_head(
                 trunk.out_features, task.output_size, config.model.head_hidden
@@ -70,8 +127,11 @@ def build_model(config: ExperimentConfig, data: MultiTaskData, tasks: list[Task]
 
 
 def build_balancer(config: ExperimentConfig, num_tasks: int) -> Balancer:
-    """The balancing method with its resolved options."""
-    return create(config.balancer.name, num_tasks=num_tasks, **config.balancer.options)
+    """The balancing method with its resolved options (a seeded one follows the run's seed
+    unless the config sets its own)."""
+    name = config.balancer.name
+    options = balancer_options(name, config.balancer.options, config.seed)
+    return create(name, num_tasks=num_tasks, **options)
 
 
 def build_optimization(
@@ -98,10 +158,29 @@ def build_optimization(
     return optimizer, scheduler
 
 
-def batches(
-    split: Split, batch_size: int, *, shuffle: bool, seed: int, epoch: int = 0
-) -> TensorBatches:
-    """The batches of a split for one epoch; the order is a function of (seed, epoch) alone."""
-    loader = TensorBatches(split, batch_size, shuffle=shuffle, seed=seed, drop_last=False)
+def train_batches(
+    config: ExperimentConfig, split: Split | TaskSplits, epoch: int
+) -> Iterable[Batch]:
+    """The shuffled training batches of one epoch, a function of (seed, epoch) alone: one batch
+    per step, or (multi-input) one batch of every task per step, under ``data.epoch`` and
+    ``data.mixing``."""
+    loader: TensorBatches | MultiInputBatches
+    if isinstance(split, Split):
+        loader = TensorBatches(split, config.train.batch_size, shuffle=True, seed=config.seed)
+    else:
+        loader = MultiInputBatches(
+            split,
+            config.train.batch_size,
+            epoch=config.data.epoch,
+            mixing=config.data.mixing,
+            seed=config.seed,
+        )
     loader.set_epoch(epoch)
     return loader
+
+
+def eval_batches(config: ExperimentConfig, split: Split | TaskSplits) -> Iterable[Batch]:
+    """The batches of a split in order, for evaluation (multi-input: task after task)."""
+    if isinstance(split, Split):
+        return TensorBatches(split, config.train.eval_batch_size)
+    return TaskByTaskBatches(split, config.train.eval_batch_size)

@@ -1,38 +1,92 @@
-"""Re-evaluate a finished run's selected weights on its test split."""
+"""Re-evaluate a finished run's selected weights: on its test split, or on a labelled table that
+was not part of training (prepared with the run's saved preprocessing)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mtlkit.config import ConfigError, parse_config
-from mtlkit.training import evaluate, load_checkpoint
-from mtlkit.workflows.build import (
-    batches,
-    build_model,
-    build_tasks,
-    load_data,
-    memory_format,
-    resolve_device,
-)
-from mtlkit.workflows.run_dir import RunDir
+from mtlkit.data import InputError, TablePreprocessing, TensorBatches, read_table
+from mtlkit.data.notes import note
+from mtlkit.training import evaluate
+from mtlkit.workflows.build import eval_batches, load_data
+from mtlkit.workflows.restore import TrainedRun, load_weights, restore_run
+from mtlkit.workflows.run_dir import RunDir, SavedData
 
 
-def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict[str, Any]:
-    """Every task's test metrics of the run's ``best.pt``, rebuilt from its ``config.yaml``."""
+def evaluate_run(
+    run_dir: str | Path,
+    device: str = "auto",
+    data: str | os.PathLike[str] | None = None,
+    *,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Every task's metrics of the run's ``best.pt``.
+
+    Args:
+        run_dir: the run folder.
+        device: where to evaluate.
+        data: a labelled table (CSV, Parquet, ``.npz``) to evaluate on instead of the run's
+            test split; the tasks whose label columns it holds are evaluated.
+        quiet: print no notes.
+
+    Raises:
+        ConfigError: not a run folder.
+        InputError: the data does not fit the run (columns, values, labels unknown to it), or
+            the run's table changed since training.
+    """
+    if data is not None:
+        return _evaluate_table(restore_run(run_dir, device), data, quiet)
     folder = RunDir(Path(run_dir))
-    if not folder.config.is_file():
-        raise ConfigError(f"{folder.path} is not a run folder: it has no config.yaml.")
-    config = parse_config(yaml.safe_load(folder.config.read_text()))
-    state = load_checkpoint(folder.best)
-    data = load_data(config)
-    tasks = build_tasks(config, data)
-    model = build_model(config, data, tasks)
-    model.load_state_dict(state["model"])
-    target = resolve_device(device)
-    layout = memory_format(config)
-    model.to(target, memory_format=layout)
-    test = batches(data.test, config.train.eval_batch_size, shuffle=False, seed=0)
-    return evaluate(model, tasks, test, target, layout)
+    config = folder.read_config()
+    loaded = load_data(config)
+    now = SavedData(loaded.tasks, loaded.input_shape, loaded.preprocessing)
+    if folder.preprocessing.is_file() and _plain(folder.read_preprocessing()) != _plain(now):
+        raise InputError(
+            f"{loaded.name}: the data differs from the data {folder.path} was trained on (its "
+            "fitted preprocessing changed); evaluate on a file with --data, or retrain."
+        )
+    run = load_weights(folder, config, now, device)
+    return evaluate(
+        run.model, run.tasks, eval_batches(config, loaded.test), run.device, run.memory_format
+    )
+
+
+def _plain(saved: SavedData) -> tuple:
+    """``saved`` as plain values, to compare (runs from before it was saved have none)."""
+    inputs = None if saved.preprocessing is None else saved.preprocessing.to_dict()
+    return [spec.to_dict() for spec in saved.specs], tuple(saved.input_shape), inputs
+
+
+def _evaluate_table(run: TrainedRun, path: str | os.PathLike[str], quiet: bool) -> dict[str, Any]:
+    preprocessing = run.preprocessing
+    if not isinstance(preprocessing, TablePreprocessing):
+        raise InputError(
+            f"--data {path}: {run.folder.path} was not trained on a table; --data evaluates runs "
+            "trained on tables (for its test split, leave --data out)."
+        )
+    frame, origin = read_table(path)
+    preprocessing.check_columns(frame, origin)
+    present, absent = [], []
+    for task in run.tasks:
+        columns = preprocessing.targets[task.name].label_columns
+        (present if all(c in frame.columns for c in columns) else absent).append(task)
+    if not present:
+        wanted = ", ".join(
+            f"{t.name} ({', '.join(preprocessing.targets[t.name].label_columns)})"
+            for t in run.tasks
+        )
+        raise InputError(
+            f"{origin.name}: no task's label column is in the table; the run's tasks: {wanted}."
+        )
+    if absent:
+        note(
+            f"{origin.name}: no labels for task(s) {', '.join(t.name for t in absent)}; "
+            "evaluating the others.",
+            quiet=quiet,
+        )
+    names = [task.name for task in present]
+    split = preprocessing.split(frame, origin, f"the rows of {origin.name}", names, quiet=quiet)
+    batches = TensorBatches(split, run.config.train.eval_batch_size)
+    return evaluate(run.model, present, batches, run.device, run.memory_format)

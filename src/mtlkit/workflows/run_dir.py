@@ -1,8 +1,9 @@
 """The run folder: what a run writes where, and how a folder is made ready for a new run.
 
-A run folder holds ``config.yaml`` (the resolved configuration), ``log.csv`` and ``tb/`` (the
-epoch history), ``best.pt`` (the selected weights), ``last.pt`` (the whole training state after
-the last epoch), ``metrics.json`` (final per-task test metrics and the history) and
+A run folder holds ``config.yaml`` (the resolved configuration), ``preprocessing.json`` (the
+tasks' specs and how raw inputs become tensors, fitted on the training split), ``log.csv`` and
+``tb/`` (the epoch history), ``best.pt`` (the selected weights), ``last.pt`` (the whole training
+state after the last epoch), ``metrics.json`` (final per-task test metrics and the history) and
 ``report.md``. A comparison folder (``mtlkit baselines``) holds ``comparison.json`` and
 ``report.md`` beside one run folder per run (``multi-task``, ``single-<task>``).
 """
@@ -21,14 +22,24 @@ import yaml
 
 import mtlkit
 from mtlkit.atomic import write_text_atomic
-from mtlkit.config import ExperimentConfig
-from mtlkit.data import MultiTaskData
+from mtlkit.config import ConfigError, ExperimentConfig, parse_config
+from mtlkit.data import MultiTaskData, Preprocessing, TaskSpec, preprocessing_from_dict
 from mtlkit.training import Trainer
 
-RUN_FILES = ("config.yaml", "log.csv", "best.pt", "last.pt", "metrics.json", "report.md")
+RUN_FILES = (
+    "config.yaml",
+    "preprocessing.json",
+    "log.csv",
+    "best.pt",
+    "last.pt",
+    "metrics.json",
+    "report.md",
+)
 """The files of a run folder (besides the ``tb/`` folder)."""
 COMPARISON_FILES = ("comparison.json", "report.md")
 """The files of a comparison folder (besides its runs' folders)."""
+PREPROCESSING_FORMAT = 1
+"""The version of ``preprocessing.json``'s layout."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,11 @@ class RunDir:
     def config(self) -> Path:
         """The resolved configuration."""
         return self.path / "config.yaml"
+
+    @property
+    def preprocessing(self) -> Path:
+        """The tasks' specs and the fitted input preprocessing (JSON, never pickled)."""
+        return self.path / "preprocessing.json"
 
     @property
     def log(self) -> Path:
@@ -79,6 +95,68 @@ class RunDir:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """Write ``metrics.json``."""
         write_text_atomic(self.metrics, json.dumps(metrics, indent=2))
+
+    def read_config(self) -> ExperimentConfig:
+        """The run's resolved configuration.
+
+        Raises:
+            ConfigError: the folder holds no run.
+        """
+        if not self.config.is_file():
+            raise ConfigError(f"{self.path} is not a run folder: it has no config.yaml.")
+        return parse_config(yaml.safe_load(self.config.read_text()))
+
+    def write_preprocessing(self, data: MultiTaskData) -> None:
+        """Write the data's task specs, input shape and fitted preprocessing, so that new inputs
+        can be prepared and the model rebuilt without the training data."""
+        record = {
+            "format": PREPROCESSING_FORMAT,
+            "tasks": [spec.to_dict() for spec in data.tasks],
+            "input_shape": list(data.input_shape),
+            "inputs": None if data.preprocessing is None else data.preprocessing.to_dict(),
+        }
+        write_text_atomic(self.preprocessing, json.dumps(record, indent=1))
+
+    def read_preprocessing(self) -> SavedData:
+        """What :meth:`write_preprocessing` saved.
+
+        Raises:
+            ConfigError: the run has no (readable) ``preprocessing.json``.
+        """
+        try:
+            record = json.loads(self.preprocessing.read_text())
+            inputs = record["inputs"]
+            return SavedData(
+                [TaskSpec.from_dict(spec) for spec in record["tasks"]],
+                tuple(record["input_shape"]),
+                None if inputs is None else preprocessing_from_dict(inputs),
+            )
+        except FileNotFoundError:
+            raise ConfigError(
+                f"{self.path} has no preprocessing.json (trained before it was saved, or not a "
+                "run folder); train the run again."
+            ) from None
+        except (ValueError, KeyError, TypeError) as error:
+            raise ConfigError(
+                f"{self.preprocessing} is not readable ({type(error).__name__}: {error}); "
+                "train the run again."
+            ) from None
+
+
+@dataclass(frozen=True)
+class SavedData:
+    """What a run keeps of its data (``preprocessing.json``).
+
+    Attributes:
+        specs: the tasks' specs (type, class names, loss, a regression target's scale).
+        input_shape: the per-sample shape of the model's inputs.
+        preprocessing: how raw inputs become them, fitted on the training split; ``None`` when
+            the data came without one (a benchmark registered without it).
+    """
+
+    specs: list[TaskSpec]
+    input_shape: tuple[int, ...]
+    preprocessing: Preprocessing | None
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
@@ -135,7 +213,7 @@ def run_info(
     """The facts a run's report lists: what ran, where, with which versions."""
     return {
         "config": config.name,
-        "benchmark": f"{data.name} ({data.protocol} protocol)",
+        "data": f"{data.name} ({data.protocol})",
         "method": config.balancer.name,
         "backbone": config.model.backbone,
         "seed": config.seed,

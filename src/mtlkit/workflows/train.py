@@ -7,31 +7,37 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.evaluation import write_report
+from mtlkit.tasks import Task
 from mtlkit.training import EpochRecord, Trainer, save_checkpoint
 from mtlkit.training.distributed import is_main_process, world_size
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
-    batches,
     build_balancer,
     build_model,
     build_optimization,
     build_tasks,
+    eval_batches,
     load_data,
     resolve_device,
+    train_batches,
 )
 from mtlkit.workflows.run_dir import RunDir, run_info, training_state
 
 
 @dataclass
 class RunResult:
-    """The outcome of one run: where it lives and its per-task test metrics."""
+    """The outcome of one run: where it lives, its per-task test metrics and each task's
+    primary metric (what model selection and comparisons read)."""
 
     run_dir: Path
     test: dict[str, Any]
     best_epoch: int
     seconds: float
+    primary_metrics: dict[str, str]
 
 
 def refuse_multiple_processes() -> None:
@@ -53,8 +59,8 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
     folder = RunDir(Path(run_dir))
     device = resolve_device(config.train.device)
     data = load_data(config)
-    tasks = build_tasks(config, data)
-    model = build_model(config, data, tasks)
+    tasks = build_tasks(config, data.tasks)
+    model = build_model(config, data.input_shape, tasks)
     balancer = build_balancer(config, len(tasks))
     optimizer, scheduler = build_optimization(config, model, balancer)
     main = is_main_process()
@@ -72,6 +78,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
     if main:
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.write_config(config)
+        folder.write_preprocessing(data)
         log = RunLog(folder.path)
 
     def on_epoch(record: EpochRecord) -> None:
@@ -79,27 +86,24 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
             return
         log.write(record)
         save_checkpoint(folder.last, training_state(trainer, record.epoch, config))
-        print(_epoch_line(config, record), flush=True)
+        print(_epoch_line(config, tasks, record), flush=True)
 
-    def train_batches(epoch: int):
-        return batches(
-            data.train, config.train.batch_size, shuffle=True, seed=config.seed, epoch=epoch
-        )
-
-    def val_batches():
-        return batches(data.val, config.train.eval_batch_size, shuffle=False, seed=config.seed)
-
-    try:
-        fit = trainer.fit(
-            train_batches,
-            config.train.epochs,
-            None if data.val is None else val_batches,
-            on_epoch,
-        )
-    finally:
-        if log is not None:
-            log.close()
-    test = trainer.evaluate(batches(data.test, config.train.eval_batch_size, shuffle=False, seed=0))
+    # Random layers (dropout) draw from the global generators: seed them from the run's seed, in a
+    # fork, so that a run is reproducible and the caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        try:
+            fit = trainer.fit(
+                lambda epoch: train_batches(config, data.train, epoch),
+                config.train.epochs,
+                None if data.val is None else lambda: eval_batches(config, data.val),
+                on_epoch,
+            )
+        finally:
+            if log is not None:
+                log.close()
+    test = trainer.evaluate(eval_batches(config, data.test))
+    primary = {task.name: task.primary_metric for task in tasks}
     seconds = time.perf_counter() - start
     if main:
         best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
@@ -118,18 +122,27 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
             title=f"mtlkit run: {config.name}",
             run_info=run_info(config, fit.best_epoch, seconds, device, data),
             task_reports=test,
-            history=[record.brief() for record in fit.history],
+            history=[record.brief(primary) for record in fit.history],
         )
-    return RunResult(run_dir=folder.path, test=test, best_epoch=fit.best_epoch, seconds=seconds)
+    return RunResult(folder.path, test, fit.best_epoch, seconds, primary)
 
 
-def _epoch_line(config: ExperimentConfig, record: EpochRecord) -> str:
-    """One console line per epoch: losses, validation accuracy, time."""
+def _epoch_line(config: ExperimentConfig, tasks: list[Task], record: EpochRecord) -> str:
+    """One console line per epoch: losses, each task's validation primary metric, the steps
+    where a task had no labelled row, time."""
     losses = "  ".join(f"{t}={v:.4f}" for t, v in record.train_loss.items())
     val = ""
     if record.val is not None:
-        val = "  val " + "  ".join(f"{t}={m['accuracy']:.4f}" for t, m in record.val.items())
+        val = "  val " + "  ".join(
+            f"{task.name} {task.primary_metric}={record.val[task.name][task.primary_metric]:.4f}"
+            for task in tasks
+        )
+    empty = "".join(
+        f"  [{t}: no labelled row in {n} step(s), zero loss there]"
+        for t, n in record.unlabelled_steps.items()
+        if n
+    )
     return (
         f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{val}  "
-        f"({record.seconds:.1f}s)"
+        f"({record.seconds:.1f}s){empty}"
     )

@@ -149,17 +149,18 @@ def _whole_graph(
 
 def head_pass(
     losses: Sequence[Tensor], split: Split
-) -> tuple[list[Tensor], list[list[tuple[Tensor, Tensor]]], list[int]]:
+) -> tuple[list[Tensor], list[list[tuple[Tensor, Tensor]]], list[list[int]]]:
     """One backward through each task's head.
 
     Returns ``∂Lₖ/∂z`` stacked per feature as (K, *z.shape), each task's gradients of its own
-    (non-shared) leaves above the features, and the tasks whose loss reaches the features.
+    (non-shared) leaves above the features, and for each task the indices of the features its
+    loss reaches (one dataset per task: each task reaches its own features only).
     """
     feats = split.features
     per_feature: list[list[Tensor]] = [[] for _ in feats]
     head_grads: list[list[tuple[Tensor, Tensor]]] = []
-    reaching: list[int] = []
-    for k, (loss, leaves) in enumerate(zip(losses, split.head_leaves)):
+    reached: list[list[int]] = []
+    for loss, leaves in zip(losses, split.head_leaves):
         if not loss.requires_grad:
             grads: Sequence[Tensor | None] = [None] * (len(feats) + len(leaves))
         else:
@@ -169,10 +170,9 @@ def head_pass(
         for i, f in enumerate(feats):
             g = grads[i]
             per_feature[i].append(torch.zeros_like(f) if g is None else g)
-        if any(g is not None for g in grads[: len(feats)]):
-            reaching.append(k)
+        reached.append([i for i, g in enumerate(grads[: len(feats)]) if g is not None])
         head_grads.append([(p, g) for p, g in zip(leaves, grads[len(feats) :]) if g is not None])
-    return [torch.stack(g) for g in per_feature], head_grads, reaching
+    return [torch.stack(g) for g in per_feature], head_grads, reached
 
 
 def _split_graph(
@@ -183,8 +183,11 @@ def _split_graph(
     strategy: str,
     retain_graph: bool,
 ) -> Gradients:
-    """Per-task gradients through the heads to the features, then through the trunk."""
-    gz, head_grads, reaching = head_pass(losses, split)
+    """Per-task gradients through the heads to the features, then through the trunk; each task's
+    trunk backward starts from the features its loss reaches only (with one dataset per task,
+    its own batch's part of the graph, not every task's with zero cotangents)."""
+    gz, head_grads, reached = head_pass(losses, split)
+    reaching = [k for k, indices in enumerate(reached) if indices]
     feats = split.features
     inputs = shared + split.trunk_extra
     n = len(shared)
@@ -200,9 +203,9 @@ def _split_graph(
             out.jacobian[k].zero_()
             continue
         grads = torch.autograd.grad(
-            feats,
+            [feats[i] for i in reached[k]],
             inputs,
-            [g[k] for g in gz],
+            [gz[i][k] for i in reached[k]],
             retain_graph=retain_graph or k != reaching[-1],
             allow_unused=True,
         )

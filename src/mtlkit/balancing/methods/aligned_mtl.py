@@ -22,26 +22,31 @@ def balance_transformation(
     directions get B = 0):
 
     * with ``rtol``, those at or below ``rtol · λ_max`` (the official code's rule, with K·eps);
-    * by default, the K − R smallest, R being the numerical rank of the cosine matrix
-      ``C = N⁻¹GN⁻¹`` at ``K · eps`` of the Gramian's dtype. Unlike a threshold relative to λ_max,
-      this does not depend on the spread of the gradient norms: a float32 Gramian resolves each
-      entry to its own scale, so a task 10⁴ times smaller than the others is a real direction
-      (the official rule drops it in float32 and rescales every task to the wrong level).
+    * by default, the rank is decided on the cosine matrix ``C = N⁻¹GN⁻¹``, whose entries a
+      float32 Gramian resolves to their own scale: the eigenvalues of C below ``K · eps`` of the
+      Gramian's dtype are set to 0 (giving C_R), and ``G̃ = N·C_R·N`` is decomposed instead of G.
+      Its rank R is that of C_R less the zero-gradient tasks, and its K − R null eigenvalues sit at
+      rounding level, below every real one, so the R largest are kept. Unlike a threshold relative
+      to λ_max, this does not depend on the spread of the gradient norms (a task 10⁴ times smaller
+      than the others is a real direction, which the official rule drops in float32), and a zero
+      gradient (a task with no labelled row in the batch) never sets the scale.
 
     Done with masks rather than by slicing to the rank, so that nothing waits on the device. A
     zero Gramian gives the identity (official code).
     """
     k = gramian.shape[0]
-    work = gramian.detach().to(work_dtype(gramian.device))
-    eigenvalues, vectors = torch.linalg.eigh(work)  # ascending; NOT the removed torch.symeig
+    positions = torch.arange(k, device=gramian.device)
     if rtol is None:
-        cos, _ = cosine_gramian(gramian)
-        cos_values = torch.linalg.eigvalsh(cos)
-        tolerance = k * torch.finfo(gramian.dtype).eps * cos_values[-1]
-        rank = (cos_values > tolerance).sum()
-        positions = torch.arange(k, device=gramian.device)
+        cos, norms = cosine_gramian(gramian)
+        values, axes = torch.linalg.eigh(cos)
+        values = torch.where(values > k * torch.finfo(gramian.dtype).eps * values[-1], values, 0.0)
+        rank = (values > 0).sum() - (norms == 0).sum()
+        work = norms[:, None] * ((axes * values) @ axes.T) * norms[None, :]
+        eigenvalues, vectors = torch.linalg.eigh(work)  # ascending
         kept = (positions >= k - rank) & (eigenvalues > 0)
     else:
+        work = gramian.detach().to(work_dtype(gramian.device))
+        eigenvalues, vectors = torch.linalg.eigh(work)  # NOT the removed torch.symeig
         kept = eigenvalues > rtol * eigenvalues[-1].clamp(min=0)
     rank = kept.sum()
     inf = torch.full_like(eigenvalues, float("inf"))

@@ -20,7 +20,8 @@ returns its last iterate) and the eigendecomposition's error check. The solves r
   solved on the cosine matrix so that each task is resolved in its own scale.
 * :mod:`~mtlkit.balancing.solvers.ball`: CAGrad's ``max_{‖d − g₀‖ ≤ r} minᵢ gᵢᵀd`` through its
   dual over the simplex: closed form for K = 2, otherwise a safeguarded search for ‖g_w*‖ along
-  the piecewise-linear path of a parametric simplex QP (two to four QPs typically);
+  the piecewise-linear path of a parametric simplex QP (2–4 QPs on generic Gramians, up to ~20
+  where 0 is near the convex hull);
   the update stays in the ball whatever the solve returns.
 * :mod:`~mtlkit.balancing.solvers.fair`: ``Gw = w^{-1/α}``, ``w > 0`` (Nash-MTL for α = 1,
   FairGrad) by Newton's method with an exact line search.

@@ -84,9 +84,9 @@ def _cagrad_dual_search(
     the QP at τ (one interior-point run) and steps to the exact root of ψ on the piece through τ
     (:func:`_piece_root`), which is τ* as soon as τ lies on τ*'s piece; a step that leaves the
     bracket (or finds no root) bisects log τ instead. It stops when ``|ψ(τ)| ≤ tol`` or τ* is
-    bracketed within a factor ``exp(_BRACKET)`` (two to four QPs typically, against nine batched
-    ones for a bisection of log τ to a bracket of 3e-10) and returns that QP's w; after
-    ``max_iter`` QPs it returns the last.
+    bracketed within a factor ``exp(_BRACKET)`` and returns that QP's w; after ``max_iter`` QPs it
+    returns the last. Measured: two to four QPs on generic Gramians, 12 to 20 where 0 is in or
+    near the convex hull (late in training), against nine batched QPs for a bisection of log τ.
     """
     dtype, device = h.dtype, h.device
     zero = torch.zeros((), dtype=dtype, device=device)
@@ -154,11 +154,16 @@ def max_min_in_ball(
             (~1e-5 for float32 Gramians of long Jacobians).
         tol: for K > 2, the tolerance on ``|log(‖g_w‖/τ)|``, the optimality condition of τ
             (default 1e-12 in float64, 1e-6 in float32).
-        max_iter: for K > 2, the most simplex QPs solved (two to four are typical).
+        max_iter: for K > 2, the most simplex QPs solved (≥ 1; see
+            :func:`_cagrad_dual_search` for the usual counts).
 
     Returns:
         ``(K,)`` weights β with d* = Jᵀβ, in the working precision.
     """
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an integer ≥ 1, got {max_iter!r}.")
+    if tol is not None and not tol > 0:
+        raise ValueError(f"tol must be a positive number or None, got {tol!r}.")
     g, unit = normalize_gramian(gramian)
     dtype, device = g.dtype, g.device
     k = g.shape[-1]

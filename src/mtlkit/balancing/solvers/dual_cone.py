@@ -32,7 +32,8 @@ def dual_cone_weights(
     on G resolves a task 10⁴ times smaller than the others only to 10⁻⁸ of its size.
 
     ``ridge`` (≥ 0) regularises the cosine matrix, i.e. G + ridge·diag(G): it bounds the weights
-    (‖Nv‖ ≤ ‖Nu‖·√((1 + ridge)/ridge)) and allows, on task i, a conflict of at most
+    (‖Nv‖ ≤ ‖Nu‖·√((λ_max(C) + ridge)/ridge) ≤ ‖Nu‖·√((K + ridge)/ridge)) and allows, on task
+    i, a conflict of at most
     ``gᵢᵀd ≥ −ridge·‖gᵢ‖²·vᵢ`` — relative to that task's own norm, never to the others'.
 
     Args:

@@ -2,10 +2,14 @@
 
 :data:`BENCHMARKS` holds every benchmark; :func:`load_benchmark` builds one. The MNIST-pair family
 (``multi-mnist``, ``multi-fashion``, ``multi-fashion-mnist``) registers itself from
-:mod:`mtlkit.data.benchmarks.mnist_pairs`.
+:mod:`mtlkit.data.benchmarks.mnist_pairs`; ``mnist+fashion`` (one dataset per task) from
+:mod:`mtlkit.data.benchmarks.mnist_fashion`.
 """
 
 from mtlkit.data.benchmarks import mnist_pairs as _mnist_pairs  # noqa: F401  (registers)
+
+# isort: split
+from mtlkit.data.benchmarks import mnist_fashion as _mnist_fashion  # noqa: F401  (listed after)
 from mtlkit.data.benchmarks.registry import (
     BENCHMARKS,
     Benchmark,

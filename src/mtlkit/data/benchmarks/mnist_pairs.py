@@ -29,6 +29,7 @@ import torch
 from mtlkit.data.acquisition.datasets import load_base
 from mtlkit.data.acquisition.specs import DATASETS, DatasetSpec, get_spec
 from mtlkit.data.benchmarks.cache import fingerprint_arrays, read_cached, write_cached
+from mtlkit.data.benchmarks.common import carve_validation, check_options, image_tensor
 from mtlkit.data.benchmarks.compose import (
     PARETO_MAX_SHIFT,
     draw_partners,
@@ -36,7 +37,7 @@ from mtlkit.data.benchmarks.compose import (
     sener_images,
 )
 from mtlkit.data.benchmarks.registry import BENCHMARKS, Benchmark
-from mtlkit.data.errors import DataError
+from mtlkit.data.inputs import ImageInputs
 from mtlkit.data.notes import note
 from mtlkit.data.paths import DEBIAN_DATASETS_ROOT, PathLike, resolve_data_dir
 from mtlkit.data.types import MultiTaskData, Split, TaskSpec
@@ -126,7 +127,7 @@ def _build_pair(
         DataError: bad options, or unavailable base data.
     """
     name = pair.name
-    _check_options(seed, val_fraction, limit)
+    check_options(seed, val_fraction, limit)
     specs = DATASETS if specs is None else specs
     left_spec, right_spec = get_spec(pair.left, specs), get_spec(pair.right, specs)
     recipe = {
@@ -144,7 +145,9 @@ def _build_pair(
         arrays = _generate(protocol, seed, base, left_spec, right_spec)
         cached = arrays, _store(cache, recipe, arrays, quiet=quiet)
     arrays, fingerprint = cached
-    train_index, val_index = _carve_validation(len(arrays["train.inputs"]), val_fraction, seed)
+    train_index, val_index = carve_validation(
+        len(arrays["train.inputs"]), val_fraction, _rng(seed, "val")
+    )
     if val_fraction or limit is not None:
         options = f"{fingerprint}|val_fraction={val_fraction!r}|limit={limit!r}"
         fingerprint = hashlib.sha256(options.encode()).hexdigest()
@@ -160,19 +163,8 @@ def _build_pair(
         val=None if val_index is None else _split(arrays, "train", val_index[:limit]),
         test=_split(arrays, "test", test_index[:limit]),
         fingerprint=fingerprint,
+        preprocessing=ImageInputs((1, *arrays["train.inputs"].shape[1:])),
     )
-
-
-def _check_options(seed: int, val_fraction: float, limit: int | None) -> None:
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise DataError(f"load_benchmark: seed must be a non-negative integer, got {seed!r}.")
-    if not 0.0 <= val_fraction < 1.0:
-        raise DataError(
-            f"load_benchmark: val_fraction must be in [0, 1), got {val_fraction!r}. "
-            "Use 0 for no validation split."
-        )
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise DataError(f"load_benchmark: limit must be a positive integer or None, got {limit!r}.")
 
 
 def _rng(seed: int, stream: str) -> np.random.Generator:
@@ -212,27 +204,9 @@ def _store(
     return fingerprint
 
 
-def _carve_validation(
-    size: int, val_fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Train indices and validation indices (``None`` without validation), each sorted."""
-    if not val_fraction:
-        return np.arange(size), None
-    val_size = round(size * val_fraction)
-    if not 0 < val_size < size:
-        raise DataError(
-            f"load_benchmark: val_fraction={val_fraction} of {size} training samples leaves "
-            f"{val_size} for validation and {size - val_size} for training; both must be "
-            "non-empty. Choose another val_fraction."
-        )
-    order = _rng(seed, "val").permutation(size)
-    return np.sort(order[val_size:]), np.sort(order[:val_size])
-
-
 def _split(arrays: Mapping[str, np.ndarray], split: str, index: np.ndarray) -> Split:
-    images = arrays[f"{split}.inputs"][index].astype(np.float32)
     return Split(
-        inputs=torch.from_numpy(images).div_(255.0).unsqueeze(1),
+        inputs=image_tensor(arrays[f"{split}.inputs"][index]),
         targets={task: torch.from_numpy(arrays[f"{split}.{task}"][index]) for task in _TASK_NAMES},
     )
 

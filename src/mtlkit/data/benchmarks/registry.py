@@ -28,12 +28,14 @@ class Benchmark:
         protocols: the ways it can be built; the first is the default.
         tasks: its tasks under a protocol, without building anything.
         build: ``build(protocol, seed=, val_fraction=, limit=, data_dir=, **options)`` → the data.
+        multi_input: whether each task has its own inputs (one split per task).
     """
 
     description: str
     protocols: tuple[str, ...]
     tasks: Callable[[str], tuple[TaskSpec, ...]]
     build: Callable[..., MultiTaskData]
+    multi_input: bool = False
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")

@@ -1,0 +1,102 @@
+"""Apply a trained run to new rows (or images): every task's prediction, as a table.
+
+The inputs are prepared with the preprocessing the run saved (fitted on its training split), so
+a new table needs the training table's feature columns and may hold its other columns (an
+identifier, the labels), which are copied to the output; a column the training table did not
+have is an error. Each task adds ``<task>_pred`` (a class name, the labels that apply, or a
+value) and, for classifiers, ``<task>_prob`` (the predicted class's probability; for a binary
+task the positive label's) or ``<task>_prob_<label>`` (multilabel).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import pandas as pd
+import torch
+
+from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
+from mtlkit.data.tables import write_table
+from mtlkit.workflows.restore import TrainedRun, restore_run
+
+
+@dataclass
+class Predictions:
+    """What :func:`predict` wrote: the table and where."""
+
+    table: pd.DataFrame
+    path: Path
+
+
+def predict(
+    run_dir: str | Path,
+    inputs: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    device: str = "auto",
+    quiet: bool = False,
+) -> Predictions:
+    """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``.
+
+    Args:
+        run_dir: a finished run folder.
+        inputs: a table (``.csv``, ``.parquet``, ``.npz``) for runs trained on tables; an image
+            file (``.npy``, ``.npz``, IDX) for runs trained on images.
+        out: the ``.csv`` or ``.parquet`` file to write; default
+            ``<run_dir>/predictions-<inputs' name>.csv``.
+        device: where to run the model.
+        quiet: print no notes (e.g. on categories unseen in training).
+
+    Returns:
+        The prediction table (one row per input row, in order) and the path written.
+
+    Raises:
+        ConfigError: not a run folder.
+        InputError: inputs that do not fit the run (missing or extra columns, values that are
+            not numbers, images of another shape), or an output name clashing with a column.
+    """
+    run = restore_run(run_dir, device)
+    kept, features = _read_inputs(run, Path(inputs), quiet)
+    columns: dict[str, list[Any]] = {}
+    with torch.no_grad():
+        for start in range(0, len(features), run.config.train.eval_batch_size):
+            chunk = features[start : start + run.config.train.eval_batch_size]
+            chunk = chunk.to(run.device)
+            if chunk.dim() == 4:
+                chunk = chunk.contiguous(memory_format=run.memory_format)
+            outputs = run.model(chunk)
+            for task in run.tasks:
+                for key, values in task.predict(outputs[task.name]).items():
+                    columns.setdefault(f"{task.name}_{key}", []).extend(values)
+    clash = [name for name in columns if name in kept.columns]
+    if clash:
+        raise InputError(
+            f"{inputs}: column(s) {', '.join(map(repr, clash))} would be overwritten by the "
+            "predictions; rename them."
+        )
+    table = pd.concat([kept.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
+    path = (
+        Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
+    )
+    return Predictions(table, write_table(table, path))
+
+
+def _read_inputs(run: TrainedRun, path: Path, quiet: bool) -> tuple[pd.DataFrame, torch.Tensor]:
+    """The input columns to copy to the output, and the model's inputs."""
+    preprocessing = run.preprocessing
+    if preprocessing is None:
+        raise InputError(
+            f"{run.folder.path}: its data came without a preprocessing to save, so new inputs "
+            "cannot be prepared as in training."
+        )
+    if isinstance(preprocessing, TablePreprocessing):
+        frame, origin = read_table(path)
+        preprocessing.check_columns(frame, origin)
+        features = preprocessing.inputs(frame, origin, quiet=quiet)
+        kept = [c for c in frame.columns if c not in preprocessing.features.columns]
+        return frame[kept], features
+    images = cast(ImageInputs, preprocessing).read(path)
+    return pd.DataFrame(index=range(len(images))), images
