@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mtlkit.balancing import create, describe
 from mtlkit.data import BENCHMARKS, MIXINGS, DataError, benchmark_tasks
@@ -34,6 +34,7 @@ from mtlkit.models import ACTIVATIONS, BACKBONES, backbone_options
 from mtlkit.registry import Registry
 from mtlkit.tasks import TASK_TYPES
 from mtlkit.training.optim import OPTIMIZERS, SCHEDULES
+from mtlkit.training.precision import PRECISIONS, check_precision
 
 
 class ConfigError(ValueError):
@@ -216,6 +217,7 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(1024, ge=1)
     device: str = "auto"
     channels_last: bool = True
+    precision: str = Field("fp32", description="fp32, bf16 (CPU/CUDA autocast), fp16 (CUDA)")
     progress: bool = True
 
     @field_validator("device")
@@ -224,6 +226,17 @@ class TrainConfig(_Section):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index) or 'mps'")
         return value
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        return _one_of(PRECISIONS, value)
+
+    @model_validator(mode="after")
+    def _precision_on_device(self) -> TrainConfig:
+        if self.device != "auto":  # 'auto' is checked by the trainer, once the device is known
+            check_precision(self.precision, self.device)
+        return self
 
 
 class ExperimentConfig(_Section):

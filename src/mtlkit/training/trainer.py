@@ -24,11 +24,12 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mtlkit.balancing import Balancer
+from mtlkit.balancing import Balancer, GradientAggregator
 from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.precision import LossScale, autocast_context, check_precision
 
 Reports = dict[str, Any]
 """Task name → the report its metrics computed (e.g. a ``ClassificationReport``)."""
@@ -41,23 +42,36 @@ def evaluate(
     batches: Iterable[Batch],
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
+    precision: str = "fp32",
 ) -> Reports:
     """Every task's metrics of ``model`` over ``batches`` (the model is put in eval mode).
 
     Rows whose label a task lacks (``batch.masks``) are left out of that task's metrics; a batch
     scores the tasks it has targets for (multi-input evaluation: each task on its own batches).
+    The forward pass runs in ``precision`` (see :mod:`mtlkit.training.precision`); the metrics
+    read its outputs in float32.
     """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
     for batch in batches:
         batch = batch.to(device, memory_format)
-        outputs = model(batch.inputs)
+        with autocast_context(precision, device):
+            outputs = model(batch.inputs)
         for task in tasks:
             if task.name in batch.targets:
                 metrics[task.name].update(
-                    outputs[task.name], batch.targets[task.name], batch.masks.get(task.name)
+                    _float32(outputs[task.name]),
+                    batch.targets[task.name],
+                    batch.masks.get(task.name),
                 )
     return {name: metric.compute() for name, metric in metrics.items()}
+
+
+def _float32(tensor: Tensor) -> Tensor:
+    """A reduced-precision floating tensor in float32; any other tensor as it is."""
+    if tensor.is_floating_point() and torch.finfo(tensor.dtype).bits < 32:
+        return tensor.float()
+    return tensor
 
 
 class DivergedError(RuntimeError):
@@ -122,6 +136,10 @@ class Trainer:
         scheduler: a per-epoch learning-rate schedule, or None.
         device: where to train.
         channels_last: store images and conv weights channels-last (faster convolutions on CPU).
+        precision: ``"fp32"``, ``"bf16"`` (autocast on CPU and CUDA) or ``"fp16"`` (autocast with a
+            dynamic loss scale, CUDA only, loss weightings only); see
+            :mod:`mtlkit.training.precision`. The balancer's backward and its solvers run in
+            float32/float64 either way.
         progress: show a progress bar with per-task running losses (main process, terminals only).
     """
 
@@ -135,6 +153,7 @@ class Trainer:
         *,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
+        precision: str = "fp32",
         progress: bool = True,
     ) -> None:
         missing = [t.name for t in tasks if t.name not in model.task_names]
@@ -143,6 +162,15 @@ class Trainer:
                 f"the model has no head for task(s) {missing}; heads: {model.task_names}."
             )
         self.device = torch.device(device)
+        check_precision(precision, self.device)
+        if precision == "fp16" and isinstance(balancer, GradientAggregator):
+            raise ValueError(
+                f"train.precision 'fp16' scales the gradients by a loss scale, which changes what "
+                f"the gradient method {type(balancer).__name__} computes from them: use 'bf16' "
+                "(same speed on recent GPUs, no loss scale) or a loss weighting."
+            )
+        self.precision = precision
+        self.loss_scale = LossScale() if precision == "fp16" else None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.balancer = balancer.to(self.device)
@@ -158,18 +186,31 @@ class Trainer:
         batch = batch.to(self.device, self.memory_format)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        features = self.model.encode(batch.inputs)
-        outputs = self.model.decode(features)
-        losses = [
-            task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
-            for task in self.tasks
-        ]
+        with autocast_context(self.precision, self.device):
+            features = self.model.encode(batch.inputs)
+            outputs = self.model.decode(features)
+            if self.loss_scale is not None:
+                outputs = self.loss_scale.apply(outputs)
+            losses = [
+                _float32(
+                    task.loss(
+                        outputs[task.name], batch.targets[task.name], batch.masks.get(task.name)
+                    )
+                )
+                for task in self.tasks
+            ]
         if not isinstance(features, Tensor):  # multi-input: each task's own features
             features = [features[task.name] for task in self.tasks]
+        # outside autocast: the per-task gradients, the Gramian and the solvers in float32/64
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
-        self.optimizer.step()
+        if self.loss_scale is None:
+            self.optimizer.step()
+        else:
+            if self.loss_scale.unscale(self.model):
+                self.optimizer.step()
+            self.loss_scale.update()
         return torch.stack([loss.detach() for loss in losses]), info.weights
 
     def train_epoch(self, batches: Iterable[Batch], epoch: int) -> tuple[Tensor, Tensor | None]:
@@ -218,7 +259,9 @@ class Trainer:
 
     def evaluate(self, batches: Iterable[Batch]) -> Reports:
         """Every task's metrics over ``batches``."""
-        return evaluate(self.model, self.tasks, batches, self.device, self.memory_format)
+        return evaluate(
+            self.model, self.tasks, batches, self.device, self.memory_format, self.precision
+        )
 
     def selection_score(self, reports: Reports) -> float:
         """Mean over tasks of the primary metric, signed so that higher is better and on a

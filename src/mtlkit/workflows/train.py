@@ -72,6 +72,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         scheduler,
         device=device,
         channels_last=config.train.channels_last,
+        precision=config.train.precision,
         progress=config.train.progress and main,
     )
     log = None

@@ -12,11 +12,18 @@ does not depend on those classes):
 
 In the first two, every other parameter the losses depend on gets the gradient of ``Σₖ Lₖ`` (its
 own task's gradient under hard sharing). Gradients add to an existing ``.grad``.
+
+Mixed precision: the Jacobian has the shared parameters' dtype (float32) whatever the dtype of
+the activations, and the Gramian, the method and the accumulation run with autocast off
+(:func:`_exact`), so that a call from inside ``torch.autocast`` does not round them to
+bfloat16/float16; the gradients ``∂Lₖ/∂z`` of a reduced-precision representation are promoted to
+float32 before their Gramian.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 import torch
@@ -54,6 +61,19 @@ class WeighsGramian(Protocol):
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor: ...
 
 
+@contextmanager
+def _exact(tensor: Tensor) -> Iterator[None]:
+    """No gradient recording and no autocast on ``tensor``'s device: the balancing arithmetic
+    runs in the dtype of its inputs."""
+    with torch.no_grad(), torch.autocast(tensor.device.type, enabled=False):
+        yield
+
+
+def _float32_at_least(tensor: Tensor) -> Tensor:
+    """``tensor`` promoted to float32 if its dtype is narrower (bfloat16, float16)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 def jacobian_backward(
     method: AggregatesJacobian,
     losses: Sequence[Tensor],
@@ -69,7 +89,7 @@ def jacobian_backward(
     shared = check_shared(shared_params)
     grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
     jacobian = grads.jacobian
-    with torch.no_grad():
+    with _exact(jacobian):
         direction = method.aggregate(jacobian, stacked.detach())
         if direction.shape != (jacobian.shape[1],):
             raise ValueError(
@@ -93,7 +113,7 @@ def gramian_backward(
     shared = check_shared(shared_params)
     grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
     jacobian = grads.jacobian
-    with torch.no_grad():
+    with _exact(jacobian):
         weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
         accumulate_combination(shared, weights, jacobian)
         accumulate_extra(grads)
@@ -140,14 +160,18 @@ def representation_backward(
                 "read (model.encode(x))."
             )
         gz, head_grads, _ = head_pass(losses, split)
-    with torch.no_grad():
-        gramian = sum(g.flatten(1) @ g.flatten(1).T for g in gz)
+    with _exact(stacked):
+        flat = [_float32_at_least(g.flatten(1)) for g in gz]
+        gramian = sum(g @ g.T for g in flat)
         weights = method.weights_from_gramian(gramian, stacked.detach()).detach()
     if split is None:
         torch.autograd.backward((weights.to(stacked.dtype) * stacked).sum())
         return BalanceInfo(weights=weights)
-    with torch.no_grad():
-        grad_z = [torch.tensordot(weights.to(g.dtype), g, dims=1) for g in gz]
+    with _exact(stacked):
+        grad_z = [
+            torch.tensordot(weights.to(f.dtype), f, dims=1).reshape(g.shape[1:]).to(g.dtype)
+            for g, f in zip(gz, flat)
+        ]
     torch.autograd.backward(feats, grad_z)
     with torch.no_grad():
         for k, task_grads in enumerate(head_grads):
