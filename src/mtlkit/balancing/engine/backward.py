@@ -8,7 +8,9 @@ does not depend on those classes):
 * :func:`gramian_backward`: the shared parameters get ``wᵀJ`` with ``w`` read off ``G = J Jᵀ``,
   written one parameter at a time from the materialised J (no further backward pass);
 * :func:`representation_backward`: Sener & Koltun's MGDA-UB shortcut, ``w`` read off the Gramian
-  of the K gradients ``∂Lₖ/∂z`` of the shared representation, then one backward of ``Σₖ wₖLₖ``.
+  of the K gradients ``∂Lₖ/∂z`` of the shared representation, then one backward of ``Σₖ wₖLₖ``;
+* :func:`weighted_backward`: ``wᵀJ`` for weights already known (reused between two solves), by one
+  trunk backward where the graph is cut at the features.
 
 In the first two, every other parameter the losses depend on gets the gradient of ``Σₖ Lₖ`` (its
 own task's gradient under hard sharing). Gradients add to an existing ``.grad``.
@@ -46,6 +48,7 @@ __all__ = [
     "gramian_backward",
     "jacobian_backward",
     "representation_backward",
+    "weighted_backward",
 ]
 
 
@@ -72,6 +75,17 @@ def _exact(tensor: Tensor) -> Iterator[None]:
 def _float32_at_least(tensor: Tensor) -> Tensor:
     """``tensor`` promoted to float32 if its dtype is narrower (bfloat16, float16)."""
     return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def _combined_cotangents(weights: Tensor, gz: Sequence[Tensor]) -> list[Tensor]:
+    """``Σₖ wₖ·∂Lₖ/∂z`` for each feature (``gz[i]`` is (K, *zᵢ.shape)), summed in float32 or
+    wider and returned in the feature's dtype."""
+    with _exact(weights):
+        sums = []
+        for g in gz:
+            wide = _float32_at_least(g.flatten(1))
+            sums.append(weights.to(wide.dtype) @ wide)
+        return [s.reshape(g.shape[1:]).to(g.dtype) for s, g in zip(sums, gz)]
 
 
 def jacobian_backward(
@@ -167,14 +181,45 @@ def representation_backward(
     if split is None:
         torch.autograd.backward((weights.to(stacked.dtype) * stacked).sum())
         return BalanceInfo(weights=weights)
-    with _exact(stacked):
-        grad_z = [
-            torch.tensordot(weights.to(f.dtype), f, dims=1).reshape(g.shape[1:]).to(g.dtype)
-            for g, f in zip(gz, flat)
-        ]
-    torch.autograd.backward(feats, grad_z)
+    torch.autograd.backward(feats, _combined_cotangents(weights, gz))
     with torch.no_grad():
         for k, task_grads in enumerate(head_grads):
             for p, g in task_grads:
                 accumulate(p, g * weights[k].to(g.dtype), owned=True)
+    return BalanceInfo(weights=weights)
+
+
+def weighted_backward(
+    weights: Tensor,
+    losses: Sequence[Tensor],
+    stacked: Tensor,
+    shared_params: Iterable[nn.Parameter],
+    features: Tensor | Sequence[Tensor] | None,
+    engine: Engine,
+) -> BalanceInfo:
+    """What :func:`gramian_backward` writes for the given ``weights``: shared parameters get
+    ``wᵀJ``, every other parameter the gradient of ``Σₖ Lₖ``.
+
+    Where the graph is cut at ``features`` with no other parameter below them, J is not
+    materialised: the heads' pass gives ``∂Lₖ/∂z`` and the heads' own gradients, and one trunk
+    backward of ``Σₖ wₖ·∂Lₖ/∂z`` gives ``wᵀJ`` (about ``F + B`` instead of ``F + K·B``).
+    Elsewhere J is acquired with ``engine`` and ``wᵀJ`` written from it.
+    """
+    shared = check_shared(shared_params)
+    if not stacked.requires_grad:
+        raise ValueError("none of the losses requires grad.")
+    feats = as_features(features)
+    split = None if feats is None else split_at_features(losses, feats, {id(p) for p in shared})
+    if split is None or not split.used or split.trunk_extra:
+        grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+        with _exact(grads.jacobian):
+            accumulate_combination(shared, weights, grads.jacobian)
+            accumulate_extra(grads)
+        return BalanceInfo(weights=weights)
+    gz, head_grads, _ = head_pass(losses, split)
+    torch.autograd.backward(split.features, _combined_cotangents(weights, gz))
+    with torch.no_grad():
+        for task_grads in head_grads:
+            for p, g in task_grads:
+                accumulate(p, g, owned=True)
     return BalanceInfo(weights=weights)
