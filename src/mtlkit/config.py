@@ -218,6 +218,7 @@ class TrainConfig(_Section):
     device: str = "auto"
     channels_last: bool = True
     precision: str = Field("fp32", description="fp32, bf16 (CPU/CUDA autocast), fp16 (CUDA)")
+    compile: bool = Field(False, description="torch.compile the shared encoder")
     progress: bool = True
 
     @field_validator("device")

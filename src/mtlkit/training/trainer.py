@@ -29,6 +29,7 @@ from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.compiled import compile_encoder
 from mtlkit.training.precision import LossScale, autocast_context, check_precision
 
 Reports = dict[str, Any]
@@ -140,6 +141,8 @@ class Trainer:
             dynamic loss scale, CUDA only, loss weightings only); see
             :mod:`mtlkit.training.precision`. The balancer's backward and its solvers run in
             float32/float64 either way.
+        compile: run the shared encoder through ``torch.compile`` (compiled at the first step;
+            see :mod:`mtlkit.training.compiled`).
         progress: show a progress bar with per-task running losses (main process, terminals only).
     """
 
@@ -154,6 +157,7 @@ class Trainer:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
         precision: str = "fp32",
+        compile: bool = False,
         progress: bool = True,
     ) -> None:
         missing = [t.name for t in tasks if t.name not in model.task_names]
@@ -173,6 +177,8 @@ class Trainer:
         self.loss_scale = LossScale() if precision == "fp16" else None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        if compile:
+            compile_encoder(self.model)
         self.balancer = balancer.to(self.device)
         self.tasks = list(tasks)
         self.optimizer = optimizer

@@ -73,6 +73,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         device=device,
         channels_last=config.train.channels_last,
         precision=config.train.precision,
+        compile=config.train.compile,
         progress=config.train.progress and main,
     )
     log = None
