@@ -179,3 +179,19 @@ def test_the_config_refuses_fp16_off_cuda_and_unknown_precisions():
     with pytest.raises(ConfigError, match="train.precision: must be one of: fp32, bf16, fp16"):
         parse_config({"train": {"precision": "half"}})
     assert parse_config({"train": {"precision": "bf16"}}).train.precision == "bf16"
+
+
+def test_bf16_evaluation_scores_float32_outputs():
+    """Evaluation runs the forward pass under the same autocast; metrics read float32 outputs."""
+    model = _model()
+    trainer = Trainer(
+        model,
+        TASKS,
+        create("ew"),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        precision="bf16",
+        progress=False,
+    )
+    reports = trainer.evaluate([_batch()])
+    for report in reports.values():
+        assert 0.0 <= report.summary()["accuracy"] <= 1.0 and report.num_samples == 16
