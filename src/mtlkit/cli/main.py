@@ -67,6 +67,30 @@ def _parser() -> argparse.ArgumentParser:
     with_config(baselines)
     baselines.set_defaults(handler=_baselines)
 
+    compare = commands.add_parser(
+        "compare",
+        help="compare balancing methods over seeds, each with its tuned value, against "
+        "single-task baselines (resumable)",
+    )
+    with_config(compare)
+    compare.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated methods, options after colons: ew,pcgrad,cagrad:c=0.2",
+    )
+    compare.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    compare.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,…",
+        help="a setting tuned per method on validation, e.g. optim.lr=0.1,0.03,0.01 (repeatable)",
+    )
+    compare.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of the intervals"
+    )
+    compare.set_defaults(handler=_compare)
+
     evaluate = commands.add_parser("eval", help="re-evaluate a finished run on its test split")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--device", default="auto")
@@ -117,6 +141,79 @@ def _baselines(args: argparse.Namespace) -> int:
         print(f"mean {label} accuracy: {sum(values) / len(values):.4f}")
     print(f"\nreport: {comparison.report_path}   wall time: {comparison.seconds:.0f}s")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mtlkit.evaluation.document import markdown_table
+    from mtlkit.workflows.compare import compare_methods
+
+    config = load_config(args.config, args.overrides)
+    if not 0.0 < args.confidence < 1.0:
+        raise ConfigError(f"--confidence: must be in (0, 1), got {args.confidence}.")
+    result = compare_methods(
+        config,
+        args.out or Path("runs") / f"{config.name}-compare",
+        _methods_option(args.methods),
+        seeds=args.seeds,
+        tune=dict(_tune_option(text) for text in args.tune),
+        confidence=args.confidence,
+        overwrite=args.overwrite,
+    )
+    table = result.table
+    print()
+    print(markdown_table(table.header, table.rows, table.text_columns))
+    for note in result.notes():
+        print(f"\n{note}")
+    print(f"\nreport: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
+    return 0
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` outside brackets: ``"a,[1,2],b"`` → a, [1,2], b."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "[{(") - (char in "]})")
+        if char == separator and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+def _methods_option(text: str) -> list[str | dict[str, object]]:
+    """``ew,cagrad:c=0.2:rescale=0`` → ``["ew", {"name": "cagrad", "c": 0.2, "rescale": 0}]``."""
+    import yaml
+
+    methods: list[str | dict[str, object]] = []
+    for item in _split_top_level(text, ","):
+        name, *options = _split_top_level(item.strip(), ":")
+        if not name or any("=" not in option for option in options):
+            raise ConfigError(
+                f"--methods {text!r}: write methods as name or name:option=value, e.g. "
+                "ew,pcgrad,cagrad:c=0.2."
+            )
+        if not options:
+            methods.append(name)
+            continue
+        section: dict[str, object] = {"name": name}
+        for option in options:
+            key, value = option.split("=", 1)
+            section[key] = yaml.safe_load(value)
+        methods.append(section)
+    return methods
+
+
+def _tune_option(text: str) -> tuple[str, list[object]]:
+    """``optim.lr=0.1,0.03`` → ``("optim.lr", [0.1, 0.03])``."""
+    import yaml
+
+    key, _, values = text.partition("=")
+    if not key.strip() or not values.strip():
+        raise ConfigError(
+            f"--tune {text!r}: write it as key=value1,value2, e.g. optim.lr=0.1,0.01."
+        )
+    return key.strip(), [yaml.safe_load(value) for value in _split_top_level(values, ",")]
 
 
 def _eval(args: argparse.Namespace) -> int:

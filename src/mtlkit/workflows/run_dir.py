@@ -3,7 +3,8 @@
 A run folder holds ``config.yaml`` (the resolved configuration), ``log.csv`` and ``tb/`` (the
 epoch history), ``best.pt`` (the selected weights), ``last.pt`` (the whole training state after
 the last epoch), ``metrics.json`` (final per-task test metrics and the history) and
-``report.md``. A comparison folder (``mtlkit baselines``) holds ``comparison.json`` and
+``report.md`` with ``report.html`` (the same report with its figures, self-contained). A
+comparison folder (``mtlkit baselines``) holds ``comparison.json`` and
 ``report.md`` beside one run folder per run (``multi-task``, ``single-<task>``).
 """
 
@@ -25,9 +26,17 @@ from mtlkit.config import ExperimentConfig
 from mtlkit.data import MultiTaskData
 from mtlkit.training import Trainer
 
-RUN_FILES = ("config.yaml", "log.csv", "best.pt", "last.pt", "metrics.json", "report.md")
+RUN_FILES = (
+    "config.yaml",
+    "log.csv",
+    "best.pt",
+    "last.pt",
+    "metrics.json",
+    "report.md",
+    "report.html",
+)
 """The files of a run folder (besides the ``tb/`` folder)."""
-COMPARISON_FILES = ("comparison.json", "report.md")
+COMPARISON_FILES = ("comparison.json", "report.md", "report.html")
 """The files of a comparison folder (besides its runs' folders)."""
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mtlkit.config import ConfigError, ExperimentConfig
-from mtlkit.evaluation import write_report
-from mtlkit.training import EpochRecord, Trainer, save_checkpoint
+from mtlkit.evaluation.document import write_reports
+from mtlkit.evaluation.plots import RunFigures
+from mtlkit.evaluation.report import run_document
+from mtlkit.training import EpochRecord, FitResult, Trainer, save_checkpoint
 from mtlkit.training.distributed import is_main_process, world_size
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
@@ -26,12 +29,19 @@ from mtlkit.workflows.run_dir import RunDir, run_info, training_state
 
 @dataclass
 class RunResult:
-    """The outcome of one run: where it lives and its per-task test metrics."""
+    """The outcome of one run: where it lives, its per-task test metrics and mean test losses."""
 
     run_dir: Path
     test: dict[str, Any]
     best_epoch: int
     seconds: float
+    test_loss: dict[str, float] = field(default_factory=dict)
+    fit: FitResult = field(default_factory=FitResult)
+    primary_metrics: dict[str, str] = field(default_factory=dict)
+
+    def figures(self) -> RunFigures:
+        """The plots of this run for a report (learning curves, cosines, confusion maps)."""
+        return RunFigures(self.fit.history, self.fit.task_cosines, self.primary_metrics)
 
 
 def refuse_multiple_processes() -> None:
@@ -67,6 +77,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         device=device,
         channels_last=config.train.channels_last,
         progress=config.train.progress and main,
+        task_cosine_every=config.train.log_task_cosine_every,
     )
     log = None
     if main:
@@ -99,7 +110,8 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
     finally:
         if log is not None:
             log.close()
-    test = trainer.evaluate(batches(data.test, config.train.eval_batch_size, shuffle=False, seed=0))
+    test_batches = batches(data.test, config.train.eval_batch_size, shuffle=False, seed=0)
+    test, test_loss = trainer.evaluate_with_losses(test_batches)
     seconds = time.perf_counter() - start
     if main:
         best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
@@ -107,20 +119,47 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         folder.write_metrics(
             {
                 "test": {name: report.to_dict() for name, report in test.items()},
+                "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
+                "primary_metric": {
+                    task.name: {
+                        "name": task.primary_metric,
+                        "higher_is_better": task.higher_is_better,
+                    }
+                    for task in tasks
+                },
                 "best_epoch": fit.best_epoch,
+                "best_val_score": fit.best_score,
                 "history": [asdict(record) for record in fit.history],
+                "step_seconds": fit.step_seconds,
+                "task_cosine": [asdict(sample) for sample in fit.task_cosines],
                 "seconds": seconds,
                 "data_fingerprint": data.fingerprint,
             }
         )
-        write_report(
-            folder.report,
+    result = RunResult(
+        run_dir=folder.path,
+        test=test,
+        best_epoch=fit.best_epoch,
+        seconds=seconds,
+        test_loss=test_loss,
+        fit=fit,
+        primary_metrics={task.name: task.primary_metric for task in tasks},
+    )
+    if main:
+        document = run_document(
             title=f"mtlkit run: {config.name}",
             run_info=run_info(config, fit.best_epoch, seconds, device, data),
             task_reports=test,
             history=[record.brief() for record in fit.history],
+            figures=result.figures(),
         )
-    return RunResult(run_dir=folder.path, test=test, best_epoch=fit.best_epoch, seconds=seconds)
+        write_reports(folder.path, document)
+    return result
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined loss (a task with no labelled test row) is ``null``."""
+    return value if math.isfinite(value) else None
 
 
 def _epoch_line(config: ExperimentConfig, record: EpochRecord) -> str:
