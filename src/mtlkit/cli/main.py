@@ -91,6 +91,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(handler=_compare)
 
+    pareto = commands.add_parser(
+        "pareto",
+        help="sweep the trade-off between the tasks: preference vectors, the non-dominated "
+        "front, its hypervolume and plot (resumable)",
+    )
+    with_config(pareto)
+    pareto.add_argument(
+        "--points",
+        type=int,
+        default=11,
+        help="most preference vectors per method (11 for two tasks: λ = 0, 0.1, …, 1)",
+    )
+    pareto.add_argument(
+        "--methods",
+        default="fixed",
+        help="preference-aware methods: fixed, stch, upgrad, dualproj (default: fixed)",
+    )
+    pareto.add_argument(
+        "--reference",
+        help="hypervolume reference point on the test losses, one value per task (default 2,2)",
+    )
+    pareto.set_defaults(handler=_pareto)
+
+    affinity = commands.add_parser(
+        "affinity",
+        help="train once and measure which tasks help each other (TAG affinity, gradient "
+        "cosines) and suggest a grouping",
+    )
+    with_config(affinity)
+    affinity.add_argument(
+        "--every", type=int, default=10, help="measure every N training steps (default 10)"
+    )
+    affinity.set_defaults(handler=_affinity)
+
     evaluate = commands.add_parser("eval", help="re-evaluate a finished run on its test split")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--device", default="auto")
@@ -165,6 +199,59 @@ def _compare(args: argparse.Namespace) -> int:
     for note in result.notes():
         print(f"\n{note}")
     print(f"\nreport: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.pareto import pareto_sweep
+
+    config = load_config(args.config, args.overrides)
+    reference = None
+    if args.reference is not None:
+        try:
+            reference = [float(value) for value in args.reference.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--reference {args.reference!r}: give numbers separated by commas, e.g. 2,2."
+            ) from None
+    result = pareto_sweep(
+        config,
+        args.out or Path("runs") / f"{config.name}-pareto",
+        points=args.points,
+        methods=_methods_option(args.methods),
+        reference=reference,
+        overwrite=args.overwrite,
+    )
+    reference_text = ", ".join(f"{value:g}" for value in result.reference)
+    print(f"\nhypervolume (test losses, reference {reference_text}): {result.hypervolume:.4f}")
+    for method, volume in result.method_hypervolumes.items():
+        print(f"  {method}: {volume:.4f}")
+    print(f"  single-task point: {result.single_task_hypervolume:.4f}")
+    front = [point.label for point in result.points if point.on_loss_front]
+    print(f"non-dominated on test losses: {', '.join(front)}")
+    print(f"report: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
+    return 0
+
+
+def _affinity(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.affinity import measure_affinity
+
+    config = load_config(args.config, args.overrides)
+    result = measure_affinity(
+        config,
+        args.out or Path("runs") / f"{config.name}-affinity",
+        every=args.every,
+        overwrite=args.overwrite,
+    )
+    width = max(len(task) for task in result.tasks)
+    print("\ninter-task affinity (row: step on task i; column: loss of task j; + = helps):")
+    print(" " * width + "  " + "  ".join(f"{task:>{max(8, len(task))}}" for task in result.tasks))
+    for task, row in zip(result.tasks, result.affinity):
+        cells = "  ".join(f"{v:>+{max(8, len(t))}.4f}" for v, t in zip(row, result.tasks))
+        print(f"{task:<{width}}  {cells}")
+    groups = " | ".join("{" + ", ".join(group) + "}" for group in result.suggested.groups)
+    print(f"suggested grouping: {groups} (score {result.suggested.score:+.4f})")
+    print(f"report: {result.out_dir / 'report.md'}")
     return 0
 
 

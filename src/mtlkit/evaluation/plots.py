@@ -21,7 +21,7 @@ _DPI = 100
 
 def _png(figure: MplFigure) -> bytes:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    figure.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
 
 

@@ -12,13 +12,14 @@ training step is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from mtlkit.balancing.engine import task_gramian
+from mtlkit.training.probes import StepView
 
 
 def pair_name(first: str, second: str) -> str:
@@ -48,7 +49,8 @@ class CosineSample:
 
 
 class TaskCosineRecorder:
-    """Records the pairwise cosines of the task gradients every ``every`` steps.
+    """Records the pairwise cosines of the task gradients every ``every`` steps (a
+    :class:`~mtlkit.training.probes.StepProbe`).
 
     Args:
         task_names: the tasks, in the order of the losses.
@@ -67,21 +69,14 @@ class TaskCosineRecorder:
         """Whether ``step`` is a recorded step."""
         return step % self.every == 0
 
-    def record(
-        self,
-        step: int,
-        epoch: int,
-        losses: Sequence[Tensor],
-        shared_params: Iterable[nn.Parameter],
-        features: Tensor | None,
-    ) -> None:
-        """Record the cosines of ``losses``' gradients (the graph is kept for the real update)."""
-        cosines = gramian_cosines(task_gramian(losses, shared_params, features).double())
-        values = cosines.tolist()
+    def record(self, view: StepView) -> None:
+        """Record the cosines of the step's task gradients (the graph is kept for its update)."""
+        gramian = task_gramian(view.losses, view.model.shared_parameters(), view.features)
+        values = gramian_cosines(gramian.double()).tolist()
         self.samples.append(
             CosineSample(
-                step=step,
-                epoch=epoch,
+                step=view.step,
+                epoch=view.epoch,
                 cosines={
                     pair_name(self.task_names[i], self.task_names[j]): values[i][j]
                     for i, j in self._pairs

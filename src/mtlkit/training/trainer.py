@@ -22,6 +22,7 @@ from mtlkit.balancing import Balancer
 from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
+from mtlkit.training.probes import StepProbe, StepView
 from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
 
 Reports = dict[str, Any]
@@ -155,6 +156,8 @@ class Trainer:
         progress: show a progress bar with per-task running losses (main process, terminals only).
         task_cosine_every: every this many steps, record the cosines between the task gradients
             on the shared parameters (K extra backward passes on those steps); 0: never.
+        probes: further measurements taken on the steps they are due for (see
+            :mod:`mtlkit.training.probes`); they never change the update.
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class Trainer:
         channels_last: bool = False,
         progress: bool = True,
         task_cosine_every: int = 0,
+        probes: Sequence[StepProbe] = (),
     ) -> None:
         missing = [t.name for t in tasks if t.name not in model.task_names]
         if missing:
@@ -186,6 +190,7 @@ class Trainer:
         self.cosines = None
         if task_cosine_every > 0 and len(self.tasks) > 1:
             self.cosines = TaskCosineRecorder([t.name for t in self.tasks], task_cosine_every)
+        self.probes = [*probes, *([self.cosines] if self.cosines is not None else [])]
         self.steps = 0
         self.epoch = 0
 
@@ -201,9 +206,14 @@ class Trainer:
             task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
             for task in self.tasks
         ]
-        if self.cosines is not None and self.cosines.due(self.steps):
-            shared = self.model.shared_parameters()
-            self.cosines.record(self.steps, self.epoch, losses, shared, features)
+        due = [probe for probe in self.probes if probe.due(self.steps)]
+        if due:
+            lr = self.optimizer.param_groups[0]["lr"]
+            view = StepView(
+                self.steps, self.epoch, self.model, self.tasks, batch, features, losses, lr
+            )
+            for probe in due:
+                probe.record(view)
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
 from mtlkit.training import EpochRecord, FitResult, Trainer, save_checkpoint
 from mtlkit.training.distributed import is_main_process, world_size
+from mtlkit.training.probes import StepProbe
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     batches,
@@ -56,8 +58,14 @@ def refuse_multiple_processes() -> None:
         )
 
 
-def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
-    """Train and evaluate one configuration, writing its run folder (main process only)."""
+def train(
+    config: ExperimentConfig, run_dir: str | Path, probes: Sequence[StepProbe] = ()
+) -> RunResult:
+    """Train and evaluate one configuration, writing its run folder (main process only).
+
+    ``probes`` measure the training as it goes (e.g. the task affinity of
+    :mod:`mtlkit.evaluation.affinity`) without changing it.
+    """
     refuse_multiple_processes()
     start = time.perf_counter()
     folder = RunDir(Path(run_dir))
@@ -78,6 +86,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         channels_last=config.train.channels_last,
         progress=config.train.progress and main,
         task_cosine_every=config.train.log_task_cosine_every,
+        probes=probes,
     )
     log = None
     if main:
