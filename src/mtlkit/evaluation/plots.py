@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from mtlkit.evaluation.document import Block, Figure, Heading, Paragraph
 from mtlkit.tasks.metrics import ClassificationReport
@@ -38,6 +39,9 @@ def learning_curves_png(records: Sequence[EpochRecord], metrics: Mapping[str, st
     for task in tasks:
         axes[0].plot(epochs, [r.train_loss[task] for r in records], marker="o", label=task)
     axes[0].set(title="training loss", xlabel="epoch", yscale="log")
+    plain = FuncFormatter(lambda value, _: f"{value:.3g}")
+    axes[0].yaxis.set_major_formatter(plain)
+    axes[0].yaxis.set_minor_formatter(plain)
     panel = 1
     if has_val:
         for task in tasks:
@@ -53,6 +57,7 @@ def learning_curves_png(records: Sequence[EpochRecord], metrics: Mapping[str, st
             )
         axes[panel].set(title="task weight applied (epoch mean)", xlabel="epoch")
     for axis in axes:
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     return _png(figure)
