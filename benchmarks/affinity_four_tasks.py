@@ -69,9 +69,9 @@ def main() -> None:
             "name": "multi-mnist-4",
             "data": {"benchmark": "multi-mnist-4", "limit": args.limit, "val_fraction": 0.05},
             "model": {"backbone": "lenet", "head_hidden": 50},
-            "optim": {"lr": 0.03},
+            "optim": {"lr": 0.1},
             "schedule": {"name": "cosine"},
-            "train": {"epochs": args.epochs, "progress": False},
+            "train": {"epochs": args.epochs, "batch_size": 64, "progress": False},
         }
     )
     result = measure_affinity(config, args.out, every=args.every, overwrite=True)

@@ -73,7 +73,11 @@ def test_cosines_of_a_gramian():
     jacobian = torch.tensor([[1.0, 0.0], [1.0, 1.0], [-2.0, 0.0]])
     cosines = gramian_cosines(jacobian @ jacobian.T)
     expected = torch.tensor(
-        [[1.0, 1 / math.sqrt(2), -1.0], [1 / math.sqrt(2), 1.0, -1 / math.sqrt(2)], [-1.0, -1 / math.sqrt(2), 1.0]]
+        [
+            [1.0, 1 / math.sqrt(2), -1.0],
+            [1 / math.sqrt(2), 1.0, -1 / math.sqrt(2)],
+            [-1.0, -1 / math.sqrt(2), 1.0],
+        ]
     )
     torch.testing.assert_close(cosines, expected)
 
@@ -81,7 +85,12 @@ def test_cosines_of_a_gramian():
 def test_grouping_search_finds_the_blocks():
     names = ["a", "b", "c", "d"]
     # a and c help each other, b and d help each other, across the pairs they hurt.
-    z = [[0.5, -0.2, 0.3, -0.1], [-0.2, 0.5, -0.3, 0.4], [0.2, -0.1, 0.5, -0.2], [-0.1, 0.3, -0.2, 0.5]]
+    z = [
+        [0.5, -0.2, 0.3, -0.1],
+        [-0.2, 0.5, -0.3, 0.4],
+        [0.2, -0.1, 0.5, -0.2],
+        [-0.1, 0.3, -0.2, 0.5],
+    ]
     groupings = best_groupings(z, names)
     assert [len(g.groups) for g in groupings] == [1, 2, 3, 4]
     assert groupings[1].groups == (("a", "c"), ("b", "d"))
@@ -109,7 +118,12 @@ def _train(probes, task_cosine_every=0):
     balancer = create("upgrad", num_tasks=2)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     trainer = Trainer(
-        model, tasks, balancer, optimizer, progress=False, probes=probes,
+        model,
+        tasks,
+        balancer,
+        optimizer,
+        progress=False,
+        probes=probes,
         task_cosine_every=task_cosine_every,
     )
     fit = trainer.fit(lambda epoch: TensorBatches(split, 8, shuffle=True, seed=epoch), 2)

@@ -38,7 +38,9 @@ def test_mean_ci_of_a_known_sample() -> None:
     result = mean_ci([1, 2, 3, 4, 5])
     assert result.mean == 3.0 and result.n == 5
     assert result.half_width == pytest.approx(2.7764451051977987 * math.sqrt(0.5), rel=1e-12)
-    assert (result.low, result.high) == pytest.approx((3 - result.half_width, 3 + result.half_width))
+    assert (result.low, result.high) == pytest.approx(
+        (3 - result.half_width, 3 + result.half_width)
+    )
     assert result.format(2) == "3.00 ± 1.96"
 
 

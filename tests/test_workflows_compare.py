@@ -67,7 +67,9 @@ def test_an_interrupted_compare_resumes_and_trains_nothing_twice(tmp_path, finis
     with pytest.raises(_Crash):
         compare_methods(config, tmp_path / "cmp", **SMALL_GRID)
     assert len(finished) == 3
-    unfinished = [p for p in (tmp_path / "cmp" / CELLS).iterdir() if not (p / "metrics.json").exists()]
+    unfinished = [
+        p for p in (tmp_path / "cmp" / CELLS).iterdir() if not (p / "metrics.json").exists()
+    ]
     assert len(unfinished) == 1 and (unfinished[0] / "config.yaml").is_file()
 
     result = compare_methods(config, tmp_path / "cmp", **SMALL_GRID)
@@ -92,9 +94,16 @@ def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trai
     assert names == ["ew-seed0", "pcgrad-seed0", "single-left-seed0", "single-right-seed0"]
 
 
-def test_table_numbers_are_the_cells_statistics(tmp_path):
-    config = parse_config(TINY)
-    result = compare_methods(config, tmp_path / "cmp", **GRID)
+def test_the_table_is_the_cells_statistics_and_test_metrics_never_choose(
+    tmp_path, finished_trainings
+):
+    finished, _ = finished_trainings
+    result = compare_methods(parse_config(TINY), tmp_path / "cmp", **GRID)
+    _table_numbers_are_the_cells_statistics(result, tmp_path)
+    _poisoned_test_metrics_change_no_choice(result, tmp_path, finished)
+
+
+def _table_numbers_are_the_cells_statistics(result, tmp_path) -> None:
     cells = _cells(tmp_path / "cmp")
     tasks = ["left", "right"]
 
@@ -132,7 +141,9 @@ def test_table_numbers_are_the_cells_statistics(tmp_path):
             for i, run in enumerate(chosen_runs)
         ]
         assert row.delta_m == mean_ci(per_seed)
-        val = {f"optim.lr={v}": sum(c.val_score for c in runs(row.method, v)) / 2 for v in (0.3, 0.01)}
+        val = {
+            f"optim.lr={v}": sum(c.val_score for c in runs(row.method, v)) / 2 for v in (0.3, 0.01)
+        }
         assert row.val_scores == pytest.approx(val)
         assert row.val_scores[row.chosen] == max(val.values())
     assert sorted(r.mean_rank for r in result.rows) in ([1.0, 2.0], [1.5, 1.5])
@@ -149,12 +160,10 @@ def test_table_numbers_are_the_cells_statistics(tmp_path):
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["seeds"] == [0, 1]
 
 
-def test_the_choice_ignores_test_metrics(tmp_path, finished_trainings):
+def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished) -> None:
     """Poison every run's test metrics so that the unchosen values look far better on test:
     the resumed compare shows the poisoned test numbers and still makes the same choice."""
-    finished, _ = finished_trainings
     config = parse_config(TINY)
-    before = compare_methods(config, tmp_path / "cmp", **GRID)
     chosen = {row.method: row.chosen for row in before.rows}
     chosen.update({f"single-{t}": row.chosen for t, row in before.baselines.items()})
     for path in (tmp_path / "cmp" / CELLS).iterdir():

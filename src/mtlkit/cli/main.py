@@ -56,23 +56,24 @@ def _parser() -> argparse.ArgumentParser:
             "--overwrite", action="store_true", help="replace a finished run already in --out"
         )
 
-    train = commands.add_parser("train", help="train one configuration and write its run folder")
-    with_config(train)
-    train.set_defaults(handler=_train)
+    def config_command(name: str, summary: str, handler) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=summary)
+        with_config(command)
+        command.set_defaults(handler=handler)
+        return command
 
-    baselines = commands.add_parser(
+    config_command("train", "train one configuration and write its run folder", _train)
+    config_command(
         "baselines",
-        help="train the multi-task model and one single-task model per task, and compare them",
+        "train the multi-task model and one single-task model per task, and compare them",
+        _baselines,
     )
-    with_config(baselines)
-    baselines.set_defaults(handler=_baselines)
-
-    compare = commands.add_parser(
+    compare = config_command(
         "compare",
-        help="compare balancing methods over seeds, each with its tuned value, against "
-        "single-task baselines (resumable)",
+        "compare balancing methods over seeds, each with its tuned value, against single-task "
+        "baselines (resumable)",
+        _compare,
     )
-    with_config(compare)
     compare.add_argument(
         "--methods",
         required=True,
@@ -89,14 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--confidence", type=float, default=0.95, help="confidence level of the intervals"
     )
-    compare.set_defaults(handler=_compare)
-
-    pareto = commands.add_parser(
+    pareto = config_command(
         "pareto",
-        help="sweep the trade-off between the tasks: preference vectors, the non-dominated "
-        "front, its hypervolume and plot (resumable)",
+        "sweep the trade-off between the tasks: preference vectors, the non-dominated front, its "
+        "hypervolume and plot (resumable)",
+        _pareto,
     )
-    with_config(pareto)
     pareto.add_argument(
         "--points",
         type=int,
@@ -112,18 +111,15 @@ def _parser() -> argparse.ArgumentParser:
         "--reference",
         help="hypervolume reference point on the test losses, one value per task (default 2,2)",
     )
-    pareto.set_defaults(handler=_pareto)
-
-    affinity = commands.add_parser(
+    affinity = config_command(
         "affinity",
-        help="train once and measure which tasks help each other (TAG affinity, gradient "
-        "cosines) and suggest a grouping",
+        "train once and measure which tasks help each other (TAG affinity, gradient cosines) "
+        "and suggest a grouping",
+        _affinity,
     )
-    with_config(affinity)
     affinity.add_argument(
         "--every", type=int, default=10, help="measure every N training steps (default 10)"
     )
-    affinity.set_defaults(handler=_affinity)
 
     evaluate = commands.add_parser("eval", help="re-evaluate a finished run on its test split")
     evaluate.add_argument("run_dir", type=Path)

@@ -37,7 +37,7 @@ from mtlkit.balancing.engine import task_jacobian
 from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
-from mtlkit.training.probes import StepView
+from mtlkit.training.probes import EveryNSteps, StepView
 from mtlkit.training.task_cosine import gramian_cosines
 
 MAX_GROUPING_TASKS = 10
@@ -91,7 +91,7 @@ def lookahead_affinity(
     return torch.stack(rows)
 
 
-class TaskAffinityProbe:
+class TaskAffinityProbe(EveryNSteps):
     """Measures TAG's inter-task affinity and the gradient cosines every ``every`` steps during a
     training (a :class:`~mtlkit.training.probes.StepProbe`; pass it to ``Trainer`` or
     :func:`mtlkit.workflows.train`).
@@ -102,19 +102,13 @@ class TaskAffinityProbe:
     """
 
     def __init__(self, task_names: Sequence[str], every: int) -> None:
-        if every < 1:
-            raise ValueError(f"every must be ≥ 1 (steps between measurements), got {every}.")
+        super().__init__(every)
         if len(task_names) < 2:
             raise ValueError(f"affinity needs 2 or more tasks, got {list(task_names)}.")
         self.task_names = list(task_names)
-        self.every = every
         self.steps: list[int] = []
         self.affinities: list[list[list[float]]] = []
         self.cosines: list[list[list[float]]] = []
-
-    def due(self, step: int) -> bool:
-        """Whether ``step`` is measured."""
-        return step % self.every == 0
 
     def record(self, view: StepView) -> None:
         """Measure Z and the cosines at this step (nothing of the training is changed)."""

@@ -25,12 +25,28 @@ class Heading:
     text: str
     level: int = 2
 
+    def markdown(self) -> str:
+        """The heading in Markdown."""
+        return f"{'#' * self.level} {self.text}"
+
+    def html(self) -> str:
+        """The heading in HTML."""
+        return f"<h{self.level}>{html.escape(self.text)}</h{self.level}>"
+
 
 @dataclass(frozen=True)
 class Paragraph:
     """A paragraph of text; ``**bold**`` and ```code``` spans are rendered in HTML too."""
 
     text: str
+
+    def markdown(self) -> str:
+        """The paragraph in Markdown (as written)."""
+        return self.text
+
+    def html(self) -> str:
+        """The paragraph in HTML."""
+        return f"<p>{_inline_html(self.text)}</p>"
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,24 @@ class Table:
     rows: Sequence[Sequence[str]]
     text_columns: int = 1
 
+    def markdown(self) -> str:
+        """A padded pipe table."""
+        return markdown_table(self.header, self.rows, self.text_columns)
+
+    def html(self) -> str:
+        """An HTML table, numbers right-aligned."""
+
+        def row(cells: Sequence[str], tag: str) -> str:
+            items = []
+            for i, cell in enumerate(cells):
+                align = "" if i < self.text_columns else ' class="num"'
+                items.append(f"<{tag}{align}>{_inline_html(cell)}</{tag}>")
+            return "<tr>" + "".join(items) + "</tr>"
+
+        body = "\n".join(row(cells, "td") for cells in self.rows)
+        head = row(self.header, "th")
+        return f"<table>\n<thead>{head}</thead>\n<tbody>\n{body}\n</tbody>\n</table>"
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -48,6 +82,19 @@ class Figure:
 
     png: bytes
     caption: str
+
+    def markdown(self) -> str:
+        """A pointer to the HTML page, which holds the image."""
+        return f"*Figure: {self.caption} (in report.html)*"
+
+    def html(self) -> str:
+        """The image as a PNG data URI, with its caption."""
+        data = base64.b64encode(self.png).decode("ascii")
+        caption = html.escape(self.caption)
+        return (
+            f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
 
 
 Block = Heading | Paragraph | Table | Figure
@@ -68,39 +115,17 @@ class Document:
 
 def to_markdown(document: Document) -> str:
     """The document as Markdown (figures become a line pointing to ``report.html``)."""
-    parts = [f"# {document.title.strip()}"]
-    for block in document.blocks:
-        if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {block.text}")
-        elif isinstance(block, Paragraph):
-            parts.append(block.text)
-        elif isinstance(block, Table):
-            parts.append(markdown_table(block.header, block.rows, block.text_columns))
-        else:
-            parts.append(f"*Figure: {block.caption} (in report.html)*")
+    parts = [f"# {document.title.strip()}", *(block.markdown() for block in document.blocks)]
     return "\n\n".join(parts) + "\n"
 
 
 def to_html(document: Document) -> str:
     """The document as one self-contained HTML page."""
-    body = [f"<h1>{html.escape(document.title.strip())}</h1>"]
-    for block in document.blocks:
-        if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
-        elif isinstance(block, Paragraph):
-            body.append(f"<p>{_inline_html(block.text)}</p>")
-        elif isinstance(block, Table):
-            body.append(_html_table(block))
-        else:
-            data = base64.b64encode(block.png).decode("ascii")
-            caption = html.escape(block.caption)
-            body.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{caption}">'
-                f"<figcaption>{caption}</figcaption></figure>"
-            )
+    title = html.escape(document.title.strip())
+    body = [f"<h1>{title}</h1>", *(block.html() for block in document.blocks)]
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(document.title.strip())}</title>\n<style>{_STYLE}</style>\n"
+        f"<title>{title}</title>\n<style>{_STYLE}</style>\n"
         "</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
     )
 
@@ -148,18 +173,6 @@ def padded_cells(cells: Sequence[str], widths: Sequence[int], text_columns: int)
 
 def _escape(cell: str) -> str:
     return cell.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
-def _html_table(table: Table) -> str:
-    def row(cells: Sequence[str], tag: str) -> str:
-        items = []
-        for i, cell in enumerate(cells):
-            align = "" if i < table.text_columns else ' class="num"'
-            items.append(f"<{tag}{align}>{_inline_html(cell)}</{tag}>")
-        return "<tr>" + "".join(items) + "</tr>"
-
-    body = "\n".join(row(cells, "td") for cells in table.rows)
-    return f"<table>\n<thead>{row(table.header, 'th')}</thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 
 _BOLD = re.compile(r"\*\*(.+?)\*\*")

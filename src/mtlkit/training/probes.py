@@ -52,3 +52,18 @@ class StepProbe(Protocol):
 
     def record(self, view: StepView) -> None:
         """Measure the step; never change the model, its gradients or the optimizer."""
+
+
+class EveryNSteps:
+    """The schedule of a probe that records on steps ``every``, ``2·every``, … (≥ 1)."""
+
+    def __init__(self, every: int) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(
+                f"every must be an integer ≥ 1 (steps between records), got {every!r}."
+            )
+        self.every = every
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is a recorded step."""
+        return step % self.every == 0

@@ -19,7 +19,7 @@ from itertools import combinations
 from torch import Tensor
 
 from mtlkit.balancing.engine import task_gramian
-from mtlkit.training.probes import StepView
+from mtlkit.training.probes import EveryNSteps, StepView
 
 
 def pair_name(first: str, second: str) -> str:
@@ -48,7 +48,7 @@ class CosineSample:
     cosines: dict[str, float]
 
 
-class TaskCosineRecorder:
+class TaskCosineRecorder(EveryNSteps):
     """Records the pairwise cosines of the task gradients every ``every`` steps (a
     :class:`~mtlkit.training.probes.StepProbe`).
 
@@ -58,16 +58,10 @@ class TaskCosineRecorder:
     """
 
     def __init__(self, task_names: Sequence[str], every: int) -> None:
-        if every < 1:
-            raise ValueError(f"every must be ≥ 1 (steps between records), got {every}.")
+        super().__init__(every)
         self.task_names = list(task_names)
-        self.every = every
         self.samples: list[CosineSample] = []
         self._pairs = list(combinations(range(len(self.task_names)), 2))
-
-    def due(self, step: int) -> bool:
-        """Whether ``step`` is a recorded step."""
-        return step % self.every == 0
 
     def record(self, view: StepView) -> None:
         """Record the cosines of the step's task gradients (the graph is kept for its update)."""

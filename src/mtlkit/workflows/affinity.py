@@ -9,13 +9,9 @@ heat maps and the best grouping of the tasks into networks for each number of ne
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mtlkit.atomic import write_text_atomic
 from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.data import benchmark_tasks
 from mtlkit.evaluation.affinity import (
@@ -24,8 +20,8 @@ from mtlkit.evaluation.affinity import (
     best_groupings,
     suggested_grouping,
 )
-from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table, write_reports
-from mtlkit.workflows.run_dir import prepare_run_dir
+from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
+from mtlkit.workflows.run_dir import prepare_run_dir, write_results
 from mtlkit.workflows.train import train
 
 OUTPUTS = ("affinity.json", "affinity.csv", "report.md", "report.html")
@@ -95,14 +91,15 @@ def measure_affinity(
     return result
 
 
-def _write_outputs(result: AffinityResult, probe: TaskAffinityProbe, config: ExperimentConfig):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["measure", "from_task", *result.tasks])
-    for measure, matrix in (("affinity", result.affinity), ("cosine", result.cosine)):
-        for task, row in zip(result.tasks, matrix):
-            writer.writerow([measure, task, *row])
-    write_text_atomic(result.out_dir / "affinity.csv", buffer.getvalue())
+def _write_outputs(
+    result: AffinityResult, probe: TaskAffinityProbe, config: ExperimentConfig
+) -> None:
+    rows = [
+        [measure, task, *row]
+        for measure, matrix in (("affinity", result.affinity), ("cosine", result.cosine))
+        for task, row in zip(result.tasks, matrix)
+    ]
+    header = ["measure", "from_task", *result.tasks]
     summary = {
         "config": config.to_dict(),
         "tasks": result.tasks,
@@ -113,14 +110,18 @@ def _write_outputs(result: AffinityResult, probe: TaskAffinityProbe, config: Exp
         "steps": probe.steps,
         "per_step": {"affinity": probe.affinities, "cosine": probe.cosines},
     }
-    write_text_atomic(result.out_dir / "affinity.json", json.dumps(summary, indent=2))
-    write_reports(result.out_dir, _document(result, config))
+    write_results(result.out_dir, "affinity", (header, rows), summary, _document(result, config))
 
 
 def _document(result: AffinityResult, config: ExperimentConfig) -> Document:
     from mtlkit.evaluation.plots import heatmap_png
 
     tasks = result.tasks
+
+    def heatmap(matrix: list[list[float]], labels: tuple[str, str, str], caption: str) -> Figure:
+        title, rows, columns = labels
+        png = heatmap_png(matrix, tasks, title=title, row_label=rows, column_label=columns)
+        return Figure(png, caption)
 
     def matrix_table(matrix: list[list[float]], corner: str) -> Table:
         return Table(
@@ -157,14 +158,9 @@ def _document(result: AffinityResult, config: ExperimentConfig) -> Document:
             f"{len(steps)} steps ({steps[0]}…{steps[-1]}) of one training ({config.balancer.name}, "
             f"{config.train.epochs} epochs; the run is in `run/`)."
         ),
-        Figure(
-            heatmap_png(
-                result.affinity,
-                tasks,
-                title="inter-task affinity Z(i → j)",
-                row_label="step on task i",
-                column_label="loss of task j",
-            ),
+        heatmap(
+            result.affinity,
+            ("inter-task affinity Z(i → j)", "step on task i", "loss of task j"),
             "inter-task affinity: rows the task stepped on, columns the task whose loss changes",
         ),
         matrix_table(result.affinity, "step on \\ loss of"),
@@ -173,14 +169,9 @@ def _document(result: AffinityResult, config: ExperimentConfig) -> Document:
             "The mean over the same steps of cos(∇Lᵢ, ∇Lⱼ) on the shared parameters; negative: "
             "the tasks' gradients conflict."
         ),
-        Figure(
-            heatmap_png(
-                result.cosine,
-                tasks,
-                title="task-gradient cosine",
-                row_label="task i",
-                column_label="task j",
-            ),
+        heatmap(
+            result.cosine,
+            ("task-gradient cosine", "task i", "task j"),
             "mean cosine between the task gradients on the shared parameters",
         ),
         matrix_table(result.cosine, "task"),

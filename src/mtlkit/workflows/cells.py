@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +100,14 @@ class Cell:
 
 def cell_path(root: str | Path, label: str, config: ExperimentConfig) -> Path:
     """Where the cell of ``config`` lives under the grid folder ``root``: the folder already
-    holding its fingerprint if there is one, else ``<root>/cells/<label>-<fingerprint>``."""
+    holding its fingerprint if there is one, else ``<root>/cells/<label>-<fingerprint>`` (any
+    character of ``label`` but letters, digits and ``._=-`` written as ``_``)."""
     suffix = config_fingerprint(config)[:_FINGERPRINT_LENGTH]
     existing = sorted((Path(root) / CELLS).glob(f"*-{suffix}"))
     finished = [path for path in existing if RunDir(path).metrics.is_file()]
     if finished or existing:
         return (finished or existing)[0]
-    return Path(root) / CELLS / f"{label}-{suffix}"
+    return Path(root) / CELLS / f"{re.sub(r'[^A-Za-z0-9._=-]+', '_', label)}-{suffix}"
 
 
 def run_cell(root: str | Path, label: str, config: ExperimentConfig) -> Cell:

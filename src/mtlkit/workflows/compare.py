@@ -24,25 +24,21 @@ methods. Then, per method:
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import itertools
-import json
-import re
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mtlkit.atomic import write_text_atomic
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config, set_value
 from mtlkit.data import benchmark_tasks
 from mtlkit.evaluation import compare_values, delta_m
-from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table, write_reports
+from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
 from mtlkit.evaluation.stats import MeanCI, mean_ci
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
+from mtlkit.workflows.run_dir import write_results
 
 OUTPUTS = ("compare.csv", "compare.json", "report.md", "report.html")
 """The files a compare folder holds besides its cells."""
@@ -338,8 +334,7 @@ class _Runner:
         for per_seed in configs:
             row = []
             for cfg in per_seed:
-                name = _safe(f"{label}-seed{cfg.seed}")
-                cell = run_cell(self.root, name, cfg)
+                cell = run_cell(self.root, f"{label}-seed{cfg.seed}", cfg)
                 self.trained += cell.trained
                 self.done += 1
                 state = "trained" if cell.trained else "finished before"
@@ -401,49 +396,45 @@ def _signed(value: MeanCI) -> str:
     return text if text.startswith("-") else f"+{text}"
 
 
-def _safe(name: str) -> str:
-    """A folder name: anything but letters, digits and ``._=-`` becomes ``_``."""
-    return re.sub(r"[^A-Za-z0-9._=-]+", "_", name)
-
-
 def _write_outputs(result: MethodComparison, config: ExperimentConfig, combos: list[str]) -> None:
     tasks = list(result.metrics)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(
+    header = [
+        "method",
+        "chosen",
+        *(f"{task}_{suffix}" for task in tasks for suffix in ("mean", "ci")),
+        "delta_m_percent_mean",
+        "delta_m_percent_ci",
+        "mean_rank",
+        f"step_time_vs_{result.reference}",
+    ]
+    rows: list[list[object]] = [
         [
-            "method",
-            "chosen",
-            *(f"{task}_{suffix}" for task in tasks for suffix in ("mean", "ci")),
-            "delta_m_percent_mean",
-            "delta_m_percent_ci",
-            "mean_rank",
-            f"step_time_vs_{result.reference}",
+            row.method,
+            row.chosen,
+            *(
+                value
+                for task in tasks
+                for value in (row.test[task].mean, row.test[task].half_width)
+            ),
+            row.delta_m.mean,
+            row.delta_m.half_width,
+            row.mean_rank,
+            row.step_time,
+        ]
+        for row in result.rows
+    ]
+    baselines = [result.baselines[task] for task in tasks]
+    rows.append(
+        [
+            "single-task",
+            "; ".join(f"{base.task}: {base.chosen}" for base in baselines),
+            *(value for base in baselines for value in (base.test.mean, base.test.half_width)),
+            0.0,
+            "",
+            "",
+            "",
         ]
     )
-    for row in result.rows:
-        cells = [
-            value for task in tasks for value in (row.test[task].mean, row.test[task].half_width)
-        ]
-        writer.writerow(
-            [
-                row.method,
-                row.chosen,
-                *cells,
-                row.delta_m.mean,
-                row.delta_m.half_width,
-                row.mean_rank,
-                row.step_time,
-            ]
-        )
-    chosen = "; ".join(f"{task}: {result.baselines[task].chosen}" for task in tasks)
-    base_cells = [
-        value
-        for task in tasks
-        for value in (result.baselines[task].test.mean, result.baselines[task].test.half_width)
-    ]
-    writer.writerow(["single-task", chosen, *base_cells, 0.0, "", "", ""])
-    write_text_atomic(result.out_dir / "compare.csv", buffer.getvalue())
     summary = {
         "config": config.to_dict(),
         "seeds": result.seeds,
@@ -454,8 +445,9 @@ def _write_outputs(result: MethodComparison, config: ExperimentConfig, combos: l
         "rows": [asdict(row) for row in result.rows],
         "baselines": {task: asdict(row) for task, row in result.baselines.items()},
     }
-    write_text_atomic(result.out_dir / "compare.json", json.dumps(summary, indent=2, default=str))
-    write_reports(result.out_dir, _document(result, config, combos))
+    write_results(
+        result.out_dir, "compare", (header, rows), summary, _document(result, config, combos)
+    )
 
 
 def _document(result: MethodComparison, config: ExperimentConfig, combos: list[str]) -> Document:

@@ -18,21 +18,18 @@ sweep in a compare folder reuses the single-task runs already there.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mtlkit.atomic import write_text_atomic
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config
 from mtlkit.data import benchmark_tasks
-from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table, write_reports
+from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
 from mtlkit.evaluation.pareto import das_dennis, hypervolume, lattice_divisions, pareto_front
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
 from mtlkit.workflows.compare import MethodSpec, method_label
+from mtlkit.workflows.run_dir import write_results
 
 OUTPUTS = ("pareto.csv", "pareto.json", "report.md", "report.html")
 """The files a Pareto folder holds besides its cells."""
@@ -140,7 +137,7 @@ def pareto_sweep(
         cells.append((f"single-task {task}", None, None, cell))
     for label, _, preference, cfg in runs:
         weights = "-".join(f"{value:g}" for value in preference)
-        cell = run_cell(out_dir, f"{_name_of(label)}-w{weights}-seed{config.seed}", cfg)
+        cell = run_cell(out_dir, f"{label}-w{weights}-seed{config.seed}", cfg)
         cells.append((f"{label} {_format(preference)}", label, preference, cell))
     for *_, cell in cells:
         trained += cell.trained
@@ -180,10 +177,6 @@ def pareto_sweep(
 
 def _name(method: MethodSpec) -> str:
     return method if isinstance(method, str) else str(method["name"])
-
-
-def _name_of(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "._-" else "_" for c in label)
 
 
 def _format(preference: Sequence[float]) -> str:
@@ -240,32 +233,27 @@ def _point(
 
 
 def _write_outputs(result: ParetoResult, config: ExperimentConfig, tasks: list[str]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(
+    header = [
+        "label",
+        "method",
+        *(f"preference_{task}" for task in tasks),
+        *(f"{task}_{result.metric_names[task][0]}" for task in tasks),
+        *(f"{task}_loss" for task in tasks),
+        "on_metric_front",
+        "on_loss_front",
+    ]
+    rows = [
         [
-            "label",
-            "method",
-            *(f"preference_{task}" for task in tasks),
-            *(f"{task}_{result.metric_names[task][0]}" for task in tasks),
-            *(f"{task}_loss" for task in tasks),
-            "on_metric_front",
-            "on_loss_front",
+            point.label,
+            point.method,
+            *(point.preference or ()),
+            *(point.metrics[t] for t in tasks),
+            *(point.losses[t] for t in tasks),
+            point.on_metric_front,
+            point.on_loss_front,
         ]
-    )
-    for point in result.points:
-        writer.writerow(
-            [
-                point.label,
-                point.method,
-                *(point.preference or ()),
-                *(point.metrics[t] for t in tasks),
-                *(point.losses[t] for t in tasks),
-                point.on_metric_front,
-                point.on_loss_front,
-            ]
-        )
-    write_text_atomic(result.out_dir / "pareto.csv", buffer.getvalue())
+        for point in result.points
+    ]
     summary = {
         "config": config.to_dict(),
         "reference": result.reference,
@@ -275,8 +263,9 @@ def _write_outputs(result: ParetoResult, config: ExperimentConfig, tasks: list[s
         "points": [asdict(point) for point in result.points],
         "single_task": {task: asdict(point) for task, point in result.single_task.items()},
     }
-    write_text_atomic(result.out_dir / "pareto.json", json.dumps(summary, indent=2))
-    write_reports(result.out_dir, _document(result, config, tasks))
+    write_results(
+        result.out_dir, "pareto", (header, rows), summary, _document(result, config, tasks)
+    )
 
 
 def _document(result: ParetoResult, config: ExperimentConfig, tasks: list[str]) -> Document:

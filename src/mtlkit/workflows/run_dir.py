@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ import torch
 import yaml
 
 import mtlkit
-from mtlkit.atomic import write_text_atomic
+from mtlkit.atomic import write_csv_atomic, write_text_atomic
 from mtlkit.config import ExperimentConfig
 from mtlkit.data import MultiTaskData
+from mtlkit.evaluation.document import Document, write_reports
 from mtlkit.training import Trainer
 
 RUN_FILES = (
@@ -88,6 +90,22 @@ class RunDir:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """Write ``metrics.json``."""
         write_text_atomic(self.metrics, json.dumps(metrics, indent=2))
+
+
+def write_results(
+    folder: Path,
+    stem: str,
+    table: tuple[Sequence[object], Sequence[Sequence[object]]],
+    summary: dict[str, Any],
+    document: Document,
+) -> None:
+    """Write what a compare, pareto or affinity folder holds besides its runs: ``<stem>.csv``
+    (``table``: a header and rows), ``<stem>.json`` (``summary``) and the report
+    (``report.md``, ``report.html``), each atomically."""
+    header, rows = table
+    write_csv_atomic(folder / f"{stem}.csv", header, rows)
+    write_text_atomic(folder / f"{stem}.json", json.dumps(summary, indent=2, default=str))
+    write_reports(folder, document)
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
