@@ -214,7 +214,10 @@ def test_grid_errors_are_one_line_before_any_work(tmp_path):
         compare_methods(config, tmp_path / "d", ["ew", "ew"])
     with pytest.raises(ConfigError, match="--seeds"):
         compare_methods(config, tmp_path / "e", ["ew"], seeds=0)
-    assert not any((tmp_path / name).exists() for name in "abcde")
+    no_validation = parse_config({**TINY, "data": {"val_fraction": 0.0}})
+    with pytest.raises(ConfigError, match="data.val_fraction"):
+        compare_methods(no_validation, tmp_path / "f", ["ew"])
+    assert not any((tmp_path / name).exists() for name in "abcdef")
     assert tuning_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
     assert tuning_grid(None) == [{}]
 

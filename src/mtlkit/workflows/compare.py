@@ -238,9 +238,14 @@ def compare_methods(
         overwrite: remove the folder's cells and outputs first.
 
     Raises:
-        ConfigError: a method, seed list or tuned value that makes an invalid configuration
-            (checked for the whole grid before any training).
+        ConfigError: no validation split, or a method, seed list or tuned value that makes an
+            invalid configuration (checked for the whole grid before any training).
     """
+    if config.data.val_fraction == 0:
+        raise ConfigError(
+            "data.val_fraction: a comparison chooses each method's tuned value on validation; "
+            "set it above 0 (e.g. 0.1)."
+        )
     labels = [method_label(method) for method in methods]
     if not labels or len(set(labels)) != len(labels):
         raise ConfigError(f"--methods: name one or more distinct methods, got {labels}.")
