@@ -110,22 +110,21 @@ def heatmap_png(
     title: str,
     row_label: str,
     column_label: str,
-    symmetric: bool = True,
 ) -> bytes:
-    """A K×K heat map with the value printed in each cell (a diverging scale centred on 0 when
-    ``symmetric``)."""
+    """A K×K heat map on a diverging scale centred on 0, the value printed in each cell."""
     size = len(labels)
     finite = [abs(v) for row in matrix for v in row if math.isfinite(v)]
     bound = max(finite, default=1.0) or 1.0
     side = max(3.5, 0.9 * size + 1.5)
     figure = MplFigure(figsize=(side + 1.2, side), layout="constrained")
     axis = figure.subplots()
-    limits = {"vmin": -bound, "vmax": bound} if symmetric else {}
-    image = axis.imshow(matrix, cmap="RdBu" if symmetric else "viridis", **limits)
+    image = axis.imshow(matrix, cmap="RdBu", vmin=-bound, vmax=bound)
     for i in range(size):
         for j in range(size):
-            if math.isfinite(matrix[i][j]):
-                axis.text(j, i, f"{matrix[i][j]:.3g}", ha="center", va="center", fontsize=8)
+            value = matrix[i][j]
+            if math.isfinite(value):
+                color = "white" if abs(value) > 0.6 * bound else "black"
+                axis.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=8, color=color)
     axis.set_xticks(range(size), labels, rotation=30, ha="right")
     axis.set_yticks(range(size), labels)
     axis.set(xlabel=column_label, ylabel=row_label)

@@ -149,6 +149,7 @@ def _document(result: AffinityResult, config: ExperimentConfig) -> Document:
                 ]
                 for grouping in result.groupings
             ],
+            2,
         ),
         Heading("Inter-task affinity (TAG)"),
         Paragraph(
