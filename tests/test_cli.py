@@ -218,3 +218,12 @@ def test_grid_usage_errors_exit_2_in_one_line(config_file, tmp_path, capsys, arg
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
     assert not out.exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_diverged_sweep_exits_1_and_keeps_its_runs(config_file, tmp_path, offline_data, capsys):
+    out = tmp_path / "front"
+    arguments = ["pareto", str(config_file), *TINY, "--points", "2", "--out", str(out)]
+    assert main([*arguments, "--set", "optim.lr=1e30"]) == 1
+    assert "diverged" in capsys.readouterr().err
+    assert len(list((out / "cells").glob("*/diverged.json"))) == 4  # 2 single-task + 2 sweep runs

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import pytest
 import yaml
 
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.evaluation import compare_values, delta_m, mean_ci
+from mtlkit.training import DivergedError
 from mtlkit.workflows import cells as cells_module
 from mtlkit.workflows.cells import CELLS, Cell, config_fingerprint
 from mtlkit.workflows.compare import choose_by_validation, compare_methods, tuning_grid
@@ -229,3 +231,22 @@ def _cells(root) -> list[Cell]:
         metrics = json.loads((path / "metrics.json").read_text())
         found.append(Cell(path, config, metrics, trained=False))
     return found
+
+
+def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(tmp_path, finished_trainings):
+    finished, _ = finished_trainings
+    config = parse_config(TINY)
+    grid = {"seeds": 1, "tune": {"optim.lr": [1e30, 0.05]}}
+    result = compare_methods(config, tmp_path / "cmp", ["ew"], **grid)
+    assert [row.chosen for row in result.rows] == ["optim.lr=0.05"]
+    assert {row.chosen for row in result.baselines.values()} == {"optim.lr=0.05"}
+    marked = sorted(
+        p.name.rsplit("-", 1)[0]
+        for p in (tmp_path / "cmp" / CELLS).iterdir()
+        if (p / "diverged.json").is_file()
+    )
+    assert marked == ["ew-seed0", "single-left-seed0", "single-right-seed0"]
+    assert result.rows[0].val_scores["optim.lr=1e+30"] == -math.inf
+    assert compare_methods(config, tmp_path / "cmp", ["ew"], **grid).trained == 0
+    with pytest.raises(DivergedError, match="every tuned value has a run that diverged"):
+        compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1, tune={"optim.lr": [1e30]})

@@ -9,25 +9,33 @@ keys that cannot change the result (``name``, ``train.progress``). So:
   again: an interrupted grid resumes by running the same command;
 * a cell is found by its fingerprint alone, whatever its label: the single-task baselines that
   several methods (or a compare and a Pareto sweep in one folder) need are trained once;
-* a cell whose training was interrupted (no ``metrics.json``) is trained again from scratch.
+* a cell whose training was interrupted (no ``metrics.json``) is trained again from scratch;
+* a cell whose training diverged (a non-finite loss) is finished too: ``diverged.json`` holds
+  the error, its validation score counts as −∞ (a grid never chooses it) and it is not trained
+  again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtlkit.atomic import write_text_atomic
 from mtlkit.config import ExperimentConfig
+from mtlkit.training import DivergedError
 from mtlkit.workflows.run_dir import RunDir, prepare_run_dir
 from mtlkit.workflows.train import train
 
 CELLS = "cells"
 """The sub-folder of a grid folder that holds its cells."""
+DIVERGED = "diverged.json"
+"""The file that marks a cell whose training diverged (instead of ``metrics.json``)."""
 _FINGERPRINT_LENGTH = 16
 _IGNORED = (("name",), ("train", "progress"))
 """Keys of the resolved configuration that cannot change a run's result."""
@@ -62,6 +70,11 @@ class Cell:
     trained: bool
 
     @property
+    def diverged(self) -> str | None:
+        """The error if the training diverged, else None."""
+        return self.metrics.get("diverged")
+
+    @property
     def tasks(self) -> list[str]:
         """The run's tasks, in order."""
         return list(self.metrics["test"])
@@ -83,7 +96,9 @@ class Cell:
     @property
     def val_score(self) -> float:
         """The validation score of the selected epoch (mean over tasks of the signed primary
-        metric); what a grid chooses by — never a test number."""
+        metric); what a grid chooses by — never a test number. −∞ if the training diverged."""
+        if self.diverged is not None:
+            return -math.inf
         score = self.metrics["best_val_score"]
         if score is None:
             raise ValueError(
@@ -104,25 +119,29 @@ def cell_path(root: str | Path, label: str, config: ExperimentConfig) -> Path:
     character of ``label`` but letters, digits and ``._=-`` written as ``_``)."""
     suffix = config_fingerprint(config)[:_FINGERPRINT_LENGTH]
     existing = sorted((Path(root) / CELLS).glob(f"*-{suffix}"))
-    finished = [path for path in existing if RunDir(path).metrics.is_file()]
+    finished = [path for path in existing if _finished(path)]
     if finished or existing:
         return (finished or existing)[0]
     return Path(root) / CELLS / f"{re.sub(r'[^A-Za-z0-9._=-]+', '_', label)}-{suffix}"
 
 
 def run_cell(root: str | Path, label: str, config: ExperimentConfig) -> Cell:
-    """The finished cell of ``config`` under ``root``, trained now unless it already was."""
+    """The finished cell of ``config`` under ``root``, trained now unless it already was (a
+    training that diverges finishes the cell with ``diverged.json``)."""
     path = cell_path(root, label, config)
     folder = RunDir(path)
-    trained = not folder.metrics.is_file()
+    trained = not _finished(path)
     if trained:
-        train(config, prepare_run_dir(path, overwrite=True))
-    return Cell(
-        path=path,
-        config=config,
-        metrics=json.loads(folder.metrics.read_text()),
-        trained=trained,
-    )
+        try:
+            train(config, prepare_run_dir(path, overwrite=True))
+        except DivergedError as error:
+            write_text_atomic(path / DIVERGED, json.dumps({"diverged": str(error)}))
+    source = folder.metrics if folder.metrics.is_file() else path / DIVERGED
+    return Cell(path=path, config=config, metrics=json.loads(source.read_text()), trained=trained)
+
+
+def _finished(path: Path) -> bool:
+    return RunDir(path).metrics.is_file() or (path / DIVERGED).is_file()
 
 
 def prepare_grid_dir(path: str | Path, outputs: tuple[str, ...], *, overwrite: bool) -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +37,7 @@ from mtlkit.data import benchmark_tasks
 from mtlkit.evaluation import compare_values, delta_m
 from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
 from mtlkit.evaluation.stats import MeanCI, mean_ci
+from mtlkit.training import DivergedError
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
 from mtlkit.workflows.run_dir import write_results
@@ -105,10 +107,23 @@ def choose_by_validation(cells: Sequence[Sequence[Cell]]) -> Choice:
     Args:
         cells: per combination (grid order), its cells over the seeds.
 
-    Only :attr:`Cell.val_score` is read: the test metrics cannot change the choice.
+    Only :attr:`Cell.val_score` is read: the test metrics cannot change the choice. A value
+    with a diverged run scores −∞.
+
+    Raises:
+        DivergedError: every value has a diverged run.
     """
     scores = [statistics.fmean(cell.val_score for cell in seeds) for seeds in cells]
-    return Choice(index=max(range(len(scores)), key=lambda i: (scores[i], -i)), val_scores=scores)
+    index = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    if scores[index] == -math.inf:
+        failed = ", ".join(
+            str(cell.path.name) for seeds in cells for cell in seeds if cell.diverged
+        )
+        raise DivergedError(
+            f"every tuned value has a run that diverged ({failed}); tune smaller values, e.g. a "
+            "lower optim.lr."
+        )
+    return Choice(index=index, val_scores=scores)
 
 
 @dataclass(frozen=True)
@@ -237,9 +252,12 @@ def compare_methods(
         confidence: the level of the confidence intervals.
         overwrite: remove the folder's cells and outputs first.
 
+    A run that diverges finishes its cell as diverged; its value is then never chosen.
+
     Raises:
         ConfigError: no validation split, or a method, seed list or tuned value that makes an
             invalid configuration (checked for the whole grid before any training).
+        DivergedError: a method (or baseline) diverged at every tuned value.
     """
     if config.data.val_fraction == 0:
         raise ConfigError(
@@ -283,7 +301,9 @@ def compare_methods(
         )
     reference = "ew" if "ew" in labels else labels[0]
     step_times = {
-        label: statistics.median(cell.step_seconds for per in method_cells[label] for cell in per)
+        label: statistics.median(
+            cell.step_seconds for per in method_cells[label] for cell in per if not cell.diverged
+        )
         for label in labels
     }
     partial = []

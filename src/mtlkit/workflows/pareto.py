@@ -26,6 +26,7 @@ from mtlkit.config import ConfigError, ExperimentConfig, parse_config
 from mtlkit.data import benchmark_tasks
 from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
 from mtlkit.evaluation.pareto import das_dennis, hypervolume, lattice_divisions, pareto_front
+from mtlkit.training import DivergedError
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
 from mtlkit.workflows.compare import MethodSpec, method_label
@@ -109,6 +110,7 @@ def pareto_sweep(
     Raises:
         ConfigError: fewer than 2 tasks, a method that takes no preference, a bad reference or
             number of points, or an invalid configuration.
+        DivergedError: a run diverged (its cell is kept as diverged: lower the learning rate).
     """
     tasks = list(
         config.tasks.include or benchmark_tasks(config.data.benchmark, config.data.protocol)
@@ -142,6 +144,12 @@ def pareto_sweep(
     for *_, cell in cells:
         trained += cell.trained
         print(f"[pareto] {cell.path.name}: {'trained' if cell.trained else 'finished before'}")
+    diverged = [cell.path.name for *_, cell in cells if cell.diverged]
+    if diverged:
+        raise DivergedError(
+            f"runs of the sweep diverged ({', '.join(diverged)}); lower optim.lr and run it again "
+            "(the finished runs are kept)."
+        )
 
     single_cells = {task: cells[i][3] for i, task in enumerate(tasks)}
     metric_names = {task: single_cells[task].primary(task) for task in tasks}
