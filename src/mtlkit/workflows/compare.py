@@ -28,7 +28,7 @@ import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +181,9 @@ class MethodComparison:
             "method",
             "chosen",
             *(f"{task} {self.metrics[task]} (± {level})" for task in tasks),
-            f"Δm% (± {level})",
+            f"Δm% vs single-task (± {level}; + = multi-task better)",
             "mean rank",
-            f"step time (× {self.reference})",
+            f"step time (× {self.reference}, from these runs)",
         ]
         body = [
             [
@@ -306,31 +306,26 @@ def compare_methods(
         )
         for label in labels
     }
-    partial = []
+    rows = []
     for label in labels:
         choice = choose_by_validation(method_cells[label])
         runs = method_cells[label][choice.index]
         deltas = [_delta_m(run, [baseline_runs[t][i] for t in tasks]) for i, run in enumerate(runs)]
-        partial.append(
-            (
-                label,
-                combo_names[choice.index],
-                {
-                    task: mean_ci([run.test_metric(task) for run in runs], confidence)
-                    for task in tasks
-                },
-                mean_ci(deltas, confidence),
-                step_times[label] / step_times[reference],
-                dict(zip(combo_names, choice.val_scores)),
+        rows.append(
+            MethodRow(
+                method=label,
+                chosen=combo_names[choice.index],
+                test={t: mean_ci([run.test_metric(t) for run in runs], confidence) for t in tasks},
+                delta_m=mean_ci(deltas, confidence),
+                mean_rank=math.nan,  # set below, once every method's means are known
+                step_time=step_times[label] / step_times[reference],
+                val_scores=dict(zip(combo_names, choice.val_scores)),
             )
         )
     directions = {task: baseline_runs[task][0].primary(task)[1] for task in tasks}
-    ranks = _mean_ranks({entry[0]: entry[2] for entry in partial}, directions)
+    ranks = _mean_ranks({row.method: row.test for row in rows}, directions)
     result = MethodComparison(
-        rows=[
-            MethodRow(label, chosen, test, dm, ranks[label], step, val)
-            for label, chosen, test, dm, step, val in partial
-        ],
+        rows=[replace(row, mean_rank=ranks[row.method]) for row in rows],
         baselines=baselines,
         metrics={task: baseline_runs[task][0].primary(task)[0] for task in tasks},
         seeds=seed_list,
