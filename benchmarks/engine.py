@@ -13,7 +13,8 @@ is divided by the median of the ``ew`` step (forward + ``sum(losses).backward()`
 * ``autogram``: torchjd's layer-by-layer Gramian engine (``torchjd.autogram``) with weights from
   G and one backward of Σ wₖLₖ, when torchjd is installed (a peer reference; K ≤ 10 only).
 
-It prints which strategy was fastest for each setting and what ``Engine("auto")`` picks.
+It prints which strategy was fastest for each setting and whether that is the default
+(``Engine().strategy``, ``"loop"``).
 
 Run: ``python benchmarks/engine.py`` (about 2–3 minutes on 2 cores) or ``--quick``.
 """
@@ -45,7 +46,7 @@ class _MeanRows(GradientAggregator):
 class _FixedGramian(GramianWeighting):
     """A Gramian weighting for timing: weights 1/K whatever the Gramian (but G is computed)."""
 
-    def weights_from_gramian(self, gramian: Tensor) -> Tensor:
+    def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         k = gramian.shape[0]
         return torch.full((k,), 1.0 / k, dtype=gramian.dtype, device=gramian.device)
 
@@ -161,11 +162,11 @@ def main() -> None:
             header = header or list(medians)
             rows.append((backbone, k, base, {n: medians[n] / base for n in medians}))
             fastest = min(STRATEGIES, key=lambda s: _geomean(medians, s))
-            auto = Engine().resolve("cpu", k)
-            note = "" if auto == fastest else "  <-- auto disagrees"
+            default = Engine().strategy
+            note = "" if default == fastest else "  <-- not the default"
             print(
                 f"{backbone} K={k}: ew {base * 1e3:.1f} ms; fastest strategy {fastest} "
-                f"(geometric mean over jac/gram, with/without z); auto picks {auto}{note}",
+                f"(geometric mean over jac/gram, with/without z); default {default}{note}",
                 flush=True,
             )
     print()

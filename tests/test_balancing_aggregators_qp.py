@@ -4,15 +4,15 @@ torchjd (dev-only) where it implements the same definition."""
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from mtlkit.balancing import GramianWeighting, available, create, method_class
-from mtlkit.balancing.qp import min_norm_point
+from balancing_checks import assert_permutation_equivariant, assert_resumes_exactly
+from mtlkit.balancing import GramianWeighting, create, describe, method_class
+from mtlkit.balancing.solvers.min_norm import min_norm_point
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -49,22 +49,9 @@ def _weights(name: str, jac: torch.Tensor, **options) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-DISPLAY = {
-    "mgda": "MGDA",
-    "mgda-ub": "MGDA-UB",
-    "upgrad": "UPGrad",
-    "dualproj": "DualProj",
-    "cagrad": "CAGrad",
-    "nash-mtl": "Nash-MTL",
-    "fairgrad": "FairGrad",
-    "moco": "MoCo",
-}
-
-
 @pytest.mark.parametrize("name", ALL_METHODS)
-def test_methods_are_registered_with_a_one_line_summary(name):
-    info = {m.name: m for m in available()}[name]
-    assert info.summary.startswith(DISPLAY[name] + ": ") and len(info.summary) <= 100
+def test_methods_are_registered_with_their_family_and_needs(name):
+    info = describe(name)
     assert info.family == "gradient aggregation"
     assert info.needs == ("jacobian" if name == "moco" else "gramian")
     assert issubclass(method_class(name), GramianWeighting) == (name != "moco")
@@ -78,6 +65,8 @@ def test_methods_are_registered_with_a_one_line_summary(name):
         ("upgrad", {"norm_eps": float("nan")}, "norm_eps"),
         ("upgrad", {"pref_vector": [1.0, -1.0]}, "pref_vector"),
         ("dualproj", {"pref_vector": [0.0, 0.0]}, "pref_vector"),
+        ("upgrad", {"pref_vector": [1.0, float("nan")]}, r"pref_vector\[1\] must be a number"),
+        ("dualproj", {"pref_vector": [True, 1.0]}, r"pref_vector\[0\] must be a number"),
         ("cagrad", {"c": -0.1}, "c must"),
         ("cagrad", {"rescale": 3}, "rescale"),
         ("nash-mtl", {"update_weights_every": 0}, "update_weights_every"),
@@ -177,10 +166,13 @@ def test_mgda_weights_are_scale_invariant_and_permutation_equivariant():
             if unique:
                 torch.testing.assert_close(w_c, w, atol=1e-7, rtol=0)
             torch.testing.assert_close(w_c @ jac, w @ jac, atol=tol, rtol=0)
-        w_perm = _weights("mgda", jac[perm])
-        if unique:
-            torch.testing.assert_close(w_perm, w[perm], atol=1e-7, rtol=0)
-        torch.testing.assert_close(w_perm @ jac[perm], w @ jac, atol=tol, rtol=0)
+        assert_permutation_equivariant(
+            create("mgda").weights_from_gramian,
+            jac,
+            perm,
+            direction_atol=tol,
+            weights_tol=(0.0, 1e-7) if unique else None,
+        )
 
 
 def test_mgda_agrees_with_torchjd_frank_wolfe_within_its_own_gap():
@@ -188,12 +180,13 @@ def test_mgda_agrees_with_torchjd_frank_wolfe_within_its_own_gap():
     answer is compared through its own Frank-Wolfe gap γ = ‖d_fw‖² − minᵢ gᵢᵀd_fw: convexity gives
     ‖d_fw‖² − ‖d*‖² ≤ 2γ and, d* being the min-norm point of a convex set,
     ‖d_fw − d*‖² ≤ ‖d_fw‖² − ‖d*‖². Ours is within 1.5e-6·‖d‖ of d* (the interior point's gap), and
-    never longer than Frank-Wolfe's."""
+    never longer than Frank-Wolfe's. Whatever a budget of 1000 steps reaches (Frank-Wolfe is
+    sublinear: 1 to 20 % of ‖d‖ on the full-rank cases here), its own gap bounds the comparison."""
     torchjd = pytest.importorskip("torchjd.aggregation")
-    for seed, jac in _cases(10):
+    for seed, jac in _cases(5):
         g = jac @ jac.T
         w = _weights("mgda", jac)
-        w_fw = torchjd.MGDAWeighting(epsilon=1e-15, max_iters=5000)(g)
+        w_fw = torchjd.MGDAWeighting(epsilon=1e-15, max_iters=1000)(g)
         d, d_fw = w @ jac, w_fw @ jac
         scale = float(g.diagonal().mean())
         assert float(d @ d) <= float(d_fw @ d_fw) * (1 + 1e-10) + 1e-12 * scale
@@ -275,13 +268,15 @@ def test_dual_cone_methods_are_permutation_equivariant(name):
     """The direction always (the projections are unique, within the solver's 1.5e-6 relative
     accuracy per projection); the weights where they are unique (independent gradients)."""
     for seed, jac in _cases(8):
-        w = _weights(name, jac)
         perm = torch.randperm(jac.shape[0], generator=torch.Generator().manual_seed(seed))
-        w_perm = _weights(name, jac[perm])
-        tol = 2 * 1.5e-6 * float(jac.norm(dim=1).sum())
-        torch.testing.assert_close(w_perm @ jac[perm], w @ jac, atol=tol, rtol=0)
-        if int(torch.linalg.matrix_rank(jac)) == jac.shape[0]:
-            torch.testing.assert_close(w_perm, w[perm], atol=1e-6, rtol=1e-6)
+        unique = int(torch.linalg.matrix_rank(jac)) == jac.shape[0]
+        assert_permutation_equivariant(
+            create(name).weights_from_gramian,
+            jac,
+            perm,
+            direction_atol=2 * 1.5e-6 * float(jac.norm(dim=1).sum()),
+            weights_tol=(1e-6, 1e-6) if unique else None,
+        )
 
 
 def test_upgrad_with_a_one_hot_preference_projects_that_task():
@@ -368,8 +363,12 @@ def test_cagrad_is_scale_invariant_and_permutation_equivariant():
         w = _weights("cagrad", jac)
         torch.testing.assert_close(_weights("cagrad", 1e3 * jac), w, atol=1e-6, rtol=1e-6)
         perm = torch.randperm(jac.shape[0], generator=torch.Generator().manual_seed(seed))
-        d = _weights("cagrad", jac[perm]) @ jac[perm]
-        torch.testing.assert_close(d, w @ jac, atol=1e-6 * float(jac.norm()), rtol=0)
+        assert_permutation_equivariant(
+            create("cagrad").weights_from_gramian,
+            jac,
+            perm,
+            direction_atol=1e-6 * float(jac.norm()),
+        )
 
 
 def _official_cagrad(jac: np.ndarray, alpha: float, rescale: int) -> np.ndarray:
@@ -412,7 +411,7 @@ def test_cagrad_is_never_worse_than_the_official_code(rescale):
     pytest.importorskip("scipy")
     rng = np.random.default_rng(rescale)
     divisor = (1.0, 1 + 0.4**2, 1 + 0.4)[rescale]
-    for trial in range(15):
+    for trial in range(6):
         k = int(rng.integers(2, 8))
         jac = rng.standard_normal((k, 40)) * 10 ** rng.uniform(-0.5, 0.5, size=(k, 1))
         official = _official_cagrad(jac, 0.4, rescale) * divisor
@@ -434,7 +433,7 @@ def test_cagrad_update_norm_is_bounded_on_float32_jacobians():
     ~10³ and diverged training."""
     gen = torch.Generator().manual_seed(3)
     c = 0.4
-    for trial in range(60):
+    for trial in range(20):
         k = (2, 2, 3, 5)[trial % 4]
         jac = torch.randn(k, 3000, generator=gen, dtype=torch.float64)
         kind = trial % 5
@@ -532,16 +531,14 @@ def test_nash_mtl_reuses_its_weights_between_updates_and_keeps_them_in_its_state
     nash = create("nash-mtl", num_tasks=3, update_weights_every=2, max_norm=0.0)
     a1 = nash.weights_from_gramian(j1 @ j1.T)
     torch.testing.assert_close(nash.weights_from_gramian(j2 @ j2.T), a1)  # reused
-    buffer = io.BytesIO()
-    torch.save(nash.state_dict(), buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
-    resumed = create("nash-mtl", num_tasks=3, update_weights_every=2, max_norm=0.0)
-    resumed.load_state_dict(state)
-    assert resumed.step == nash.step == 2
-    a3 = nash.weights_from_gramian(j3 @ j3.T)
-    torch.testing.assert_close(resumed.weights_from_gramian(j3 @ j3.T), a3)
-    torch.testing.assert_close(a3, _weights("nash-mtl", j3, max_norm=0.0))  # solved afresh
+    resumed = assert_resumes_exactly(
+        nash,
+        create("nash-mtl", num_tasks=3, update_weights_every=2, max_norm=0.0),
+        lambda method, _: method.weights_from_gramian(j3 @ j3.T),
+        steps=1,
+    )
+    assert resumed.step == nash.step == 3
+    torch.testing.assert_close(nash.alpha, _weights("nash-mtl", j3, max_norm=0.0))  # solved afresh
 
 
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
@@ -629,14 +626,10 @@ def test_moco_state_round_trips_through_state_dict():
     moco = create("moco", num_tasks=3)
     for jac in jacs[:3]:
         moco.aggregate(jac, losses)
-    buffer = io.BytesIO()
-    torch.save(moco.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = create("moco", num_tasks=3)
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert resumed.step == 3
-    for jac in jacs[3:]:
-        torch.testing.assert_close(resumed.aggregate(jac, losses), moco.aggregate(jac, losses))
+    resumed = assert_resumes_exactly(
+        moco, create("moco", num_tasks=3), lambda m, i: m.aggregate(jacs[3 + i], losses), steps=2
+    )
+    assert resumed.step == moco.step == 5
 
 
 def test_moco_needs_the_losses_for_its_loss_normalization():

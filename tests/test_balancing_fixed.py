@@ -1,16 +1,21 @@
 """Fixed weights and the two-task trade-off λ give exactly the weighted gradient."""
 
+import math
+
 import pytest
 import torch
 
+from balancing_checks import reload
 from mtlkit.balancing import create
 from mtlkit.models import HardSharing, classification_head, create_backbone
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model_and_losses(seed: int = 0):
     torch.manual_seed(seed)
     model = HardSharing(
-        create_backbone("mlp", 1, (8, 8)),
+        create_backbone("mlp", (1, 8, 8)),
         {"a": classification_head(128, 5), "b": classification_head(128, 5)},
     )
     x = torch.randn(16, 1, 8, 8)
@@ -52,9 +57,17 @@ def test_equal_weighting_is_the_plain_sum():
     [
         ({}, "exactly one of"),
         ({"lam": 0.5, "weights": [1, 1]}, "exactly one of"),
-        ({"lam": 1.5}, "lam must be in"),
-        ({"weights": [-1.0, 2.0]}, "non-negative"),
-        ({"weights": [0.0, 0.0]}, "non-negative"),
+        ({"lam": 1.5}, r"lam must be a number in \[0.0, 1.0\], got 1.5"),
+        ({"lam": -0.1}, "lam must be a number in"),
+        ({"lam": True}, "lam must be a number in .*got True"),
+        ({"lam": math.nan}, "lam must be a number in .*got nan"),
+        ({"lam": "0.5"}, "lam must be a number in"),
+        ({"weights": [-1.0, 2.0]}, r"weights\[0\] must be a number in \[0.0, inf\]"),
+        ({"weights": [math.nan, 1.0]}, r"weights\[0\] must be a number .*got nan"),
+        ({"weights": [1.0, math.inf]}, r"weights\[1\] must be a number .*got inf"),
+        ({"weights": [1.0, True]}, r"weights\[1\] must be a number .*got True"),
+        ({"weights": [0.0, 0.0]}, "not all 0"),
+        ({"weights": 0.5}, "weights must be a sequence of numbers"),
         ({"weights": [1.0, 2.0, 3.0]}, "3 entries but there are 2"),
         ({"lamb": 0.5}, "no option 'lamb'"),
     ],
@@ -71,7 +84,5 @@ def test_non_scalar_loss_is_refused():
 
 
 def test_weights_travel_in_the_state_dict():
-    bal = create("fixed", weights=[0.2, 0.8])
-    fresh = create("fixed", weights=[0.5, 0.5])
-    fresh.load_state_dict(bal.state_dict())
+    fresh = reload(create("fixed", weights=[0.2, 0.8]), create("fixed", weights=[0.5, 0.5]))
     assert torch.equal(fresh.weights, torch.tensor([0.2, 0.8]))

@@ -29,8 +29,10 @@ DIRECTION_RTOL = 1.5e-6
 """√(2·1e-12): the direction's relative accuracy at the interior point's duality gap."""
 
 
-def _jacobians(spread: float, dtype: torch.dtype, per_k: int = 12):
-    """Seeded (K, 64) Jacobians, K = 2..6, rows scaled by logspace over ``spread``."""
+def _jacobians(spread: float, dtype: torch.dtype, per_k: int = 2):
+    """Seeded (K, 64) Jacobians, K = 2..6, rows scaled by logspace over ``spread``: ``per_k``
+    draws of each (K, spread, dtype), 60 per method and promise (``benchmarks/guarantees.py``
+    measures the worst case over many more)."""
     gen = torch.Generator().manual_seed(int(spread))
     for k in range(2, 7):
         scales = torch.logspace(-1, 1, k, dtype=torch.float64) ** (torch.tensor(spread).log10() / 2)
@@ -90,7 +92,7 @@ def test_mgda_is_a_common_descent_direction(spread, dtype):
 def test_cagrad_stays_in_its_ball(spread, dtype):
     """‖d − g₀‖ ≤ c‖g₀‖ (rescale=0: the update of Algorithm 1)."""
     c = 0.4
-    for jac in _jacobians(spread, dtype, per_k=4):  # K > 2 costs 9 bisection rounds a solve
+    for jac in _jacobians(spread, dtype, per_k=1):  # K > 2 costs a few interior-point runs
         k = jac.shape[0]
         w, d = _direction("cagrad", jac, c=c, rescale=0)
         true = jac.double()

@@ -7,19 +7,21 @@ resume through ``torch.save`` / ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from balancing_checks import assert_resumes_exactly
 from mtlkit.balancing import LossWeighting, available, create
 from mtlkit.balancing.methods._common import adam_step_
 from mtlkit.balancing.methods.gradnorm import last_shared_weight
 
 METHODS = ("uw", "dwa", "rlw", "gls", "gradnorm", "famo", "imtl-l", "stch")
 STATEFUL = ("uw", "dwa", "rlw", "gradnorm", "famo", "imtl-l", "stch")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class _Tiny(nn.Module):
@@ -58,12 +60,12 @@ def _leaf_losses(values):
 # registry, options, validation
 
 
-def test_every_method_is_registered_as_a_loss_weighting_with_a_summary():
+def test_every_method_is_registered_as_a_loss_weighting_with_its_options():
     infos = {info.name: info for info in available()}
     for name in METHODS:
         assert name in infos, name
         assert infos[name].family == "loss weighting"
-        assert infos[name].summary and "\n" not in infos[name].summary
+        assert infos[name].needs == "losses"
     assert infos["dwa"].options == {"temperature": 2.0}
     assert infos["gradnorm"].options == {"alpha": 1.5, "lr": 0.025, "optimizer": "adam"}
     assert infos["famo"].options == {"gamma": 0.01, "w_lr": 0.025, "min_losses": 0.0}
@@ -542,29 +544,27 @@ def _train(bal, model, steps, start):
     return trace, [p.detach().clone() for p in params]
 
 
+class _Run(nn.Module):
+    """A balancer and the model it trains: what a checkpoint holds."""
+
+    def __init__(self, name: str, seed: int) -> None:
+        super().__init__()
+        self.balancer = create(name, num_tasks=2, **_options(name))
+        self.model = _Tiny(2, scales=(1.0, 5.0), seed=seed)
+
+
 @pytest.mark.parametrize("name", STATEFUL)
 def test_state_dict_round_trip_resumes_identically(name):
-    bal = create(name, num_tasks=2, **_options(name))
-    model = _Tiny(2, scales=(1.0, 5.0))
-    _train(bal, model, 7, start=0)  # mid-epoch: steps 6 of epoch 3 done
-    buffer = io.BytesIO()
-    torch.save({"balancer": bal.state_dict(), "model": model.state_dict()}, buffer)
-    buffer.seek(0)
-    state = torch.load(buffer, weights_only=True)
+    run = _Run(name, seed=0)
+    _train(run.balancer, run.model, 7, start=0)  # mid-epoch: steps 6 of epoch 3 done
 
-    expected, expected_params = _train(bal, model, 8, start=7)
+    def four_steps(run: _Run, i: int):
+        return _train(run.balancer, run.model, 4, start=7 + 4 * i)
 
-    resumed = create(name, num_tasks=2, **_options(name))
-    resumed.load_state_dict(state["balancer"])
-    model2 = _Tiny(2, scales=(1.0, 5.0), seed=99)
-    model2.load_state_dict(state["model"])
-    got, got_params = _train(resumed, model2, 8, start=7)
-    for a, b in zip(expected, got):
-        assert torch.equal(a, b)
-    for a, b in zip(expected_params, got_params):
-        assert torch.equal(a, b)
+    assert_resumes_exactly(run, _Run(name, seed=99), four_steps, steps=2)
     # the weights did move during the run (otherwise the test proves nothing)
-    assert not all(torch.equal(expected[0], w) for w in expected[1:])
+    trace, _ = _train(run.balancer, run.model, 4, start=15)
+    assert not all(torch.equal(trace[0], w) for w in trace[1:])
 
 
 def test_foreign_extra_state_is_refused_with_a_clear_message():

@@ -10,6 +10,8 @@ import yaml
 from mtlkit.cli.main import main
 from mtlkit.evaluation import hypervolume, pareto_front
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 TINY = [
     "--set",
     "train.epochs=1",

@@ -2,17 +2,48 @@
 
 >>> from mtlkit.balancing import create
 >>> bal = create("fixed", weights=[0.7, 0.3])
+
+Layout, one concern per module: :mod:`~mtlkit.balancing.types` (small shared types),
+:mod:`~mtlkit.balancing.base` (the balancer classes), :mod:`~mtlkit.balancing.engine` (per-task
+gradients and ``.grad``), :mod:`~mtlkit.balancing.solvers` (the small optimisation problems),
+:mod:`~mtlkit.balancing.options` (option validators), :mod:`~mtlkit.balancing.registry` (methods
+by name) and :mod:`~mtlkit.balancing.methods` (one module per method family).
 """
 
 from mtlkit.balancing.base import (
-    BalanceInfo,
     Balancer,
     GradientAggregator,
     GramianWeighting,
     LossWeighting,
-    Need,
 )
 from mtlkit.balancing.engine import Engine
+
+# Importing the method modules registers every method (their classes are decorated with
+# ``@register``), so that ``create`` knows them all after ``import mtlkit.balancing``.
+from mtlkit.balancing.methods import (  # noqa: F401
+    aligned_mtl,
+    cagrad,
+    config_method,
+    db_mtl,
+    dwa,
+    fairgrad,
+    famo,
+    fixed,
+    geometric,
+    graddrop,
+    gradnorm,
+    gradvac,
+    imtl,
+    imtl_g,
+    mgda,
+    moco,
+    nash_mtl,
+    pcgrad,
+    random_weights,
+    stch,
+    uncertainty,
+    upgrad,
+)
 from mtlkit.balancing.registry import (
     MethodInfo,
     available,
@@ -21,6 +52,7 @@ from mtlkit.balancing.registry import (
     method_class,
     register,
 )
+from mtlkit.balancing.types import BalanceInfo, Need
 
 __all__ = [
     "Balancer",

@@ -8,70 +8,30 @@ A *balancer* turns K task losses into gradients on the model's parameters. There
   K×P Jacobian, or just its K×K Gramian) and pick one update direction (MGDA, PCGrad, UPGrad, ...).
   Task-specific parameters always receive their own task's gradient.
 
-A method declares what it needs (:class:`Need`), so that the engine never computes more than that.
+A method declares what it reads (``needs``, a :class:`~mtlkit.balancing.types.Need`), which says
+what a step costs: a loss weighting one backward pass; a gradient aggregator the whole Jacobian of
+the shared parameters, which the engine materialises whether the method reads J or only its
+Gramian (it applies ``wᵀJ`` from it), except on the shared representation (``on_features``).
 Stateful methods keep their state in buffers or ``get_extra_state`` so that ``state_dict()`` holds
 it and checkpoints resume it.
 """
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    from mtlkit.balancing.engine import Engine
+from mtlkit.balancing.engine.backward import (
+    gramian_backward,
+    jacobian_backward,
+    representation_backward,
+)
+from mtlkit.balancing.engine.strategy import DEFAULT_ENGINE, Engine
+from mtlkit.balancing.types import BalanceInfo, Need, stack_losses
 
-
-class Need(enum.IntEnum):
-    """What a method must see to decide the update; ordered from cheapest to dearest.
-
-    Compare by name or order (``method.needs >= Need.GRAMIAN``), not by value.
-    """
-
-    LOSSES = 0
-    """The loss values (and the method's own state) only: one backward pass of one scalar."""
-    GRAD_NORMS = 1
-    """The K norms of the per-task gradients of (some of) the shared parameters, e.g. GradNorm's
-    last shared layer, which it reads itself along the short path from each loss to that layer;
-    :func:`mtlkit.balancing.engine.task_grad_norms` gives them for any parameter set."""
-    GRAMIAN = 2
-    """The K×K Gramian ``J Jᵀ`` of the per-task gradients of the shared parameters."""
-    JACOBIAN = 3
-    """The whole K×P Jacobian of the shared parameters."""
-
-
-@dataclass
-class BalanceInfo:
-    """What a balancer did in one step, for logging.
-
-    Attributes:
-        weights: the (K,) task weights actually applied, detached; ``None`` where the method's
-            update is not a weighted sum of the task gradients.
-        extras: further scalars worth logging (for example a method's internal temperature).
-    """
-
-    weights: Tensor | None
-    extras: dict[str, float] = field(default_factory=dict)
-
-
-def stack_losses(losses: Sequence[Tensor]) -> Tensor:
-    """Stack K scalar losses into a (K,) tensor, refusing anything that is not a scalar."""
-    if len(losses) == 0:
-        raise ValueError("losses is empty: pass one scalar loss per task.")
-    for k, loss in enumerate(losses):
-        if not isinstance(loss, Tensor) or loss.dim() != 0:
-            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-            raise ValueError(
-                f"losses[{k}] must be a scalar tensor, got {shape}: reduce each task's loss "
-                "to a scalar (e.g. .mean()) before balancing."
-            )
-    return torch.stack(list(losses))
+__all__ = ["Balancer", "GradientAggregator", "GramianWeighting", "LossWeighting"]
 
 
 class Balancer(nn.Module, ABC):
@@ -83,9 +43,6 @@ class Balancer(nn.Module, ABC):
     """
 
     needs: Need = Need.LOSSES
-    engine: Engine | None = None
-    """How the per-task gradients are obtained (``None``: ``Engine()``, strategy ``"auto"``); set
-    ``balancer.engine = Engine(strategy="loop")`` to force a strategy. Not part of the state."""
 
     def __init__(self, num_tasks: int | None = None) -> None:
         super().__init__()
@@ -98,6 +55,12 @@ class Balancer(nn.Module, ABC):
             raise ValueError(
                 f"{type(self).__name__} was created for {self.num_tasks} tasks but got {k} losses."
             )
+
+    def _stack(self, losses: Sequence[Tensor]) -> Tensor:
+        """The (K,) stack of the scalar ``losses``, checked against ``num_tasks``."""
+        stacked = stack_losses(losses)
+        self._check_num_tasks(stacked.numel())
+        return stacked
 
     def epoch_end(self) -> None:
         """Called by the training loop after every epoch (DWA, for one, works per epoch)."""
@@ -142,9 +105,7 @@ class LossWeighting(Balancer):
         shared_params: Iterable[nn.Parameter],
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
-        stacked = stack_losses(losses)
-        self._check_num_tasks(stacked.numel())
-        total, weights = self.combine(stacked)
+        total, weights = self.combine(self._stack(losses))
         total.backward()
         return BalanceInfo(weights=weights.detach())
 
@@ -153,17 +114,15 @@ class GradientAggregator(Balancer):
     """A method that maps the K×P Jacobian of the shared parameters to one update direction.
 
     Subclasses implement :meth:`aggregate`; methods whose result depends on the Jacobian only
-    through its Gramian should derive from :class:`GramianWeighting` instead, which lets the
-    engine skip materialising more than it must.
+    through its Gramian derive from :class:`GramianWeighting` instead, whose update is written
+    as ``wᵀJ`` straight into ``.grad``.
     """
 
     needs = Need.JACOBIAN
-    on_features: bool = False
-    """When true, the engine reads the per-task gradients of the shared *representation*
-    (``features``) instead of the shared parameters, and applies the weights to the losses
-    (Sener & Koltun's MGDA-UB shortcut): weights from the Gramian of the K gradients ``∂Lₖ/∂z``,
-    then one backward of ``Σₖ wₖLₖ`` through the whole network (heads included). Only for
-    :class:`GramianWeighting` methods; ``backward`` then requires ``features``."""
+    engine: Engine | None = None
+    """How the per-task gradients are obtained (``None``: ``Engine()``, strategy ``"loop"``); set
+    ``balancer.engine = Engine(strategy="batched")`` to use another strategy. Not part of the
+    state."""
     keeps_common_direction: bool = True
     """Whether K identical task gradients ``g`` give back ``c·g`` with ``c ≥ 0`` (checked by the
     contract tests for every registered aggregator). A method that provably does not (e.g. one
@@ -183,15 +142,24 @@ class GradientAggregator(Balancer):
         shared_params: Iterable[nn.Parameter],
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
-        from mtlkit.balancing.engine import aggregate_backward
-
-        return aggregate_backward(self, losses, shared_params, features)
+        """Shared parameters get :meth:`aggregate` of their Jacobian; every other parameter the
+        losses depend on gets the gradient of ``Σₖ Lₖ`` (its own task's, under hard sharing).
+        Gradients add to an existing ``.grad``; ``info.weights`` is ``None``."""
+        stacked = self._stack(losses)
+        engine = self.engine or DEFAULT_ENGINE
+        return jacobian_backward(self, list(losses), stacked, shared_params, features, engine)
 
 
 class GramianWeighting(GradientAggregator):
     """A gradient aggregator whose direction is ``wᵀJ`` with weights ``w`` read off the Gramian."""
 
     needs = Need.GRAMIAN
+    on_features: bool = False
+    """When true, the engine reads the per-task gradients of the shared *representation*
+    (``features``) instead of the shared parameters, and applies the weights to the losses
+    (Sener & Koltun's MGDA-UB shortcut): weights from the Gramian of the K gradients ``∂Lₖ/∂z``,
+    then one backward of ``Σₖ wₖLₖ`` through the whole network (heads included); ``backward``
+    then requires ``features``."""
 
     @abstractmethod
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
@@ -203,3 +171,17 @@ class GramianWeighting(GradientAggregator):
 
     def aggregate(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
         return self.weights_from_gramian(jacobian @ jacobian.T, losses) @ jacobian
+
+    def backward(
+        self,
+        losses: Sequence[Tensor],
+        shared_params: Iterable[nn.Parameter],
+        features: Tensor | Sequence[Tensor] | None = None,
+    ) -> BalanceInfo:
+        """Shared parameters get ``wᵀJ``, ``w`` read off ``G = J Jᵀ`` (or, with ``on_features``,
+        off the Gramian of ``∂Lₖ/∂z``); the applied weights are returned in ``info.weights``."""
+        stacked = self._stack(losses)
+        if self.on_features:
+            return representation_backward(self, list(losses), stacked, shared_params, features)
+        engine = self.engine or DEFAULT_ENGINE
+        return gramian_backward(self, list(losses), stacked, shared_params, features, engine)

@@ -15,7 +15,9 @@ __all__ = [
     "check_choice",
     "check_int",
     "check_number",
+    "check_numbers",
     "check_seed",
+    "check_weights",
     "per_task_values",
     "require_num_tasks",
 ]
@@ -61,6 +63,40 @@ def check_number(
     return number
 
 
+def check_numbers(
+    method: str,
+    option: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> list[float]:
+    """A sequence of finite numbers as a list of floats, each entry checked by
+    :func:`check_number` (the error names it, e.g. ``weights[1]``)."""
+    if isinstance(value, (str, bytes)):
+        values = None
+    else:
+        try:
+            values = list(value)
+        except TypeError:
+            values = None
+    if values is None:
+        raise ValueError(f"{method}: {option} must be a sequence of numbers, got {value!r}.")
+    return [
+        check_number(method, f"{option}[{k}]", v, low=low, high=high) for k, v in enumerate(values)
+    ]
+
+
+def check_weights(method: str, option: str, value: Any) -> list[float]:
+    """One finite number ≥ 0 per task, not all 0 (fixed task weights, a preference vector)."""
+    values = check_numbers(method, option, value, low=0.0)
+    if not any(v > 0 for v in values):
+        raise ValueError(
+            f"{method}: {option} must hold one number >= 0 per task, not all 0; got {value!r}."
+        )
+    return values
+
+
 def check_int(method: str, option: str, value: Any, *, low: int = 0) -> int:
     """``value`` as an int ≥ ``low``, or a ValueError naming the option."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -97,4 +133,4 @@ def per_task_values(
         raise ValueError(
             f"{method}: {option} has {len(values)} entries but there are {num_tasks} tasks."
         )
-    return [check_number(method, f"{option}[{k}]", v, low=low) for k, v in enumerate(values)]
+    return check_numbers(method, option, values, low=low)

@@ -1,22 +1,28 @@
-"""Every balancing method by name: ``create("upgrad")``, ``available()``."""
+"""Every balancing method by name: ``create("upgrad")``, ``available()``.
+
+The methods register themselves with :func:`register` when their module is imported; the package
+``mtlkit.balancing`` imports every module of ``mtlkit.balancing.methods``, so after ``import
+mtlkit.balancing`` (or any import from it) every method is known. This module imports no method.
+"""
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from mtlkit.balancing.base import Balancer
+from mtlkit.balancing.base import Balancer, LossWeighting
 
 _REGISTRY: dict[str, type[Balancer]] = {}
 
+_Method = TypeVar("_Method", bound=type[Balancer])
 
-def register(name: str):
+
+def register(name: str) -> Callable[[_Method], _Method]:
     """Class decorator that makes a :class:`Balancer` subclass creatable by ``name``."""
 
-    def decorate(cls: type[Balancer]) -> type[Balancer]:
+    def decorate(cls: _Method) -> _Method:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"balancing method {name!r} is registered twice.")
         cls.method_name = name
@@ -24,14 +30,6 @@ def register(name: str):
         return cls
 
     return decorate
-
-
-def _load_methods() -> None:
-    """Import every module of ``mtlkit.balancing.methods``: one file per method family."""
-    from mtlkit.balancing import methods
-
-    for info in pkgutil.iter_modules(methods.__path__):
-        importlib.import_module(f"{methods.__name__}.{info.name}")
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,6 @@ class MethodInfo:
 
 def available() -> list[MethodInfo]:
     """All registered methods, sorted by name."""
-    _load_methods()
     return [_describe(name, cls) for name, cls in sorted(_REGISTRY.items())]
 
 
@@ -59,8 +56,6 @@ def _describe(name: str, cls: type[Balancer]) -> MethodInfo:
         for p in inspect.signature(cls.__init__).parameters.values()
         if p.name not in ("self", "num_tasks") and p.kind is p.KEYWORD_ONLY
     }
-    from mtlkit.balancing.base import LossWeighting
-
     family = "loss weighting" if issubclass(cls, LossWeighting) else "gradient aggregation"
     return MethodInfo(name, summary, family, cls.needs.name.lower(), options)
 
@@ -72,7 +67,6 @@ def describe(name: str) -> MethodInfo:
 
 def method_class(name: str) -> type[Balancer]:
     """The class registered as ``name``; a clear error lists the known names otherwise."""
-    _load_methods()
     if name not in _REGISTRY:
         known = ", ".join(sorted(_REGISTRY))
         raise ValueError(f"unknown balancing method {name!r}; choose one of: {known}.")

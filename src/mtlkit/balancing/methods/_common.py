@@ -1,7 +1,8 @@
 """Private tensor and state helpers shared by the balancing methods.
 
-* input checks (:func:`check_gramian`, :func:`check_jacobian`) and the dtype the linear algebra
-  runs in (:func:`solve_dtype`);
+* :func:`check_jacobian`, the input check of the methods that read the whole Jacobian (the
+  Gramian's check and the working dtype live with the solvers, in
+  :mod:`mtlkit.balancing.solvers.gramian`);
 * :class:`_SeededRandomness`, a mixin that gives a method its own seeded ``torch.Generator`` (one
   per device type, so random draws happen where the data lives) and puts the generators' states in
   ``state_dict()`` through ``get_extra_state``, and :func:`random_orders` drawn from it;
@@ -22,18 +23,6 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.options import check_seed
-from mtlkit.balancing.qp import work_dtype
-
-
-def check_gramian(gramian: Tensor) -> int:
-    """Check that ``gramian`` is a square (K, K) floating tensor; return K."""
-    if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1] or gramian.shape[0] == 0:
-        raise ValueError(
-            f"expected a (K, K) Gramian with K >= 1, got shape {tuple(gramian.shape)}."
-        )
-    if not gramian.is_floating_point():
-        raise ValueError(f"expected a floating-point Gramian, got dtype {gramian.dtype}.")
-    return gramian.shape[0]
 
 
 def check_jacobian(jacobian: Tensor) -> int:
@@ -45,16 +34,6 @@ def check_jacobian(jacobian: Tensor) -> int:
     if not jacobian.is_floating_point():
         raise ValueError(f"expected a floating-point Jacobian, got dtype {jacobian.dtype}.")
     return jacobian.shape[0]
-
-
-def solve_dtype(tensor: Tensor) -> torch.dtype:
-    """The dtype to do the K×K linear algebra in: float64 wherever the device has it.
-
-    The problems are K×K, so this costs nothing next to the backward passes, and it keeps the
-    methods' guarantees at the precision of the Gramian rather than below it (a float32 solve of
-    a Gramian whose gradient norms differ by 10⁴ loses the small task entirely).
-    """
-    return work_dtype(tensor.device)
 
 
 def random_orders(num_tasks: int, generator: torch.Generator, device: torch.device) -> Tensor:

@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._common import check_gramian
-from mtlkit.balancing.qp import cosine_gramian, work_dtype
+from mtlkit.balancing.options import check_choice, check_number
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.gramian import check_gramian, cosine_gramian, work_dtype
 
 _SCALES = ("min", "median", "rmse")
 
@@ -94,18 +94,12 @@ class AlignedMTL(GramianWeighting):
         self, num_tasks: int | None = None, *, scale: str = "min", rtol: float | None = None
     ) -> None:
         super().__init__(num_tasks=num_tasks)
-        if scale not in _SCALES:
-            raise ValueError(f"scale must be one of {', '.join(_SCALES)}; got {scale!r}.")
-        if rtol is not None:
-            try:
-                value = float(rtol)
-            except (TypeError, ValueError):
-                value = float("nan")
-            if isinstance(rtol, bool) or not 0.0 <= value < 1.0:
-                raise ValueError(f"rtol must be None or a number in [0, 1), got {rtol!r}.")
-            rtol = value
-        self.scale = scale
-        self.rtol = rtol
+        self.scale = check_choice("aligned-mtl", "scale", scale, _SCALES)
+        self.rtol = (
+            None
+            if rtol is None
+            else check_number("aligned-mtl", "rtol", rtol, low=0.0, high=1.0, high_inclusive=False)
+        )
 
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         check_gramian(gramian)

@@ -7,8 +7,9 @@ from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
 from mtlkit.balancing.options import check_number
-from mtlkit.balancing.qp import max_min_in_ball, work_dtype
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.ball import max_min_in_ball
+from mtlkit.balancing.solvers.gramian import work_dtype
 
 _RESCALES = (0, 1, 2)
 
@@ -28,12 +29,12 @@ class CAGrad(GramianWeighting):
     and the update is d*/r, i.e. the weights (1/K + (√φ/‖g_w*‖)·w*ᵢ)/r. The paper and the
     official code solve the dual over the simplex with scipy's SLSQP (which stalls far from the
     optimum on badly scaled gradients) and divide by ‖g_w‖ + 1e-8; here the same dual is solved
-    exactly (closed form for K = 2, bisection on ‖g_w‖ with batched simplex QPs otherwise, see
-    :func:`mtlkit.balancing.qp.max_min_in_ball`) on the Gramian plus a relative ridge of
-    100·eps of its dtype (1.2e-5 for float32, 1e-10 at least), so that ‖g_w‖ > 0 and, whatever
-    the solve returns, ‖d* − g₀‖ ≤ √φ and ‖d*‖ ≤ (1 + c)‖g₀‖. Where g_w* ≈ 0 (0 in the convex hull)
-    d* is optimal to ~1e-5 of the scale. c = 0 gives the mean gradient. The weights do not depend
-    on the scale of J.
+    exactly (closed form for K = 2, otherwise a safeguarded search for ‖g_w*‖ with a few simplex
+    QPs, see :func:`mtlkit.balancing.solvers.ball.max_min_in_ball`) on the Gramian plus a relative
+    ridge of 100·eps of its dtype (1.2e-5 for float32, 1e-10 at least), so that ‖g_w‖ > 0 and,
+    whatever the solve returns, ‖d* − g₀‖ ≤ √φ and ‖d*‖ ≤ (1 + c)‖g₀‖. Where g_w* ≈ 0 (0 in the
+    convex hull) d* is optimal to ~1e-5 of the scale. c = 0 gives the mean gradient. The weights
+    do not depend on the scale of J.
 
     Args:
         c: the ball's radius relative to ‖g₀‖, c ≥ 0 (paper: 0.4 on NYUv2, 0.5 elsewhere).

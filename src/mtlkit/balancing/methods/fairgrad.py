@@ -7,8 +7,8 @@ from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
 from mtlkit.balancing.options import check_number
-from mtlkit.balancing.qp import alpha_fair_weights
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.fair import alpha_fair_weights
 
 
 @register("fairgrad")

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import LossWeighting
+from mtlkit.balancing.options import check_number, check_weights
 from mtlkit.balancing.registry import register
 
 
@@ -24,8 +25,8 @@ class FixedWeighting(LossWeighting):
     """Fixed weights: Σ wₖLₖ with user-given wₖ, or λ·L₁ + (1−λ)·L₂ for two tasks.
 
     Args:
-        weights: one non-negative weight per task.
-        lam: the two-task trade-off λ in [0, 1]; task 1 gets λ, task 2 gets 1−λ.
+        weights: one finite, non-negative weight per task, at least one above 0.
+        lam: the two-task trade-off λ, a number in [0, 1]; task 1 gets λ, task 2 gets 1−λ.
     Give exactly one of the two.
     """
 
@@ -39,16 +40,19 @@ class FixedWeighting(LossWeighting):
         if (weights is None) == (lam is None):
             raise ValueError("fixed needs exactly one of 'weights' (one per task) or 'lam' (λ).")
         if lam is not None:
-            if not 0.0 <= float(lam) <= 1.0:
-                raise ValueError(f"lam must be in [0, 1], got {lam}.")
+            lam = check_number("fixed", "lam", lam, low=0.0, high=1.0)
             if num_tasks not in (None, 2):
-                raise ValueError(f"lam is a two-task trade-off, but there are {num_tasks} tasks.")
-            weights = [float(lam), 1.0 - float(lam)]
-        values = [float(w) for w in weights]
-        if any(w < 0 for w in values) or not any(w > 0 for w in values):
-            raise ValueError(f"weights must be non-negative with one above 0, got {values}.")
+                raise ValueError(
+                    f"fixed: lam is a two-task trade-off, but there are {num_tasks} tasks; "
+                    "give weights=[...] (one per task) instead."
+                )
+            values = [lam, 1.0 - lam]
+        else:
+            values = check_weights("fixed", "weights", weights)
         if num_tasks is not None and len(values) != num_tasks:
-            raise ValueError(f"weights has {len(values)} entries but there are {num_tasks} tasks.")
+            raise ValueError(
+                f"fixed: weights has {len(values)} entries but there are {num_tasks} tasks."
+            )
         super().__init__(num_tasks=len(values))
         self.register_buffer("weights", torch.tensor(values))
 

@@ -9,12 +9,8 @@ from torch import Tensor
 
 from mtlkit.balancing.base import GradientAggregator
 from mtlkit.balancing.methods._common import _SeededRandomness, check_jacobian
-from mtlkit.balancing.options import check_number
+from mtlkit.balancing.options import check_number, check_numbers
 from mtlkit.balancing.registry import register
-
-
-def _check_leak(option: str, value: object) -> float:
-    return check_number("graddrop", option, value, low=0.0, high=1.0)
 
 
 @register("graddrop")
@@ -57,7 +53,7 @@ class GradDrop(_SeededRandomness, GradientAggregator):
     ) -> None:
         super().__init__(num_tasks=num_tasks)
         if isinstance(leak, Sequence) and not isinstance(leak, str):
-            values = [_check_leak(f"leak[{i}]", v) for i, v in enumerate(leak)]
+            values = check_numbers("graddrop", "leak", leak, low=0.0, high=1.0)
             if not values:
                 raise ValueError(
                     "graddrop: leak must be a number in [0, 1] or one per task, got []."
@@ -69,7 +65,7 @@ class GradDrop(_SeededRandomness, GradientAggregator):
                 )
             self.leak: float | list[float] = values
         else:
-            self.leak = _check_leak("leak", leak)
+            self.leak = check_number("graddrop", "leak", leak, low=0.0, high=1.0)
         self._init_randomness(seed)
 
     def _leak_tensor(self, jacobian: Tensor) -> Tensor | None:

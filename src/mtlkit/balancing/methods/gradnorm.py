@@ -8,10 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtlkit.balancing.base import BalanceInfo, LossWeighting, Need, stack_losses
+from mtlkit.balancing.base import LossWeighting
 from mtlkit.balancing.methods._common import adam_step_, read_extra_state
 from mtlkit.balancing.options import check_choice, check_number, require_num_tasks
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.types import BalanceInfo
 
 _MIN_WEIGHT = 1e-6
 """Floor applied to a task weight before renormalising, so that no weight reaches 0 or below."""
@@ -54,9 +55,11 @@ class GradNorm(LossWeighting):
     optimiser never touches them. Weights, ``Lₖ(0)`` and the optimiser's moments all travel in
     ``state_dict()``.
 
-    The per-task norms cost one extra backward per task from the loss to W only (the task
-    heads), not through the trunk. Under DistributedDataParallel the norms are those of the
-    local batch, so the weights can drift apart between ranks.
+    Cost: GradNorm reads the norms itself (its ``needs`` is ``losses``: the engine computes no
+    per-task gradient for it), with one extra backward per task along the short path from the
+    loss to W (the task's head and W, not the rest of the trunk), then one backward of Σ wₖLₖ.
+    Under DistributedDataParallel the norms are those of the local batch, so the weights can
+    drift apart between ranks.
 
     Args:
         alpha: α ≥ 0, the strength of the restoring force towards a common training rate
@@ -64,8 +67,6 @@ class GradNorm(LossWeighting):
         lr: > 0, learning rate of the weights' own optimiser.
         optimizer: ``"adam"`` (default) or ``"sgd"``, the weights' own optimiser.
     """
-
-    needs = Need.GRAD_NORMS
 
     _OPTIMIZERS = ("adam", "sgd")
 
@@ -99,7 +100,7 @@ class GradNorm(LossWeighting):
         shared_params: Iterable[nn.Parameter],
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
-        stacked = stack_losses(losses)
+        stacked = self._stack(losses)
         shared = [p for p in shared_params if p.requires_grad]
         if not shared:
             raise ValueError(

@@ -6,14 +6,10 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._common import (
-    _SeededRandomness,
-    check_gramian,
-    random_orders,
-    solve_dtype,
-)
+from mtlkit.balancing.methods._common import _SeededRandomness, random_orders
 from mtlkit.balancing.options import check_number, require_num_tasks
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.gramian import check_gramian, work_dtype
 
 
 def gradvac_coefficients(
@@ -101,7 +97,7 @@ class GradVac(_SeededRandomness, GramianWeighting):
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor:
         k = check_gramian(gramian)
         self._check_num_tasks(k)
-        work = gramian.detach().to(solve_dtype(gramian))
+        work = gramian.detach().to(work_dtype(gramian.device))
         orders = random_orders(k, self._generator(work.device), work.device)
         targets = self.targets.to(dtype=work.dtype, device=work.device)
         coefficients, new_targets = gradvac_coefficients(work, orders, targets, self.beta)

@@ -6,9 +6,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.methods._common import check_gramian
-from mtlkit.balancing.qp import equal_projection_weights
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.gramian import check_gramian, equal_projection_weights
 
 
 @register("imtl-g")

@@ -7,8 +7,8 @@ from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
 from mtlkit.balancing.options import check_choice
-from mtlkit.balancing.qp import min_norm_point
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.min_norm import min_norm_point
 
 _NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 
@@ -78,9 +78,6 @@ class MGDA(GramianWeighting):
             inv = torch.where(norms > 0, norms.reciprocal(), torch.zeros_like(norms))
             gramian = gramian * inv[:, None] * inv[None, :]
         return min_norm_point(gramian).to(gramian.dtype)
-
-    def aggregate(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
-        return self.weights_from_gramian(jacobian @ jacobian.T, losses) @ jacobian
 
 
 @register("mgda-ub")

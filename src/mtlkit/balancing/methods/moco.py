@@ -9,8 +9,8 @@ from torch import Tensor
 
 from mtlkit.balancing.base import GradientAggregator
 from mtlkit.balancing.options import check_choice, check_number
-from mtlkit.balancing.qp import project_simplex
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.simplex import project_simplex
 
 _NORMALIZATIONS = ("none", "loss")
 _LAMBDA_UPDATES = ("projection", "softmax")

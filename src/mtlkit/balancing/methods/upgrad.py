@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from mtlkit.balancing.base import GramianWeighting
-from mtlkit.balancing.options import check_number
-from mtlkit.balancing.qp import dual_cone_weights, work_dtype
+from mtlkit.balancing.options import check_number, check_weights
 from mtlkit.balancing.registry import register
+from mtlkit.balancing.solvers.dual_cone import dual_cone_weights
+from mtlkit.balancing.solvers.gramian import work_dtype
 
 
 class _DualConeWeighting(GramianWeighting):
@@ -30,12 +30,7 @@ class _DualConeWeighting(GramianWeighting):
         self.reg_eps = check_number(self.method_name, "reg_eps", reg_eps, low=0.0)
         pref = None
         if pref_vector is not None:
-            values = [float(v) for v in pref_vector]
-            if not values or any(not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
-                raise ValueError(
-                    "pref_vector must hold one finite weight ≥ 0 per task, not all 0; "
-                    f"got {list(pref_vector)!r}."
-                )
+            values = check_weights(self.method_name, "pref_vector", pref_vector)
             if num_tasks is not None and len(values) != num_tasks:
                 raise ValueError(
                     f"pref_vector has {len(values)} entries but there are {num_tasks} tasks."
@@ -78,7 +73,7 @@ class UPGrad(_DualConeWeighting):
 
     so d never conflicts with any task (Jd ≥ 0), and equals g when every row equals g. The K box-
     constrained QPs are solved together, by one batched interior-point run in float64, on the
-    cosine matrix N⁻¹GN⁻¹ (N: the gradient norms; see ``qp.dual_cone_weights``):
+    cosine matrix N⁻¹GN⁻¹ (N: the gradient norms; see ``solvers.dual_cone.dual_cone_weights``):
     every task's constraint is resolved in its own scale, so the promise holds whatever the spread
     of the gradient norms — measured min cos(gₖ, d) ≥ −1e-7 on float32 Jacobians whose norms
     span 10⁴ (tests/test_balancing_guarantees.py), where the paper's and torchjd's ridge

@@ -1,4 +1,4 @@
-"""The small solvers of ``mtlkit.balancing.qp`` against quadprog/scipy and their KKT conditions."""
+"""The solvers of ``mtlkit.balancing.solvers`` against quadprog/scipy and their KKT conditions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from mtlkit.balancing import qp
+from mtlkit.balancing.solvers import ball
+from mtlkit.balancing.solvers.ball import max_min_in_ball
+from mtlkit.balancing.solvers.dual_cone import dual_cone_weights
+from mtlkit.balancing.solvers.fair import alpha_fair_weights
+from mtlkit.balancing.solvers.gramian import normalize_gramian
+from mtlkit.balancing.solvers.min_norm import min_norm_point
+from mtlkit.balancing.solvers.nonneg_qp import solve_nonneg_qp
+from mtlkit.balancing.solvers.simplex import project_simplex
 
 
 @pytest.fixture
@@ -66,12 +73,12 @@ def _kkt_violation(h: np.ndarray, c: np.ndarray, x: np.ndarray, simplex: bool) -
 @pytest.mark.parametrize("simplex", [False, True])
 def test_nonneg_qp_matches_quadprog_on_positive_definite_problems(simplex):
     rng = np.random.default_rng(0)
-    for _ in range(60):
+    for _ in range(20):
         k = int(rng.integers(1, 25))
         h = _psd(rng, k, int(rng.integers(1, k + 3)), 10 ** rng.uniform(-4, 4))
         h += 1e-3 * np.trace(h) / k * np.eye(k)  # quadprog needs a well-conditioned PD H
         c = rng.standard_normal(k) * np.trace(h) / k
-        x = qp.solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
+        x = solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
         ref = _quadprog(h, c, simplex)
         np.testing.assert_allclose(x, ref, rtol=0, atol=1e-5 * (1 + np.abs(ref).max()))
         assert _kkt_violation(h, c, x, simplex) < 1e-8
@@ -81,14 +88,14 @@ def test_nonneg_qp_matches_quadprog_on_positive_definite_problems(simplex):
 def test_nonneg_qp_kkt_on_rank_deficient_problems(simplex):
     """quadprog cannot take a singular H; the KKT conditions certify optimality instead."""
     rng = np.random.default_rng(1)
-    for _ in range(60):
+    for _ in range(20):
         k = int(rng.integers(2, 30))
         h = _psd(rng, k, int(rng.integers(1, k)), 10 ** rng.uniform(-4, 4))
         if simplex:
             c = rng.standard_normal(k) * np.sqrt(np.trace(h) / k) * rng.integers(0, 2)
         else:  # bounded below: c = Hz + (something ≥ 0)
             c = h @ rng.standard_normal(k) + np.abs(rng.standard_normal(k)) * np.trace(h) / k
-        x = qp.solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
+        x = solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
         assert _kkt_violation(h, c, x, simplex) < 1e-7
 
 
@@ -96,18 +103,18 @@ def test_nonneg_qp_kkt_on_rank_deficient_problems(simplex):
 def test_nonneg_qp_closed_forms_for_one_and_two_variables(simplex):
     """K ≤ 2 (two tasks, the common case) is solved in closed form: same answers as quadprog."""
     rng = np.random.default_rng(10)
-    for _ in range(200):
+    for _ in range(80):
         k = int(rng.integers(1, 3))
         h = _psd(rng, k, int(rng.integers(1, 3)), 10 ** rng.uniform(-3, 3))
         h += 1e-6 * np.trace(h) / k * np.eye(k)
         c = rng.standard_normal(k) * np.trace(h) / k
-        x = qp.solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
+        x = solve_nonneg_qp(torch.tensor(h), torch.tensor(c), simplex=simplex).numpy()
         ref = _quadprog(h, c, simplex)
         np.testing.assert_allclose(x, ref, rtol=0, atol=1e-6 * (1 + np.abs(ref).max()))
     # Degenerate: identical rows on the simplex split evenly; a zero Hessian in the box stays at 0.
     ones = torch.ones(2, 2, dtype=torch.float64)
     torch.testing.assert_close(
-        qp.solve_nonneg_qp(ones, torch.zeros(2, dtype=torch.float64), simplex=True),
+        solve_nonneg_qp(ones, torch.zeros(2, dtype=torch.float64), simplex=True),
         torch.full((2,), 0.5, dtype=torch.float64),
     )
 
@@ -116,18 +123,18 @@ def test_nonneg_qp_batches_like_a_loop_and_keeps_device():
     rng = np.random.default_rng(2)
     hs = torch.tensor(np.stack([_psd(rng, 6, 4) + 0.1 * np.eye(6) for _ in range(5)]))
     cs = torch.tensor(rng.standard_normal((5, 6)))
-    batched = qp.solve_nonneg_qp(hs, cs, simplex=True)
-    looped = torch.stack([qp.solve_nonneg_qp(h, c, simplex=True) for h, c in zip(hs, cs)])
+    batched = solve_nonneg_qp(hs, cs, simplex=True)
+    looped = torch.stack([solve_nonneg_qp(h, c, simplex=True) for h, c in zip(hs, cs)])
     torch.testing.assert_close(batched, looped, rtol=0, atol=1e-9)
-    shared = qp.solve_nonneg_qp(hs[0], cs)  # one H, five linear terms
-    looped = torch.stack([qp.solve_nonneg_qp(hs[0], c) for c in cs])
+    shared = solve_nonneg_qp(hs[0], cs)  # one H, five linear terms
+    looped = torch.stack([solve_nonneg_qp(hs[0], c) for c in cs])
     torch.testing.assert_close(shared, looped, rtol=0, atol=1e-9)
     assert batched.device == hs.device and batched.dtype == torch.float64
 
 
 def test_nonneg_qp_rejects_non_square_input():
     with pytest.raises(ValueError, match="square"):
-        qp.solve_nonneg_qp(torch.ones(2, 3), torch.ones(2))
+        solve_nonneg_qp(torch.ones(2, 3), torch.ones(2))
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,11 +149,11 @@ def _jacobian(rng: np.random.Generator, k: int, rank: int, p: int = 40) -> np.nd
 
 def test_min_norm_point_is_the_min_norm_element_of_the_hull():
     rng = np.random.default_rng(3)
-    for _ in range(60):
+    for _ in range(20):
         k = int(rng.integers(1, 20))
         jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
         g = jac @ jac.T
-        w = qp.min_norm_point(torch.tensor(g)).numpy()
+        w = min_norm_point(torch.tensor(g)).numpy()
         assert w.min() >= 0 and abs(w.sum() - 1) < 1e-12
         gw, value = g @ w, w @ g @ w
         scale = np.trace(g) / k
@@ -161,11 +168,11 @@ def test_min_norm_point_is_the_min_norm_element_of_the_hull():
 
 def test_min_norm_point_matches_quadprog():
     rng = np.random.default_rng(4)
-    for _ in range(40):
+    for _ in range(20):
         k = int(rng.integers(2, 15))
         jac = _jacobian(rng, k, k + 5)  # full rank: unique minimiser
         g = jac @ jac.T
-        w = qp.min_norm_point(torch.tensor(g)).numpy()
+        w = min_norm_point(torch.tensor(g)).numpy()
         ref = _quadprog(g + 1e-12 * np.trace(g) * np.eye(k), np.zeros(k), simplex=True)
         if np.linalg.cond(g) < 1e6:  # quadprog is accurate there
             np.testing.assert_allclose(w, ref, rtol=0, atol=1e-5)
@@ -178,21 +185,21 @@ def test_min_norm_point_of_identical_rows_is_near_symmetric_and_of_one_row_is_on
     approaches the symmetric analytic centre, up to ~1e-5 of drift along the flat direction."""
     row = _randn(20, 1, 30)
     jac = torch.cat([row.repeat(3, 1), _randn(21, 2, 30)])
-    w = qp.min_norm_point(jac @ jac.T)
+    w = min_norm_point(jac @ jac.T)
     assert float(w[:3].max() - w[:3].min()) < 1e-4
-    w_all = qp.min_norm_point(row.repeat(4, 1) @ row.repeat(4, 1).T)
+    w_all = min_norm_point(row.repeat(4, 1) @ row.repeat(4, 1).T)
     torch.testing.assert_close(
         w_all, torch.full((4,), 0.25, dtype=torch.float64), atol=1e-3, rtol=0
     )
     torch.testing.assert_close(w_all @ row.repeat(4, 1), row[0])
-    torch.testing.assert_close(qp.min_norm_point(row @ row.T), torch.ones(1, dtype=torch.float64))
+    torch.testing.assert_close(min_norm_point(row @ row.T), torch.ones(1, dtype=torch.float64))
 
 
 def test_min_norm_point_handles_float32_gramians_of_long_jacobians():
     """A float32 Gramian of a long Jacobian is indefinite at ~1e-6: the solver must cope."""
     jac = _randn(22, 12, 3, dtype=torch.float32) @ _randn(23, 3, 200_000, dtype=torch.float32)
     # rank 3 < K: 0 is in the hull
-    w = qp.min_norm_point(jac @ jac.T)
+    w = min_norm_point(jac @ jac.T)
     assert torch.isfinite(w).all() and abs(float(w.sum()) - 1) < 1e-9
     d = w.to(torch.float64) @ jac.double()
     assert float(d.norm()) <= 1e-3 * float(jac.double().norm(dim=1).min())
@@ -206,13 +213,13 @@ def test_min_norm_point_handles_float32_gramians_of_long_jacobians():
 def test_dual_cone_weights_match_quadprog_and_project_onto_the_dual_cone():
     quadprog = pytest.importorskip("quadprog")
     rng = np.random.default_rng(5)
-    for _ in range(40):
+    for _ in range(20):
         k = int(rng.integers(1, 15))
         jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
         g = jac @ jac.T
         g = g / np.trace(g) + 1e-4 * np.eye(k)
         u = np.abs(rng.standard_normal((3, k)))
-        v = qp.dual_cone_weights(torch.tensor(g), torch.tensor(u)).numpy()
+        v = dual_cone_weights(torch.tensor(g), torch.tensor(u)).numpy()
         for ui, vi in zip(u, v):
             ref = quadprog.solve_qp(g, np.zeros(k), np.eye(k), ui)[0]
             np.testing.assert_allclose(vi, ref, rtol=0, atol=1e-5 * (1 + np.abs(ref).max()))
@@ -224,11 +231,11 @@ def test_dual_cone_weights_match_quadprog_and_project_onto_the_dual_cone():
 
 def test_dual_cone_weights_without_ridge_give_a_non_conflicting_direction():
     rng = np.random.default_rng(6)
-    for _ in range(40):
+    for _ in range(20):
         k = int(rng.integers(2, 15))
         jac = _jacobian(rng, k, int(rng.integers(1, k + 3)))
         g = jac @ jac.T
-        v = qp.dual_cone_weights(torch.tensor(g), torch.eye(k, dtype=torch.float64)).numpy()
+        v = dual_cone_weights(torch.tensor(g), torch.eye(k, dtype=torch.float64)).numpy()
         conflicts = jac @ (v @ jac).T  # (K, K): task i's improvement for each projected row
         assert conflicts.min() >= -1e-8 * np.trace(g) / k
 
@@ -262,14 +269,14 @@ def test_max_min_in_ball_is_optimal_by_a_duality_certificate(scipy_optimize):
     with that tolerance.
     """
     rng = np.random.default_rng(7)
-    for _ in range(40):
+    for _ in range(8):
         jac, c = _cagrad_case(rng, row_scales=2)  # gradient norms spread over 4 decades
         k = jac.shape[0]
         g = jac @ jac.T
         g0 = jac.mean(0)
         rho = c * np.linalg.norm(g0)
         center = torch.full((k,), 1.0 / k, dtype=torch.float64)
-        beta = qp.max_min_in_ball(torch.tensor(g), center, rho).numpy()
+        beta = max_min_in_ball(torch.tensor(g), center, rho).numpy()
         d = beta @ jac
         scale = np.sqrt(np.trace(g) / k)
         assert np.linalg.norm(d - g0) <= rho * (1 + 1e-9) + 1e-12 * scale
@@ -285,7 +292,7 @@ def test_max_min_in_ball_is_optimal_by_a_duality_certificate(scipy_optimize):
         w = np.zeros(k)
         w[active] = w_active
         w /= w.sum()
-        w_mn = qp.min_norm_point(torch.tensor(g)).numpy()
+        w_mn = min_norm_point(torch.tensor(g)).numpy()
         degenerate = w_mn @ g @ w_mn <= 1e-6 * scale**2
         upper = min(_cagrad_dual(g, rho, w), _cagrad_dual(g, rho, w_mn))
         assert upper - primal <= (1e-4 if degenerate else 1e-6) * scale**2
@@ -299,7 +306,7 @@ def test_max_min_in_ball_is_never_worse_than_the_official_slsqp_solve(scipy_opti
     BLAS kernel under it."""
     rng = np.random.default_rng(8)
     compared = 0
-    for _ in range(30):
+    for _ in range(10):
         jac, c = _cagrad_case(rng, row_scales=0.5)
         k = jac.shape[0]
         g = jac @ jac.T
@@ -322,12 +329,12 @@ def test_max_min_in_ball_is_never_worse_than_the_official_slsqp_solve(scipy_opti
         d_ref = jac.mean(0) + rho / gw_norm * (w @ jac)
         primal_ref, dual_ref = (jac @ d_ref).min(), _cagrad_dual(g, rho, w)
         center = torch.full((k,), 1.0 / k, dtype=torch.float64)
-        d = qp.max_min_in_ball(torch.tensor(g), center, rho).numpy() @ jac
+        d = max_min_in_ball(torch.tensor(g), center, rho).numpy() @ jac
         primal = (jac @ d).min()
         assert primal >= primal_ref - 1e-6 * scale
         assert primal <= dual_ref + 1e-9 * scale
         compared += 1
-    assert compared >= 20
+    assert compared >= 7
 
 
 def test_max_min_in_ball_where_no_direction_improves_every_task():
@@ -337,14 +344,14 @@ def test_max_min_in_ball_where_no_direction_improves_every_task():
     g = jac @ jac.T
     center = torch.full((3,), 1.0 / 3, dtype=torch.float64)
     rho = 0.4 * float(jac.mean(0).norm())
-    beta = qp.max_min_in_ball(g, center, rho)
+    beta = max_min_in_ball(g, center, rho)
     d = beta @ jac
     assert torch.isfinite(beta).all()
     assert float((d - jac.mean(0)).norm()) <= rho * (1 + 1e-9)
     # The optimum is 0; the ridge (1e-10 relative) leaves it at ~1e-5 of the scale.
     assert float((jac @ d).min()) >= -1e-4 * float(g.diagonal().mean())
     # A zero radius is the centre itself.
-    torch.testing.assert_close(qp.max_min_in_ball(g, center, 0.0), center)
+    torch.testing.assert_close(max_min_in_ball(g, center, 0.0), center)
 
 
 def _ball_check(g: torch.Tensor, beta: torch.Tensor, c: float, slack: float) -> None:
@@ -361,7 +368,10 @@ def _ball_check(g: torch.Tensor, beta: torch.Tensor, c: float, slack: float) -> 
 
 
 def _adversarial_jacobians():
-    """(K, P) float64 Jacobians that broke or strain CAGrad's solve, each at scales 1e-8..1e4."""
+    """(K, P) float64 Jacobians that broke or strain CAGrad's solve, at scales 1e-8..1e4, with the
+    dtype their Gramian is computed in: seven kinds for each K, each at one scale and one dtype in
+    turn, so that every kind meets every scale and both dtypes across the four K (the solve works
+    on the Gramian scaled to unit size; scale and dtype matter through its rounding)."""
     gen = torch.Generator().manual_seed(0)
 
     def randn(*shape):
@@ -384,9 +394,9 @@ def _adversarial_jacobians():
         conflict = base.clone()
         conflict[1:] = -base[0] + 1e-3 * randn(k - 1, 50)  # all against the first
         cases.append(conflict)
-        for jac in cases:
-            for scale in (1e-8, 1e-4, 1.0, 1e4):
-                yield scale * jac
+        for j, jac in enumerate(cases):
+            scale = (1e-8, 1e-4, 1.0, 1e4)[(7 * (k - 1) + j) % 4]
+            yield scale * jac, (torch.float64, torch.float32)[(k + j) % 2]
 
 
 def test_max_min_in_ball_stays_in_its_ball_on_adversarial_gramians():
@@ -396,14 +406,13 @@ def test_max_min_in_ball_stays_in_its_ball_on_adversarial_gramians():
     iterations, which made CAGrad diverge in training (weights ~10³ on a benign 2×2 Gramian).
     """
     c = 0.4
-    for jac in _adversarial_jacobians():
+    for jac, dtype in _adversarial_jacobians():
         k = jac.shape[0]
         u = torch.full((k,), 1.0 / k, dtype=torch.float64)
-        for dtype in (torch.float64, torch.float32):
-            g = (jac.to(dtype) @ jac.to(dtype).T).double()
-            rho = c * (u @ g @ u).clamp(min=0).sqrt()
-            beta = qp.max_min_in_ball(g, u, rho, ridge=1e-5 if dtype == torch.float32 else 1e-10)
-            _ball_check(g, beta, c, slack=1e-6)
+        g = (jac.to(dtype) @ jac.to(dtype).T).double()
+        rho = c * (u @ g @ u).clamp(min=0).sqrt()
+        beta = max_min_in_ball(g, u, rho, ridge=1e-5 if dtype == torch.float32 else 1e-10)
+        _ball_check(g, beta, c, slack=1e-6)
 
 
 def test_max_min_in_ball_on_the_gramians_that_made_cagrad_diverge():
@@ -417,7 +426,7 @@ def test_max_min_in_ball_on_the_gramians_that_made_cagrad_diverge():
         g = torch.tensor(entries, dtype=torch.float64)
         u = torch.full((2,), 0.5, dtype=torch.float64)
         rho = c * (u @ g @ u).sqrt()
-        beta = qp.max_min_in_ball(g, u, rho)
+        beta = max_min_in_ball(g, u, rho)
         _ball_check(g, beta, c, slack=1e-9)
         assert float(beta.abs().max()) < 1.0
         # Optimal: ‖d − g₀‖ = ρ with d − g₀ ∝ g_w, w ∈ Δ (the weights of the dual).
@@ -427,19 +436,19 @@ def test_max_min_in_ball_on_the_gramians_that_made_cagrad_diverge():
 
 
 def test_max_min_in_ball_k2_closed_form_agrees_with_the_general_solve():
-    """K = 2 is solved in closed form; the bisection used for K > 2 gives the same weights."""
+    """K = 2 is solved in closed form; the search used for K > 2 gives the same weights."""
     rng = np.random.default_rng(11)
-    for trial in range(30):
+    for trial in range(15):
         jac = rng.standard_normal((2, 6)) * 10 ** rng.uniform(-2, 2, size=(2, 1))
         if trial % 3 == 0:
             jac[1] = -rng.uniform(0.2, 3.0) * jac[0] + 0.3 * rng.standard_normal(6)
-        g, _ = qp.normalize_gramian(torch.tensor(jac @ jac.T))
+        g, _ = normalize_gramian(torch.tensor(jac @ jac.T))
         h = g + torch.diag(1e-10 * g.diagonal() + 1e-20)
         u = torch.full((2,), 0.5, dtype=torch.float64)
         r = float(rng.uniform(0.1, 1.5)) * (u @ h @ u).sqrt()
         b = h @ u
-        closed = qp._cagrad_dual_k2(h, b, r)
-        general = qp._cagrad_dual_bisect(h, b, r, 1e-10 / 2**0.5, rounds=12)
+        closed = ball._cagrad_dual_k2(h, b, r)
+        general = ball._cagrad_dual_search(h, b, r, 1e-10 / 2**0.5, tol=1e-12, max_iter=30)
         d, d_ref = closed @ torch.tensor(jac), general @ torch.tensor(jac)
         scale = float(torch.tensor(jac).norm(dim=1).max())
         assert float((d - d_ref).norm()) <= 1e-6 * scale, trial
@@ -453,11 +462,11 @@ def test_max_min_in_ball_k2_closed_form_agrees_with_the_general_solve():
 @pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 5.0])
 def test_alpha_fair_weights_solve_their_optimality_condition(alpha):
     rng = np.random.default_rng(8)
-    for _ in range(20):
+    for _ in range(10):
         k = int(rng.integers(1, 20))
         jac = _jacobian(rng, k, k + int(rng.integers(0, 5)))
         g = torch.tensor(jac @ jac.T)
-        w = qp.alpha_fair_weights(g, alpha)
+        w = alpha_fair_weights(g, alpha)
         assert (w > 0).all()
         # Gw = w^{-1/α}  ⟺  w^{1/α}·(Gw) = 1
         residual = w.pow(1 / alpha) * (g @ w) - 1
@@ -468,10 +477,10 @@ def test_alpha_fair_weights_follow_the_scaling_law_and_warm_start():
     jac = _randn(25, 5, 9)
     g = jac @ jac.T
     for alpha in (0.5, 1.0, 3.0):
-        w = qp.alpha_fair_weights(g, alpha)
-        scaled = qp.alpha_fair_weights(1e6 * g, alpha)
+        w = alpha_fair_weights(g, alpha)
+        scaled = alpha_fair_weights(1e6 * g, alpha)
         torch.testing.assert_close(scaled, w * 1e6 ** (-alpha / (1 + alpha)), rtol=1e-8, atol=0)
-        warm = qp.alpha_fair_weights(g, alpha, init=w * 1.5)
+        warm = alpha_fair_weights(g, alpha, init=w * 1.5)
         torch.testing.assert_close(warm, w, rtol=1e-9, atol=0)
 
 
@@ -480,22 +489,22 @@ def test_alpha_fair_weights_of_orthogonal_gradients_are_closed_form():
     g = torch.diag(norms**2)
     for alpha in (0.5, 1.0, 2.0):
         expected = (norms**2) ** (-alpha / (1 + alpha))
-        torch.testing.assert_close(qp.alpha_fair_weights(g, alpha), expected)
+        torch.testing.assert_close(alpha_fair_weights(g, alpha), expected)
 
 
 def test_alpha_fair_weights_stay_finite_without_a_solution():
     """A zero gradient (or gᵢ = −gⱼ) has no finite solution: the ridge keeps it finite."""
     jac = _randn(26, 3, 7)
     jac[0] = 0
-    w = qp.alpha_fair_weights(jac @ jac.T, 1.0)
+    w = alpha_fair_weights(jac @ jac.T, 1.0)
     assert torch.isfinite(w).all() and (w > 0).all()
     jac[0] = -jac[1]
-    assert torch.isfinite(qp.alpha_fair_weights(jac @ jac.T, 1.0)).all()
+    assert torch.isfinite(alpha_fair_weights(jac @ jac.T, 1.0)).all()
 
 
 def test_alpha_fair_weights_reject_a_non_positive_alpha():
     with pytest.raises(ValueError, match="alpha"):
-        qp.alpha_fair_weights(torch.eye(2), 0.0)
+        alpha_fair_weights(torch.eye(2), 0.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,7 +515,7 @@ def test_alpha_fair_weights_reject_a_non_positive_alpha():
 def test_project_simplex_is_the_euclidean_projection():
     rng = np.random.default_rng(9)
     v = rng.standard_normal((50, 6)) * 3
-    p = qp.project_simplex(torch.tensor(v)).numpy()
+    p = project_simplex(torch.tensor(v)).numpy()
     assert p.min() >= 0
     np.testing.assert_allclose(p.sum(1), 1, atol=1e-12)
     for vi, pi in zip(v, p):  # KKT: pi = max(vi − θ, 0) for one θ
@@ -514,13 +523,13 @@ def test_project_simplex_is_the_euclidean_projection():
         assert np.ptp(theta) < 1e-12
         assert (vi[pi == 0] <= theta[0] + 1e-12).all()
     inside = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
-    torch.testing.assert_close(qp.project_simplex(inside), inside)
+    torch.testing.assert_close(project_simplex(inside), inside)
 
 
 def test_normalize_gramian_projects_onto_the_psd_cone():
     g = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)  # eigenvalues 3, -1
-    unit, scale = qp.normalize_gramian(g)
+    unit, scale = normalize_gramian(g)
     assert float(scale) == 1.0
     assert float(torch.linalg.eigvalsh(unit).min()) > -1e-12
-    zero, scale = qp.normalize_gramian(torch.zeros(3, 3))
+    zero, scale = normalize_gramian(torch.zeros(3, 3))
     assert float(scale) == 1.0 and not zero.any()

@@ -1,0 +1,91 @@
+"""Assertions the balancing tests share: a checkpoint round trip that resumes bit for bit, and
+permutation equivariance of a weighting of the Gramian.
+
+Imported by the ``test_balancing_*`` modules (pytest puts ``tests/`` on the path).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import torch
+from torch import Tensor, nn
+
+Module = TypeVar("Module", bound=nn.Module)
+
+
+def reload(module: nn.Module, into: Module) -> Module:
+    """``into`` with ``module``'s state, the way a checkpoint carries it: ``torch.save`` of the
+    ``state_dict`` to memory, then ``torch.load(..., weights_only=True)`` and ``load_state_dict``.
+
+    The state is copied: what ``module`` does afterwards does not reach ``into``.
+    """
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    buffer.seek(0)
+    into.load_state_dict(torch.load(buffer, weights_only=True))
+    return into
+
+
+def assert_identical(expected: Any, got: Any, what: str = "result") -> None:
+    """Bit-for-bit equality of tensors, or of (nested) tuples, lists and dicts of them; ``None``
+    must match ``None`` and other values must compare equal."""
+    if isinstance(expected, Tensor):
+        assert isinstance(got, Tensor), f"{what}: expected a tensor, got {type(got).__name__}"
+        assert expected.dtype == got.dtype and expected.shape == got.shape, what
+        assert torch.equal(expected, got), f"{what} differs: {expected} != {got}"
+    elif isinstance(expected, (tuple, list)):
+        assert isinstance(got, (tuple, list)) and len(got) == len(expected), what
+        for i, (a, b) in enumerate(zip(expected, got)):
+            assert_identical(a, b, f"{what}[{i}]")
+    elif isinstance(expected, dict):
+        assert isinstance(got, dict) and set(got) == set(expected), what
+        for key in expected:
+            assert_identical(expected[key], got[key], f"{what}[{key!r}]")
+    else:
+        assert expected == got, f"{what} differs: {expected!r} != {got!r}"
+
+
+def assert_resumes_exactly(
+    original: Module, fresh: Module, step: Callable[[Module, int], Any], steps: int = 3
+) -> Module:
+    """Load ``original``'s state into ``fresh`` (:func:`reload`), then run ``step(module, i)``
+    for ``i < steps`` on both and require bit-identical results at every step.
+
+    Returns the resumed module. The state that a method keeps outside ``state_dict()`` (a
+    forgotten buffer, an RNG) makes the two runs diverge, so the check fails.
+    """
+    resumed = reload(original, fresh)
+    for i in range(steps):
+        assert_identical(step(original, i), step(resumed, i), f"step {i} after resuming")
+    return resumed
+
+
+def assert_permutation_equivariant(
+    weigh: Callable[[Tensor], Tensor],
+    jacobian: Tensor,
+    perm: Tensor,
+    *,
+    direction_atol: float | None = None,
+    weights_tol: tuple[float, float] | None = None,
+) -> None:
+    """Permuting the tasks permutes the result: ``weigh`` maps a Gramian to task weights.
+
+    With ``direction_atol`` the direction ``wᵀJ`` must not change (absolute tolerance); with
+    ``weights_tol = (rtol, atol)`` the weights of the permuted problem must be the permuted
+    weights (ask this only where they are unique: with linearly dependent gradients only the
+    direction is determined). At least one of the two is checked.
+    """
+    assert direction_atol is not None or weights_tol is not None, "nothing to check"
+    gramian = jacobian @ jacobian.T
+    weights = weigh(gramian)
+    permuted = weigh(gramian[perm][:, perm])
+    if direction_atol is not None:
+        torch.testing.assert_close(
+            permuted @ jacobian[perm], weights @ jacobian, atol=direction_atol, rtol=0
+        )
+    if weights_tol is not None:
+        rtol, atol = weights_tol
+        torch.testing.assert_close(permuted, weights[perm], rtol=rtol, atol=atol)
