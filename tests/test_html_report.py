@@ -43,7 +43,7 @@ def test_the_report_of_a_run_renders_in_chromium(tmp_path, offline_data):
             "model": {"backbone": "mlp"},
             "data": {"val_fraction": 0.2},
             "balancer": {"name": "upgrad"},
-            "train": {"epochs": 2, "batch_size": 16, "progress": False, "log_task_cosine_every": 1},
+            "train": {"epochs": 1, "batch_size": 16, "progress": False, "log_task_cosine_every": 1},
         }
     )
     run = train(config, tmp_path / "run").run_dir

@@ -80,7 +80,7 @@ def cosine_png(samples: Sequence[CosineSample]) -> bytes:
 
 def confusion_png(task: str, report: ClassificationReport) -> bytes:
     """The confusion matrix as a heat map of row-normalised rates (each true class's share of
-    predictions; the diagonal is the per-class TPR), the rate printed in each cell."""
+    predictions), the diagonal — each class's TPR — printed in its cells."""
     size = report.num_classes
     rates = [
         [count / support if support else math.nan for count in row]
@@ -90,13 +90,10 @@ def confusion_png(task: str, report: ClassificationReport) -> bytes:
     figure = MplFigure(figsize=(side + 1.0, side), layout="constrained")
     axis = figure.subplots()
     image = axis.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
-    for i in range(size):
-        for j in range(size):
-            value = rates[i][j]
-            if math.isnan(value) or value < 0.005:
-                continue
+    for i, value in enumerate(row[i] for i, row in enumerate(rates)):
+        if not math.isnan(value):
             color = "white" if value > 0.6 else "black"
-            axis.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
+            axis.text(i, i, f"{value:.2f}", ha="center", va="center", fontsize=7, color=color)
     axis.set(xticks=range(size), yticks=range(size), xlabel="predicted", ylabel="true")
     axis.set_title(f"{task}: confusion (row-normalised), accuracy {report.accuracy:.4f}")
     figure.colorbar(image, ax=axis, shrink=0.8)
