@@ -221,6 +221,20 @@ def _check_against_data_and_methods(config: ExperimentConfig) -> None:
     config.balancer = BalancerConfig(name=name, **options)
 
 
+def config_difference(first: dict[str, Any], second: dict[str, Any], prefix: str = "") -> str | None:
+    """The first dotted key whose value differs between two config dicts, as
+    ``"key: A vs B"``; ``None`` when they are equal."""
+    for key in sorted(set(first) | set(second), key=str):
+        a, b = first.get(key), second.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = config_difference(a, b, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif a != b or (key in first) != (key in second):
+            return f"{prefix}{key}: {_short_repr(a)} vs {_short_repr(b)}"
+    return None
+
+
 def _short_repr(value: Any, limit: int = 60) -> str:
     """``repr(value)``, cut to ``limit`` characters, for an error message of one line."""
     text = repr(value)

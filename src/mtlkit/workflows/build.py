@@ -99,9 +99,29 @@ def build_optimization(
 
 
 def batches(
-    split: Split, batch_size: int, *, shuffle: bool, seed: int, epoch: int = 0
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    epoch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> TensorBatches:
-    """The batches of a split for one epoch; the order is a function of (seed, epoch) alone."""
-    loader = TensorBatches(split, batch_size, shuffle=shuffle, seed=seed, drop_last=False)
+    """The batches of a split for one epoch; the order is a function of (seed, epoch) alone.
+
+    Across processes, shuffled (training) batches come from equal shards, so every rank runs the
+    same steps; unshuffled (evaluation) batches serve every sample exactly once.
+    """
+    loader = TensorBatches(
+        split,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=False,
+        rank=rank,
+        world_size=world_size,
+        even_shards=shuffle,
+    )
     loader.set_epoch(epoch)
     return loader
