@@ -221,7 +221,9 @@ def _check_against_data_and_methods(config: ExperimentConfig) -> None:
     config.balancer = BalancerConfig(name=name, **options)
 
 
-def config_difference(first: dict[str, Any], second: dict[str, Any], prefix: str = "") -> str | None:
+def config_difference(
+    first: dict[str, Any], second: dict[str, Any], prefix: str = ""
+) -> str | None:
     """The first dotted key whose value differs between two config dicts, as
     ``"key: A vs B"``; ``None`` when they are equal."""
     for key in sorted(set(first) | set(second), key=str):
@@ -289,7 +291,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         ) from None
     raw = _parse_yaml(text, str(path))
     if raw is None:
-        raise ConfigError(f"{path} is empty; write the keys that differ from the defaults, or {{}}.")
+        raise ConfigError(
+            f"{path} is empty; write the keys that differ from the defaults, or {{}}."
+        )
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{path} must hold a mapping of keys to values, got {type(raw).__name__}."

@@ -1,18 +1,21 @@
 """``mtlkit`` — train, evaluate and compare multi-task models from YAML configs.
 
-Exit codes: 0 success, 1 a run failed (data, checkpoint, divergence), 2 bad usage or config.
+Exit codes: 0 success, 1 a run failed (data, checkpoint, divergence, a folder that cannot be
+written, refusing to overwrite or resume a finished run), 2 bad usage or config (also an
+inconsistent torchrun launch), 130 / 143 stopped by SIGINT / SIGTERM after a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mtlkit.config import ConfigError, ExperimentConfig, load_config
+from mtlkit.config import ConfigError, ExperimentConfig, config_difference, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,16 +26,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from mtlkit.data import DataError
-    from mtlkit.training import CheckpointError, DivergedError
+    from mtlkit.training import CheckpointError, DivergedError, LaunchError, TrainingInterrupted
 
     try:
         return args.handler(args)
     except ConfigError as error:
-        print(f"mtlkit: config error: {error}", file=sys.stderr)
+        _say(f"config error: {error}")
         return 2
-    except (DataError, CheckpointError, DivergedError, FileExistsError) as error:
-        print(f"mtlkit: error: {error}", file=sys.stderr)
+    except LaunchError as error:
+        _say(f"launch error: {error}")
+        return 2
+    except TrainingInterrupted as stopped:
+        _say(f"{stopped}. Resume with: {_resume_command(args)}")
+        return stopped.exit_code
+    except (DataError, CheckpointError, DivergedError, OSError) as error:
+        _say(f"error: {error}")
         return 1
+
+
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds."""
+    print("mtlkit: " + " ".join(str(message).split()), file=sys.stderr)
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes the stopped run or comparison in ``args.folder``."""
+    command = f"-m mtlkit {args.command} --resume {args.folder}"
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes == 1:
+        return f"mtlkit {args.command} --resume {args.folder}"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(processes)))
+    if per_node == processes:
+        return f"torchrun --nproc-per-node {processes} {command}"
+    nodes = processes // per_node
+    return f"torchrun --nnodes {nodes} --nproc-per-node {per_node} <rendezvous flags> {command}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def with_config(command: argparse.ArgumentParser) -> None:
         command.add_argument(
-            "config", help="a YAML experiment config, e.g. configs/multi-mnist.yaml"
+            "config",
+            nargs="?",
+            help="a YAML experiment config, e.g. configs/multi-mnist.yaml (optional with --resume)",
         )
         command.add_argument(
             "--set",
@@ -55,22 +84,37 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--overwrite", action="store_true", help="replace a finished run already in --out"
         )
+        command.add_argument(
+            "--resume",
+            type=Path,
+            metavar="DIR",
+            help="continue the stopped run (or comparison) in DIR from its latest checkpoint",
+        )
 
     train = commands.add_parser("train", help="train one configuration and write its run folder")
     with_config(train)
-    train.set_defaults(handler=_train)
+    train.set_defaults(handler=_train, command="train")
 
     baselines = commands.add_parser(
         "baselines",
         help="train the multi-task model and one single-task model per task, and compare them",
     )
     with_config(baselines)
-    baselines.set_defaults(handler=_baselines)
+    baselines.set_defaults(handler=_baselines, command="baselines")
 
     evaluate = commands.add_parser("eval", help="re-evaluate a finished run on its test split")
     evaluate.add_argument("run_dir", type=Path)
     evaluate.add_argument("--device", default="auto")
     evaluate.set_defaults(handler=_eval)
+
+    export = commands.add_parser(
+        "export", help="write a finished run's selected weights as safetensors (+ JSON)"
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument(
+        "--out", type=Path, help="the weights file (default: RUN_DIR/model.safetensors)"
+    )
+    export.set_defaults(handler=_export)
 
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
     methods.set_defaults(handler=_methods)
@@ -87,18 +131,38 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_dir(args: argparse.Namespace, config: ExperimentConfig) -> Path:
-    from mtlkit.workflows import prepare_run_dir
+def _config_and_folder(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
+    """The config and the folder of a train or baselines command, fresh or resumed; the folder
+    is also kept in ``args.folder`` (for the resume hint)."""
+    from mtlkit.workflows import prepare_resume, prepare_run_dir
 
-    out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return prepare_run_dir(out, overwrite=args.overwrite)
+    if args.resume is None:
+        if args.config is None:
+            raise ConfigError("give a CONFIG file, or --resume DIR to continue a stopped run.")
+        config = load_config(args.config, args.overrides)
+        out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        args.folder = prepare_run_dir(out, overwrite=args.overwrite)
+        return config, args.folder
+    if args.out is not None or args.overwrite:
+        raise ConfigError("--resume DIR continues the run in DIR: drop --out and --overwrite.")
+    args.folder = prepare_resume(args.resume)
+    config = load_config(args.folder / "config.yaml")
+    if args.config is not None or args.overrides:
+        given = load_config(args.config or args.folder / "config.yaml", args.overrides)
+        difference = config_difference(config.to_dict(), given.to_dict())
+        if difference is not None:
+            raise ConfigError(
+                f"--resume {args.folder}: the given config differs from the run's ({difference}"
+                "); drop CONFIG and --set to resume the run as it was."
+            )
+    return config, args.folder
 
 
 def _train(args: argparse.Namespace) -> int:
     from mtlkit.workflows import train
 
-    config = load_config(args.config, args.overrides)
-    result = train(config, _run_dir(args, config))
+    config, folder = _config_and_folder(args)
+    result = train(config, folder, resume=args.resume is not None)
     for name, report in result.test.items():
         print(f"test {name}: accuracy {report.accuracy:.4f}  macro-F1 {report.macro_f1:.4f}")
     print(f"run folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
@@ -108,8 +172,8 @@ def _train(args: argparse.Namespace) -> int:
 def _baselines(args: argparse.Namespace) -> int:
     from mtlkit.workflows import train_with_baselines
 
-    config = load_config(args.config, args.overrides)
-    comparison = train_with_baselines(config, _run_dir(args, config))
+    config, folder = _config_and_folder(args)
+    comparison = train_with_baselines(config, folder, resume=args.resume is not None)
     print()
     print(comparison.table)
     for label, attribute in (("single-task", "single_task"), ("multi-task", "multi_task")):
@@ -124,6 +188,14 @@ def _eval(args: argparse.Namespace) -> int:
 
     reports = evaluate_run(args.run_dir, args.device)
     print(json.dumps({name: report.summary() for name, report in reports.items()}, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mtlkit.workflows import export_run
+
+    weights, description = export_run(args.run_dir, args.out)
+    print(f"weights: {weights}\ndescription: {description}")
     return 0
 
 

@@ -97,7 +97,9 @@ def _integer(env: Any, name: str, default: str | None = None) -> int:
     try:
         return int(text)
     except (TypeError, ValueError):
-        raise LaunchError(f"{name}={text!r} is not an integer; start the run with torchrun.") from None
+        raise LaunchError(
+            f"{name}={text!r} is not an integer; start the run with torchrun."
+        ) from None
 
 
 def local_device(device: torch.device) -> torch.device:

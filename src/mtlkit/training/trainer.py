@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -275,7 +274,9 @@ class Trainer:
     def _add_to_sums(progress: FitProgress, step: _Step) -> None:
         progress.counted += 1
         losses = step.losses
-        progress.loss_sum = losses.clone() if progress.loss_sum is None else progress.loss_sum + losses
+        progress.loss_sum = (
+            losses.clone() if progress.loss_sum is None else progress.loss_sum + losses
+        )
         if step.weights is not None:
             weights = step.weights.detach()
             progress.weight_sum = (

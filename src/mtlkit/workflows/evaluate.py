@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from mtlkit.config import ConfigError, parse_config
+from mtlkit.config import ConfigError, load_config
 from mtlkit.training import evaluate, load_checkpoint
 from mtlkit.workflows.build import (
     batches,
@@ -25,7 +23,7 @@ def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict[str, Any]:
     folder = RunDir(Path(run_dir))
     if not folder.config.is_file():
         raise ConfigError(f"{folder.path} is not a run folder: it has no config.yaml.")
-    config = parse_config(yaml.safe_load(folder.config.read_text()))
+    config = load_config(folder.config)
     state = load_checkpoint(folder.best)
     data = load_data(config)
     tasks = build_tasks(config, data)

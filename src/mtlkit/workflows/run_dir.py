@@ -27,7 +27,7 @@ import yaml
 
 import mtlkit
 from mtlkit.atomic import atomic_output, replace_durably, write_text_atomic
-from mtlkit.config import ExperimentConfig
+from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.data import MultiTaskData
 from mtlkit.training import CheckpointError, load_checkpoint
 
@@ -39,9 +39,11 @@ RUN_FILES = (
     "previous.pt",
     "metrics.json",
     "report.md",
+    "model.safetensors",
+    "model.json",
 )
 """The files of a run folder (besides the ``tb/`` folder)."""
-COMPARISON_FILES = ("comparison.json", "report.md")
+COMPARISON_FILES = ("config.yaml", "comparison.json", "report.md")
 """The files of a comparison folder (besides its runs' folders)."""
 
 
@@ -193,6 +195,26 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
         )
     if overwrite and path.is_dir():
         _remove_run_files(path)
+    return path
+
+
+def prepare_resume(path: str | Path) -> Path:
+    """Check that ``path`` holds a run or comparison that can be resumed: it has a
+    ``config.yaml`` and has not finished.
+
+    Raises:
+        ConfigError: the folder holds no config.yaml (it is no run folder).
+        FileExistsError: the run or comparison has finished; there is nothing to resume.
+    """
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"--resume {path}: not a run folder (it has no config.yaml).")
+    finished = [name for name in ("metrics.json", "comparison.json") if (path / name).exists()]
+    if finished:
+        raise FileExistsError(
+            f"{path} has finished ({finished[0]}); there is nothing to resume. Start a new run "
+            "with another --out, or pass --overwrite to replace it."
+        )
     return path
 
 

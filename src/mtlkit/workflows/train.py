@@ -3,14 +3,18 @@ when started by torchrun, resumable from its latest checkpoint."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtlkit.config import ConfigError, ExperimentConfig, config_difference
 from mtlkit.evaluation import write_report
+from mtlkit.tasks import ClassificationReport
 from mtlkit.training import (
     CheckpointError,
     DivergedError,
@@ -51,6 +55,19 @@ class RunResult:
     best_epoch: int
     seconds: float
     skipped: int = 0
+
+
+def finished_run(run_dir: str | Path) -> RunResult:
+    """The result of a finished run, read back from its ``metrics.json``."""
+    folder = RunDir(Path(run_dir))
+    metrics = json.loads(folder.metrics.read_text())
+    test = {
+        name: ClassificationReport.from_confusion_matrix(torch.tensor(report["confusion_matrix"]))
+        for name, report in metrics["test"].items()
+    }
+    return RunResult(
+        folder.path, test, metrics["best_epoch"], metrics["seconds"], metrics["skipped_steps"]
+    )
 
 
 def train(config: ExperimentConfig, run_dir: str | Path, *, resume: bool = False) -> RunResult:
@@ -239,7 +256,10 @@ def _read_checkpoint(folder: RunDir, config: ExperimentConfig, size: int) -> dic
         return None
     state, path = found
     if path != folder.last:
-        print(f"mtlkit: {folder.last} is missing or unreadable; resuming from {path}.", file=sys.stderr)
+        print(
+            f"mtlkit: {folder.last} is missing or unreadable; resuming from {path}.",
+            file=sys.stderr,
+        )
     difference = config_difference(state["config"], config.to_dict())
     if difference is not None:
         raise ConfigError(f"{path} was written with another config ({difference}).")
