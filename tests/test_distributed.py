@@ -90,7 +90,9 @@ def test_two_processes_at_batch_b_equal_one_at_batch_2b(two_processes, method, m
     rank's masked loss is weighted by its share of the labelled rows)."""
     one = _train(method, masked, 0, 1, None)
     for got in two_processes:
-        torch.testing.assert_close(got[(method, masked)]["params"], one["params"], rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            got[(method, masked)]["params"], one["params"], rtol=0, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize(("method", "masked"), CASES)

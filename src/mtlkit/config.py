@@ -148,7 +148,7 @@ class TrainConfig(_Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if value != "auto" and value.split(":")[0] not in ("cpu", "cuda", "mps"):
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", value):
             raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         return value
 

@@ -8,6 +8,7 @@ inconsistent torchrun launch), 130 / 143 stopped by SIGINT / SIGTERM after a che
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -62,7 +63,9 @@ def _resume_command(args: argparse.Namespace) -> str:
     return f"torchrun --nnodes {nodes} --nproc-per-node {per_node} <rendezvous flags> {command}"
 
 
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    """The command's parser (built once: argparse's construction is most of a refusal's cost)."""
     parser = argparse.ArgumentParser(prog="mtlkit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
