@@ -11,7 +11,7 @@ from mtlkit.data import Split, TensorBatches
 from mtlkit.models import HardSharing, classification_head, create_backbone
 from mtlkit.tasks import ClassificationTask
 from mtlkit.training import Trainer, create_optimizer, process_group
-from tests.processes import run_group
+from processes import run_group
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

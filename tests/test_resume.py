@@ -24,7 +24,7 @@ import yaml
 from mtlkit.cli.main import main
 from mtlkit.training import Trainer
 from mtlkit.workflows import build, run_dir
-from tests.processes import run_group
+from processes import run_group
 
 SEED = int(os.environ.get("MTLKIT_FAULT_SEED", random.SystemRandom().randrange(2**32)))
 STEPS_PER_EPOCH, EPOCHS = 5, 2
