@@ -46,8 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _say(message: str) -> None:
-    """One line on stderr, whatever the message holds."""
-    print("mtlkit: " + " ".join(str(message).split()), file=sys.stderr)
+    """One line on stderr, whatever the message holds (naming the rank but for rank 0)."""
+    from mtlkit.training.distributed import rank as process_rank
+
+    rank = process_rank()
+    prefix = "mtlkit: " if rank == 0 else f"mtlkit (rank {rank}): "
+    print(prefix + " ".join(str(message).split()), file=sys.stderr)
 
 
 def _resume_command(args: argparse.Namespace) -> str:
@@ -162,10 +166,13 @@ def _config_and_folder(args: argparse.Namespace) -> tuple[ExperimentConfig, Path
 
 
 def _train(args: argparse.Namespace) -> int:
+    from mtlkit.training.distributed import is_main_process
     from mtlkit.workflows import train
 
     config, folder = _config_and_folder(args)
     result = train(config, folder, resume=args.resume is not None)
+    if not is_main_process():
+        return 0
     for name, report in result.test.items():
         print(f"test {name}: accuracy {report.accuracy:.4f}  macro-F1 {report.macro_f1:.4f}")
     print(f"run folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
@@ -173,10 +180,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _baselines(args: argparse.Namespace) -> int:
+    from mtlkit.training.distributed import is_main_process
     from mtlkit.workflows import train_with_baselines
 
     config, folder = _config_and_folder(args)
     comparison = train_with_baselines(config, folder, resume=args.resume is not None)
+    if not is_main_process():
+        return 0
     print()
     print(comparison.table)
     for label, attribute in (("single-task", "single_task"), ("multi-task", "multi_task")):
