@@ -279,7 +279,7 @@ def test_inconsistent_torchrun_variables_exit_2_before_any_work(
         monkeypatch.setenv(name, value)
     assert main(["train", str(config_file), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("mtlkit: launch error:") and expected in err
+    assert err.startswith("mtlkit") and "launch error:" in err and expected in err
 
 
 class _Crash(Exception):

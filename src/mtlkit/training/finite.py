@@ -20,10 +20,10 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss or gradient."""
 
 
-def gradients_finite(params: Iterable[Tensor]) -> Tensor:
-    """A 0-dim bool tensor on the gradients' device: every ``.grad`` entry is finite."""
+def gradients_finite(params: Iterable[Tensor], device: torch.device) -> Tensor:
+    """A 0-dim bool tensor on ``device``: every ``.grad`` entry of ``params`` is finite."""
     flags = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
-    return torch.stack(flags).all() if flags else torch.tensor(True)
+    return torch.stack(flags).all() if flags else torch.ones((), dtype=torch.bool, device=device)
 
 
 class NonFiniteGuard:

@@ -183,13 +183,14 @@ class Trainer:
         ]
         if self.replicas is None or not batch.masks:
             return losses
-        rows = batch.inputs.shape[0]
+        like = {"dtype": losses[0].dtype, "device": losses[0].device}
+        rows = torch.tensor(batch.inputs.shape[0], **like)
         counts = torch.stack(
             [
-                batch.masks[t.name].sum() if t.name in batch.masks else torch.tensor(rows)
+                batch.masks[t.name].sum().to(**like) if t.name in batch.masks else rows
                 for t in self.tasks
             ]
-        ).to(device=losses[0].device, dtype=losses[0].dtype)
+        )
         mean = counts.clone()
         self.replicas.mean_(mean)
         share = torch.where(mean > 0, counts / mean.clamp(min=1), torch.ones_like(counts))
@@ -212,7 +213,7 @@ class Trainer:
         reported = torch.stack([loss.detach() for loss in losses])
         if self.replicas is not None:
             self.replicas.mean_(reported)
-        flags = self.guard.step_flags(reported, gradients_finite(self._parameters()))
+        flags = self.guard.step_flags(reported, gradients_finite(self._parameters(), self.device))
         if before is not None and not bool(flags.all()):  # skip: undo the step's effects
             self.balancer.load_state_dict(before)
             self.optimizer.zero_grad(set_to_none=True)
