@@ -3,8 +3,9 @@
 The children are forked from the test process, so they start in milliseconds with torch already
 imported and inherit the test's fakes (no pickling); each runs on one thread. A group gets
 torchrun's variables (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``,
-``MASTER_ADDR``, ``MASTER_PORT``) and, as torchrun's agent does, the others are killed when one
-fails. A child that raises prints its traceback and exits with 99.
+``MASTER_ADDR``, ``MASTER_PORT``) and, as under torchrun, the rendezvous store is held by the
+launcher (this process), so it outlives every member, and the others are killed when one fails.
+A child that raises prints its traceback and exits with 99.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -20,15 +20,10 @@ from multiprocessing.connection import wait
 from typing import Any
 
 import torch._dynamo  # noqa: F401 - the first optimizer imports it (seconds): once, before forking
+from torch.distributed import TCPStore
 
 CRASHED = 99
 """The exit code of a child whose target raised."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _child(target: Callable[..., int | None], rank: int, env: dict[str, str], args: tuple) -> None:
@@ -50,7 +45,9 @@ def run_group(
     """Run ``target(rank, *args)`` in ``world_size`` forked processes; their exit codes
     (``-signal`` for a process killed by a signal). ``world_size`` 1: no torchrun variables."""
     context = multiprocessing.get_context("fork")
-    port = str(_free_port())
+    store = None
+    if world_size > 1:  # the agent's store, as torchrun holds it (port chosen by the system)
+        store = TCPStore("127.0.0.1", 0, world_size, is_master=True, wait_for_workers=False)
     processes = []
     for rank in range(world_size):
         env = {}
@@ -61,7 +58,8 @@ def run_group(
                 "WORLD_SIZE": str(world_size),
                 "LOCAL_WORLD_SIZE": str(world_size),
                 "MASTER_ADDR": "127.0.0.1",
-                "MASTER_PORT": port,
+                "MASTER_PORT": str(store.port),
+                "TORCHELASTIC_USE_AGENT_STORE": "True",
             }
         process = context.Process(target=_child, args=(target, rank, env, args))
         process.start()
@@ -80,4 +78,5 @@ def run_group(
         if process.is_alive():
             os.kill(process.pid, signal.SIGKILL)
         process.join()
+    del store
     return [process.exitcode for process in processes]

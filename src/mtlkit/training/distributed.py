@@ -137,6 +137,7 @@ def process_group(device: torch.device) -> Iterator[ProcessGroupReplicas | None]
     )
     try:
         yield ProcessGroupReplicas(device)
+        dist.barrier()  # leave together: no process tears down while another still needs it
     finally:
         dist.destroy_process_group()
 
