@@ -255,7 +255,7 @@ def test_resume_refuses_a_finished_run_another_config_and_misuse(
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"WORLD_SIZE": "2"}, "RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT is not"),
+        ({"WORLD_SIZE": "2"}, "(RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set)"),
         (
             {
                 "WORLD_SIZE": "2",

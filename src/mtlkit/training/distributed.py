@@ -73,8 +73,8 @@ def _read_launch() -> _Launch | None:
     missing = [name for name in _TORCHRUN_VARIABLES if name not in env]
     if missing:
         raise LaunchError(
-            f"WORLD_SIZE is set but {', '.join(missing)} is not: start several processes with "
-            "torchrun (torchrun --nproc-per-node N -m mtlkit train CONFIG), not by hand."
+            f"torchrun's variables are incomplete ({', '.join(missing)} not set): start several "
+            "processes with torchrun (torchrun --nproc-per-node N -m mtlkit train CONFIG)."
         )
     launch = _Launch(
         _integer(env, "RANK"), _integer(env, "WORLD_SIZE"), _integer(env, "LOCAL_RANK")
