@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -42,9 +44,27 @@ def _sync(path: Path) -> None:
         os.close(descriptor)
 
 
+def replace_durably(source: Path, target: Path) -> None:
+    """Rename ``source`` onto ``target`` (same folder) and flush the folder, so the rename
+    survives a power cut."""
+    os.replace(source, target)
+    _sync(target.parent)
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     path = Path(path)
     with atomic_output(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path
+
+
+def write_csv_atomic(
+    path: str | os.PathLike[str], header: Sequence[object], rows: Iterable[Sequence[object]]
+) -> Path:
+    """Write a CSV table (a header row, then ``rows``) to ``path`` atomically; returns the path."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())

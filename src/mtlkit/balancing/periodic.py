@@ -65,6 +65,7 @@ class PeriodicWeights(Balancer):
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
         """The method's own backward at a solving step; ``wᵀJ`` with its last weights between."""
+        self.method.replicas = self.replicas  # set by a data-parallel loop on this wrapper
         if self._weights is None or self._steps % self.every == 0:
             info = self.method.backward(losses, shared_params, features)
             self._weights = info.weights
@@ -73,7 +74,7 @@ class PeriodicWeights(Balancer):
             weights = self._weights.to(stacked.device)
             engine = self.method.engine or DEFAULT_ENGINE
             info = weighted_backward(
-                weights, list(losses), stacked, shared_params, features, engine
+                weights, list(losses), stacked, shared_params, features, engine, self.replicas
             )
         self._steps += 1
         return info

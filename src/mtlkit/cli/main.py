@@ -1,20 +1,24 @@
 """``mtlkit`` — train, evaluate and compare multi-task models from YAML configs.
 
-Exit codes: 0 success, 1 a run failed (data unavailable, checkpoint, divergence), 2 bad usage,
-configuration or input data (a table or file of the user's that cannot be used as given).
+Exit codes: 0 success, 1 a run failed (data unavailable, checkpoint, divergence, a folder that
+cannot be written, refusing to overwrite or resume a finished run), 2 bad usage, configuration or
+input data (a table or file of the user's that cannot be used as given; also an inconsistent
+torchrun launch), 130 / 143 stopped by SIGINT / SIGTERM after a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtlkit.config import ConfigError, ExperimentConfig, load_config
+from mtlkit.config import ConfigError, ExperimentConfig, config_difference, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,28 +29,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from mtlkit.data import DataError, InputError
-    from mtlkit.training import CheckpointError, DivergedError
+    from mtlkit.training import CheckpointError, DivergedError, LaunchError, TrainingInterrupted
 
     try:
         return args.handler(args)
     except ConfigError as error:
-        print(f"mtlkit: config error: {error}", file=sys.stderr)
+        _say(f"config error: {error}")
         return 2
     except InputError as error:
-        print(f"mtlkit: input error: {error}", file=sys.stderr)
+        _say(f"input error: {error}")
         return 2
-    except (DataError, CheckpointError, DivergedError, FileExistsError) as error:
-        print(f"mtlkit: error: {error}", file=sys.stderr)
+    except LaunchError as error:
+        _say(f"launch error: {error}")
+        return 2
+    except TrainingInterrupted as stopped:
+        _say(f"{stopped}. Resume with: {_resume_command(args)}")
+        return stopped.exit_code
+    except (DataError, CheckpointError, DivergedError, OSError) as error:
+        _say(f"error: {error}")
         return 1
 
 
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds (naming the rank but for rank 0)."""
+    from mtlkit.training.distributed import rank as process_rank
+
+    rank = process_rank()
+    prefix = "mtlkit: " if rank == 0 else f"mtlkit (rank {rank}): "
+    print(prefix + " ".join(str(message).split()), file=sys.stderr)
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes the stopped run or comparison in ``args.folder``."""
+    command = f"-m mtlkit {args.command} --resume {args.folder}"
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes == 1:
+        return f"mtlkit {args.command} --resume {args.folder}"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(processes)))
+    if per_node == processes:
+        return f"torchrun --nproc-per-node {processes} {command}"
+    nodes = processes // per_node
+    return f"torchrun --nnodes {nodes} --nproc-per-node {per_node} <rendezvous flags> {command}"
+
+
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    """The command's parser (built once: argparse's construction is most of a refusal's cost)."""
     parser = argparse.ArgumentParser(prog="mtlkit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def with_config(command: argparse.ArgumentParser) -> None:
+    def with_config(command: argparse.ArgumentParser, resumable: bool) -> None:
         command.add_argument(
-            "config", help="a YAML experiment config, e.g. configs/multi-mnist.yaml"
+            "config",
+            nargs="?" if resumable else None,
+            help="a YAML experiment config, e.g. configs/multi-mnist.yaml"
+            + (" (optional with --resume)" if resumable else ""),
         )
         command.add_argument(
             "--set",
@@ -60,17 +97,83 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--overwrite", action="store_true", help="replace a finished run already in --out"
         )
+        if resumable:
+            command.add_argument(
+                "--resume",
+                type=Path,
+                metavar="DIR",
+                help="continue the stopped run (or comparison) in DIR from its latest checkpoint",
+            )
 
-    train = commands.add_parser("train", help="train one configuration and write its run folder")
-    with_config(train)
-    train.set_defaults(handler=_train)
+    def config_command(
+        name: str, summary: str, handler, *, resumable: bool = False
+    ) -> argparse.ArgumentParser:
+        command = commands.add_parser(name, help=summary)
+        with_config(command, resumable)
+        command.set_defaults(handler=handler, command=name)
+        return command
 
-    baselines = commands.add_parser(
-        "baselines",
-        help="train the multi-task model and one single-task model per task, and compare them",
+    config_command(
+        "train", "train one configuration and write its run folder", _train, resumable=True
     )
-    with_config(baselines)
-    baselines.set_defaults(handler=_baselines)
+    config_command(
+        "baselines",
+        "train the multi-task model and one single-task model per task, and compare them",
+        _baselines,
+        resumable=True,
+    )
+    compare = config_command(
+        "compare",
+        "compare balancing methods over seeds, each with its tuned value, against single-task "
+        "baselines (resumable)",
+        _compare,
+    )
+    compare.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated methods, options after colons: ew,pcgrad,cagrad:c=0.2",
+    )
+    compare.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    compare.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,…",
+        help="a setting tuned per method on validation, e.g. optim.lr=0.1,0.03,0.01 (repeatable)",
+    )
+    compare.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of the intervals"
+    )
+    pareto = config_command(
+        "pareto",
+        "sweep the trade-off between the tasks: preference vectors, the non-dominated front, its "
+        "hypervolume and plot (resumable)",
+        _pareto,
+    )
+    pareto.add_argument(
+        "--points",
+        type=int,
+        default=11,
+        help="most preference vectors per method (11 for two tasks: λ = 0, 0.1, …, 1)",
+    )
+    pareto.add_argument(
+        "--methods",
+        default="fixed",
+        help="preference-aware methods: fixed, stch, upgrad, dualproj (default: fixed)",
+    )
+    pareto.add_argument(
+        "--reference",
+        help="hypervolume reference point on the test losses, one value per task (default 2,2)",
+    )
+    affinity = config_command(
+        "affinity",
+        "train once and measure which tasks help each other (TAG affinity, gradient cosines) "
+        "and suggest a grouping",
+        _affinity,
+    )
+    affinity.add_argument(
+        "--every", type=int, default=10, help="measure every N training steps (default 10)"
+    )
 
     evaluate = commands.add_parser(
         "eval", help="re-evaluate a finished run on its test split, or on a labelled table"
@@ -101,6 +204,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--device", default="auto")
     predict.set_defaults(handler=_predict)
+    export = commands.add_parser(
+        "export", help="write a finished run's selected weights as safetensors (+ JSON)"
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument(
+        "--out", type=Path, help="the weights file (default: RUN_DIR/model.safetensors)"
+    )
+    export.set_defaults(handler=_export)
 
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
     methods.set_defaults(handler=_methods)
@@ -117,18 +228,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_dir(args: argparse.Namespace, config: ExperimentConfig) -> Path:
-    from mtlkit.workflows import prepare_run_dir
+def _config_and_folder(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
+    """The config and the folder of a train or baselines command, fresh or resumed; the folder
+    is also kept in ``args.folder`` (for the resume hint)."""
+    from mtlkit.workflows import prepare_resume, prepare_run_dir
 
-    out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return prepare_run_dir(out, overwrite=args.overwrite)
+    if args.resume is None:
+        if args.config is None:
+            raise ConfigError("give a CONFIG file, or --resume DIR to continue a stopped run.")
+        config = load_config(args.config, args.overrides)
+        out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        args.folder = prepare_run_dir(out, overwrite=args.overwrite)
+        return config, args.folder
+    if args.out is not None or args.overwrite:
+        raise ConfigError("--resume DIR continues the run in DIR: drop --out and --overwrite.")
+    args.folder = prepare_resume(args.resume)
+    config = load_config(args.folder / "config.yaml")
+    if args.config is not None or args.overrides:
+        given = load_config(args.config or args.folder / "config.yaml", args.overrides)
+        difference = config_difference(config.to_dict(), given.to_dict())
+        if difference is not None:
+            raise ConfigError(
+                f"--resume {args.folder}: the given config differs from the run's ({difference}"
+                "); drop CONFIG and --set to resume the run as it was."
+            )
+    return config, args.folder
 
 
 def _train(args: argparse.Namespace) -> int:
+    from mtlkit.training.distributed import is_main_process
     from mtlkit.workflows import train
 
-    config = load_config(args.config, args.overrides)
-    result = train(config, _run_dir(args, config))
+    config, folder = _config_and_folder(args)
+    result = train(config, folder, resume=args.resume is not None)
+    if not is_main_process():
+        return 0
     for name, report in result.test.items():
         print(f"test {name}: {_summary(report)}")
     print(f"run folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
@@ -141,10 +275,13 @@ def _summary(report: Any) -> str:
 
 
 def _baselines(args: argparse.Namespace) -> int:
+    from mtlkit.training.distributed import is_main_process
     from mtlkit.workflows import train_with_baselines
 
-    config = load_config(args.config, args.overrides)
-    comparison = train_with_baselines(config, _run_dir(args, config))
+    config, folder = _config_and_folder(args)
+    comparison = train_with_baselines(config, folder, resume=args.resume is not None)
+    if not is_main_process():
+        return 0
     print()
     print(comparison.table)
     metrics = {row.metric for row in comparison.rows}
@@ -155,6 +292,132 @@ def _baselines(args: argparse.Namespace) -> int:
             print(f"mean {label} {metric}: {sum(values) / len(values):.4f}")
     print(f"\nreport: {comparison.report_path}   wall time: {comparison.seconds:.0f}s")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mtlkit.evaluation.document import markdown_table
+    from mtlkit.workflows.compare import compare_methods
+
+    config = load_config(args.config, args.overrides)
+    if not 0.0 < args.confidence < 1.0:
+        raise ConfigError(f"--confidence: must be in (0, 1), got {args.confidence}.")
+    result = compare_methods(
+        config,
+        args.out or Path("runs") / f"{config.name}-compare",
+        _methods_option(args.methods),
+        seeds=args.seeds,
+        tune=dict(_tune_option(text) for text in args.tune),
+        confidence=args.confidence,
+        overwrite=args.overwrite,
+    )
+    table = result.table
+    print()
+    print(markdown_table(table.header, table.rows, table.text_columns))
+    for note in result.notes():
+        print(f"\n{note}")
+    print(f"\nreport: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.pareto import pareto_sweep
+
+    config = load_config(args.config, args.overrides)
+    reference = None
+    if args.reference is not None:
+        try:
+            reference = [float(value) for value in args.reference.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--reference {args.reference!r}: give numbers separated by commas, e.g. 2,2."
+            ) from None
+    result = pareto_sweep(
+        config,
+        args.out or Path("runs") / f"{config.name}-pareto",
+        points=args.points,
+        methods=_methods_option(args.methods),
+        reference=reference,
+        overwrite=args.overwrite,
+    )
+    reference_text = ", ".join(f"{value:g}" for value in result.reference)
+    print(f"\nhypervolume (test losses, reference {reference_text}): {result.hypervolume:.4f}")
+    for method, volume in result.method_hypervolumes.items():
+        print(f"  {method}: {volume:.4f}")
+    print(f"  single-task point: {result.single_task_hypervolume:.4f}")
+    front = [point.label for point in result.points if point.on_loss_front]
+    print(f"non-dominated on test losses: {', '.join(front)}")
+    print(f"report: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
+    return 0
+
+
+def _affinity(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.affinity import measure_affinity
+
+    config = load_config(args.config, args.overrides)
+    result = measure_affinity(
+        config,
+        args.out or Path("runs") / f"{config.name}-affinity",
+        every=args.every,
+        overwrite=args.overwrite,
+    )
+    width = max(len(task) for task in result.tasks)
+    print("\ninter-task affinity (row: step on task i; column: loss of task j; + = helps):")
+    print(" " * width + "  " + "  ".join(f"{task:>{max(8, len(task))}}" for task in result.tasks))
+    for task, row in zip(result.tasks, result.affinity):
+        cells = "  ".join(f"{v:>+{max(8, len(t))}.4f}" for v, t in zip(row, result.tasks))
+        print(f"{task:<{width}}  {cells}")
+    groups = " | ".join("{" + ", ".join(group) + "}" for group in result.suggested.groups)
+    print(f"suggested grouping: {groups} (score {result.suggested.score:+.4f})")
+    print(f"report: {result.out_dir / 'report.md'}")
+    return 0
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` outside brackets: ``"a,[1,2],b"`` → a, [1,2], b."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "[{(") - (char in "]})")
+        if char == separator and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+def _methods_option(text: str) -> list[str | dict[str, object]]:
+    """``ew,cagrad:c=0.2:rescale=0`` → ``["ew", {"name": "cagrad", "c": 0.2, "rescale": 0}]``."""
+    import yaml
+
+    methods: list[str | dict[str, object]] = []
+    for item in _split_top_level(text, ","):
+        name, *options = _split_top_level(item.strip(), ":")
+        if not name or any("=" not in option for option in options):
+            raise ConfigError(
+                f"--methods {text!r}: write methods as name or name:option=value, e.g. "
+                "ew,pcgrad,cagrad:c=0.2."
+            )
+        if not options:
+            methods.append(name)
+            continue
+        section: dict[str, object] = {"name": name}
+        for option in options:
+            key, value = option.split("=", 1)
+            section[key] = yaml.safe_load(value)
+        methods.append(section)
+    return methods
+
+
+def _tune_option(text: str) -> tuple[str, list[object]]:
+    """``optim.lr=0.1,0.03`` → ``("optim.lr", [0.1, 0.03])``."""
+    import yaml
+
+    key, _, values = text.partition("=")
+    if not key.strip() or not values.strip():
+        raise ConfigError(
+            f"--tune {text!r}: write it as key=value1,value2, e.g. optim.lr=0.1,0.01."
+        )
+    return key.strip(), [yaml.safe_load(value) for value in _split_top_level(values, ",")]
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -170,6 +433,14 @@ def _predict(args: argparse.Namespace) -> int:
 
     result = predict(args.run_dir, args.input, args.out, device=args.device)
     print(f"{len(result.table)} rows predicted: {result.path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mtlkit.workflows import export_run
+
+    weights, description = export_run(args.run_dir, args.out)
+    print(f"weights: {weights}\ndescription: {description}")
     return 0
 
 

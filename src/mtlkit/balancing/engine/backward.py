@@ -15,6 +15,12 @@ does not depend on those classes):
 In the first two, every other parameter the losses depend on gets the gradient of ``Σₖ Lₖ`` (its
 own task's gradient under hard sharing). Gradients add to an existing ``.grad``.
 
+With data-parallel ``replicas`` (:mod:`~mtlkit.balancing.replicas`) every path reads and writes
+replica means: J and the other gradients are averaged before the method sees them
+(:mod:`~mtlkit.balancing.engine.average`); on the representation, the Gramian is that of the whole
+batch's ``∂Lₖ/∂z`` (the replicas' Gramians summed, over N², for a mean loss over N equal slices)
+and the gradients of ``Σₖ wₖLₖ`` are averaged. Every replica then writes the same ``.grad``.
+
 Mixed precision: the Jacobian has the shared parameters' dtype (float32) whatever the dtype of
 the activations, and the Gramian, the method and the accumulation run with autocast off
 (:func:`_exact`), so that a call from inside ``torch.autocast`` does not round them to
@@ -37,9 +43,11 @@ from mtlkit.balancing.engine.accumulate import (
     accumulate_extra,
     accumulate_flat,
 )
+from mtlkit.balancing.engine.average import average_acquired, average_in_place
 from mtlkit.balancing.engine.gradients import acquire, check_shared, head_pass
-from mtlkit.balancing.engine.graph import Split, as_features, split_at_features
+from mtlkit.balancing.engine.graph import Split, as_features, autograd_leaves, split_at_features
 from mtlkit.balancing.engine.strategy import Engine
+from mtlkit.balancing.replicas import Replicas
 from mtlkit.balancing.types import BalanceInfo
 
 __all__ = [
@@ -95,13 +103,16 @@ def jacobian_backward(
     shared_params: Iterable[nn.Parameter],
     features: Tensor | Sequence[Tensor] | None,
     engine: Engine,
+    replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """Shared parameters get ``method.aggregate(J, losses)``; the update is no weighting.
 
-    ``stacked`` is the (K,) stack of ``losses`` (:func:`~mtlkit.balancing.types.stack_losses`).
+    ``stacked`` is the (K,) stack of ``losses`` (:func:`~mtlkit.balancing.types.stack_losses`;
+    under ``replicas``, with the values of their replica means).
     """
     shared = check_shared(shared_params)
     grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+    average_acquired(grads, replicas)
     jacobian = grads.jacobian
     with _exact(jacobian):
         direction = method.aggregate(jacobian, stacked.detach())
@@ -122,10 +133,12 @@ def gramian_backward(
     shared_params: Iterable[nn.Parameter],
     features: Tensor | Sequence[Tensor] | None,
     engine: Engine,
+    replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """Shared parameters get ``wᵀJ`` with ``w = method.weights_from_gramian(J Jᵀ, losses)``."""
     shared = check_shared(shared_params)
     grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+    average_acquired(grads, replicas)
     jacobian = grads.jacobian
     with _exact(jacobian):
         weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
@@ -140,6 +153,7 @@ def representation_backward(
     stacked: Tensor,
     shared_params: Iterable[nn.Parameter],
     features: Tensor | Sequence[Tensor] | None,
+    replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """Sener & Koltun's MGDA-UB shortcut: weights from the Gramian of ``∂Lₖ/∂z``, then one
     backward of ``Σₖ wₖLₖ`` through the whole network (heads included).
@@ -177,15 +191,28 @@ def representation_backward(
     with _exact(stacked):
         flat = [_float32_at_least(g.flatten(1)) for g in gz]
         gramian = sum(g @ g.T for g in flat)
+        if replicas is not None:  # the whole batch's ∂L/∂z: each replica's over N (mean loss)
+            replicas.mean_(gramian)
+            gramian /= replicas.size
         weights = method.weights_from_gramian(gramian, stacked.detach()).detach()
     if split is None:
-        torch.autograd.backward((weights.to(stacked.dtype) * stacked).sum())
-        return BalanceInfo(weights=weights)
-    torch.autograd.backward(feats, _combined_cotangents(weights, gz))
+        leaves = autograd_leaves(list(losses))
+        total = (weights.to(stacked.dtype) * stacked).sum()
+        pairs = list(zip(leaves, torch.autograd.grad(total, leaves, allow_unused=True)))
+    else:
+        grad_z = _combined_cotangents(weights, gz)
+        trunk = shared + split.trunk_extra
+        pairs = list(zip(trunk, torch.autograd.grad(feats, trunk, grad_z, allow_unused=True)))
+        pairs += [
+            (p, g * weights[k].to(g.dtype))
+            for k, task_grads in enumerate(head_grads)
+            for p, g in task_grads
+        ]
+    pairs = [(p, g) for p, g in pairs if g is not None]
+    average_in_place([g for _, g in pairs], replicas)
     with torch.no_grad():
-        for k, task_grads in enumerate(head_grads):
-            for p, g in task_grads:
-                accumulate(p, g * weights[k].to(g.dtype), owned=True)
+        for p, g in pairs:
+            accumulate(p, g, owned=True)
     return BalanceInfo(weights=weights)
 
 
@@ -196,9 +223,10 @@ def weighted_backward(
     shared_params: Iterable[nn.Parameter],
     features: Tensor | Sequence[Tensor] | None,
     engine: Engine,
+    replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """What :func:`gramian_backward` writes for the given ``weights``: shared parameters get
-    ``wᵀJ``, every other parameter the gradient of ``Σₖ Lₖ``.
+    ``wᵀJ``, every other parameter the gradient of ``Σₖ Lₖ`` (replica means under ``replicas``).
 
     Where the graph is cut at ``features`` with no other parameter below them, J is not
     materialised: the heads' pass gives ``∂Lₖ/∂z`` and the heads' own gradients, and one trunk
@@ -212,14 +240,18 @@ def weighted_backward(
     split = None if feats is None else split_at_features(losses, feats, {id(p) for p in shared})
     if split is None or not split.used or split.trunk_extra:
         grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+        average_acquired(grads, replicas)
         with _exact(grads.jacobian):
             accumulate_combination(shared, weights, grads.jacobian)
             accumulate_extra(grads)
         return BalanceInfo(weights=weights)
     gz, head_grads, _ = head_pass(losses, split)
-    torch.autograd.backward(split.features, _combined_cotangents(weights, gz))
+    grad_z = _combined_cotangents(weights, gz)
+    pairs = list(zip(shared, torch.autograd.grad(feats, shared, grad_z, allow_unused=True)))
+    pairs += [(p, g) for task_grads in head_grads for p, g in task_grads]
+    pairs = [(p, g) for p, g in pairs if g is not None]
+    average_in_place([g for _, g in pairs], replicas)
     with torch.no_grad():
-        for task_grads in head_grads:
-            for p, g in task_grads:
-                accumulate(p, g, owned=True)
+        for p, g in pairs:
+            accumulate(p, g, owned=True)
     return BalanceInfo(weights=weights)
