@@ -9,7 +9,7 @@ from mtlkit.models.backbones import (
     backbone_options,
     create_backbone,
 )
-from mtlkit.models.heads import classification_head
+from mtlkit.models.heads import TemperatureScaled, classification_head
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "MLP",
     "MultiTaskModel",
     "SeedCNN",
+    "TemperatureScaled",
     "backbone_options",
     "classification_head",
     "create_backbone",

@@ -9,6 +9,11 @@ parameters come from each task's own batch.
 A task whose batch has no labelled row (label masks) contributes a zero loss at that step; the
 epoch's record counts such steps per task (``unlabelled_steps``), and its mean training loss is
 over the steps where the task had labels.
+
+The practitioner's techniques hook in without the loop naming any: input noise on the training
+batches (:class:`~mtlkit.training.noise.InputNoise`), teachers whose outputs the tasks distil
+(:mod:`mtlkit.training.distill`), and L1/L2 penalties added after the balancer
+(:class:`~mtlkit.training.penalties.ParameterPenalties`, their values in the epoch's record).
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.distill import Teacher
+from mtlkit.training.noise import InputNoise, noise_generator
+from mtlkit.training.penalties import ParameterPenalties
+from mtlkit.training.views import Views
 
 Reports = dict[str, Any]
 """Task name → the report its metrics computed (e.g. a ``ClassificationReport``)."""
@@ -41,17 +50,24 @@ def evaluate(
     batches: Iterable[Batch],
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
+    views: Views | None = None,
 ) -> Reports:
     """Every task's metrics of ``model`` over ``batches`` (the model is put in eval mode).
 
     Rows whose label a task lacks (``batch.masks``) are left out of that task's metrics; a batch
     scores the tasks it has targets for (multi-input evaluation: each task on its own batches).
+    With ``views`` of more than one, each task scores its outputs combined over M noisy views
+    of each input (see :class:`~mtlkit.training.views.Views`).
     """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
+    generator = None if views is None else views.generator(device)
     for batch in batches:
         batch = batch.to(device, memory_format)
-        outputs = model(batch.inputs)
+        if views is None:
+            outputs = model(batch.inputs)
+        else:
+            outputs = views.outputs(model, batch.inputs, tasks, generator)
         for task in tasks:
             if task.name in batch.targets:
                 metrics[task.name].update(
@@ -66,8 +82,9 @@ class DivergedError(RuntimeError):
 
 @dataclass
 class EpochRecord:
-    """What one epoch did: mean training losses, applied task weights, validation metrics, and
-    per task the steps whose batch had no labelled row for it (zero loss there)."""
+    """What one epoch did: mean training losses, applied task weights, validation metrics, per
+    task the steps whose batch had no labelled row for it (zero loss there), and the mean L1/L2
+    penalty of each penalised parameter group."""
 
     epoch: int
     train_loss: dict[str, float]
@@ -77,6 +94,7 @@ class EpochRecord:
     lr: float
     seconds: float
     unlabelled_steps: dict[str, int] = field(default_factory=dict)
+    penalties: dict[str, float] = field(default_factory=dict)
 
     def brief(self, metric: str | Mapping[str, str] = "accuracy") -> dict[str, float | int | None]:
         """The few columns a report shows: losses, one validation metric per task (``metric``,
@@ -96,6 +114,7 @@ class EpochRecord:
         row.update({f"train/{t}/unlabelled_steps": n for t, n in self.unlabelled_steps.items()})
         for t, w in (self.task_weights or {}).items():
             row[f"train/{t}/weight"] = w
+        row.update({f"train/penalty/{g}": v for g, v in self.penalties.items()})
         for t, metrics in (self.val or {}).items():
             row.update({f"val/{t}/{k}": v for k, v in metrics.items()})
         row["val/score"] = self.score
@@ -123,6 +142,10 @@ class Trainer:
         device: where to train.
         channels_last: store images and conv weights channels-last (faster convolutions on CPU).
         progress: show a progress bar with per-task running losses (main process, terminals only).
+        noise: noise drawn on every training batch's inputs (never in evaluation).
+        seed: seeds the noise's generator.
+        teachers: give the tasks they teach soft labels (distillation); updated after each step.
+        penalties: L1/L2 penalties whose gradients join the balanced gradient before each step.
     """
 
     def __init__(
@@ -136,6 +159,10 @@ class Trainer:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
         progress: bool = True,
+        noise: InputNoise | None = None,
+        seed: int = 0,
+        teachers: Sequence[Teacher] = (),
+        penalties: ParameterPenalties | None = None,
     ) -> None:
         missing = [t.name for t in tasks if t.name not in model.task_names]
         if missing:
@@ -152,16 +179,35 @@ class Trainer:
         self.progress = progress
         self.unlabelled_steps: dict[str, int] = {}
         """Per task, the steps of the last epoch whose batch had no labelled row for it."""
+        self.noise = noise if noise is not None and noise.active else None
+        self.noise_generator = noise_generator(seed, self.device)
+        """The generator of the training noise (its state is part of the training state)."""
+        self.teachers = [teacher.to(self.device) for teacher in teachers]
+        self.penalties = penalties if penalties is not None and penalties.active else None
+        self.penalty_values: dict[str, float] = {}
+        """Per penalised group, the mean penalty over the last epoch's steps."""
+        self._penalty_sums: dict[str, float] = {}
 
     def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """One optimisation step; returns the detached (K,) losses and the applied weights."""
         batch = batch.to(self.device, self.memory_format)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        features = self.model.encode(batch.inputs)
+        inputs = batch.inputs
+        if self.noise is not None:
+            inputs = self.noise(inputs, [task.name for task in self.tasks], self.noise_generator)
+        features = self.model.encode(inputs)
         outputs = self.model.decode(features)
+        soft: dict[str, Tensor] = {}
+        for teacher in self.teachers:
+            soft.update(teacher.outputs(inputs))
         losses = [
-            task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
+            task.loss(
+                outputs[task.name],
+                batch.targets[task.name],
+                batch.masks.get(task.name),
+                teacher=soft.get(task.name),
+            )
             for task in self.tasks
         ]
         if not isinstance(features, Tensor):  # multi-input: each task's own features
@@ -169,7 +215,12 @@ class Trainer:
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
+        if self.penalties is not None:
+            for group, value in self.penalties.apply().items():
+                self._penalty_sums[group] = self._penalty_sums.get(group, 0.0) + value
         self.optimizer.step()
+        for teacher in self.teachers:
+            teacher.update(self.model)
         return torch.stack([loss.detach() for loss in losses]), info.weights
 
     def train_epoch(self, batches: Iterable[Batch], epoch: int) -> tuple[Tensor, Tensor | None]:
@@ -180,6 +231,7 @@ class Trainer:
         unlabelled = torch.zeros(len(self.tasks), dtype=torch.int64)
         weight_sum: Tensor | None = None
         steps = 0
+        self._penalty_sums: dict[str, float] = {}
         bar = tqdm(
             batches, desc=f"epoch {epoch}", leave=False, disable=None if self.progress else True
         )
@@ -196,6 +248,7 @@ class Trainer:
         if steps == 0:
             raise ValueError("the training split yields no batch; lower batch_size or add data.")
         self.unlabelled_steps = dict(zip((t.name for t in self.tasks), unlabelled.tolist()))
+        self.penalty_values = {g: v / steps for g, v in self._penalty_sums.items()}
         mean_losses = loss_sum / (steps - unlabelled).clamp(min=1).to(self.device)
         if not torch.isfinite(mean_losses).all():
             bad = [t.name for t, v in zip(self.tasks, mean_losses.tolist()) if not math.isfinite(v)]
@@ -274,6 +327,7 @@ class Trainer:
                 lr=lr,
                 seconds=time.perf_counter() - start,
                 unlabelled_steps=dict(self.unlabelled_steps),
+                penalties=dict(self.penalty_values),
             )
             result.history.append(record)
             if on_epoch is not None:

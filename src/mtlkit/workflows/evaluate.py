@@ -10,7 +10,7 @@ from typing import Any
 from mtlkit.data import InputError, TablePreprocessing, TensorBatches, read_table
 from mtlkit.data.notes import note
 from mtlkit.training import evaluate
-from mtlkit.workflows.build import eval_batches, load_data
+from mtlkit.workflows.build import build_views, eval_batches, load_data
 from mtlkit.workflows.restore import TrainedRun, load_weights, restore_run
 from mtlkit.workflows.run_dir import RunDir, SavedData
 
@@ -22,7 +22,8 @@ def evaluate_run(
     *,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Every task's metrics of the run's ``best.pt``.
+    """Every task's metrics of the run's ``best.pt`` (over the run's ``eval.views`` noisy views
+    of each input when it sets more than one).
 
     Args:
         run_dir: the run folder.
@@ -49,7 +50,12 @@ def evaluate_run(
         )
     run = load_weights(folder, config, now, device)
     return evaluate(
-        run.model, run.tasks, eval_batches(config, loaded.test), run.device, run.memory_format
+        run.model,
+        run.tasks,
+        eval_batches(config, loaded.test),
+        run.device,
+        run.memory_format,
+        build_views(config),
     )
 
 
@@ -89,4 +95,5 @@ def _evaluate_table(run: TrainedRun, path: str | os.PathLike[str], quiet: bool) 
     names = [task.name for task in present]
     split = preprocessing.split(frame, origin, f"the rows of {origin.name}", names, quiet=quiet)
     batches = TensorBatches(split, run.config.train.eval_batch_size)
-    return evaluate(run.model, present, batches, run.device, run.memory_format)
+    views = build_views(run.config)
+    return evaluate(run.model, present, batches, run.device, run.memory_format, views)

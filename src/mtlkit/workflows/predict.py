@@ -20,6 +20,8 @@ import torch
 
 from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
 from mtlkit.data.tables import write_table
+from mtlkit.training import Views
+from mtlkit.workflows.build import build_noise
 from mtlkit.workflows.restore import TrainedRun, restore_run
 
 
@@ -39,7 +41,9 @@ def predict(
     device: str = "auto",
     quiet: bool = False,
 ) -> Predictions:
-    """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``.
+    """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``
+    (combined over the run's ``eval.views`` noisy views of each input when it sets more than
+    one).
 
     Args:
         run_dir: a finished run folder.
@@ -61,13 +65,16 @@ def predict(
     run = restore_run(run_dir, device)
     kept, features = _read_inputs(run, Path(inputs), quiet)
     columns: dict[str, list[Any]] = {}
+    settings = run.config.eval
+    views = Views(build_noise(run.config), settings.views, settings.combine, run.config.seed)
+    generator = views.generator(run.device)
     with torch.no_grad():
         for start in range(0, len(features), run.config.train.eval_batch_size):
             chunk = features[start : start + run.config.train.eval_batch_size]
             chunk = chunk.to(run.device)
             if chunk.dim() == 4:
                 chunk = chunk.contiguous(memory_format=run.memory_format)
-            outputs = run.model(chunk)
+            outputs = views.outputs(run.model, chunk, run.tasks, generator)
             for task in run.tasks:
                 for key, values in task.predict(outputs[task.name]).items():
                     columns.setdefault(f"{task.name}_{key}", []).extend(values)

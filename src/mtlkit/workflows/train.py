@@ -12,20 +12,24 @@ import torch
 from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.evaluation import write_report
 from mtlkit.tasks import Task
-from mtlkit.training import EpochRecord, Trainer, save_checkpoint
+from mtlkit.training import EpochRecord, Trainer, evaluate, fit_temperatures, save_checkpoint
 from mtlkit.training.distributed import is_main_process, world_size
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
+    build_noise,
     build_optimization,
+    build_penalties,
     build_tasks,
+    build_views,
     eval_batches,
     load_data,
     resolve_device,
     train_batches,
 )
 from mtlkit.workflows.run_dir import RunDir, run_info, training_state
+from mtlkit.workflows.teachers import build_teachers
 
 
 @dataclass
@@ -59,7 +63,15 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
     folder = RunDir(Path(run_dir))
     device = resolve_device(config.train.device)
     data = load_data(config)
-    tasks = build_tasks(config, data.tasks)
+    tasks = build_tasks(config, data.tasks, data.train)
+    fit_temperature = [
+        t.name for t in tasks if config.tasks.techniques(t.name)["temperature"] == "fit"
+    ]
+    if fit_temperature and data.val is None:
+        raise ConfigError(
+            f"tasks.temperature: fitting task {fit_temperature[0]!r}'s temperature needs a "
+            "validation split; set data.val_fraction > 0 or give the temperature as a number."
+        )
     model = build_model(config, data.input_shape, tasks)
     balancer = build_balancer(config, len(tasks))
     optimizer, scheduler = build_optimization(config, model, balancer)
@@ -73,6 +85,10 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         device=device,
         channels_last=config.train.channels_last,
         progress=config.train.progress and main,
+        noise=build_noise(config),
+        seed=config.seed,
+        teachers=build_teachers(config, tasks, model),
+        penalties=build_penalties(config, model, balancer),
     )
     log = None
     if main:
@@ -102,7 +118,19 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         finally:
             if log is not None:
                 log.close()
-    test = trainer.evaluate(eval_batches(config, data.test))
+    temperatures = {}
+    if fit_temperature:
+        temperatures = fit_temperatures(
+            trainer.model, tasks, eval_batches(config, data.val), device, trainer.memory_format
+        )
+    test = evaluate(
+        trainer.model,
+        tasks,
+        eval_batches(config, data.test),
+        device,
+        trainer.memory_format,
+        build_views(config),
+    )
     primary = {task.name: task.primary_metric for task in tasks}
     seconds = time.perf_counter() - start
     if main:
@@ -115,6 +143,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
                 "history": [asdict(record) for record in fit.history],
                 "seconds": seconds,
                 "data_fingerprint": data.fingerprint,
+                "fitted_temperatures": temperatures,
             }
         )
         write_report(
@@ -142,7 +171,8 @@ def _epoch_line(config: ExperimentConfig, tasks: list[Task], record: EpochRecord
         for t, n in record.unlabelled_steps.items()
         if n
     )
+    penalties = "".join(f"  penalty {g}={v:.4g}" for g, v in record.penalties.items())
     return (
-        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{val}  "
-        f"({record.seconds:.1f}s){empty}"
+        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{penalties}"
+        f"{val}  ({record.seconds:.1f}s){empty}"
     )
