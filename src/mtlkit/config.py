@@ -213,8 +213,8 @@ class TaskConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """The shared network; ``hidden``, ``activation``, ``dropout`` and ``batch_norm`` are
-    options of the ``mlp`` backbone."""
+    """The shared network; ``batch_norm`` is an option of every built-in backbone, ``hidden``,
+    ``activation`` and ``dropout`` of the ``mlp`` backbone."""
 
     backbone: str | None = Field(None, description="default: mlp for tables, else cnn")
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
