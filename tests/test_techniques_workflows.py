@@ -1,0 +1,119 @@
+"""The techniques through a whole run: config to run folder, re-evaluation, teachers."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mtlkit.config import ConfigError, parse_config
+from mtlkit.models import TemperatureScaled
+from mtlkit.training import EMATeacher, load_checkpoint
+from mtlkit.workflows import RunDir, evaluate_run, predict, restore_run, train
+from mtlkit.workflows.build import build_model, build_tasks, load_data
+from mtlkit.workflows.teachers import build_teachers
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
+
+
+def _raw(**sections) -> dict:
+    raw = {
+        "name": "tiny",
+        "model": {"backbone": "lenet", "batch_norm": True},
+        "data": {"val_fraction": 0.2},
+        "train": {"epochs": 1, "batch_size": 16, "progress": False},
+    }
+    raw.update(sections)
+    return raw
+
+
+def test_a_run_with_every_technique_reproduces_its_test_metrics(tmp_path):
+    config = parse_config(
+        _raw(
+            tasks={
+                "label_smoothing": 0.1,
+                "temperature": "fit",
+                "distill": {"teacher": "ema", "alpha": 0.3, "ema_decay": 0.9},
+                "left": {"focal_gamma": 2.0, "instance_weights": "inverse_frequency"},
+            },
+            noise={"gaussian": 0.1, "shift": 1, "per_task": True},
+            regularization={"trunk": {"l1": 1e-5, "l2": 1e-4}, "heads": {"l2": 1e-3}},
+            eval={"views": 3, "combine": "mean"},
+        )
+    )
+    result = train(config, tmp_path / "run")
+    folder = RunDir(result.run_dir)
+    with folder.log.open() as file:
+        row = next(csv.DictReader(file))
+    assert float(row["train/penalty/trunk"]) > 0 and float(row["train/penalty/heads"]) > 0
+    metrics = json.loads(folder.metrics.read_text())
+    assert set(metrics["fitted_temperatures"]) == {"left", "right"}
+    state = load_checkpoint(folder.best)["model"]
+    assert float(state["heads.left.temperature"]) == pytest.approx(
+        metrics["fitted_temperatures"]["left"]
+    )
+    assert 0.0 <= metrics["test"]["left"]["ece"] <= 1.0
+    again = evaluate_run(result.run_dir, device="cpu")  # the same three views, from the seed
+    assert {t: r.to_dict() for t, r in again.items()} == metrics["test"]
+    images = tmp_path / "images.npy"
+    np.save(images, np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32))
+    assert len(predict(result.run_dir, images, device="cpu").table) == 5
+
+
+def test_distillation_from_a_baselines_folder_and_from_a_run_folder(tmp_path):
+    teacher = train(
+        parse_config(_raw(tasks={"include": ["left"]})), tmp_path / "base" / "single-left"
+    )
+    both = train(parse_config(_raw()), tmp_path / "both")
+    config = parse_config(
+        _raw(
+            tasks={
+                "left": {"distill": {"teacher": str(tmp_path / "base")}},
+                "right": {"distill": {"teacher": str(both.run_dir), "alpha": 1.0}},
+            }
+        )
+    )
+    data = load_data(config)
+    tasks = build_tasks(config, data.tasks, data.train)
+    teachers = build_teachers(config, tasks, build_model(config, data.input_shape, tasks))
+    assert len(teachers) == 1 and teachers[0].tasks == ("left", "right")
+    x = data.test.inputs[:4]
+    soft = teachers[0].outputs(x)
+    assert torch.equal(soft["left"], restore_run(teacher.run_dir, "cpu").model(x)["left"])
+    assert torch.equal(soft["right"], restore_run(both.run_dir, "cpu").model(x)["right"])
+    assert train(config, tmp_path / "student").best_epoch == 1
+
+
+def test_a_missing_teacher_is_refused_with_the_fix(tmp_path):
+    config = parse_config(_raw(tasks={"distill": {"teacher": str(tmp_path / "nowhere")}}))
+    with pytest.raises(ConfigError, match=r"distill\.teacher: .* neither a run folder"):
+        train(config, tmp_path / "run")
+
+
+def test_the_ema_teacher_averages_the_student():
+    config = parse_config(_raw())
+    data = load_data(config)
+    tasks = build_tasks(config, data.tasks)
+    student = build_model(config, data.input_shape, tasks)
+    teacher = EMATeacher(student, ["left"], decay=0.75)
+    teacher.update(student)  # the first update copies the student
+    before = {k: v.clone() for k, v in teacher.average.module.state_dict().items()}
+    with torch.no_grad():
+        for param in student.parameters():
+            param.add_(1.0)
+    teacher.update(student)
+    for name, param in student.named_parameters():
+        expected = 0.75 * before[name] + 0.25 * param.detach()
+        assert torch.allclose(teacher.average.module.state_dict()[name], expected, atol=1e-6)
+
+
+def test_a_fixed_temperature_wraps_the_head_and_one_leaves_it_as_it_was():
+    config = parse_config(_raw(tasks={"right": {"temperature": 2.0}}))
+    data = load_data(config)
+    model = build_model(config, data.input_shape, build_tasks(config, data.tasks))
+    assert isinstance(model.heads["right"], TemperatureScaled)
+    assert float(model.heads["right"].temperature) == 2.0
+    assert isinstance(model.heads["left"], torch.nn.Linear)
