@@ -213,6 +213,28 @@ def test_temperature_scaling_divides_and_the_fit_recovers_an_overconfident_scale
             r"^tasks\.left\.distill\.ema_decay: one average",
         ),
         ({"eval": {"views": 3}}, r"^eval\.views: several views"),
+        ({"tasks": {"left": {"weight_column": "w"}}}, r"^tasks\.left\.weight_column: declaring"),
+        (
+            {
+                "data": {"table": "rows.csv"},
+                "tasks": {
+                    "plan": {
+                        "type": "classification",
+                        "column": "plan",
+                        "weight_column": "w",
+                        "instance_weights": "inverse_frequency",
+                    }
+                },
+            },
+            r"^tasks\.plan\.weight_column: .* keep one of the two",
+        ),
+        (
+            {
+                "data": {"table": "rows.csv"},
+                "tasks": {"s": {"type": "regression", "column": "s", "focal_gamma": 1}},
+            },
+            r"^tasks\.s\.focal_gamma: only classification tasks",
+        ),
         ({"eval": {"combine": "median"}}, r"^eval\.combine: "),
         ({"regularization": {"heads": {"l1": -1}}}, r"^regularization\.heads\.l1: "),
         ({"noise": {"salt_pepper": 2}}, r"^noise\.salt_pepper: "),

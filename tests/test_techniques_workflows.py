@@ -6,11 +6,14 @@ import csv
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from mtlkit.config import ConfigError, parse_config
+from mtlkit.data import InputError, TableTask, TensorBatches, load_table
 from mtlkit.models import TemperatureScaled
+from mtlkit.tasks import ClassificationTask
 from mtlkit.training import EMATeacher, load_checkpoint
 from mtlkit.workflows import RunDir, evaluate_run, predict, restore_run, train
 from mtlkit.workflows.build import build_model, build_tasks, load_data
@@ -117,3 +120,69 @@ def test_a_fixed_temperature_wraps_the_head_and_one_leaves_it_as_it_was():
     assert isinstance(model.heads["right"], TemperatureScaled)
     assert float(model.heads["right"].temperature) == 2.0
     assert isinstance(model.heads["left"], torch.nn.Linear)
+
+
+def _weighted_table(tmp_path) -> str:
+    rng = np.random.default_rng(0)
+    rows = 60
+    frame = pd.DataFrame(
+        {
+            "x1": rng.normal(size=rows),
+            "x2": rng.normal(size=rows),
+            "plan": np.resize(["basic", "plus", "premium"], rows),
+            "spend": rng.normal(60, 15, rows),
+            "w": rng.uniform(0.0, 3.0, rows),
+        }
+    )
+    frame.loc[3, "plan"] = np.nan  # unlabelled: its weight cell is not read
+    frame.loc[3, "w"] = np.nan
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_weight_column_weighs_each_row_of_its_task(tmp_path):
+    path = _weighted_table(tmp_path)
+    tasks = [
+        TableTask("plan", "classification", column="plan", weight_column="w"),
+        TableTask("spend", "regression", column="spend"),
+    ]
+    data = load_table(path, tasks, val_fraction=0.0, quiet=True)
+    assert "w" not in data.preprocessing.features.columns  # a weight is no feature
+    frame = pd.read_csv(path)
+    assert set(data.train.weights) == {"plan"}
+    every = np.sort(
+        np.concatenate([data.train.weights["plan"].numpy(), data.test.weights["plan"].numpy()])
+    )
+    assert every == pytest.approx(np.sort(frame["w"].fillna(0.0).to_numpy(np.float32)))
+    batch = next(iter(TensorBatches(data.train, 16)))
+    assert torch.equal(batch.weights["plan"], data.train.weights["plan"][:16])
+    config = parse_config(
+        {
+            "data": {"table": path, "val_fraction": 0.0},
+            "tasks": {
+                "plan": {"type": "classification", "column": "plan", "weight_column": "w"},
+                "spend": {"type": "regression", "column": "spend"},
+            },
+            "train": {"epochs": 1, "batch_size": 16, "progress": False},
+        }
+    )
+    assert train(config, tmp_path / "run").best_epoch == 1
+
+
+def test_the_trainer_passes_a_batch_s_weights_to_the_loss():
+    task = ClassificationTask("plan", 3)
+    logits, target = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    weights = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    per_row = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+    assert torch.equal(task.loss(logits, target, weights=weights), per_row[1])
+
+
+def test_a_bad_weight_is_refused_naming_the_row(tmp_path):
+    path = _weighted_table(tmp_path)
+    frame = pd.read_csv(path)
+    frame.loc[5, "w"] = -1.0
+    frame.to_csv(path, index=False)
+    tasks = [TableTask("plan", "classification", column="plan", weight_column="w")]
+    with pytest.raises(InputError, match=r"column 'w', row 6 \(line 7\): the weight -1\.0 is not"):
+        load_table(path, tasks, val_fraction=0.0, quiet=True)

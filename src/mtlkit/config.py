@@ -141,6 +141,7 @@ class TaskEntry(_Section):
     loss: str | None = None
     metric: str | None = Field(None, description="the primary metric")
     table: str | None = Field(None, description="the task's own table (multi-input)")
+    weight_column: str | None = Field(None, description="a column of per-row loss weights")
     label_smoothing: float | None = Field(None, ge=0.0, lt=1.0, description="classification")
     focal_gamma: float | None = Field(None, ge=0.0, description="classification: focal loss γ")
     instance_weights: str | None = Field(None, description="none or inverse_frequency")
@@ -165,7 +166,7 @@ class TaskEntry(_Section):
 
 TECHNIQUES = ("label_smoothing", "focal_gamma", "instance_weights", "temperature", "distill")
 """The loss techniques a task may set for itself, defaulting to the value under ``tasks:``."""
-_DATA_KEYS = ("type", "column", "columns", "positive", "loss", "metric", "table")
+_DATA_KEYS = ("type", "column", "columns", "positive", "loss", "metric", "table", "weight_column")
 """The keys of a task entry that describe a table's task."""
 
 
@@ -554,6 +555,14 @@ def _resolve_entry(config: ExperimentConfig, name: str, entry: TaskEntry) -> dic
                 raise ConfigError(
                     f"{key}.{option}: only classification tasks take it; remove it here."
                 )
+    if (
+        entry.weight_column is not None
+        and config.tasks.techniques(name)["instance_weights"] != "none"
+    ):
+        raise ConfigError(
+            f"{key}.weight_column: the task's rows are weighted by instance_weights already; "
+            "keep one of the two."
+        )
     if entry.label_smoothing is not None and "label_smoothing" not in kind.options:
         raise ConfigError(f"{key}.label_smoothing: only classification tasks are smoothed.")
     if (entry.table is None) != (config.source == "table"):

@@ -206,6 +206,7 @@ class Trainer:
                 outputs[task.name],
                 batch.targets[task.name],
                 batch.masks.get(task.name),
+                weights=batch.weights.get(task.name),
                 teacher=soft.get(task.name),
             )
             for task in self.tasks

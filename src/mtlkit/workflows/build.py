@@ -72,6 +72,7 @@ def table_tasks(config: ExperimentConfig) -> list[TableTask]:
             positive=entry.positive,
             loss=entry.loss,
             table=entry.table,
+            weight_column=entry.weight_column,
         )
         for name, entry in config.tasks.entries.items()
     ]
