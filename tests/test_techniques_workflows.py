@@ -14,9 +14,9 @@ from mtlkit.config import ConfigError, parse_config
 from mtlkit.data import InputError, TableTask, TensorBatches, load_table
 from mtlkit.models import TemperatureScaled
 from mtlkit.tasks import ClassificationTask
-from mtlkit.training import EMATeacher, load_checkpoint
+from mtlkit.training import EMATeacher, evaluate, load_checkpoint
 from mtlkit.workflows import RunDir, evaluate_run, predict, restore_run, train
-from mtlkit.workflows.build import build_model, build_tasks, load_data
+from mtlkit.workflows.build import build_model, build_tasks, eval_batches, load_data
 from mtlkit.workflows.teachers import build_teachers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
@@ -61,6 +61,11 @@ def test_a_run_with_every_technique_reproduces_its_test_metrics(tmp_path):
     assert 0.0 <= metrics["test"]["left"]["ece"] <= 1.0
     again = evaluate_run(result.run_dir, device="cpu")  # the same three views, from the seed
     assert {t: r.to_dict() for t, r in again.items()} == metrics["test"]
+    run = restore_run(result.run_dir, "cpu")
+    plain = evaluate(
+        run.model, run.tasks, eval_batches(run.config, load_data(run.config).test), run.device
+    )
+    assert evaluate_run(result.run_dir, device="cpu", views=1) == plain
     images = tmp_path / "images.npy"
     np.save(images, np.random.default_rng(0).random((5, 1, 28, 28), dtype=np.float32))
     assert len(predict(result.run_dir, images, device="cpu").table) == 5
@@ -88,6 +93,8 @@ def test_distillation_from_a_baselines_folder_and_from_a_run_folder(tmp_path):
     assert torch.equal(soft["left"], restore_run(teacher.run_dir, "cpu").model(x)["left"])
     assert torch.equal(soft["right"], restore_run(both.run_dir, "cpu").model(x)["right"])
     assert train(config, tmp_path / "student").best_epoch == 1
+    with pytest.raises(ConfigError, match=r"^views: 3 views of an input differ only by noise"):
+        evaluate_run(both.run_dir, device="cpu", views=3)
 
 
 def test_a_missing_teacher_is_refused_with_the_fix(tmp_path):

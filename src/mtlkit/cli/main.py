@@ -84,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a labelled table (.csv, .parquet, .npz) not used in training, instead of the test "
         "split",
     )
+    _add_view_options(evaluate)
     evaluate.set_defaults(handler=_eval)
 
     predict = commands.add_parser(
@@ -100,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a .csv or .parquet file (default: RUN_DIR/predictions-INPUT.csv)",
     )
     predict.add_argument("--device", default="auto")
+    _add_view_options(predict)
     predict.set_defaults(handler=_predict)
 
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
@@ -157,10 +159,27 @@ def _baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_view_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--views",
+        type=int,
+        default=None,
+        help="M noisy views of each input, drawn from the run's noise (default: its eval.views)",
+    )
+    command.add_argument(
+        "--combine",
+        choices=("vote", "mean"),
+        default=None,
+        help="combine the views by majority vote or mean probability (default: eval.combine)",
+    )
+
+
 def _eval(args: argparse.Namespace) -> int:
     from mtlkit.workflows import evaluate_run
 
-    reports = evaluate_run(args.run_dir, args.device, args.data)
+    reports = evaluate_run(
+        args.run_dir, args.device, args.data, views=args.views, combine=args.combine
+    )
     print(json.dumps({name: report.summary() for name, report in reports.items()}, indent=2))
     return 0
 
@@ -168,7 +187,14 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from mtlkit.workflows import predict
 
-    result = predict(args.run_dir, args.input, args.out, device=args.device)
+    result = predict(
+        args.run_dir,
+        args.input,
+        args.out,
+        device=args.device,
+        views=args.views,
+        combine=args.combine,
+    )
     print(f"{len(result.table)} rows predicted: {result.path}")
     return 0
 

@@ -8,6 +8,7 @@ nothing here validates it again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 
@@ -34,6 +35,7 @@ from mtlkit.models import (
     create_backbone,
 )
 from mtlkit.tasks import ClassificationTask, Task, create_task
+from mtlkit.tasks.base import Combine
 from mtlkit.tasks.weighting import InverseFrequency
 from mtlkit.training import (
     GROUPS,
@@ -175,11 +177,27 @@ def build_noise(config: ExperimentConfig) -> InputNoise:
     return InputNoise(noise.gaussian, noise.salt_pepper, noise.shift, noise.per_task)
 
 
-def build_views(config: ExperimentConfig) -> Views | None:
-    """The evaluation views, or ``None`` with one view (the input as it is)."""
-    if config.eval.views == 1:
+def build_views(
+    config: ExperimentConfig, views: int | None = None, combine: str | None = None
+) -> Views | None:
+    """The evaluation views of ``config`` (``eval.views``, ``eval.combine``), or the ``views``
+    and ``combine`` given instead; ``None`` with one view (the input as it is)."""
+    count = config.eval.views if views is None else views
+    how = config.eval.combine if combine is None else combine
+    if count < 1 or how not in ("vote", "mean"):
+        raise ConfigError(
+            f"views: give a number of views ≥ 1 (got {count}) and combine 'vote' or 'mean' "
+            f"(got {how!r})."
+        )
+    if count == 1:
         return None
-    return Views(build_noise(config), config.eval.views, config.eval.combine, config.seed)
+    noise = build_noise(config)
+    if not noise.active:
+        raise ConfigError(
+            f"views: {count} views of an input differ only by noise, and the config sets none; "
+            "set noise.gaussian, noise.salt_pepper or noise.shift."
+        )
+    return Views(noise, count, cast(Combine, how), config.seed)
 
 
 def build_penalties(

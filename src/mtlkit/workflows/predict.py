@@ -20,8 +20,7 @@ import torch
 
 from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
 from mtlkit.data.tables import write_table
-from mtlkit.training import Views
-from mtlkit.workflows.build import build_noise
+from mtlkit.workflows.build import build_views
 from mtlkit.workflows.restore import TrainedRun, restore_run
 
 
@@ -40,6 +39,8 @@ def predict(
     *,
     device: str = "auto",
     quiet: bool = False,
+    views: int | None = None,
+    combine: str | None = None,
 ) -> Predictions:
     """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``
     (combined over the run's ``eval.views`` noisy views of each input when it sets more than
@@ -53,6 +54,8 @@ def predict(
             ``<run_dir>/predictions-<inputs' name>.csv``.
         device: where to run the model.
         quiet: print no notes (e.g. on categories unseen in training).
+        views, combine: predict from this many noisy views (of the run's noise), combined this
+            way, instead of the run's ``eval.views`` and ``eval.combine``.
 
     Returns:
         The prediction table (one row per input row, in order) and the path written.
@@ -65,16 +68,18 @@ def predict(
     run = restore_run(run_dir, device)
     kept, features = _read_inputs(run, Path(inputs), quiet)
     columns: dict[str, list[Any]] = {}
-    settings = run.config.eval
-    views = Views(build_noise(run.config), settings.views, settings.combine, run.config.seed)
-    generator = views.generator(run.device)
+    chosen = build_views(run.config, views, combine)
+    generator = None if chosen is None else chosen.generator(run.device)
     with torch.no_grad():
         for start in range(0, len(features), run.config.train.eval_batch_size):
             chunk = features[start : start + run.config.train.eval_batch_size]
             chunk = chunk.to(run.device)
             if chunk.dim() == 4:
                 chunk = chunk.contiguous(memory_format=run.memory_format)
-            outputs = views.outputs(run.model, chunk, run.tasks, generator)
+            if chosen is None:
+                outputs = run.model(chunk)
+            else:
+                outputs = chosen.outputs(run.model, chunk, run.tasks, generator)
             for task in run.tasks:
                 for key, values in task.predict(outputs[task.name]).items():
                     columns.setdefault(f"{task.name}_{key}", []).extend(values)
