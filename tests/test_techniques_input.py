@@ -189,3 +189,23 @@ def test_combining_views_by_vote_and_by_mean_probability():
     values = torch.tensor([[[1.0]], [[5.0]], [[2.0]]])
     assert regression.combine_views(values, "vote").item() == 2.0  # the median
     assert regression.combine_views(values, "mean").item() == pytest.approx(8 / 3)
+
+
+@pytest.mark.parametrize("method", ["ew", "upgrad", "pcgrad"])
+def test_per_task_noise_trains_with_any_balancer(method):
+    """Per-task draws give each task its own features, as multi-input data does: a gradient
+    method gets each task's gradient from its own noisy copy."""
+    model = _model(batch_norm=True)
+    before = [p.detach().clone() for p in model.trunk.parameters()]
+    trainer = Trainer(
+        model,
+        _tasks(),
+        create(method, num_tasks=2),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        noise=InputNoise(gaussian=0.2, per_task=True),
+        progress=False,
+    )
+    split = _split(8)
+    losses, _ = trainer.train_step(Batch(split.inputs, split.targets))
+    assert torch.isfinite(losses).all()
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.trunk.parameters()))
