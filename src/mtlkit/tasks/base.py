@@ -140,14 +140,18 @@ class Task(ABC):
                 "labels (distillation)."
             )
 
-    @abstractmethod
     def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
         """One output per row from the (M, N, ...) outputs of M views of each row, shaped like
         one view's output and read by :meth:`metrics` and :meth:`predict` as usual.
 
         ``how``: ``"vote"`` (each view votes for its prediction; the most voted wins) or
-        ``"mean"`` (the mean probability over the views).
+        ``"mean"`` (the mean probability over the views). Every built-in type has it; a task
+        class of one's own needs it only for ``eval.views`` > 1.
         """
+        raise NotImplementedError(
+            f"task {self.name!r} ({type(self).__name__}) cannot combine several views of an "
+            "input: implement combine_views, or evaluate with one view."
+        )
 
     @abstractmethod
     def metrics(self) -> TaskMetrics:
