@@ -201,16 +201,19 @@ class Trainer:
         soft: dict[str, Tensor] = {}
         for teacher in self.teachers:
             soft.update(teacher.outputs(inputs))
-        losses = [
-            task.loss(
-                outputs[task.name],
-                batch.targets[task.name],
-                batch.masks.get(task.name),
-                weights=batch.weights.get(task.name),
-                teacher=soft.get(task.name),
+        losses = []
+        for task in self.tasks:
+            # only what the batch has: a task class of one's own without these keywords still
+            # trains when it uses neither
+            extra = {"weights": batch.weights.get(task.name), "teacher": soft.get(task.name)}
+            losses.append(
+                task.loss(
+                    outputs[task.name],
+                    batch.targets[task.name],
+                    batch.masks.get(task.name),
+                    **{key: value for key, value in extra.items() if value is not None},
+                )
             )
-            for task in self.tasks
-        ]
         if not isinstance(features, Tensor):  # multi-input: each task's own features
             features = [features[task.name] for task in self.tasks]
         info = self.balancer.backward(
