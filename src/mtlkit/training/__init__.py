@@ -8,12 +8,21 @@ from mtlkit.training.distill import EMATeacher, FrozenTeachers, Teacher
 from mtlkit.training.noise import InputNoise, noise_generator
 from mtlkit.training.optim import create_optimizer, create_scheduler
 from mtlkit.training.penalties import GROUPS, ParameterPenalties, Penalty
-from mtlkit.training.trainer import DivergedError, EpochRecord, FitResult, Trainer, evaluate
+from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.training.trainer import (
+    DivergedError,
+    EpochRecord,
+    FitResult,
+    Trainer,
+    evaluate,
+    evaluate_with_losses,
+)
 from mtlkit.training.views import Views
 
 __all__ = [
     "GROUPS",
     "CheckpointError",
+    "CosineSample",
     "DivergedError",
     "EMATeacher",
     "EpochRecord",
@@ -22,12 +31,14 @@ __all__ = [
     "InputNoise",
     "ParameterPenalties",
     "Penalty",
+    "TaskCosineRecorder",
     "Teacher",
     "Trainer",
     "Views",
     "create_optimizer",
     "create_scheduler",
     "evaluate",
+    "evaluate_with_losses",
     "fit_temperatures",
     "load_checkpoint",
     "noise_generator",

@@ -46,6 +46,28 @@ class Views:
         return noise_generator(self.seed, device)
 
     @torch.no_grad()
+    def draw(
+        self, model: MultiTaskModel, inputs: Inputs, generator: torch.Generator
+    ) -> list[dict[str, Tensor]]:
+        """The model's outputs for each of the M views of a batch (the inputs as they are with
+        one view)."""
+        if self.views == 1:
+            return [model(inputs)]
+        shared = replace(self.noise, per_task=False)
+        return [model(shared(inputs, (), generator)) for _ in range(self.views)]
+
+    def combined(self, tasks: Sequence[Task], drawn: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Each task's output combined over the views of :meth:`draw` (one view: as it is)."""
+        if len(drawn) == 1:
+            return drawn[0]
+        return {
+            task.name: task.combine_views(
+                torch.stack([outputs[task.name] for outputs in drawn]), self.combine
+            )
+            for task in tasks
+            if task.name in drawn[0]
+        }
+
     def outputs(
         self,
         model: MultiTaskModel,
@@ -54,15 +76,4 @@ class Views:
         generator: torch.Generator,
     ) -> dict[str, Tensor]:
         """Each task's combined output for a batch (the model's plain output with one view)."""
-        if self.views == 1:
-            return model(inputs)
-        shared = replace(self.noise, per_task=False)
-        names = [task.name for task in tasks]
-        drawn = [model(shared(inputs, names, generator)) for _ in range(self.views)]
-        return {
-            task.name: task.combine_views(
-                torch.stack([outputs[task.name] for outputs in drawn]), self.combine
-            )
-            for task in tasks
-            if task.name in drawn[0]
-        }
+        return self.combined(tasks, self.draw(model, inputs, generator))
