@@ -258,3 +258,16 @@ def test_a_task_distill_block_overrides_only_the_keys_it_sets():
     right = config.tasks.techniques("right")["distill"]
     assert (left.teacher, left.alpha, right.alpha) == ("ema", 0.9, 0.3)
     assert parse_config(config.to_dict()) == config  # the resolved config re-reads as itself
+
+
+def test_shared_techniques_apply_to_classification_tasks_only():
+    config = parse_config(
+        {"tasks": {"instance_weights": "inverse_frequency", "focal_gamma": 1.0, "temperature": 2}}
+    )
+    from mtlkit.data import Split
+
+    specs = [TaskSpec("left", 3), TaskSpec("spend", type="regression")]
+    train = Split(torch.zeros(4, 1), {"left": TARGET, "spend": torch.randn(4)})
+    left, spend = build_tasks(config, specs, train)
+    assert left.focal_gamma == 1.0 and left.instance_weights is not None
+    assert isinstance(spend, RegressionTask) and spend.instance_weights is None

@@ -133,7 +133,8 @@ def build_tasks(
                 "distill_temperature": distill.temperature,
             }
         task = create_task(spec, metric=entry.metric if entry else None, **options)
-        if techniques["instance_weights"] == "inverse_frequency" and train is not None:
+        inverse = techniques["instance_weights"] == "inverse_frequency"
+        if inverse and spec.type == "classification" and train is not None:
             task.instance_weights = InverseFrequency(_class_counts(train, spec))
         tasks.append(task)
     return tasks

@@ -15,7 +15,7 @@ from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
-from mtlkit.tasks import Task
+from mtlkit.tasks import ClassificationTask, Task
 from mtlkit.training import (
     EpochRecord,
     FitResult,
@@ -89,7 +89,10 @@ def train(
     data = load_data(config)
     tasks = build_tasks(config, data.tasks, data.train)
     fit_temperature = [
-        t.name for t in tasks if config.tasks.techniques(t.name)["temperature"] == "fit"
+        task.name
+        for task in tasks
+        if isinstance(task, ClassificationTask)
+        and config.tasks.techniques(task.name)["temperature"] == "fit"
     ]
     if fit_temperature and data.val is None:
         raise ConfigError(
