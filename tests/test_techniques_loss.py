@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mtlkit.config import ConfigError, parse_config
-from mtlkit.data import TaskSpec
+from mtlkit.data import Split, TaskSpec
 from mtlkit.models import TemperatureScaled
 from mtlkit.tasks import (
     BinaryTask,
@@ -127,8 +127,6 @@ def test_inverse_class_frequency():
     assert weighting.class_weights.tolist() == pytest.approx([2.0, 2 / 3, 0.0])
     assert weighting(LOGITS, TARGET).tolist() == pytest.approx([2.0, 0.0, 2 / 3, 2 / 3])
     config = parse_config({"tasks": {"right": {"instance_weights": "inverse_frequency"}}})
-    from mtlkit.data import Split
-
     train = Split(torch.zeros(4, 1), {"left": TARGET, "right": torch.tensor([0, 1, 1, 1])})
     left, right = build_tasks(config, _specs(), train)
     assert left.instance_weights is None
@@ -264,8 +262,6 @@ def test_shared_techniques_apply_to_classification_tasks_only():
     config = parse_config(
         {"tasks": {"instance_weights": "inverse_frequency", "focal_gamma": 1.0, "temperature": 2}}
     )
-    from mtlkit.data import Split
-
     specs = [TaskSpec("left", 3), TaskSpec("spend", type="regression")]
     train = Split(torch.zeros(4, 1), {"left": TARGET, "spend": torch.randn(4)})
     left, spend = build_tasks(config, specs, train)
