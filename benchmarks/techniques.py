@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mtlkit.config import parse_config
 from mtlkit.training import Views, evaluate
 from mtlkit.workflows import restore_run, train
@@ -45,6 +43,11 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     },
     "self-distill EMA (α=.5, T=2)": {
         "tasks": {"distill": {"teacher": "ema", "alpha": 0.5, "temperature": 2.0}}
+    },
+    "self-distill EMA, decay .99": {
+        "tasks": {
+            "distill": {"teacher": "ema", "alpha": 0.5, "temperature": 2.0, "ema_decay": 0.99}
+        }
     },
     "L2 1e-4 trunk+heads": {"regularization": {"trunk": {"l2": 1e-4}, "heads": {"l2": 1e-4}}},
     "L1 1e-5 trunk": {"regularization": {"trunk": {"l1": 1e-5}}},
@@ -97,10 +100,15 @@ def train_all(args: argparse.Namespace, out: Path) -> dict[str, dict[int, dict]]
         for name in args.only:
             folder = out / f"seed{seed}" / name.replace(" ", "_").replace("/", "_")
             start = time.perf_counter()
-            result = train(parse_config(_raw(args, seed, TECHNIQUES[name], teachers)), folder)
+            finished = folder / "metrics.json"
+            if finished.is_file():  # trained by an earlier call with the same --out
+                test = json.loads(finished.read_text())["test"]
+            else:
+                config = parse_config(_raw(args, seed, TECHNIQUES[name], teachers))
+                test = {t: r.to_dict() for t, r in train(config, folder).test.items()}
             results[name][seed] = {
-                task: {"accuracy": report.accuracy, "ece": report.ece}
-                for task, report in result.test.items()
+                task: {"accuracy": report["accuracy"], "ece": report["ece"]}
+                for task, report in test.items()
             }
             print(
                 f"seed {seed} {name}: {results[name][seed]} ({time.perf_counter() - start:.0f}s)",
@@ -182,13 +190,16 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--only", nargs="*", default=None, help="techniques (default: all)")
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds of the views")
-    parser.add_argument("--out", default="runs/techniques", help="run folders (kept: resumable)")
+    parser.add_argument(
+        "--out",
+        default="runs/techniques",
+        help="run folders (kept: a later call reads the finished runs instead of training them)",
+    )
     args = parser.parse_args()
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.only = args.only or list(TECHNIQUES)
     if "plain" not in args.only:
         args.only.insert(0, "plain")
-    torch.set_num_threads(torch.get_num_threads())
     out = Path(args.out)
     results = train_all(args, out)
     print_techniques(args, results)
