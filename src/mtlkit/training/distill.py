@@ -36,6 +36,12 @@ class Teacher(Protocol):
     def update(self, student: MultiTaskModel) -> None:
         """Follow the student after an optimizer step (or do nothing)."""
 
+    def state_dict(self) -> dict:
+        """What changes during training (for an exact resume)."""
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
+
 
 def _task_outputs(model: MultiTaskModel, inputs: Inputs, tasks: Sequence[str]) -> dict[str, Tensor]:
     """``model``'s outputs of ``tasks`` for ``inputs`` (multi-input: those tasks' own inputs)."""
@@ -85,6 +91,13 @@ class FrozenTeachers:
     def update(self, student: MultiTaskModel) -> None:
         """A trained teacher does not change."""
 
+    def state_dict(self) -> dict:
+        """Nothing: a trained teacher does not change."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore."""
+
 
 class EMATeacher:
     """An exponential moving average of the student, ``θ̄ ← decay·θ̄ + (1 − decay)·θ`` after
@@ -118,3 +131,10 @@ class EMATeacher:
 
     def update(self, student: MultiTaskModel) -> None:
         self.average.update_parameters(student)
+
+    def state_dict(self) -> dict:
+        """The average's weights, buffers and count of averaged steps."""
+        return self.average.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.average.load_state_dict(state)
