@@ -12,7 +12,7 @@ from mtlkit.balancing import create
 from mtlkit.data import Batch, Split, TensorBatches
 from mtlkit.models import HardSharing, create_backbone
 from mtlkit.tasks import ClassificationTask, RegressionTask
-from mtlkit.training import InputNoise, Trainer, Views, evaluate, noise_generator
+from mtlkit.training import EMATeacher, InputNoise, Trainer, Views, evaluate, noise_generator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -209,3 +209,45 @@ def test_per_task_noise_trains_with_any_balancer(method):
     losses, _ = trainer.train_step(Batch(split.inputs, split.targets))
     assert torch.isfinite(losses).all()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.trunk.parameters()))
+
+
+def _noisy_distilling_trainer() -> Trainer:
+    model = _model(batch_norm=True)
+    tasks = [
+        ClassificationTask(name, 3, distill_alpha=0.5, distill_temperature=2.0) for name in "ab"
+    ]
+    return Trainer(
+        model,
+        tasks,
+        create("ew", num_tasks=2),
+        torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+        noise=NOISE,
+        seed=5,
+        teachers=[EMATeacher(model, ["a", "b"], decay=0.5)],
+        progress=False,
+    )
+
+
+def test_a_resumed_run_with_noise_and_an_ema_teacher_is_bit_identical():
+    """The noise generator and the averaged teacher are part of the training state."""
+    split = _split(24)
+
+    def batches(epoch: int) -> TensorBatches:
+        loader = TensorBatches(split, 8, shuffle=True, seed=0)
+        loader.set_epoch(epoch)
+        return loader
+
+    straight = _noisy_distilling_trainer()
+    straight.fit(batches, 2)
+    saved: list[dict] = []
+    first = _noisy_distilling_trainer()
+    first.fit(
+        batches,
+        1,
+        checkpoint=lambda progress: saved.append(copy.deepcopy(first.state_dict(progress))),
+    )
+    resumed = _noisy_distilling_trainer()
+    progress = resumed.load_state_dict(saved[-1])
+    resumed.fit(batches, 2, progress=progress)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
