@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mtlkit.balancing import create, describe
 from mtlkit.data import BENCHMARKS, MIXINGS, DataError, benchmark_tasks
@@ -188,11 +195,28 @@ class OptimConfig(_Section):
     lr: float = Field(0.05, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
     weight_decay: float = Field(0.0, ge=0.0, description="on the model's parameters only")
+    task_lr: dict[str, float] = Field(
+        default_factory=dict, description="task -> its head's own learning rate"
+    )
+    task_lr_scale: dict[str, float] = Field(
+        default_factory=dict, description="task -> its head's learning rate as a multiple of lr"
+    )
+    group_lr_scale: dict[str, float] = Field(
+        default_factory=dict, description="layer group (stage1, ..., heads) -> a multiple of lr"
+    )
 
     @field_validator("name")
     @classmethod
     def _known_optimizer(cls, value: str) -> str:
         return _one_of(OPTIMIZERS, value)
+
+    @field_validator("task_lr", "task_lr_scale", "group_lr_scale")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, rate in value.items():
+            if not rate > 0:
+                raise ValueError(f"{key}: must be a positive number, got {rate}")
+        return value
 
 
 class ScheduleConfig(_Section):
@@ -253,6 +277,39 @@ class ExperimentConfig(_Section):
         return self.model_dump(mode="json")
 
 
+class FinetuneConfig(_Section):
+    """What fine-tuning freezes and when it lets it learn again (the ``finetune:`` section of a
+    config given to ``mtlkit finetune`` or ``mtlkit add-task``)."""
+
+    freeze: list[str] = Field(
+        default_factory=list, description="layer groups frozen from the start (stage1, ..., heads)"
+    )
+    unfreeze: dict[str, int] = Field(
+        default_factory=dict, description="frozen group -> the epoch from which it learns"
+    )
+
+    @field_validator("freeze")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must list distinct layer groups")
+        return value
+
+    @model_validator(mode="after")
+    def _unfreeze_frozen_groups(self) -> FinetuneConfig:
+        for group, epoch in self.unfreeze.items():
+            if group not in self.freeze:
+                raise ValueError(
+                    f"unfreeze.{group}: only a frozen group is unfrozen; add it to freeze"
+                )
+            if epoch < 2:
+                raise ValueError(
+                    f"unfreeze.{group}: the epoch must be 2 or later (from epoch 1 on, leave "
+                    f"{group} out of freeze), got {epoch}"
+                )
+        return self
+
+
 def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     """Validate a raw mapping into an :class:`ExperimentConfig`, or raise :class:`ConfigError`."""
     if not isinstance(raw, dict):
@@ -268,6 +325,7 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     task_names = _resolve_tasks(config, entries)
     _resolve_model(config)
     _resolve_balancer(config, len(config.tasks.include or task_names))
+    _check_task_rates(config.optim, config.tasks.include or task_names)
     return config
 
 
@@ -461,6 +519,22 @@ def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
     config.balancer = BalancerConfig(name=name, **options)
 
 
+def _check_task_rates(optim: OptimConfig, tasks: list[str]) -> None:
+    """Each per-task learning rate names a trained task, and no task has two."""
+    for key in ("task_lr", "task_lr_scale"):
+        for task in getattr(optim, key):
+            if task not in tasks:
+                raise ConfigError(
+                    f"optim.{key}.{task}: no such task is trained; the tasks: {', '.join(tasks)}."
+                )
+    both = sorted(set(optim.task_lr) & set(optim.task_lr_scale))
+    if both:
+        raise ConfigError(
+            f"optim.task_lr_scale.{both[0]}: task {both[0]!r} has a learning rate in "
+            "optim.task_lr already; give it one or the other."
+        )
+
+
 def balancer_options(name: str, options: dict[str, Any], run_seed: int) -> dict[str, Any]:
     """``options`` with ``seed = run_seed`` for a seeded method that does not set its own."""
     if "seed" in describe(name).options and "seed" not in options:
@@ -485,14 +559,49 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
     node[keys[-1]] = yaml.safe_load(text)
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read a YAML config, apply ``key=value`` overrides, and validate the result.
+_SECTION_IDENTITY = {"balancer": "name", "schedule": "name", "optim": "name", "data": "benchmark"}
+"""A section whose identity key a derived config changes is taken from it alone (another
+balancing method's options are not the first one's)."""
 
-    Table paths in the file (``data.table``, ``tasks.<name>.table``) are read from the file's
-    folder, so that a config travels with its data; the resolved config holds them absolute.
-    Paths given in ``overrides`` are read from the current folder.
+
+def derive_config(
+    base: ExperimentConfig,
+    path: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> tuple[ExperimentConfig, FinetuneConfig]:
+    """A config that starts from ``base`` (a trained run's) and changes what the YAML file at
+    ``path`` and the ``key=value`` ``overrides`` state, with its ``finetune:`` section apart.
+
+    The file states only what differs (``train.epochs: 3``, ``optim.lr: 0.01``); a section whose
+    identity it changes (``balancer.name``, ``data.benchmark``, …) is taken from the file alone.
+
+    Raises:
+        ConfigError: as :func:`load_config`, the ``finetune`` keys included.
     """
-    path = Path(path)
+    raw = _read_yaml(Path(path)) if path is not None else {}
+    for assignment in overrides:
+        set_override(raw, assignment)
+    plan = _validated(FinetuneConfig, raw.pop("finetune", None) or {}, ("finetune",))
+    merged = base.to_dict()
+    for section, value in raw.items():
+        identity = _SECTION_IDENTITY.get(section)
+        if (
+            isinstance(value, dict)
+            and isinstance(merged.get(section), dict)
+            and (
+                identity is None
+                or value.get(identity, merged[section].get(identity))
+                == merged[section].get(identity)
+            )
+        ):
+            merged[section] = {**merged[section], **value}
+        else:
+            merged[section] = value
+    return parse_config(merged), plan
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's raw mapping, its table paths made absolute from its folder."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; pass the path of a YAML config.")
     try:
@@ -502,6 +611,17 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of keys to values.")
     _anchor_table_paths(raw, path.parent.absolute())
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read a YAML config, apply ``key=value`` overrides, and validate the result.
+
+    Table paths in the file (``data.table``, ``tasks.<name>.table``) are read from the file's
+    folder, so that a config travels with its data; the resolved config holds them absolute.
+    Paths given in ``overrides`` are read from the current folder.
+    """
+    raw = _read_yaml(Path(path))
     for assignment in overrides:
         set_override(raw, assignment)
     return parse_config(raw)

@@ -102,6 +102,48 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="auto")
     predict.set_defaults(handler=_predict)
 
+    groups = commands.add_parser(
+        "groups", help="list a trained run's layer groups (stage1, ..., heads) and their sizes"
+    )
+    groups.add_argument("run_dir", type=Path)
+    groups.set_defaults(handler=_groups)
+
+    def from_run(command: argparse.ArgumentParser, what: str) -> None:
+        command.add_argument("run_dir", type=Path, help="the trained run to start from")
+        command.add_argument(
+            "config",
+            nargs="?",
+            help=f"a YAML file of what differs from the run's config ({what}), and a "
+            "finetune: section (freeze, unfreeze)",
+        )
+        command.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one setting, e.g. --set finetune.freeze=[stage1] (repeatable)",
+        )
+        command.add_argument("--out", type=Path, help="the new run folder (default: runs/...)")
+        command.add_argument(
+            "--overwrite", action="store_true", help="replace a finished run already in --out"
+        )
+
+    finetune = commands.add_parser(
+        "finetune",
+        help="continue a trained run with layer groups frozen, unfrozen on a schedule, or "
+        "with their own learning rates",
+    )
+    from_run(finetune, "epochs, learning rates, data of the run's tasks")
+    finetune.set_defaults(handler=_finetune)
+
+    add_task = commands.add_parser(
+        "add-task",
+        help="add a task (a new head) to a trained run; report the old tasks' backward transfer",
+    )
+    from_run(add_task, "data holding the new task")
+    add_task.set_defaults(handler=_add_task)
+
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
     methods.set_defaults(handler=_methods)
 
@@ -170,6 +212,46 @@ def _predict(args: argparse.Namespace) -> int:
 
     result = predict(args.run_dir, args.input, args.out, device=args.device)
     print(f"{len(result.table)} rows predicted: {result.path}")
+    return 0
+
+
+def _groups(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.finetune import group_sizes
+
+    for name, size in group_sizes(args.run_dir).items():
+        print(f"{name:<10} {size:>10,} parameters")
+    return 0
+
+
+def _derived_out(args: argparse.Namespace, workflow: str) -> Path:
+    from mtlkit.workflows import prepare_run_dir
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path("runs") / f"{args.run_dir.name}-{workflow}-{stamp}"
+    return prepare_run_dir(out, overwrite=args.overwrite)
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.finetune import finetune
+
+    result = finetune(args.run_dir, args.config, _derived_out(args, "finetune"), args.overrides)
+    for name, report in result.test.items():
+        print(f"test {name}: {_summary(report)}")
+    print(f"run folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
+    return 0
+
+
+def _add_task(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.add_task import add_task
+
+    added = add_task(args.run_dir, args.config, _derived_out(args, "add-task"), args.overrides)
+    for name, report in added.run.test.items():
+        print(f"test {name}: {_summary(report)}")
+    print("old tasks (test, before -> after):")
+    for name, before in added.before.items():
+        print(f"  {name}: {before:.4f} -> {added.after[name]:.4f}")
+    print(f"backward transfer (BWT): {added.bwt:+.4f}")
+    print(f"run folder: {added.run.run_dir}  (report: {added.run.run_dir / 'report.md'})")
     return 0
 
 

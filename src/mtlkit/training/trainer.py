@@ -29,6 +29,7 @@ from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.optim import learning_rates
 
 Reports = dict[str, Any]
 """Task name → the report its metrics computed (e.g. a ``ClassificationReport``)."""
@@ -66,8 +67,10 @@ class DivergedError(RuntimeError):
 
 @dataclass
 class EpochRecord:
-    """What one epoch did: mean training losses, applied task weights, validation metrics, and
-    per task the steps whose batch had no labelled row for it (zero loss there)."""
+    """What one epoch did: mean training losses, applied task weights, validation metrics, per
+    task the steps whose batch had no labelled row for it (zero loss there), and the learning
+    rate (``lr``: the first parameter group's; ``lrs``: each named group's, when the optimizer
+    has several, e.g. per-task learning rates)."""
 
     epoch: int
     train_loss: dict[str, float]
@@ -77,6 +80,7 @@ class EpochRecord:
     lr: float
     seconds: float
     unlabelled_steps: dict[str, int] = field(default_factory=dict)
+    lrs: dict[str, float] = field(default_factory=dict)
 
     def brief(self, metric: str | Mapping[str, str] = "accuracy") -> dict[str, float | int | None]:
         """The few columns a report shows: losses, one validation metric per task (``metric``,
@@ -92,6 +96,7 @@ class EpochRecord:
     def flat(self) -> dict[str, float | int | None]:
         """One flat row (for CSV and TensorBoard)."""
         row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
+        row.update({f"lr/{name}": v for name, v in self.lrs.items()})
         row.update({f"train/{t}/loss": v for t, v in self.train_loss.items()})
         row.update({f"train/{t}/unlabelled_steps": n for t, n in self.unlabelled_steps.items()})
         for t, w in (self.task_weights or {}).items():
@@ -252,6 +257,7 @@ class Trainer:
             start = time.perf_counter()
             mean_losses, mean_weights = self.train_epoch(make_train_batches(epoch), epoch)
             lr = self.optimizer.param_groups[0]["lr"]
+            lrs = learning_rates(self.optimizer)
             if self.scheduler is not None:
                 self.scheduler.step()
             val, score = None, None
@@ -274,6 +280,7 @@ class Trainer:
                 lr=lr,
                 seconds=time.perf_counter() - start,
                 unlabelled_steps=dict(self.unlabelled_steps),
+                lrs=lrs if len(lrs) > 1 else {},
             )
             result.history.append(record)
             if on_epoch is not None:
