@@ -144,6 +144,51 @@ def _parser() -> argparse.ArgumentParser:
     from_run(add_task, "data holding the new task")
     add_task.set_defaults(handler=_add_task)
 
+    fewshot = commands.add_parser(
+        "fewshot",
+        help="train a new head on N examples per class of a task, on a run's trunk, other "
+        "runs' trunks and a random one; print mean ± 95%% CI over draws",
+    )
+    fewshot.add_argument("run_dir", type=Path, help="a trained run or an mtlkit baselines folder")
+    fewshot.add_argument("--task", required=True, help="a classification task of the data")
+    fewshot.add_argument(
+        "--shots", default="1,5,10,50", help="examples per class, comma-separated (1,5,10,50)"
+    )
+    fewshot.add_argument("--draws", type=int, default=10, help="random draws per count (10)")
+    fewshot.add_argument(
+        "--with",
+        dest="others",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="RUN_DIR",
+        help="another trained run whose trunk to compare (repeatable)",
+    )
+    fewshot.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the run's config to select the data, e.g. --set data.benchmark=mnist+fashion",
+    )
+    fewshot.add_argument(
+        "--tune", choices=("head", "last"), default="head", help="train the head (and last stage)"
+    )
+    fewshot.add_argument("--steps", type=int, default=100, help="full-batch Adam steps (100)")
+    fewshot.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate (0.01)")
+    fewshot.add_argument(
+        "--no-random", action="store_true", help="leave out the randomly initialised trunk"
+    )
+    fewshot.add_argument("--device", default="cpu")
+    fewshot.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="JSON of every draw (default: RUN_DIR/fewshot-TASK.json)",
+    )
+    fewshot.set_defaults(handler=_fewshot)
+
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
     methods.set_defaults(handler=_methods)
 
@@ -252,6 +297,34 @@ def _add_task(args: argparse.Namespace) -> int:
         print(f"  {name}: {before:.4f} -> {added.after[name]:.4f}")
     print(f"backward transfer (BWT): {added.bwt:+.4f}")
     print(f"run folder: {added.run.run_dir}  (report: {added.run.run_dir / 'report.md'})")
+    return 0
+
+
+def _fewshot(args: argparse.Namespace) -> int:
+    from mtlkit.atomic import write_text_atomic
+    from mtlkit.workflows.fewshot import fewshot
+
+    try:
+        shots = [int(n) for n in args.shots.split(",")]
+    except ValueError:
+        raise ConfigError(f"--shots {args.shots}: write whole numbers, e.g. 1,5,10,50.") from None
+    result = fewshot(
+        args.run_dir,
+        args.task,
+        shots,
+        args.draws,
+        others=args.others,
+        overrides=args.overrides,
+        tune=args.tune,
+        steps=args.steps,
+        lr=args.lr,
+        random_trunk=not args.no_random,
+        device=args.device,
+    )
+    print(result.table())
+    out = args.out or args.run_dir / f"fewshot-{args.task}.json"
+    write_text_atomic(out, json.dumps(result.to_dict(), indent=2))
+    print(f"\n{args.draws} draws per cell, mean ± 95% CI; every draw: {out}")
     return 0
 
 
