@@ -7,19 +7,30 @@ from mtlkit.training.optim import (
     create_scheduler,
     learning_rates,
 )
-from mtlkit.training.trainer import DivergedError, EpochRecord, FitResult, Trainer, evaluate
+from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.training.trainer import (
+    DivergedError,
+    EpochRecord,
+    FitResult,
+    Trainer,
+    evaluate,
+    evaluate_with_losses,
+)
 
 __all__ = [
     "CheckpointError",
+    "CosineSample",
     "DivergedError",
     "EpochRecord",
     "FitResult",
     "ParamGroup",
+    "TaskCosineRecorder",
     "Trainer",
     "create_optimizer",
     "create_scheduler",
     "evaluate",
     "learning_rates",
+    "evaluate_with_losses",
     "load_checkpoint",
     "save_checkpoint",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from mtlkit.atomic import write_text_atomic
 from mtlkit.balancing import Balancer, Need
 from mtlkit.config import ConfigError, ExperimentConfig, FinetuneConfig, derive_config
 from mtlkit.data import MultiTaskData
-from mtlkit.evaluation import write_report
 from mtlkit.models import HEADS, GroupFreezer, MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training import CheckpointError, EpochRecord, Trainer, save_checkpoint
@@ -33,8 +32,8 @@ from mtlkit.workflows.build import (
     train_batches,
 )
 from mtlkit.workflows.restore import TrainedRun, restore_run
-from mtlkit.workflows.run_dir import RunDir, SavedData, run_info, training_state
-from mtlkit.workflows.train import RunResult, refuse_multiple_processes
+from mtlkit.workflows.run_dir import RunDir, SavedData, training_state
+from mtlkit.workflows.train import RunResult, complete_run, refuse_multiple_processes
 
 
 @dataclass
@@ -180,6 +179,7 @@ def fit_into_run_dir(
         device=device,
         channels_last=config.train.channels_last,
         progress=config.train.progress,
+        task_cosine_every=config.train.log_task_cosine_every,
     )
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.write_config(config)
@@ -214,22 +214,6 @@ def fit_into_run_dir(
             )
         finally:
             log.close()
-    test = trainer.evaluate(eval_batches(config, data.test))
-    primary = {task.name: task.primary_metric for task in tasks}
-    seconds = time.perf_counter() - start
-    save_checkpoint(
-        folder.best,
-        {"model": trainer.model.state_dict(), "epoch": fit.best_epoch, "config": config.to_dict()},
-    )
-    folder.write_metrics(
-        {
-            "test": {name: report.to_dict() for name, report in test.items()},
-            "best_epoch": fit.best_epoch,
-            "history": [asdict(record) for record in fit.history],
-            "seconds": seconds,
-            "data_fingerprint": data.fingerprint,
-        }
-    )
     record = {
         **transfer(trainer.model),
         "freeze": plan.freeze,
@@ -237,14 +221,9 @@ def fit_into_run_dir(
         "frozen_by_epoch": {str(epoch): groups for epoch, groups in frozen.items()},
     }
     write_text_atomic(folder.transfer, json.dumps(record, indent=2))
-    write_report(
-        folder.report,
-        title=f"mtlkit run: {config.name}",
-        run_info={**run_info(config, fit.best_epoch, seconds, device, data), **_summary(record)},
-        task_reports=test,
-        history=[r.brief(primary) for r in fit.history],
+    return complete_run(
+        folder, config, trainer, fit, data, tasks, device, start, info=_summary(record)
     )
-    return RunResult(folder.path, test, fit.best_epoch, seconds, primary)
 
 
 def _summary(record: dict[str, Any]) -> dict[str, object]:
