@@ -243,6 +243,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     fewshot.set_defaults(handler=_fewshot)
 
+    ensemble = commands.add_parser(
+        "ensemble",
+        help="combine the heads of tasks with the same classes (weights fitted on validation); "
+        "score each head and the ensemble on the test split",
+    )
+    ensemble.add_argument("run_dir", type=Path)
+    ensemble.add_argument("--tasks", required=True, help="two or more tasks, comma-separated")
+    ensemble.add_argument("--target", help="the task whose labels to score (default: the first)")
+    ensemble.add_argument("--device", default="cpu")
+    ensemble.set_defaults(handler=_ensemble)
+
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
     methods.set_defaults(handler=_methods)
 
@@ -505,6 +516,26 @@ def _fewshot(args: argparse.Namespace) -> int:
     out = args.out or args.run_dir / f"fewshot-{args.task}.json"
     write_text_atomic(out, json.dumps(result.to_dict(), indent=2))
     print(f"\n{args.draws} draws per cell, mean ± 95% CI; every draw: {out}")
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from mtlkit.atomic import write_text_atomic
+    from mtlkit.workflows.ensemble import ensemble_heads
+
+    tasks = args.tasks.split(",")
+    result = ensemble_heads(args.run_dir, tasks, args.target, args.device)
+    print(f"test, against the labels of {result.target}:")
+    print(result.table())
+    record = {
+        "tasks": list(result.ensemble.tasks),
+        "weights": list(result.ensemble.weights),
+        "target": result.target,
+        "test": {name: report.summary() for name, report in result.rows.items()},
+    }
+    out = args.run_dir / f"ensemble-{'-'.join(tasks)}.json"
+    write_text_atomic(out, json.dumps(record, indent=2))
+    print(f"weights and scores: {out}")
     return 0
 
 
