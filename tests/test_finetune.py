@@ -12,7 +12,7 @@ import yaml
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.training import load_checkpoint
-from mtlkit.workflows import restore_run, train
+from mtlkit.workflows import evaluate_run, restore_run, train
 from mtlkit.workflows.add_task import add_task, backward_transfer
 from mtlkit.workflows.finetune import finetune, group_sizes
 
@@ -87,6 +87,10 @@ def test_gradual_unfreezing_follows_its_schedule(trained, tmp_path):
         ),
         ({"finetune": {"freeze": ["stage1"], "unfreeze": {"stage1": 1}}}, "epoch must be 2"),
         ({"finetune": {"frozen": ["stage1"]}}, "finetune.frozen: unknown key"),
+        (
+            {"finetune": {"freeze": ["stage1"], "unfreeze": {"stage1": 3}}},
+            "finetune.unfreeze.stage1: epoch 3 comes after the last one",
+        ),
         ({"model": {"hidden": [32, 8]}}, "model.hidden: the run's weights fit its own network"),
         ({"tasks": {"include": ["right"]}}, "the run has no task 'right'.*mtlkit add-task"),
         ({"data": {"benchmark": "multi-mnist", "protocol": "pareto"}}, "inputs of shape"),
@@ -116,6 +120,10 @@ def test_adding_a_task_with_the_trunk_frozen_leaves_the_old_tasks_exactly(traine
     assert sorted(t.name for t in run.tasks) == ["left", "right"]
     record = json.loads((added.run.run_dir / "transfer.json").read_text())
     assert record["bwt"] == 0.0 and record["old_tasks_before"] == added.before
+    # mtlkit eval scores the tasks of its data, with the network that holds every head
+    reports = evaluate_run(added.run.run_dir, "cpu")
+    assert list(reports) == ["right"]
+    assert reports["right"].accuracy == added.run.test["right"].accuracy
 
 
 def test_adding_a_task_with_the_trunk_learning_reports_the_old_tasks_change(

@@ -118,11 +118,20 @@ class UnfreezeSchedule:
     frozen at the start, each unfrozen at the start of its epoch.
 
     Raises:
-        ConfigError: a group the network does not have, or a gradient-aggregating balancer
-            while every trunk group is frozen (the tasks then share no parameter to aggregate).
+        ConfigError: a group the network does not have, an unfreezing epoch after the last of
+            ``epochs``, or a gradient-aggregating balancer while every trunk group is frozen (the
+            tasks then share no parameter to aggregate).
     """
 
-    def __init__(self, model: MultiTaskModel, plan: FinetuneConfig, balancer: Balancer) -> None:
+    def __init__(
+        self, model: MultiTaskModel, plan: FinetuneConfig, balancer: Balancer, epochs: int
+    ) -> None:
+        for group, epoch in plan.unfreeze.items():
+            if epoch > epochs:
+                raise ConfigError(
+                    f"finetune.unfreeze.{group}: epoch {epoch} comes after the last one "
+                    f"(train.epochs = {epochs}); unfreeze it earlier or train longer."
+                )
         try:
             self.freezer = GroupFreezer(model)
             self.freezer.freeze(plan.freeze)
@@ -168,7 +177,7 @@ def fit_into_run_dir(
     folder = RunDir(Path(run_dir))
     device = resolve_device(config.train.device)
     balancer = build_balancer(config, len(tasks))
-    schedule = UnfreezeSchedule(model, plan, balancer)
+    schedule = UnfreezeSchedule(model, plan, balancer, config.train.epochs)
     optimizer, scheduler = build_optimization(config, model, balancer)
     trainer = Trainer(
         model,
