@@ -100,6 +100,47 @@ def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys
     assert record["target"] == "right" and set(record["test"]) == {"left", "right", "ensemble"}
 
 
+def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data):
+    raw = {
+        "name": "tiny",
+        "model": {"backbone": "mlp", "hidden": [16]},
+        "data": {"val_fraction": 0.2},
+        "train": {"epochs": 1, "batch_size": 16, "progress": False},
+        "ensembles": {"digits": {"tasks": ["left", "right"]}},
+    }
+    config = parse_config(raw)
+    assert config.ensembles["digits"].target == "left"  # resolved: written in config.yaml
+    result = train(config, tmp_path / "run")
+    assert set(result.test) == {"left", "right"}  # the tasks' results are the tasks'
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    digits = metrics["ensembles"]["digits"]
+    assert digits["target"] == "left" and sum(digits["weights"]) == pytest.approx(1.0)
+    assert set(digits["test"]) == {"left", "right", "ensemble"}
+    assert digits["test"]["left"]["accuracy"] == pytest.approx(result.test["left"].accuracy)
+    assert "digits (ensemble → left)" in (tmp_path / "run" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"tasks": ["left"]}, "ensembles.e.tasks: name two or more distinct tasks"),
+        ({"tasks": ["left", "middle"]}, "ensembles.e.tasks: no task 'middle' is trained"),
+        ({"tasks": ["left", "right"], "target": "up"}, "ensembles.e.target: 'up' is not one"),
+        ({"tasks": ["left", "right"], "weights": [1, 0]}, "ensembles.e.weights: unknown key"),
+    ],
+)
+def test_bad_ensembles_are_refused_when_the_config_is_read(entry, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"ensembles": {"e": entry}})
+
+
+def test_an_ensemble_without_validation_is_refused_before_training(tmp_path, offline_data):
+    raw = {"data": {"val_fraction": 0.0}, "ensembles": {"e": {"tasks": ["left", "right"]}}}
+    with pytest.raises(ConfigError, match="ensembles.e: its weights are fitted on the validation"):
+        train(parse_config(raw), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("tasks", "target", "message"),
     [

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -253,6 +253,14 @@ class TrainConfig(_Section):
         return value
 
 
+class EnsembleEntry(_Section):
+    """Heads of tasks with the same classes, combined by the weighted mean of their
+    probabilities (weights fitted on validation), scored against ``target``'s labels."""
+
+    tasks: list[str]
+    target: str | None = Field(None, description="default: the first task")
+
+
 class ExperimentConfig(_Section):
     """A whole experiment: data, tasks, model, balancing, optimisation and the loop."""
 
@@ -265,6 +273,9 @@ class ExperimentConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    ensembles: dict[str, EnsembleEntry] = Field(
+        default_factory=dict, description="name -> heads of one label space to combine"
+    )
 
     @property
     def source(self) -> Literal["benchmark", "table", "tables"]:
@@ -339,6 +350,7 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     _resolve_model(config)
     _resolve_balancer(config, len(config.tasks.include or task_names))
     _check_task_rates(config.optim, config.tasks.include or task_names)
+    _resolve_ensembles(config, config.tasks.include or task_names)
     return config
 
 
@@ -362,8 +374,12 @@ def _validated(model: type[BaseModel], raw: Any, prefix: tuple[str, ...]) -> Any
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> str:
-    for part in loc[:-1]:
-        annotation = model.model_fields[str(part)].annotation
+    parts = [str(part) for part in loc[:-1]]
+    while parts:
+        annotation = model.model_fields[parts.pop(0)].annotation
+        if get_origin(annotation) is dict:  # a mapping of names to sections (ensembles)
+            annotation = get_args(annotation)[1]
+            parts.pop(0)
         model = annotation  # every nested section is a BaseModel
     return "allowed keys: " + ", ".join(model.model_fields) + "."
 
@@ -546,6 +562,28 @@ def _check_task_rates(optim: OptimConfig, tasks: list[str]) -> None:
             f"optim.task_lr_scale.{both[0]}: task {both[0]!r} has a learning rate in "
             "optim.task_lr already; give it one or the other."
         )
+
+
+def _resolve_ensembles(config: ExperimentConfig, tasks: list[str]) -> None:
+    """Each ensemble names two or more distinct trained tasks and a target among them (the
+    first by default). That they are classifications of one label space is checked when the
+    tasks are built (:func:`mtlkit.workflows.build.build_ensembles`)."""
+    for name, entry in config.ensembles.items():
+        key = f"ensembles.{name}"
+        if len(entry.tasks) < 2 or len(set(entry.tasks)) != len(entry.tasks):
+            raise ConfigError(f"{key}.tasks: name two or more distinct tasks.")
+        for task in entry.tasks:
+            if task not in tasks:
+                raise ConfigError(
+                    f"{key}.tasks: no task {task!r} is trained; the tasks: {', '.join(tasks)}."
+                )
+        if entry.target is None:
+            entry.target = entry.tasks[0]
+        elif entry.target not in entry.tasks:
+            raise ConfigError(
+                f"{key}.target: {entry.target!r} is not one of the ensemble's tasks: "
+                f"{', '.join(entry.tasks)}."
+            )
 
 
 def balancer_options(name: str, options: dict[str, Any], run_seed: int) -> dict[str, Any]:

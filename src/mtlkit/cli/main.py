@@ -521,18 +521,13 @@ def _fewshot(args: argparse.Namespace) -> int:
 
 def _ensemble(args: argparse.Namespace) -> int:
     from mtlkit.atomic import write_text_atomic
-    from mtlkit.workflows.ensemble import ensemble_heads
+    from mtlkit.workflows.ensemble import ensemble_heads, ensemble_record
 
     tasks = args.tasks.split(",")
     result = ensemble_heads(args.run_dir, tasks, args.target, args.device)
     print(f"test, against the labels of {result.target}:")
     print(result.table())
-    record = {
-        "tasks": list(result.ensemble.tasks),
-        "weights": list(result.ensemble.weights),
-        "target": result.target,
-        "test": {name: report.summary() for name, report in result.rows.items()},
-    }
+    record = ensemble_record({"ensemble": result})["ensemble"]
     out = args.run_dir / f"ensemble-{'-'.join(tasks)}.json"
     write_text_atomic(out, json.dumps(record, indent=2))
     print(f"weights and scores: {out}")

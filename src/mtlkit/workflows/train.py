@@ -31,6 +31,12 @@ from mtlkit.workflows.build import (
     resolve_device,
     train_batches,
 )
+from mtlkit.workflows.ensemble import (
+    check_ensembles,
+    ensemble_record,
+    ensemble_rows,
+    run_ensembles,
+)
 from mtlkit.workflows.run_dir import RunDir, run_info, training_state
 
 
@@ -78,6 +84,7 @@ def train(
     device = resolve_device(config.train.device)
     data = load_data(config)
     tasks = build_tasks(config, data.tasks)
+    check_ensembles(config, tasks, data)
     model = build_model(config, data.input_shape, tasks)
     balancer = build_balancer(config, len(tasks))
     optimizer, scheduler = build_optimization(config, model, balancer)
@@ -144,6 +151,7 @@ def complete_run(
     ``info`` adds facts to the report's run table.
     """
     test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test))
+    ensembles = run_ensembles(config, trainer.model, tasks, data, device)
     primary = {task.name: task.primary_metric for task in tasks}
     seconds = time.perf_counter() - start
     if main:
@@ -167,6 +175,7 @@ def complete_run(
                 "task_cosine": [asdict(sample) for sample in fit.task_cosines],
                 "seconds": seconds,
                 "data_fingerprint": data.fingerprint,
+                **({"ensembles": ensemble_record(ensembles)} if ensembles else {}),
             }
         )
     result = RunResult(
@@ -182,7 +191,7 @@ def complete_run(
         document = run_document(
             title=f"mtlkit run: {config.name}",
             run_info={**run_info(config, fit.best_epoch, seconds, device, data), **(info or {})},
-            task_reports=test,
+            task_reports={**test, **ensemble_rows(ensembles)},
             history=[record.brief(primary) for record in fit.history],
             figures=result.figures(),
         )

@@ -31,6 +31,7 @@ from mtlkit.workflows.build import (
     resolve_device,
     train_batches,
 )
+from mtlkit.workflows.ensemble import check_ensembles
 from mtlkit.workflows.restore import TrainedRun, restore_run
 from mtlkit.workflows.run_dir import RunDir, SavedData, training_state
 from mtlkit.workflows.train import RunResult, complete_run, refuse_multiple_processes
@@ -176,6 +177,7 @@ def fit_into_run_dir(
     start = time.perf_counter()
     folder = RunDir(Path(run_dir))
     device = resolve_device(config.train.device)
+    check_ensembles(config, tasks, data)
     balancer = build_balancer(config, len(tasks))
     schedule = UnfreezeSchedule(model, plan, balancer, config.train.epochs)
     optimizer, scheduler = build_optimization(config, model, balancer)
