@@ -65,7 +65,8 @@ class FewShotResult:
         body = [[trunk, *(cells[trunk, n] for n in shots)] for trunk in trunks]
         widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
         lines = [
-            " | ".join(cell.ljust(w) for cell, w in zip(line, widths)) for line in [header, *body]
+            " | ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
+            for line in [header, *body]
         ]
         lines.insert(1, "-+-".join("-" * w for w in widths))
         return "\n".join(lines)
