@@ -138,7 +138,7 @@ def test_an_ensemble_without_validation_is_refused_before_training(tmp_path, off
     raw = {"data": {"val_fraction": 0.0}, "ensembles": {"e": {"tasks": ["left", "right"]}}}
     with pytest.raises(ConfigError, match="ensembles.e: its weights are fitted on the validation"):
         train(parse_config(raw), tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before any training
 
 
 @pytest.mark.parametrize(

@@ -84,27 +84,33 @@ def create_optimizer(
 ) -> torch.optim.Optimizer:
     """SGD (with ``momentum``) or Adam over the model's and the balancer's parameters.
 
-    ``model_params`` are the model's parameters (one group, named ``model``) or
-    :class:`ParamGroup` s, each with its own learning rate; a schedule scales every group's rate
-    by the same factor. Frozen parameters (``requires_grad`` false) are kept in their group: they
-    get no gradient, so the optimizer leaves them as they are, and learn once unfrozen.
+    ``model_params`` are the model's parameters (one group) or :class:`ParamGroup` s, each with
+    its own learning rate and name (the balancer's group is then named ``balancer``); a schedule
+    scales every group's rate by the same factor. Frozen parameters (``requires_grad`` false)
+    are kept in their group: they get no gradient, so the optimizer leaves them as they are, and
+    learn once unfrozen.
 
     Weight decay applies to the model's parameters only: a balancer's own parameters (uncertainty
     weighting's log-variances, IMTL-L's scales) are weights of the losses, not of the network, and
     decaying them would pull every task's weight toward a fixed value.
     """
     model_params = list(model_params)
-    if not all(isinstance(group, ParamGroup) for group in model_params):
-        model_params = [ParamGroup("model", tuple(model_params))]
-    groups: list[dict] = [
-        {"params": list(group.params), "name": group.name}
-        | ({} if group.lr is None else {"lr": group.lr})
-        for group in model_params
-        if group.params
-    ]
+    named = bool(model_params) and all(isinstance(g, ParamGroup) for g in model_params)
+    groups: list[dict] = (
+        [
+            {"params": list(group.params), "name": group.name}
+            | ({} if group.lr is None else {"lr": group.lr})
+            for group in model_params
+            if group.params
+        ]
+        if named
+        else [{"params": model_params}]
+    )
     own = [p for p in balancer_params if p.requires_grad]
     if own:
-        groups.append({"params": own, "name": "balancer", "weight_decay": 0.0})
+        groups.append(
+            {"params": own, "weight_decay": 0.0} | ({"name": "balancer"} if named else {})
+        )
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":

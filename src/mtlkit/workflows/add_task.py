@@ -15,6 +15,7 @@ from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training import evaluate
 from mtlkit.workflows.build import build_tasks, eval_batches, load_data
+from mtlkit.workflows.cells import refuse_several_processes
 from mtlkit.workflows.run_dir import SavedData
 from mtlkit.workflows.train import RunResult
 from mtlkit.workflows.transfer import derive_from_run, fit_into_run_dir, transferred_model
@@ -64,10 +65,12 @@ def add_task(
     network has the old heads and the new ones, so ``mtlkit predict`` gives every task.
 
     Raises:
+        LaunchError: started as several processes (torchrun).
         ConfigError: no task of the data is new, another input shape, a change of the
             network, an unknown layer group.
         CheckpointError: the run has no readable selected weights.
     """
+    refuse_several_processes("mtlkit add-task")
     derived = derive_from_run(run_dir, config_path, overrides)
     config, source = derived.config, derived.source
     data = load_data(config)

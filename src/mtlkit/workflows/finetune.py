@@ -10,6 +10,7 @@ from pathlib import Path
 from mtlkit.config import ConfigError
 from mtlkit.models import group_parameters, layer_groups
 from mtlkit.workflows.build import build_tasks, load_data
+from mtlkit.workflows.cells import refuse_several_processes
 from mtlkit.workflows.restore import restore_run
 from mtlkit.workflows.run_dir import SavedData
 from mtlkit.workflows.train import RunResult
@@ -29,10 +30,12 @@ def finetune(
     ``overrides``; the network stays the run's, its tasks a subset of the run's.
 
     Raises:
+        LaunchError: started as several processes (torchrun).
         ConfigError: a bad config, a change of the network, data of another input shape, a
             task the run does not have (that is ``mtlkit add-task``), an unknown layer group.
         CheckpointError: the run has no readable selected weights.
     """
+    refuse_several_processes("mtlkit finetune")
     derived = derive_from_run(run_dir, config_path, overrides)
     config = derived.config
     data = load_data(config)

@@ -21,7 +21,7 @@ from mtlkit.config import ConfigError, ExperimentConfig, FinetuneConfig, derive_
 from mtlkit.data import MultiTaskData
 from mtlkit.models import HEADS, GroupFreezer, MultiTaskModel
 from mtlkit.tasks import Task
-from mtlkit.training import CheckpointError, EpochRecord, Trainer, save_checkpoint
+from mtlkit.training import CheckpointError, EpochRecord, Trainer
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
@@ -33,8 +33,8 @@ from mtlkit.workflows.build import (
 )
 from mtlkit.workflows.ensemble import check_ensembles
 from mtlkit.workflows.restore import TrainedRun, restore_run
-from mtlkit.workflows.run_dir import RunDir, SavedData, training_state
-from mtlkit.workflows.train import RunResult, complete_run, refuse_multiple_processes
+from mtlkit.workflows.run_dir import RunDir, SavedData
+from mtlkit.workflows.train import RunResult, complete_run
 
 
 @dataclass
@@ -173,7 +173,6 @@ def fit_into_run_dir(
     ``transfer.json``, which holds ``transfer(trained model)``, the plan and each epoch's frozen
     groups.
     """
-    refuse_multiple_processes()
     start = time.perf_counter()
     folder = RunDir(Path(run_dir))
     device = resolve_device(config.train.device)
@@ -190,6 +189,8 @@ def fit_into_run_dir(
         device=device,
         channels_last=config.train.channels_last,
         progress=config.train.progress,
+        check_finite_every=config.train.check_finite_every,
+        on_nonfinite=config.train.on_nonfinite,
         task_cosine_every=config.train.log_task_cosine_every,
     )
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -205,7 +206,6 @@ def fit_into_run_dir(
 
     def on_epoch(record: EpochRecord) -> None:
         log.write(record)
-        save_checkpoint(folder.last, training_state(trainer, record.epoch, config))
         groups = ", ".join(frozen[record.epoch]) or "none"
         losses = "  ".join(f"{t}={v:.4f}" for t, v in record.train_loss.items())
         print(
