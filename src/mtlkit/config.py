@@ -428,8 +428,10 @@ def _resolve_data(config: ExperimentConfig) -> None:
                 raise ConfigError(
                     f"data.{key}: only tables read it; set data.table (or a table per task)."
                 )
-        benchmark = data.benchmark or "multi-mnist"
-        protocol = data.protocol or BENCHMARKS.get(benchmark).protocols[0]
+        benchmark = "multi-mnist" if data.benchmark is None else data.benchmark
+        protocol = data.protocol
+        if protocol is None:
+            protocol = BENCHMARKS.get(benchmark).protocols[0]
         try:
             benchmark_tasks(benchmark, protocol)
         except DataError as error:
@@ -541,7 +543,9 @@ def _resolve_model(config: ExperimentConfig) -> None:
     """Fill in the backbone (mlp for tables, else cnn) and its options' defaults; refuse an
     option the backbone does not take."""
     model = config.model
-    backbone = model.backbone or ("cnn" if config.source == "benchmark" else "mlp")
+    backbone = model.backbone
+    if backbone is None:
+        backbone = "cnn" if config.source == "benchmark" else "mlp"
     known = backbone_options(backbone)
     for option in model.options:
         if option not in known:
