@@ -169,9 +169,9 @@ def fit_into_run_dir(
     transfer: Callable[[MultiTaskModel], dict[str, Any]],
 ) -> RunResult:
     """Train ``model`` (its ``tasks``, on ``data``) under ``plan`` and write a finished run
-    folder: the files of ``mtlkit train`` (``preprocessing.json`` from ``saved``) and
-    ``transfer.json``, which holds ``transfer(trained model)``, the plan and each epoch's frozen
-    groups.
+    folder: the files of ``mtlkit train`` but ``last.pt`` (not resumable; ``preprocessing.json``
+    from ``saved``) and ``transfer.json``, which holds ``transfer(trained model)``, the plan and
+    each epoch's frozen groups.
     """
     start = time.perf_counter()
     folder = RunDir(Path(run_dir))
