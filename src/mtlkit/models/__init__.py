@@ -9,6 +9,15 @@ from mtlkit.models.backbones import (
     backbone_options,
     create_backbone,
 )
+from mtlkit.models.groups import (
+    HEADS,
+    GroupFreezer,
+    LayerGroups,
+    check_group_names,
+    group_parameters,
+    layer_groups,
+    trunk_stages,
+)
 from mtlkit.models.heads import TemperatureScaled, classification_head
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
 
@@ -16,6 +25,9 @@ __all__ = [
     "ACTIVATIONS",
     "BACKBONES",
     "Features",
+    "GroupFreezer",
+    "HEADS",
+    "LayerGroups",
     "Inputs",
     "HardSharing",
     "LeNet",
@@ -24,6 +36,10 @@ __all__ = [
     "SeedCNN",
     "TemperatureScaled",
     "backbone_options",
+    "check_group_names",
     "classification_head",
     "create_backbone",
+    "group_parameters",
+    "layer_groups",
+    "trunk_stages",
 ]

@@ -9,7 +9,12 @@ from mtlkit.training.distill import EMATeacher, FrozenTeachers, Teacher
 from mtlkit.training.distributed import LaunchError, ProcessGroupReplicas, process_group
 from mtlkit.training.finite import DivergedError
 from mtlkit.training.noise import InputNoise, noise_generator
-from mtlkit.training.optim import create_optimizer, create_scheduler
+from mtlkit.training.optim import (
+    ParamGroup,
+    create_optimizer,
+    create_scheduler,
+    learning_rates,
+)
 from mtlkit.training.penalties import GROUPS, ParameterPenalties, Penalty
 from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
@@ -30,6 +35,7 @@ __all__ = [
     "FrozenTeachers",
     "InputNoise",
     "LaunchError",
+    "ParamGroup",
     "ParameterPenalties",
     "Penalty",
     "ProcessGroupReplicas",
@@ -43,6 +49,7 @@ __all__ = [
     "create_optimizer",
     "create_scheduler",
     "evaluate",
+    "learning_rates",
     "evaluate_with_losses",
     "fit_temperatures",
     "load_checkpoint",

@@ -51,6 +51,7 @@ from mtlkit.training.distill import Teacher
 from mtlkit.training.distributed import ProcessGroupReplicas
 from mtlkit.training.finite import DivergedError, NonFiniteGuard, gradients_finite
 from mtlkit.training.noise import InputNoise, noise_generator
+from mtlkit.training.optim import learning_rates
 from mtlkit.training.penalties import ParameterPenalties
 from mtlkit.training.probes import StepProbe, StepView
 from mtlkit.training.records import EpochRecord
@@ -564,6 +565,7 @@ class Trainer:
             unlabelled = progress.unlabelled
             mean_losses, mean_weights = self._end_epoch(progress)
             lr = self.optimizer.param_groups[0]["lr"]
+            lrs = learning_rates(self.optimizer)
             if self.scheduler is not None:
                 self.scheduler.step()
             val, score = None, None
@@ -590,6 +592,7 @@ class Trainer:
                 unlabelled_steps=dict(
                     zip(names, [0] * len(names) if unlabelled is None else unlabelled.tolist())
                 ),
+                lrs=lrs if len(lrs) > 1 else {},
                 step_seconds=step_seconds,
                 task_cosine=None if self.cosines is None else self.cosines.epoch_mean(epoch),
                 penalties=dict(self.penalty_values),
