@@ -18,7 +18,7 @@ from mtlkit.models.groups import (
     layer_groups,
     trunk_stages,
 )
-from mtlkit.models.heads import classification_head
+from mtlkit.models.heads import TemperatureScaled, classification_head
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "MLP",
     "MultiTaskModel",
     "SeedCNN",
+    "TemperatureScaled",
     "backbone_options",
     "check_group_names",
     "classification_head",
