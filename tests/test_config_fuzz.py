@@ -31,6 +31,9 @@ non_finite = st.sampled_from([math.nan, math.inf, -math.inf])
 
 
 def _floats_outside(low: float, high: float, *, low_open: bool = False) -> st.SearchStrategy:
+    """Values a key allowing [low, high) refuses (low itself too when ``low_open``): numbers
+    below or at or above ``high``, non-finite numbers and non-numbers. A key allowing ``high``
+    filters it out."""
     below = st.floats(max_value=low, exclude_max=not low_open, allow_nan=False)
     return st.one_of(below, st.floats(min_value=high, allow_nan=False), non_finite, not_numbers)
 
@@ -80,7 +83,9 @@ BAD_VALUES: dict[tuple[str, ...], st.SearchStrategy] = {
 
 bad_balancers = st.one_of(
     st.fixed_dictionaries({"name": _names_except(*(info.name for info in available()))}),
-    st.fixed_dictionaries({"name": st.just("fixed"), "lam": _floats_outside(0.0, 1.0)}),
+    st.fixed_dictionaries(  # λ ∈ [0, 1], both ends allowed
+        {"name": st.just("fixed"), "lam": _floats_outside(0.0, 1.0).filter(lambda v: v != 1.0)}
+    ),
     st.fixed_dictionaries({"name": st.just("fixed")}),
     st.fixed_dictionaries({"name": st.just("cagrad"), "c": _floats_outside(0.0, math.inf)}),
     st.fixed_dictionaries({"name": st.just("famo"), "w_lr": _floats_outside(0.0, math.inf)}),

@@ -17,6 +17,12 @@ forward runs under ``no_sync`` and the balancer's engine averages the per-task J
 other gradient it writes) itself, before aggregating (see :mod:`mtlkit.balancing.replicas`). The
 reported losses are replica means; with label masks, each rank's task loss is weighted by its
 share of the labelled rows, so the mean over ranks is the mean over every labelled row.
+
+The practitioner's techniques hook in without the loop naming any: input noise on the training
+batches (:class:`~mtlkit.training.noise.InputNoise`), teachers whose outputs the tasks distil
+(:mod:`mtlkit.training.distill`), per-row loss weights carried by the batch, and L1/L2 penalties
+added after the balancer (:class:`~mtlkit.training.penalties.ParameterPenalties`, their values
+in the epoch's record).
 """
 
 from __future__ import annotations
@@ -42,14 +48,19 @@ from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
 from mtlkit.training.compiled import compile_encoder
+from mtlkit.training.distill import Teacher
 from mtlkit.training.distributed import ProcessGroupReplicas
 from mtlkit.training.finite import DivergedError, NonFiniteGuard, gradients_finite
+from mtlkit.training.noise import InputNoise, noise_generator
+from mtlkit.training.optim import learning_rates
+from mtlkit.training.penalties import ParameterPenalties
 from mtlkit.training.precision import LossScale, autocast_context, check_precision
 from mtlkit.training.probes import StepProbe, StepView
 from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
 from mtlkit.training.state import FitProgress
 from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.training.views import Views
 
 __all__ = ["FitResult", "Trainer", "evaluate", "evaluate_with_losses"]
 
@@ -67,6 +78,7 @@ def evaluate_with_losses(
     batches: Iterable[Batch],
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
+    views: Views | None = None,
     precision: str = "fp32",
 ) -> tuple[Reports, dict[str, float]]:
     """Every task's metrics of ``model`` over ``batches``, and its mean loss per labelled row.
@@ -76,24 +88,34 @@ def evaluate_with_losses(
     that task's metrics and loss; a batch scores the tasks it has targets for (multi-input
     evaluation: each task on its own batches). The model is put in eval mode. Under
     ``torch.distributed`` each process passes its shard; the metrics (torchmetrics' sync) and the
-    losses are summed over the processes. The forward pass runs in ``precision`` (see
-    :mod:`mtlkit.training.precision`); metrics and losses read its outputs in float32.
+    losses are summed over the processes. With ``views`` of more than one, each task's metrics
+    score its outputs combined over M noisy views of each input
+    (:class:`~mtlkit.training.views.Views`), and its loss is the mean over the views. The forward
+    pass runs in ``precision`` (see :mod:`mtlkit.training.precision`); metrics and losses read its
+    outputs in float32.
     """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
     sums = torch.zeros(2, len(tasks), dtype=torch.float64, device=device)  # losses, rows
+    generator = None if views is None else views.generator(device)
     for batch in batches:
         batch = batch.to(device, memory_format)
         with autocast_context(precision, device):
-            outputs = model(batch.inputs)
+            if views is None:
+                drawn = [model(batch.inputs)]
+            else:
+                drawn = views.draw(model, batch.inputs, generator)
+        drawn = [{name: _float32(out) for name, out in view.items()} for view in drawn]
+        outputs = drawn[0] if views is None else views.combined(tasks, drawn)
         for k, task in enumerate(tasks):
             if task.name not in batch.targets:  # multi-input: each task on its own batches
                 continue
-            output, target = _float32(outputs[task.name]), batch.targets[task.name]
+            output, target = outputs[task.name], batch.targets[task.name]
             mask = batch.masks.get(task.name)
             metrics[task.name].update(output, target, mask)
             rows = len(target) if mask is None else mask.sum()
-            sums[0, k] += task.loss(output, target, mask).double() * rows
+            loss = sum(task.loss(view[task.name], target, mask).double() for view in drawn)
+            sums[0, k] += loss / len(drawn) * rows
             sums[1, k] += rows
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(sums)
@@ -108,10 +130,11 @@ def evaluate(
     batches: Iterable[Batch],
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
+    views: Views | None = None,
     precision: str = "fp32",
 ) -> Reports:
     """Every task's metrics of ``model`` over ``batches`` (see :func:`evaluate_with_losses`)."""
-    return evaluate_with_losses(model, tasks, batches, device, memory_format, precision)[0]
+    return evaluate_with_losses(model, tasks, batches, device, memory_format, views, precision)[0]
 
 
 def _float32(tensor: Tensor) -> Tensor:
@@ -196,6 +219,11 @@ class Trainer:
             on the shared parameters (K extra backward passes on those steps); 0: never.
         probes: further measurements taken on the steps they are due for (see
             :mod:`mtlkit.training.probes`); they never change the update.
+        noise: noise drawn on every training batch's inputs (never in evaluation).
+        seed: seeds the noise's generator.
+        teachers: give the tasks they teach soft labels (distillation); updated after each
+            applied step.
+        penalties: L1/L2 penalties whose gradients join the balanced gradient before each step.
     """
 
     def __init__(
@@ -216,6 +244,10 @@ class Trainer:
         on_nonfinite: str = "stop",
         task_cosine_every: int = 0,
         probes: Sequence[StepProbe] = (),
+        noise: InputNoise | None = None,
+        seed: int = 0,
+        teachers: Sequence[Teacher] = (),
+        penalties: ParameterPenalties | None = None,
     ) -> None:
         missing = [t.name for t in tasks if t.name not in model.task_names]
         if missing:
@@ -259,6 +291,15 @@ class Trainer:
         if task_cosine_every > 0 and len(self.tasks) > 1:
             self.cosines = TaskCosineRecorder([t.name for t in self.tasks], task_cosine_every)
         self.probes = [*probes, *([self.cosines] if self.cosines is not None else [])]
+        self.noise = noise if noise is not None and noise.active else None
+        self.noise_generator = noise_generator(seed, self.device)
+        """The generator of the training noise."""
+        self.teachers = [teacher.to(self.device) for teacher in teachers]
+        self.penalties = penalties if penalties is not None and penalties.active else None
+        self.penalty_values: dict[str, float] = {}
+        """Per penalised group, the mean penalty over the last epoch's applied steps."""
+        self._penalty_sums: dict[str, float] = {}
+        self._penalty_steps = 0
 
     def _gradient_sync(self) -> contextlib.AbstractContextManager:
         """DDP averages the gradients of one backward pass (loss weightings); a gradient
@@ -269,17 +310,26 @@ class Trainer:
             return self._forward.no_sync()
         return contextlib.nullcontext()
 
-    def _losses(self, outputs: dict[str, Tensor], batch: Batch) -> tuple[list[Tensor], Tensor]:
-        """The task losses, and (K,) 1 for each task without a labelled row in the batch (of
-        every process together). Across processes with label masks, each loss is weighted by this
-        rank's share of the task's labelled rows (N·nᵣ/Σn), so that their mean over ranks is the
-        mean over every labelled row of the global batch."""
-        losses = [
-            _float32(
-                task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
+    def _losses(
+        self, outputs: dict[str, Tensor], batch: Batch, soft: dict[str, Tensor]
+    ) -> tuple[list[Tensor], Tensor]:
+        """The task losses (with the batch's row weights and the teachers' outputs ``soft``), and
+        (K,) 1 for each task without a labelled row in the batch (of every process together).
+        Across processes with label masks, each loss is weighted by this rank's share of the
+        task's labelled rows (N·nᵣ/Σn), so that their mean over ranks is the mean over every
+        labelled row of the global batch."""
+        losses = []
+        for task in self.tasks:
+            # only what the batch has: a task class of one's own without these keywords still
+            # trains when it uses neither
+            extra = {"weights": batch.weights.get(task.name), "teacher": soft.get(task.name)}
+            loss = task.loss(
+                outputs[task.name],
+                batch.targets[task.name],
+                batch.masks.get(task.name),
+                **{key: value for key, value in extra.items() if value is not None},
             )
-            for task in self.tasks
-        ]
+            losses.append(_float32(loss))
         like = {"dtype": losses[0].dtype, "device": losses[0].device}
         counts = torch.stack(
             [
@@ -304,11 +354,18 @@ class Trainer:
         batch = batch.to(self.device, self.memory_format)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with self._gradient_sync(), autocast_context(self.precision, self.device):
-            features, outputs = self._forward(batch.inputs)
+        inputs = batch.inputs
+        if self.noise is not None:
+            inputs = self.noise(inputs, [task.name for task in self.tasks], self.noise_generator)
+        with autocast_context(self.precision, self.device):
+            with self._gradient_sync():
+                features, outputs = self._forward(inputs)
             if self.loss_scale is not None:
                 outputs = self.loss_scale.apply(outputs)
-            losses, unlabelled = self._losses(outputs, batch)
+            soft: dict[str, Tensor] = {}
+            for teacher in self.teachers:
+                soft.update(teacher.outputs(inputs))
+            losses, unlabelled = self._losses(outputs, batch, soft)
         if not isinstance(features, Tensor):  # multi-input: each task's own features
             features = [features[task.name] for task in self.tasks]
         due = [probe for probe in self.probes if probe.due(number)]
@@ -330,12 +387,18 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             flags = self.guard.step_flags(reported, finite)
             return _Step(reported, info.weights, flags, False, unlabelled)
+        penalty = {} if self.penalties is None else self.penalties.apply()
         flags = self.guard.step_flags(reported, gradients_finite(self._parameters(), self.device))
         if before is not None and not bool(flags.all()):  # skip: undo the step's effects
             self.balancer.load_state_dict(before)
             self.optimizer.zero_grad(set_to_none=True)
             return _Step(reported, info.weights, flags, False, unlabelled)
         self.optimizer.step()
+        for teacher in self.teachers:
+            teacher.update(self.model)
+        self._penalty_steps += 1
+        for group, value in penalty.items():
+            self._penalty_sums[group] = self._penalty_sums.get(group, 0.0) + value
         return _Step(reported, info.weights, flags, True, unlabelled)
 
     def _unscaled(self) -> bool:
@@ -429,6 +492,9 @@ class Trainer:
                 "skipped; lower the learning rate or try another balancing method."
             )
         self.balancer.epoch_end()
+        steps = max(self._penalty_steps, 1)
+        self.penalty_values = {group: v / steps for group, v in self._penalty_sums.items()}
+        self._penalty_sums, self._penalty_steps = {}, 0
         weights = progress.weight_sum
         labelled = (progress.counted - progress.unlabelled).clamp(min=1)
         return progress.loss_sum / labelled, (
@@ -464,13 +530,23 @@ class Trainer:
     def evaluate(self, batches: Iterable[Batch]) -> Reports:
         """Every task's metrics over ``batches``."""
         return evaluate(
-            self.model, self.tasks, batches, self.device, self.memory_format, self.precision
+            self.model,
+            self.tasks,
+            batches,
+            self.device,
+            self.memory_format,
+            precision=self.precision,
         )
 
     def evaluate_with_losses(self, batches: Iterable[Batch]) -> tuple[Reports, dict[str, float]]:
         """Every task's metrics and mean loss over ``batches``."""
         return evaluate_with_losses(
-            self.model, self.tasks, batches, self.device, self.memory_format, self.precision
+            self.model,
+            self.tasks,
+            batches,
+            self.device,
+            self.memory_format,
+            precision=self.precision,
         )
 
     def selection_score(self, reports: Reports) -> float:
@@ -482,15 +558,18 @@ class Trainer:
         return nanmean([task.selection_value(reports[task.name]) for task in self.tasks])
 
     def state_dict(self, progress: FitProgress) -> dict[str, Any]:
-        """The whole training state at ``progress``: model, optimizer, scheduler, balancer and
-        the progress (position, sums, best-so-far selection, history), as tensors and plain
-        values. The random number generators are per process (:mod:`mtlkit.training.state`)."""
+        """The whole training state at ``progress``: model, optimizer, scheduler, balancer, the
+        progress (position, sums, best-so-far selection, history), the noise generator and the
+        teachers (an averaged model), as tensors and plain values. The global random number
+        generators are per process (:mod:`mtlkit.training.state`)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "balancer": self.balancer.state_dict(),
             "progress": progress.state_dict(),
+            "noise": self.noise_generator.get_state(),
+            "teachers": [teacher.state_dict() for teacher in self.teachers],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> FitProgress:
@@ -500,6 +579,10 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.balancer.load_state_dict(state["balancer"])
+        if "noise" in state:
+            self.noise_generator.set_state(state["noise"])
+        for teacher, saved in zip(self.teachers, state.get("teachers", ())):
+            teacher.load_state_dict(saved)
         return FitProgress.from_state_dict(state["progress"], self.device)
 
     def fit(
@@ -543,6 +626,7 @@ class Trainer:
             unlabelled = progress.unlabelled
             mean_losses, mean_weights = self._end_epoch(progress)
             lr = self.optimizer.param_groups[0]["lr"]
+            lrs = learning_rates(self.optimizer)
             if self.scheduler is not None:
                 self.scheduler.step()
             val, score = None, None
@@ -569,8 +653,10 @@ class Trainer:
                 unlabelled_steps=dict(
                     zip(names, [0] * len(names) if unlabelled is None else unlabelled.tolist())
                 ),
+                lrs=lrs if len(lrs) > 1 else {},
                 step_seconds=step_seconds,
                 task_cosine=None if self.cosines is None else self.cosines.epoch_mean(epoch),
+                penalties=dict(self.penalty_values),
             )
             progress.history.append(record)
             if on_epoch is not None:

@@ -12,11 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtlkit.config import ConfigError, ExperimentConfig, config_difference
+from mtlkit.data import MultiTaskData
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
-from mtlkit.tasks import Task
+from mtlkit.tasks import ClassificationTask, Task
 from mtlkit.training import (
     CheckpointError,
     CosineSample,
@@ -30,6 +33,8 @@ from mtlkit.training import (
     Trainer,
     TrainingInterrupted,
     capture_rng,
+    evaluate_with_losses,
+    fit_temperatures,
     process_group,
     restore_rng,
     save_checkpoint,
@@ -41,15 +46,25 @@ from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
+    build_noise,
     build_optimization,
+    build_penalties,
     build_tasks,
+    build_views,
     eval_batches,
     load_data,
     resolve_device,
     train_batches,
 )
+from mtlkit.workflows.ensemble import (
+    check_ensembles,
+    ensemble_record,
+    ensemble_rows,
+    run_ensembles,
+)
 from mtlkit.workflows.evaluate import evaluate_run
 from mtlkit.workflows.run_dir import RunDir, run_info
+from mtlkit.workflows.teachers import build_teachers
 
 
 @dataclass
@@ -147,7 +162,14 @@ def _train(
         saved = _saved_state(folder, config, replicas) if resume else None
         seed_process(config.seed + rank)
         data = load_data(config)
-        tasks = build_tasks(config, data.tasks)
+        tasks = build_tasks(config, data.tasks, data.train)
+        fit_temperature = _temperatures_to_fit(config, tasks)
+        if fit_temperature and data.val is None:
+            raise ConfigError(
+                f"tasks.temperature: fitting task {fit_temperature[0]!r}'s temperature needs a "
+                "validation split; set data.val_fraction > 0 or give the temperature as a number."
+            )
+        check_ensembles(config, tasks, data)
         model = build_model(config, data.input_shape, tasks)
         balancer = build_balancer(config, len(tasks))
         optimizer, scheduler = build_optimization(config, model, balancer)
@@ -168,6 +190,10 @@ def _train(
             on_nonfinite=config.train.on_nonfinite,
             task_cosine_every=config.train.log_task_cosine_every,
             probes=probes,
+            noise=build_noise(config),
+            seed=config.seed + rank,
+            teachers=build_teachers(config, tasks, model),
+            penalties=build_penalties(config, model, balancer),
         )
         progress = None
         if saved is not None:
@@ -209,46 +235,98 @@ def _train(
         finally:
             if log is not None:
                 log.close()
-        test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test, **shards))
-        primary = {task.name: task.primary_metric for task in tasks}
-        seconds = time.perf_counter() - start
-        if main:
-            best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
-            save_checkpoint(folder.best, {**best, "config": config.to_dict()})
-            folder.write_metrics(
-                {
-                    "test": {name: report.to_dict() for name, report in test.items()},
-                    "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
-                    "primary_metric": {
-                        task.name: {
-                            "name": task.primary_metric,
-                            "higher_is_better": task.higher_is_better,
-                        }
-                        for task in tasks
-                    },
-                    "best_epoch": fit.best_epoch,
-                    "best_val_score": fit.best_score,
-                    "history": [asdict(record) for record in fit.history],
-                    "skipped_steps": fit.skipped,
-                    "step_seconds": fit.step_seconds,
-                    "task_cosine": [asdict(sample) for sample in fit.task_cosines],
-                    "processes": shards["world_size"],
-                    "seconds": seconds,
-                    "data_fingerprint": data.fingerprint,
-                }
-            )
-            folder.previous.unlink(missing_ok=True)
+        return complete_run(
+            folder, config, trainer, fit, data, tasks, device, start, main=main, shards=shards
+        )
+
+
+def complete_run(
+    folder: RunDir,
+    config: ExperimentConfig,
+    trainer: Trainer,
+    fit: FitResult,
+    data: MultiTaskData,
+    tasks: list[Task],
+    device: torch.device,
+    start: float,
+    *,
+    main: bool = True,
+    shards: dict[str, int] | None = None,
+    info: dict[str, object] | None = None,
+) -> RunResult:
+    """Evaluate a trained ``trainer`` on the test split (every process its ``shards``: rank and
+    world size) and write the rest of its run folder (``best.pt``, ``metrics.json``, the
+    reports; main process only): what every workflow that trains into a run folder ends with.
+    ``start`` is when the run began (``perf_counter``); ``info`` adds facts to the report's run
+    table; the config's ``ensembles`` and the temperatures ``tasks.temperature: fit`` asks for
+    are fitted here (on validation), and the test split is scored over ``eval.views``.
+    """
+    shards = shards or {"rank": 0, "world_size": 1}
+    temperatures = {}
+    if _temperatures_to_fit(config, tasks):  # every process on the whole validation split
+        temperatures = fit_temperatures(
+            trainer.model, tasks, eval_batches(config, data.val), device, trainer.memory_format
+        )
+    test, test_loss = evaluate_with_losses(
+        trainer.model,
+        tasks,
+        eval_batches(config, data.test, **shards),
+        device,
+        trainer.memory_format,
+        build_views(config),
+    )
+    ensembles = run_ensembles(config, trainer.model, tasks, data, device) if main else {}
+    primary = {task.name: task.primary_metric for task in tasks}
+    seconds = time.perf_counter() - start
+    if main:
+        best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
+        save_checkpoint(folder.best, {**best, "config": config.to_dict()})
+        folder.write_metrics(
+            {
+                "test": {name: report.to_dict() for name, report in test.items()},
+                "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
+                "primary_metric": {
+                    task.name: {
+                        "name": task.primary_metric,
+                        "higher_is_better": task.higher_is_better,
+                    }
+                    for task in tasks
+                },
+                "best_epoch": fit.best_epoch,
+                "best_val_score": fit.best_score,
+                "history": [asdict(record) for record in fit.history],
+                "skipped_steps": fit.skipped,
+                "step_seconds": fit.step_seconds,
+                "task_cosine": [asdict(sample) for sample in fit.task_cosines],
+                "processes": shards["world_size"],
+                "seconds": seconds,
+                "data_fingerprint": data.fingerprint,
+                "fitted_temperatures": temperatures,
+                **({"ensembles": ensemble_record(ensembles)} if ensembles else {}),
+            }
+        )
+        folder.previous.unlink(missing_ok=True)
     result = RunResult(folder.path, test, fit.best_epoch, seconds, test_loss, fit, primary)
     if main:
         document = run_document(
             title=f"mtlkit run: {config.name}",
-            run_info=run_info(config, fit.best_epoch, seconds, device, data),
-            task_reports=test,
+            run_info={**run_info(config, fit.best_epoch, seconds, device, data), **(info or {})},
+            task_reports={**test, **ensemble_rows(ensembles)},
             history=[record.brief(primary) for record in fit.history],
             figures=result.figures(),
         )
         write_reports(folder.path, document)
     return result
+
+
+def _temperatures_to_fit(config: ExperimentConfig, tasks: list[Task]) -> list[str]:
+    """The classification tasks whose temperature is fitted on validation after training."""
+    return [
+        task.name
+        for task in tasks
+        if isinstance(task, ClassificationTask)
+        and config.tasks.techniques(task.name)["temperature"] == "fit"
+    ]
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -339,12 +417,13 @@ def _epoch_line(config: ExperimentConfig, tasks: list[Task], record: EpochRecord
             for task in tasks
         )
     skipped = f"  skipped {record.skipped} step(s)" if record.skipped else ""
+    penalties = "".join(f"  penalty {g}={v:.4g}" for g, v in record.penalties.items())
     empty = "".join(
         f"  [{t}: no labelled row in {n} step(s), zero loss there]"
         for t, n in record.unlabelled_steps.items()
         if n
     )
     return (
-        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{val}"
+        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{penalties}{val}"
         f"{skipped}  ({record.seconds:.1f}s){empty}"
     )
