@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 # MTLKIT_DATA elsewhere, e.g. at a folder that already holds mnist/ and fashion-mnist/.
 export MTLKIT_DATA ?= $(CURDIR)/data-cache
 
-.PHONY: demo test install lock lint clean
+.PHONY: demo test install lock lint clean bench
 
 # The virtual environment, rebuilt when the project's metadata or the pins change. torch is
 # installed first, pinned, so that machines with the CPU wheel on disk take it instead of a
@@ -42,6 +42,11 @@ lock:
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | sed -E 's/\+[a-z0-9.]+$$//'; } > $(CONSTRAINTS).new
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .lock-venv
+
+# Every performance benchmark (benchmarks/bench.py), one intra-op thread, into benchmarks/RESULTS.md
+# (about 20 minutes on 2 cores; BENCH_ARGS=--quick for a smoke run).
+bench: $(STAMP)
+	cd benchmarks && OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/src ../$(BIN)/python bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -1,5 +1,5 @@
-"""Assertions the balancing tests share: a checkpoint round trip that resumes bit for bit, and
-permutation equivariance of a weighting of the Gramian.
+"""Assertions the balancing tests share: a checkpoint round trip that resumes bit for bit,
+permutation equivariance of a weighting of the Gramian, and the rounding bounds of a Jacobian.
 
 Imported by the ``test_balancing_*`` modules (pytest puts ``tests/`` on the path).
 """
@@ -89,3 +89,15 @@ def assert_permutation_equivariant(
     if weights_tol is not None:
         rtol, atol = weights_tol
         torch.testing.assert_close(permuted, weights[perm], rtol=rtol, atol=atol)
+
+
+def rounding_gamma(jacobian: Tensor) -> float:
+    """γ = (P + K)·u for the (K, P) Jacobian's dtype (u its unit roundoff): the relative error
+    bound of a dot product of length P plus a sum of K terms (entries of J Jᵀ and of wᵀJ)."""
+    k, p = jacobian.shape
+    return (p + k) * torch.finfo(jacobian.dtype).eps / 2
+
+
+def combination_mass(weights: Tensor, jacobian: Tensor) -> float:
+    """S = Σⱼ|wⱼ|·‖gⱼ‖, the size the rounding errors of wᵀJ and of Gw scale with."""
+    return float(weights.double().abs() @ jacobian.double().norm(dim=1))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from balancing_checks import combination_mass as _mass
+from balancing_checks import rounding_gamma as _gamma
 from mtlkit.balancing import create
 from mtlkit.balancing.methods.aligned_mtl import balance_transformation
 
@@ -40,17 +42,6 @@ def _jacobians(spread: float, dtype: torch.dtype, per_k: int = 2):
         for _ in range(per_k):
             jac = torch.randn(k, COLUMNS, generator=gen, dtype=torch.float64) * scales[:, None]
             yield jac.to(dtype)
-
-
-def _gamma(jac: torch.Tensor) -> float:
-    """γ = (P + K)·u for the Jacobian's dtype."""
-    k, p = jac.shape
-    return (p + k) * torch.finfo(jac.dtype).eps / 2
-
-
-def _mass(weights: torch.Tensor, jac: torch.Tensor) -> float:
-    """S = Σⱼ|wⱼ|·‖gⱼ‖, the size the rounding errors of wᵀJ and of Gw scale with."""
-    return float(weights.double().abs() @ jac.double().norm(dim=1))
 
 
 def _direction(name: str, jac: torch.Tensor, **options) -> tuple[torch.Tensor, torch.Tensor]:

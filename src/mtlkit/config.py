@@ -51,6 +51,7 @@ from mtlkit.models import ACTIVATIONS, BACKBONES, backbone_options
 from mtlkit.registry import Registry
 from mtlkit.tasks import TASK_TYPES
 from mtlkit.training.optim import OPTIMIZERS, SCHEDULES
+from mtlkit.training.precision import PRECISIONS, check_precision
 
 
 class ConfigError(ValueError):
@@ -335,6 +336,8 @@ class TrainConfig(_Section):
     eval_batch_size: int = Field(1024, ge=1)
     device: str = "auto"
     channels_last: bool = True
+    precision: str = Field("fp32", description="fp32, bf16 (CPU/CUDA autocast), fp16 (CUDA)")
+    compile: bool = Field(False, description="torch.compile the shared encoder")
     progress: bool = True
     log_task_cosine_every: int = Field(
         0, ge=0, description="record the task-gradient cosines every N steps (0: off)"
@@ -353,6 +356,17 @@ class TrainConfig(_Section):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError("must be 'auto', 'cpu', 'cuda', 'cuda:N' (N a GPU index) or 'mps'")
         return value
+
+    @field_validator("precision")
+    @classmethod
+    def _known_precision(cls, value: str) -> str:
+        return _one_of(PRECISIONS, value)
+
+    @model_validator(mode="after")
+    def _precision_on_device(self) -> TrainConfig:
+        if self.device != "auto":  # 'auto' is checked by the trainer, once the device is known
+            check_precision(self.precision, self.device)
+        return self
 
 
 class PenaltyConfig(_Section):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mtlkit.balancing.base import Balancer, LossWeighting
+from mtlkit.balancing.options import check_int
+from mtlkit.balancing.periodic import PeriodicWeights
 
 _REGISTRY: dict[str, type[Balancer]] = {}
 
@@ -79,12 +81,16 @@ def create(name: str, *, num_tasks: int | None = None, **options: Any) -> Balanc
     Args:
         name: a registered method name (see :func:`available`).
         num_tasks: K, the number of tasks; required by methods that keep per-task state.
-        **options: the method's own keyword options (see ``mtlkit methods``).
+        **options: the method's own keyword options (see ``mtlkit methods``), and for a Gramian
+            weighting ``weights_every=n``: solve every n steps, reuse the weights in between
+            (:class:`~mtlkit.balancing.periodic.PeriodicWeights`; 1, the default, solves at
+            every step).
 
     Raises:
         ValueError: unknown name, unknown option, or an option out of range; the message names it.
     """
     cls = method_class(name)
+    every = check_int(name, "weights_every", options.pop("weights_every", 1), low=1)
     allowed = _describe(name, cls).options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -93,4 +99,7 @@ def create(name: str, *, num_tasks: int | None = None, **options: Any) -> Balanc
             f"balancing method {name!r} has no option {unknown[0]!r}; its options are: "
             f"{allowed_text}."
         )
-    return cls(num_tasks=num_tasks, **options)
+    method = cls(num_tasks=num_tasks, **options)
+    if every == 1:
+        return method
+    return PeriodicWeights(method, every)  # type: ignore[arg-type]  # it checks the method

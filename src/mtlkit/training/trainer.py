@@ -42,17 +42,19 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from mtlkit.balancing import Balancer, Need
+from mtlkit.balancing import Balancer, GradientAggregator, Need
 from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.compiled import compile_encoder
 from mtlkit.training.distill import Teacher
 from mtlkit.training.distributed import ProcessGroupReplicas
 from mtlkit.training.finite import DivergedError, NonFiniteGuard, gradients_finite
 from mtlkit.training.noise import InputNoise, noise_generator
 from mtlkit.training.optim import learning_rates
 from mtlkit.training.penalties import ParameterPenalties
+from mtlkit.training.precision import LossScale, autocast_context, check_precision
 from mtlkit.training.probes import StepProbe, StepView
 from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
@@ -77,6 +79,7 @@ def evaluate_with_losses(
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
     views: Views | None = None,
+    precision: str = "fp32",
 ) -> tuple[Reports, dict[str, float]]:
     """Every task's metrics of ``model`` over ``batches``, and its mean loss per labelled row.
 
@@ -87,7 +90,9 @@ def evaluate_with_losses(
     ``torch.distributed`` each process passes its shard; the metrics (torchmetrics' sync) and the
     losses are summed over the processes. With ``views`` of more than one, each task's metrics
     score its outputs combined over M noisy views of each input
-    (:class:`~mtlkit.training.views.Views`), and its loss is the mean over the views.
+    (:class:`~mtlkit.training.views.Views`), and its loss is the mean over the views. The forward
+    pass runs in ``precision`` (see :mod:`mtlkit.training.precision`); metrics and losses read its
+    outputs in float32.
     """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
@@ -95,12 +100,13 @@ def evaluate_with_losses(
     generator = None if views is None else views.generator(device)
     for batch in batches:
         batch = batch.to(device, memory_format)
-        if views is None:
-            drawn = [model(batch.inputs)]
-            outputs = drawn[0]
-        else:
-            drawn = views.draw(model, batch.inputs, generator)
-            outputs = views.combined(tasks, drawn)
+        with autocast_context(precision, device):
+            if views is None:
+                drawn = [model(batch.inputs)]
+            else:
+                drawn = views.draw(model, batch.inputs, generator)
+        drawn = [{name: _float32(out) for name, out in view.items()} for view in drawn]
+        outputs = drawn[0] if views is None else views.combined(tasks, drawn)
         for k, task in enumerate(tasks):
             if task.name not in batch.targets:  # multi-input: each task on its own batches
                 continue
@@ -125,9 +131,17 @@ def evaluate(
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
     views: Views | None = None,
+    precision: str = "fp32",
 ) -> Reports:
     """Every task's metrics of ``model`` over ``batches`` (see :func:`evaluate_with_losses`)."""
-    return evaluate_with_losses(model, tasks, batches, device, memory_format, views)[0]
+    return evaluate_with_losses(model, tasks, batches, device, memory_format, views, precision)[0]
+
+
+def _float32(tensor: Tensor) -> Tensor:
+    """A reduced-precision floating tensor in float32; any other tensor as it is."""
+    if tensor.is_floating_point() and torch.finfo(tensor.dtype).bits < 32:
+        return tensor.float()
+    return tensor
 
 
 @dataclass
@@ -188,6 +202,12 @@ class Trainer:
         scheduler: a per-epoch learning-rate schedule, or None.
         device: where to train.
         channels_last: store images and conv weights channels-last (faster convolutions on CPU).
+        precision: ``"fp32"``, ``"bf16"`` (autocast on CPU and CUDA) or ``"fp16"`` (autocast with a
+            dynamic loss scale, CUDA only, loss weightings only; a step whose scaled gradients
+            overflow is skipped); see :mod:`mtlkit.training.precision`. The balancer's backward
+            and its solvers run in float32/float64 either way.
+        compile: run the shared encoder through ``torch.compile`` (compiled at the first step;
+            see :mod:`mtlkit.training.compiled`).
         progress: show a progress bar with per-task running losses (main process, terminals only).
         replicas: the processes to train across (``None``: this one alone).
         check_finite_every: steps between two reads of the non-finite flags (one host sync each);
@@ -216,6 +236,8 @@ class Trainer:
         *,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
+        precision: str = "fp32",
+        compile: bool = False,
         progress: bool = True,
         replicas: ProcessGroupReplicas | None = None,
         check_finite_every: int = 50,
@@ -235,8 +257,19 @@ class Trainer:
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}.")
         self.device = torch.device(device)
+        check_precision(precision, self.device)
+        if precision == "fp16" and isinstance(balancer, GradientAggregator):
+            raise ValueError(
+                f"train.precision 'fp16' scales the gradients by a loss scale, which changes what "
+                f"the gradient method {type(balancer).__name__} computes from them: use 'bf16' "
+                "(same speed on recent GPUs, no loss scale) or a loss weighting."
+            )
+        self.precision = precision
+        self.loss_scale = LossScale() if precision == "fp16" else None
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
+        if compile:
+            compile_encoder(self.model)
         self.balancer = balancer.to(self.device)
         self.balancer.replicas = replicas
         self.tasks = list(tasks)
@@ -290,14 +323,13 @@ class Trainer:
             # only what the batch has: a task class of one's own without these keywords still
             # trains when it uses neither
             extra = {"weights": batch.weights.get(task.name), "teacher": soft.get(task.name)}
-            losses.append(
-                task.loss(
-                    outputs[task.name],
-                    batch.targets[task.name],
-                    batch.masks.get(task.name),
-                    **{key: value for key, value in extra.items() if value is not None},
-                )
+            loss = task.loss(
+                outputs[task.name],
+                batch.targets[task.name],
+                batch.masks.get(task.name),
+                **{key: value for key, value in extra.items() if value is not None},
             )
+            losses.append(_float32(loss))
         like = {"dtype": losses[0].dtype, "device": losses[0].device}
         counts = torch.stack(
             [
@@ -325,12 +357,15 @@ class Trainer:
         inputs = batch.inputs
         if self.noise is not None:
             inputs = self.noise(inputs, [task.name for task in self.tasks], self.noise_generator)
-        with self._gradient_sync():
-            features, outputs = self._forward(inputs)
-        soft: dict[str, Tensor] = {}
-        for teacher in self.teachers:
-            soft.update(teacher.outputs(inputs))
-        losses, unlabelled = self._losses(outputs, batch, soft)
+        with autocast_context(self.precision, self.device):
+            with self._gradient_sync():
+                features, outputs = self._forward(inputs)
+            if self.loss_scale is not None:
+                outputs = self.loss_scale.apply(outputs)
+            soft: dict[str, Tensor] = {}
+            for teacher in self.teachers:
+                soft.update(teacher.outputs(inputs))
+            losses, unlabelled = self._losses(outputs, batch, soft)
         if not isinstance(features, Tensor):  # multi-input: each task's own features
             features = [features[task.name] for task in self.tasks]
         due = [probe for probe in self.probes if probe.due(number)]
@@ -340,13 +375,19 @@ class Trainer:
             for probe in due:
                 probe.record(view)
         before = copy.deepcopy(self.balancer.state_dict()) if self.on_nonfinite == "skip" else None
+        # outside autocast: the per-task gradients, the Gramian and the solvers in float32/64
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
-        penalty = {} if self.penalties is None else self.penalties.apply()
         reported = torch.stack([loss.detach() for loss in losses])
         if self.replicas is not None:
             self.replicas.mean_(reported)
+        if self.loss_scale is not None and not self._unscaled():  # fp16 overflow: skip
+            finite = torch.ones((), dtype=torch.bool, device=reported.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            flags = self.guard.step_flags(reported, finite)
+            return _Step(reported, info.weights, flags, False, unlabelled)
+        penalty = {} if self.penalties is None else self.penalties.apply()
         flags = self.guard.step_flags(reported, gradients_finite(self._parameters(), self.device))
         if before is not None and not bool(flags.all()):  # skip: undo the step's effects
             self.balancer.load_state_dict(before)
@@ -359,6 +400,14 @@ class Trainer:
         for group, value in penalty.items():
             self._penalty_sums[group] = self._penalty_sums.get(group, 0.0) + value
         return _Step(reported, info.weights, flags, True, unlabelled)
+
+    def _unscaled(self) -> bool:
+        """fp16: divide the model's gradients by the loss scale and update the scale; whether
+        they were finite (the step may be taken)."""
+        assert self.loss_scale is not None
+        finite = self.loss_scale.unscale(self.model)
+        self.loss_scale.update()
+        return finite
 
     def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """One optimisation step (outside :meth:`fit`, counted from 1 by the trainer); returns
@@ -480,12 +529,24 @@ class Trainer:
 
     def evaluate(self, batches: Iterable[Batch]) -> Reports:
         """Every task's metrics over ``batches``."""
-        return evaluate(self.model, self.tasks, batches, self.device, self.memory_format)
+        return evaluate(
+            self.model,
+            self.tasks,
+            batches,
+            self.device,
+            self.memory_format,
+            precision=self.precision,
+        )
 
     def evaluate_with_losses(self, batches: Iterable[Batch]) -> tuple[Reports, dict[str, float]]:
         """Every task's metrics and mean loss over ``batches``."""
         return evaluate_with_losses(
-            self.model, self.tasks, batches, self.device, self.memory_format
+            self.model,
+            self.tasks,
+            batches,
+            self.device,
+            self.memory_format,
+            precision=self.precision,
         )
 
     def selection_score(self, reports: Reports) -> float:

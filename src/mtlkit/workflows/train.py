@@ -182,6 +182,8 @@ def _train(
             scheduler,
             device=device,
             channels_last=config.train.channels_last,
+            precision=config.train.precision,
+            compile=config.train.compile,
             progress=config.train.progress and main,
             replicas=replicas,
             check_finite_every=config.train.check_finite_every,

@@ -8,7 +8,9 @@ does not depend on those classes):
 * :func:`gramian_backward`: the shared parameters get ``wᵀJ`` with ``w`` read off ``G = J Jᵀ``,
   written one parameter at a time from the materialised J (no further backward pass);
 * :func:`representation_backward`: Sener & Koltun's MGDA-UB shortcut, ``w`` read off the Gramian
-  of the K gradients ``∂Lₖ/∂z`` of the shared representation, then one backward of ``Σₖ wₖLₖ``.
+  of the K gradients ``∂Lₖ/∂z`` of the shared representation, then one backward of ``Σₖ wₖLₖ``;
+* :func:`weighted_backward`: ``wᵀJ`` for weights already known (reused between two solves), by one
+  trunk backward where the graph is cut at the features.
 
 In the first two, every other parameter the losses depend on gets the gradient of ``Σₖ Lₖ`` (its
 own task's gradient under hard sharing). Gradients add to an existing ``.grad``.
@@ -18,11 +20,18 @@ replica means: J and the other gradients are averaged before the method sees the
 (:mod:`~mtlkit.balancing.engine.average`); on the representation, the Gramian is that of the whole
 batch's ``∂Lₖ/∂z`` (the replicas' Gramians summed, over N², for a mean loss over N equal slices)
 and the gradients of ``Σₖ wₖLₖ`` are averaged. Every replica then writes the same ``.grad``.
+
+Mixed precision: the Jacobian has the shared parameters' dtype (float32) whatever the dtype of
+the activations, and the Gramian, the method and the accumulation run with autocast off
+(:func:`_exact`), so that a call from inside ``torch.autocast`` does not round them to
+bfloat16/float16; the gradients ``∂Lₖ/∂z`` of a reduced-precision representation are promoted to
+float32 before their Gramian.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol
 
 import torch
@@ -47,6 +56,7 @@ __all__ = [
     "gramian_backward",
     "jacobian_backward",
     "representation_backward",
+    "weighted_backward",
 ]
 
 
@@ -60,6 +70,30 @@ class WeighsGramian(Protocol):
     """A method that maps the (K, K) Gramian to (K,) weights of the task gradients."""
 
     def weights_from_gramian(self, gramian: Tensor, losses: Tensor | None = None) -> Tensor: ...
+
+
+@contextmanager
+def _exact(tensor: Tensor) -> Iterator[None]:
+    """No gradient recording and no autocast on ``tensor``'s device: the balancing arithmetic
+    runs in the dtype of its inputs."""
+    with torch.no_grad(), torch.autocast(tensor.device.type, enabled=False):
+        yield
+
+
+def _float32_at_least(tensor: Tensor) -> Tensor:
+    """``tensor`` promoted to float32 if its dtype is narrower (bfloat16, float16)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
+def _combined_cotangents(weights: Tensor, gz: Sequence[Tensor]) -> list[Tensor]:
+    """``Σₖ wₖ·∂Lₖ/∂z`` for each feature (``gz[i]`` is (K, *zᵢ.shape)), summed in float32 or
+    wider and returned in the feature's dtype."""
+    with _exact(weights):
+        sums = []
+        for g in gz:
+            wide = _float32_at_least(g.flatten(1))
+            sums.append(weights.to(wide.dtype) @ wide)
+        return [s.reshape(g.shape[1:]).to(g.dtype) for s, g in zip(sums, gz)]
 
 
 def jacobian_backward(
@@ -78,7 +112,7 @@ def jacobian_backward(
     """
     shared, grads = _replica_gradients(losses, stacked, shared_params, features, engine, replicas)
     jacobian = grads.jacobian
-    with torch.no_grad():
+    with _exact(jacobian):
         direction = method.aggregate(jacobian, stacked.detach())
         if direction.shape != (jacobian.shape[1],):
             raise ValueError(
@@ -102,7 +136,7 @@ def gramian_backward(
     """Shared parameters get ``wᵀJ`` with ``w = method.weights_from_gramian(J Jᵀ, losses)``."""
     shared, grads = _replica_gradients(losses, stacked, shared_params, features, engine, replicas)
     jacobian = grads.jacobian
-    with torch.no_grad():
+    with _exact(jacobian):
         weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
         accumulate_combination(shared, weights, jacobian)
         accumulate_extra(grads)
@@ -166,8 +200,9 @@ def representation_backward(
                 "read (model.encode(x))."
             )
         gz, head_grads, _ = head_pass(losses, split)
-    with torch.no_grad():
-        gramian = sum(g.flatten(1) @ g.flatten(1).T for g in gz)
+    with _exact(stacked):
+        flat = [_float32_at_least(g.flatten(1)) for g in gz]
+        gramian = sum(g @ g.T for g in flat)
         if replicas is not None:  # the whole batch's ∂L/∂z: each replica's over N (mean loss)
             replicas.mean_(gramian)
             gramian /= replicas.size
@@ -177,8 +212,7 @@ def representation_backward(
         total = (weights.to(stacked.dtype) * stacked).sum()
         pairs = list(zip(leaves, torch.autograd.grad(total, leaves, allow_unused=True)))
     else:
-        with torch.no_grad():
-            grad_z = [torch.tensordot(weights.to(g.dtype), g, dims=1) for g in gz]
+        grad_z = _combined_cotangents(weights, gz)
         trunk = shared + split.trunk_extra
         pairs = list(zip(trunk, torch.autograd.grad(feats, trunk, grad_z, allow_unused=True)))
         pairs += [
@@ -186,6 +220,47 @@ def representation_backward(
             for k, task_grads in enumerate(head_grads)
             for p, g in task_grads
         ]
+    pairs = [(p, g) for p, g in pairs if g is not None]
+    average_in_place([g for _, g in pairs], replicas)
+    with torch.no_grad():
+        for p, g in pairs:
+            accumulate(p, g, owned=True)
+    return BalanceInfo(weights=weights)
+
+
+def weighted_backward(
+    weights: Tensor,
+    losses: Sequence[Tensor],
+    stacked: Tensor,
+    shared_params: Iterable[nn.Parameter],
+    features: Tensor | Sequence[Tensor] | None,
+    engine: Engine,
+    replicas: Replicas | None = None,
+) -> BalanceInfo:
+    """What :func:`gramian_backward` writes for the given ``weights``: shared parameters get
+    ``wᵀJ``, every other parameter the gradient of ``Σₖ Lₖ`` (replica means under ``replicas``).
+
+    Where the graph is cut at ``features`` with no other parameter below them, J is not
+    materialised: the heads' pass gives ``∂Lₖ/∂z`` and the heads' own gradients, and one trunk
+    backward of ``Σₖ wₖ·∂Lₖ/∂z`` gives ``wᵀJ`` (about ``F + B`` instead of ``F + K·B``).
+    Elsewhere J is acquired with ``engine`` and ``wᵀJ`` written from it.
+    """
+    shared = check_shared(shared_params)
+    if not stacked.requires_grad:
+        raise ValueError("none of the losses requires grad.")
+    feats = as_features(features)
+    split = None if feats is None else split_at_features(losses, feats, {id(p) for p in shared})
+    if split is None or not split.used or split.trunk_extra:
+        grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+        average_acquired(grads, replicas)
+        with _exact(grads.jacobian):
+            accumulate_combination(shared, weights, grads.jacobian)
+            accumulate_extra(grads)
+        return BalanceInfo(weights=weights)
+    gz, head_grads, _ = head_pass(losses, split)
+    grad_z = _combined_cotangents(weights, gz)
+    pairs = list(zip(shared, torch.autograd.grad(feats, shared, grad_z, allow_unused=True)))
+    pairs += [(p, g) for task_grads in head_grads for p, g in task_grads]
     pairs = [(p, g) for p, g in pairs if g is not None]
     average_in_place([g for _, g in pairs], replicas)
     with torch.no_grad():
