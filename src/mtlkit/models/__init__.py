@@ -1,5 +1,12 @@
 """Networks for multi-task learning: shared trunks, task heads, sharing architectures."""
 
+from mtlkit.models import resnet as _resnet  # noqa: F401  (registers the resnet trunk)
+from mtlkit.models.architectures import (
+    ARCHITECTURES,
+    Architecture,
+    architecture_options,
+    create_model,
+)
 from mtlkit.models.backbones import (
     ACTIVATIONS,
     BACKBONES,
@@ -9,20 +16,47 @@ from mtlkit.models.backbones import (
     backbone_options,
     create_backbone,
 )
+from mtlkit.models.cross_stitch import CrossStitch
+from mtlkit.models.experts import CGC, EXPERT_KINDS, PLE, DSelectK, ExpertLevels, MMoE
+from mtlkit.models.gates import DSelectGate, SoftmaxGate, smooth_step
 from mtlkit.models.heads import classification_head
+from mtlkit.models.mtan import MTAN
+from mtlkit.models.resnet import ResNet
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
+from mtlkit.models.soft import SoftSharing
+from mtlkit.models.stages import StagedTrunk, fresh_copy, trunk_stages
 
 __all__ = [
     "ACTIVATIONS",
+    "ARCHITECTURES",
+    "Architecture",
     "BACKBONES",
+    "CGC",
+    "CrossStitch",
+    "DSelectGate",
+    "DSelectK",
+    "EXPERT_KINDS",
+    "ExpertLevels",
     "Features",
-    "Inputs",
     "HardSharing",
+    "Inputs",
     "LeNet",
     "MLP",
+    "MMoE",
+    "MTAN",
     "MultiTaskModel",
+    "PLE",
+    "ResNet",
     "SeedCNN",
+    "SoftSharing",
+    "SoftmaxGate",
+    "StagedTrunk",
+    "architecture_options",
     "backbone_options",
     "classification_head",
     "create_backbone",
+    "create_model",
+    "fresh_copy",
+    "smooth_step",
+    "trunk_stages",
 ]

@@ -39,6 +39,14 @@ ACTIVATIONS: Mapping[str, type[nn.Module]] = MappingProxyType(
 """The activations an :class:`MLP` can use, by name."""
 
 
+def _chain(layers: nn.Sequential, ends: Sequence[int]) -> list[nn.Module]:
+    """``layers`` cut into consecutive stages ending before each index of ``ends`` (the same
+    module objects, so the stages hold the trunk's own parameters)."""
+    modules = list(layers)
+    starts = [0, *ends[:-1]]
+    return [nn.Sequential(*modules[start:end]) for start, end in zip(starts, ends)]
+
+
 class SeedCNN(nn.Sequential):
     """The small CNN of the seed experiments: conv 32 → pool → conv 64 → pool → fc 256."""
 
@@ -58,6 +66,10 @@ class SeedCNN(nn.Sequential):
             nn.ReLU(),
         )
         self.out_features = 256
+
+    def stages(self) -> list[nn.Module]:
+        """Conv block 1, conv block 2, the fully connected layer (:mod:`~mtlkit.models.stages`)."""
+        return _chain(self, (3, 6, len(self)))
 
 
 class LeNet(nn.Sequential):
@@ -80,6 +92,10 @@ class LeNet(nn.Sequential):
             nn.ReLU(),
         )
         self.out_features = 50
+
+    def stages(self) -> list[nn.Module]:
+        """Conv block 1, conv block 2, the fully connected layer (:mod:`~mtlkit.models.stages`)."""
+        return _chain(self, (3, 6, len(self)))
 
 
 class MLP(nn.Sequential):
@@ -114,6 +130,7 @@ class MLP(nn.Sequential):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         layers: list[nn.Module] = [nn.Flatten()]
+        stage_ends: list[int] = []
         for width in widths:
             layers.append(nn.Linear(in_features, width, bias=not batch_norm))
             if batch_norm:
@@ -122,8 +139,14 @@ class MLP(nn.Sequential):
             if dropout:
                 layers.append(nn.Dropout(dropout))
             in_features = width
+            stage_ends.append(len(layers))
         super().__init__(*layers)
+        self._stage_ends = stage_ends
         self.out_features = widths[-1]
+
+    def stages(self) -> list[nn.Module]:
+        """One stage per hidden layer (see :mod:`~mtlkit.models.stages`)."""
+        return _chain(self, self._stage_ends)
 
 
 def _mlp(
