@@ -30,7 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mtlkit.balancing import create, describe
 from mtlkit.data import BENCHMARKS, MIXINGS, DataError, benchmark_tasks
 from mtlkit.data.tables import MAX_CATEGORIES, TARGETS
-from mtlkit.models import ACTIVATIONS, BACKBONES, backbone_options
+from mtlkit.models import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    BACKBONES,
+    EXPERT_KINDS,
+    architecture_options,
+    backbone_options,
+)
 from mtlkit.registry import Registry
 from mtlkit.tasks import TASK_TYPES
 from mtlkit.training.optim import OPTIMIZERS, SCHEDULES
@@ -134,27 +141,60 @@ class TaskConfig(_Section):
         }
 
 
+_BACKBONE_KEYS = ("hidden", "activation", "dropout", "batch_norm", "width", "blocks")
+"""The ``model`` keys that are options of a backbone (``mlp``; ``resnet``)."""
+_SHARING_KEYS = (
+    "experts",
+    "task_experts",
+    "levels",
+    "k",
+    "gamma",
+    "expert",
+    "stages",
+    "self_weight",
+)
+"""The ``model`` keys that are options of a sharing architecture (see ``mtlkit architectures``)."""
+
+
 class ModelConfig(_Section):
-    """The shared network; ``hidden``, ``activation``, ``dropout`` and ``batch_norm`` are
-    options of the ``mlp`` backbone."""
+    """The network: a trunk (``backbone``, with its options), the heads, and how the tasks share
+    it (``sharing``, with its options). ``hidden``, ``activation``, ``dropout`` and
+    ``batch_norm`` are options of the ``mlp`` backbone, ``width`` and ``blocks`` of ``resnet``;
+    ``experts`` … ``self_weight`` of the sharing architectures."""
 
     backbone: str | None = Field(None, description="default: mlp for tables, else cnn")
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
+    sharing: str = Field("hard", description="how the tasks share the trunk")
     hidden: list[int] | None = Field(None, description="mlp: hidden widths, first to last")
     activation: str | None = None
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     batch_norm: bool | None = None
+    width: int | None = Field(None, ge=1, description="resnet: channels of the first stage")
+    blocks: list[int] | None = Field(None, description="resnet: basic blocks per stage")
+    experts: int | None = Field(None, ge=1, description="mmoe/cgc/ple/dselect-k: shared experts")
+    task_experts: int | None = Field(None, ge=0, description="cgc/ple: experts per task")
+    levels: int | None = Field(None, ge=1, description="ple: levels of experts")
+    k: int | None = Field(None, ge=1, description="dselect-k: experts selected per task")
+    gamma: float | None = Field(None, gt=0.0, description="dselect-k: smooth-step width")
+    expert: str | None = Field(None, description="mlp or trunk: what a first-level expert is")
+    stages: list[int] | None = Field(None, description="cross-stitch/mtan: stage indices")
+    self_weight: float | None = Field(None, gt=0.0, le=1.0, description="cross-stitch")
 
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str | None) -> str | None:
         return value if value is None else _one_of(BACKBONES, value)
 
-    @field_validator("hidden")
+    @field_validator("sharing")
+    @classmethod
+    def _known_sharing(cls, value: str) -> str:
+        return _one_of(ARCHITECTURES, value)
+
+    @field_validator("hidden", "blocks")
     @classmethod
     def _widths(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and (not value or min(value) < 1):
-            raise ValueError("must list one or more positive widths")
+            raise ValueError("must list one or more positive numbers")
         return value
 
     @field_validator("activation")
@@ -162,11 +202,20 @@ class ModelConfig(_Section):
     def _known_activation(cls, value: str | None) -> str | None:
         return value if value is None else _one_of(tuple(ACTIVATIONS), value)
 
+    @field_validator("expert")
+    @classmethod
+    def _known_expert(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(EXPERT_KINDS, value)
+
     @property
     def options(self) -> dict[str, Any]:
         """The backbone's options that are set."""
-        names = ("hidden", "activation", "dropout", "batch_norm")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {key: getattr(self, key) for key in _BACKBONE_KEYS if getattr(self, key) is not None}
+
+    @property
+    def sharing_options(self) -> dict[str, Any]:
+        """The sharing architecture's options that are set."""
+        return {key: getattr(self, key) for key in _SHARING_KEYS if getattr(self, key) is not None}
 
 
 class BalancerConfig(_Section):
@@ -428,8 +477,8 @@ def _resolve_entry(config: ExperimentConfig, name: str, entry: TaskEntry) -> dic
 
 
 def _resolve_model(config: ExperimentConfig) -> None:
-    """Fill in the backbone (mlp for tables, else cnn) and its options' defaults; refuse an
-    option the backbone does not take."""
+    """Fill in the backbone (mlp for tables, else cnn) and the options' defaults of the backbone
+    and the sharing architecture; refuse an option that either does not take."""
     model = config.model
     backbone = model.backbone or ("cnn" if config.source == "benchmark" else "mlp")
     known = backbone_options(backbone)
@@ -440,9 +489,28 @@ def _resolve_model(config: ExperimentConfig) -> None:
                 f"{', '.join(known) or 'none'}."
             )
     resolved = {**known, **model.options}
-    if "hidden" in resolved:
-        resolved["hidden"] = list(resolved["hidden"])
-    config.model = ModelConfig(backbone=backbone, head_hidden=model.head_hidden, **resolved)
+    for key in ("hidden", "blocks"):
+        if key in resolved:
+            resolved[key] = list(resolved[key])
+    sharing, given = model.sharing, model.sharing_options
+    own = ARCHITECTURES.get(sharing).options
+    for option in given:
+        if option not in own:
+            raise ConfigError(
+                f"model.{option}: sharing {sharing!r} takes no option {option!r}; its options: "
+                f"{', '.join(own) or 'none'}."
+            )
+    try:
+        sharing_resolved = architecture_options(sharing, given)
+    except ValueError as error:
+        raise ConfigError(f"model.{error}") from None
+    config.model = ModelConfig(
+        backbone=backbone,
+        head_hidden=model.head_hidden,
+        sharing=sharing,
+        **resolved,
+        **{k: v for k, v in sharing_resolved.items() if v is not None},
+    )
 
 
 def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
@@ -455,9 +523,19 @@ def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
     name, given = config.balancer.name, config.balancer.options
     try:
         options = {k: v for k, v in describe(name).options.items() if k != "seed"} | given
-        create(name, num_tasks=num_tasks, **balancer_options(name, options, config.seed))
+        method = create(name, num_tasks=num_tasks, **balancer_options(name, options, config.seed))
     except (ValueError, TypeError) as error:
         raise ConfigError(f"balancer: {error}") from None
+    sharing = config.model.sharing
+    if (
+        getattr(method, "on_features", False)
+        and not ARCHITECTURES.get(sharing).shared_representation
+    ):
+        raise ConfigError(
+            f"balancer.name: {name!r} works on one shared representation that every task reads, "
+            f"and model.sharing {sharing!r} has none (each task reads features of its own); use "
+            "a method on the shared parameters (e.g. mgda) or model.sharing: hard."
+        )
     config.balancer = BalancerConfig(name=name, **options)
 
 

@@ -36,8 +36,9 @@ class Architecture:
 
     @property
     def summary(self) -> str:
-        """The first line of the class's docstring."""
-        return (self.cls.__doc__ or "").strip().splitlines()[0]
+        """The first paragraph of the class's docstring, on one line."""
+        paragraph = (self.cls.__doc__ or "").strip().split("\n\n")[0]
+        return " ".join(paragraph.replace("``", "").split())
 
     @property
     def options(self) -> dict[str, Any]:

@@ -142,6 +142,12 @@ class Trainer:
             raise ValueError(
                 f"the model has no head for task(s) {missing}; heads: {model.task_names}."
             )
+        if getattr(balancer, "on_features", False) and not model.shared_representation:
+            raise ValueError(
+                f"{type(balancer).__name__} works on one shared representation that every task "
+                f"reads, and {type(model).__name__} has none (each task reads features of its "
+                "own); use a method on the shared parameters, or hard sharing."
+            )
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)

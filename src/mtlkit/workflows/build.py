@@ -26,7 +26,7 @@ from mtlkit.data import (
     load_benchmark,
     load_table,
 )
-from mtlkit.models import HardSharing, MultiTaskModel, classification_head, create_backbone
+from mtlkit.models import MultiTaskModel, classification_head, create_backbone, create_model
 from mtlkit.tasks import Task, create_task
 from mtlkit.training import create_optimizer, create_scheduler
 
@@ -112,8 +112,14 @@ def build_tasks(config: ExperimentConfig, specs: Sequence[TaskSpec]) -> list[Tas
 def build_model(
     config: ExperimentConfig, input_shape: Sequence[int], tasks: list[Task]
 ) -> MultiTaskModel:
-    """The shared network for inputs of per-sample ``input_shape``, initialised from the
-    config's seed without touching the global RNG state."""
+    """The multi-task network (``model.sharing`` around ``model.backbone``) for inputs of
+    per-sample ``input_shape``, initialised from the config's seed without touching the global
+    RNG state.
+
+    Raises:
+        ConfigError: architecture options the trunk cannot take (e.g. ``model.stages`` beyond
+            its stages).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         trunk = create_backbone(config.model.backbone, input_shape, **config.model.options)
@@ -123,7 +129,12 @@ def build_model(
             )
             for task in tasks
         }
-        return HardSharing(trunk, heads)
+        try:
+            return create_model(
+                config.model.sharing, trunk, heads, input_shape, **config.model.sharing_options
+            )
+        except ValueError as error:
+            raise ConfigError(f"model.{error}") from None
 
 
 def build_balancer(config: ExperimentConfig, num_tasks: int) -> Balancer:
