@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mtlkit.balancing import create
-from mtlkit.data import TensorBatches
+from mtlkit.data import Split, TensorBatches
 from mtlkit.models import (
     ARCHITECTURES,
     CrossStitch,
@@ -18,7 +18,7 @@ from mtlkit.models import (
     create_model,
     smooth_step,
 )
-from mtlkit.tasks import ClassificationTask
+from mtlkit.tasks import ClassificationTask, RegressionTask
 from mtlkit.training import Trainer, create_optimizer
 from test_training import epoch_batches, learnable_split
 
@@ -207,3 +207,28 @@ def _above_chance(classes: int) -> float:
     """Chance accuracy plus 4 standard errors of a guesser's accuracy on TEST_SIZE samples."""
     p = 1 / classes
     return p + 4 * (p * (1 - p) / TEST_SIZE) ** 0.5
+
+
+def _table(n: int, seed: int) -> Split:
+    """Rows of 6 features: task ``value`` (regression) = a fixed linear map, task ``sign``
+    (2 classes) = whether the first feature is positive."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    value = x @ torch.tensor([1.0, -2.0, 0.5, 0.0, 1.5, -1.0])
+    return Split(x, {"value": value, "sign": (x[:, 0] > 0).long()})
+
+
+@pytest.mark.parametrize("method", ["ew", "upgrad"])
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_architecture_learns_a_table(name, method):
+    torch.manual_seed(0)
+    trunk = create_backbone("mlp", (6,), hidden=(32, 32))
+    tasks = [RegressionTask("value", target_std=2.9), ClassificationTask("sign", 2)]
+    heads = {t.name: classification_head(trunk.out_features, t.output_size) for t in tasks}
+    model = create_model(name, trunk, heads, (6,))
+    balancer = create(method, num_tasks=2)
+    optimizer = create_optimizer("adam", model.parameters(), balancer.parameters(), lr=0.01)
+    trainer = Trainer(model, tasks, balancer, optimizer, progress=False)
+    trainer.fit(epoch_batches(_table(512, 0)), epochs=5)
+    reports = trainer.evaluate(TensorBatches(_table(TEST_SIZE, 1), 128))
+    assert reports["value"].r2 > 0.5 and reports["sign"].accuracy > _above_chance(2), reports

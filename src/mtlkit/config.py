@@ -60,6 +60,8 @@ def _one_of(choices: Registry | tuple[str, ...], value: str) -> str:
 
 _TABLE_KEYS = ("features", "categorical", "max_categories", "test_fraction", "split_column")
 """The ``data`` keys that only tables read."""
+_BENCHMARK_KEYS = ("correlation", "num_tasks")
+"""The ``data`` keys that are options of one benchmark (see ``mtlkit data list``)."""
 _MULTI_INPUT_KEYS = ("epoch", "mixing")
 """The ``data`` keys that only multi-input data (one dataset per task) reads."""
 
@@ -80,6 +82,14 @@ class DataConfig(_Section):
     data_dir: str | None = None
     epoch: Literal["longest", "shortest"] | int = Field("longest", description="multi-input")
     mixing: str = Field("equal", description="multi-input: equal or proportional batch sizes")
+    correlation: float | None = Field(None, ge=0.0, le=1.0, description="synthetic-correlation")
+    num_tasks: int | None = Field(None, ge=1, le=100, description="gradnorm-toy: K")
+
+    @property
+    def benchmark_options(self) -> dict[str, Any]:
+        """The benchmark's own options that are set (``correlation``, ``num_tasks``)."""
+        keys = _BENCHMARK_KEYS
+        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
 
     @field_validator("benchmark")
     @classmethod
@@ -368,14 +378,25 @@ def _resolve_data(config: ExperimentConfig) -> None:
                     f"data.{key}: only tables read it; set data.table (or a table per task)."
                 )
         benchmark = data.benchmark or "multi-mnist"
-        protocol = data.protocol or BENCHMARKS.get(benchmark).protocols[0]
+        entry = BENCHMARKS.get(benchmark)
+        protocol = data.protocol or entry.protocols[0]
+        for key in data.benchmark_options:
+            if key not in entry.options:
+                readers = [name for name in BENCHMARKS if key in BENCHMARKS.get(name).options]
+                raise ConfigError(
+                    f"data.{key}: benchmark {benchmark!r} does not read it; only "
+                    f"{', '.join(readers)} does."
+                )
+        options = {**entry.options, **data.benchmark_options}
         try:
-            benchmark_tasks(benchmark, protocol)
+            benchmark_tasks(benchmark, protocol, **options)
         except DataError as error:
             raise ConfigError(f"data.protocol: {error}") from None
         data.benchmark, data.protocol = benchmark, protocol
+        for key, value in options.items():
+            setattr(data, key, value)
     else:
-        for key in ("benchmark", "protocol"):
+        for key in (*_BENCHMARK_KEYS, "benchmark", "protocol"):
             if getattr(data, key) is not None:
                 raise ConfigError(f"data.{key}: a benchmark and a table exclude each other.")
         if source == "tables" and "table" in given:
@@ -408,7 +429,11 @@ def _resolve_tasks(config: ExperimentConfig, entries: dict[str, TaskEntry]) -> l
                 f"tasks.{name}: declaring a task needs a table to read it from: set data.table "
                 f"(or tasks.{name}.table); {config.data.benchmark}'s tasks are built in."
             )
-        names = list(benchmark_tasks(config.data.benchmark, config.data.protocol))
+        names = list(
+            benchmark_tasks(
+                config.data.benchmark, config.data.protocol, **config.data.benchmark_options
+            )
+        )
     else:
         if not entries:
             raise ConfigError(

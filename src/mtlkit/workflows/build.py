@@ -75,6 +75,7 @@ def load_data(config: ExperimentConfig) -> MultiTaskData:
             val_fraction=data_config.val_fraction,
             limit=data_config.limit,
             data_dir=data_config.data_dir,
+            **data_config.benchmark_options,
         )
     else:
         options = {
