@@ -35,7 +35,7 @@ from mtlkit.data.notes import note
 from mtlkit.data.paths import PathLike, resolve_data_dir
 from mtlkit.data.types import MultiTaskData, Split, TaskSpec
 
-__all__ = ["correlation_arrays", "gradnorm_toy_arrays"]
+__all__ = ["correlation_arrays", "gradnorm_toy_arrays", "toy_scales"]
 
 RECIPE_VERSION = 1
 TRAIN_SIZE, TEST_SIZE = 10_000, 2_000
@@ -82,8 +82,7 @@ def gradnorm_toy_arrays(seed: int, num_tasks: int) -> dict[str, np.ndarray]:
     rng = _rng(seed, "parameters")
     b = rng.normal(0.0, np.sqrt(TOY_B_VARIANCE), TOY_DIM)
     eps = rng.normal(0.0, np.sqrt(TOY_EPS_VARIANCE), (num_tasks, TOY_DIM))
-    low, high = TOY_SCALE_RANGE
-    sigma = np.geomspace(low, high, num_tasks) if num_tasks > 1 else np.array([low])
+    sigma = toy_scales(num_tasks)
     arrays: dict[str, np.ndarray] = {"B": b, "eps": eps, "sigma": sigma}
     for split, size in (("train", TRAIN_SIZE), ("test", TEST_SIZE)):
         inputs = _rng(seed, split).standard_normal((size, TOY_DIM)).astype(np.float32)
@@ -92,6 +91,12 @@ def gradnorm_toy_arrays(seed: int, num_tasks: int) -> dict[str, np.ndarray]:
         for k in range(num_tasks):
             arrays[f"{split}.t{k + 1}"] = values[:, k].astype(np.float32)
     return arrays
+
+
+def toy_scales(num_tasks: int) -> np.ndarray:
+    """The ``gradnorm-toy`` task scales σₖ: log-spaced from 1 to 100 (1 for a single task)."""
+    low, high = TOY_SCALE_RANGE
+    return np.geomspace(low, high, num_tasks) if num_tasks > 1 else np.array([low])
 
 
 def _check_correlation(correlation: float) -> None:
