@@ -3,11 +3,13 @@ identity, DSelect-k's selection, and training through the loop with every kind o
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from mtlkit.balancing import create
-from mtlkit.data import Split, TensorBatches
+from mtlkit.data import MultiInputBatches, Split, TensorBatches, load_benchmark
 from mtlkit.models import (
     ARCHITECTURES,
     CrossStitch,
@@ -232,3 +234,26 @@ def test_every_architecture_learns_a_table(name, method):
     trainer.fit(epoch_batches(_table(512, 0)), epochs=5)
     reports = trainer.evaluate(TensorBatches(_table(TEST_SIZE, 1), 128))
     assert reports["value"].r2 > 0.5 and reports["sign"].accuracy > _above_chance(2), reports
+
+
+@pytest.mark.parametrize("method", ["ew", "upgrad"])
+@pytest.mark.parametrize("name", SOFT)
+def test_every_architecture_trains_on_one_dataset_per_task(fake_base_data, name, method):
+    """Each task's batch goes through the network for that task; the per-task gradients of the
+    shared parameters come from the task's own batch (random fake images: no accuracy here)."""
+    data = load_benchmark("mnist+fashion", limit=16, **fake_base_data.kwargs)
+    torch.manual_seed(0)
+    trunk = create_backbone("lenet", data.input_shape)
+    tasks = [ClassificationTask(spec.name, spec.num_classes) for spec in data.tasks]
+    heads = {t.name: classification_head(trunk.out_features, t.num_classes) for t in tasks}
+    model = create_model(name, trunk, heads, data.input_shape)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    balancer = create(method, num_tasks=2)
+    optimizer = create_optimizer("sgd", model.parameters(), balancer.parameters(), lr=0.01)
+    trainer = Trainer(model, tasks, balancer, optimizer, progress=False)
+    record = trainer.fit(lambda epoch: MultiInputBatches(data.train, 8, seed=0), 1).history[0]
+    assert all(math.isfinite(v) and v > 0 for v in record.train_loss.values())
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    for task in model.task_names:
+        own = {id(p) for p in model.task_parameters(task)}
+        assert any(id(p) in own for n, p in model.named_parameters() if n in moved), task
