@@ -102,3 +102,30 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_ONE_PIXEL_PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4"
+    "890000000d49444154789c63606060f80f00010401005fe5c34b000000004945"
+    "4e44ae426082"
+)
+"""A valid 1×1 PNG."""
+
+
+@pytest.fixture(autouse=True)
+def _one_pixel_figures(request, monkeypatch):
+    """Reports get a 1×1 PNG for every figure, so that the many tiny runs of the suite do not
+    spend seconds drawing; tests marked ``real_figures`` draw them (the browser test does)."""
+    if request.node.get_closest_marker("real_figures"):
+        return
+    from mtlkit.evaluation import plots
+
+    for name in (
+        "learning_curves_png",
+        "cosine_png",
+        "confusion_png",
+        "heatmap_png",
+        "interval_png",
+        "tradeoff_png",
+    ):
+        monkeypatch.setattr(plots, name, lambda *args, **kwargs: _ONE_PIXEL_PNG)

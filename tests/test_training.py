@@ -286,3 +286,21 @@ def test_masked_rows_train_only_the_tasks_they_are_labelled_for():
     assert all(g is not None and bool(g.abs().sum() > 0) for g in quadrant_head)
     reports = first.evaluate(TensorBatches(masked, 8))
     assert sum(reports["level"].support) == 16 and sum(reports["quadrant"].support) == 32
+
+
+def test_evaluation_losses_are_the_mean_over_labelled_rows():
+    """The test loss of a task is its loss over every labelled row, whatever the batching; a
+    task with no labelled row has none (NaN)."""
+    split = learnable_split(30, 1)
+    labelled = torch.arange(30) % 3 != 0
+    masked = Split(split.inputs, split.targets, {"level": labelled, "quadrant": labelled & False})
+    trainer = make_trainer()
+    reports, losses = trainer.evaluate_with_losses(TensorBatches(masked, 7))
+    trainer.model.eval()
+    with torch.no_grad():
+        outputs = trainer.model(split.inputs)
+    expected = torch.nn.functional.cross_entropy(
+        outputs["level"][labelled], split.targets["level"][labelled]
+    )
+    assert losses["level"] == pytest.approx(float(expected), rel=1e-6)
+    assert math.isnan(losses["quadrant"]) and sum(reports["level"].support) == 20

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import statistics
+
 import pytest
 import torch
 import yaml
@@ -93,3 +96,32 @@ def test_several_processes_are_refused_before_any_work(tmp_path, monkeypatch, of
     with pytest.raises(ConfigError, match="2 processes"):
         train(parse_config(_config()), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_metrics_json_holds_what_the_grid_workflows_read(tmp_path, offline_data):
+    """The selection score, the test losses, the primary metrics and the step time."""
+    config = parse_config(_config(balancer={"name": "mgda-ub"}))
+    result = train(config, tmp_path / "run")
+    metrics = json.loads(RunDir(result.run_dir).metrics.read_text())
+    scores = [record["score"] for record in metrics["history"]]
+    assert metrics["best_val_score"] == max(scores) == scores[metrics["best_epoch"] - 1]
+    assert metrics["primary_metric"] == {
+        task: {"name": "accuracy", "higher_is_better": True} for task in ("left", "right")
+    }
+    steps = [record["step_seconds"] for record in metrics["history"]]
+    assert metrics["step_seconds"] == statistics.median(steps) and min(steps) > 0
+    assert metrics["task_cosine"] == []  # not asked for
+
+    data = load_data(config)
+    tasks = build_tasks(config, data.tasks)
+    model = build_model(config, data.input_shape, tasks)
+    model.load_state_dict(load_checkpoint(RunDir(result.run_dir).best)["model"])
+    model.eval()
+    with torch.no_grad():
+        outputs = model(data.test.inputs)
+    for task in tasks:
+        expected = torch.nn.functional.cross_entropy(
+            outputs[task.name], data.test.targets[task.name]
+        )
+        assert metrics["test_loss"][task.name] == pytest.approx(float(expected), rel=1e-5)
+        assert result.test_loss[task.name] == metrics["test_loss"][task.name]

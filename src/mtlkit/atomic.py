@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -48,3 +50,14 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_output(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path
+
+
+def write_csv_atomic(
+    path: str | os.PathLike[str], header: Sequence[object], rows: Iterable[Sequence[object]]
+) -> Path:
+    """Write a CSV table (a header row, then ``rows``) to ``path`` atomically; returns the path."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return write_text_atomic(path, buffer.getvalue())

@@ -276,6 +276,9 @@ class TrainConfig(_Section):
     device: str = "auto"
     channels_last: bool = True
     progress: bool = True
+    log_task_cosine_every: int = Field(
+        0, ge=0, description="record the task-gradient cosines every N steps (0: off)"
+    )
 
     @field_validator("device")
     @classmethod
@@ -306,6 +309,16 @@ class ExperimentConfig(_Section):
         if any(entry.table is not None for entry in self.tasks.entries.values()):
             return "tables"
         return "benchmark"
+
+    @property
+    def task_names(self) -> list[str]:
+        """The tasks this config trains, in order: ``tasks.include``, else the benchmark's tasks
+        or the table's declared ones."""
+        if self.tasks.include is not None:
+            return list(self.tasks.include)
+        if self.source == "benchmark":
+            return list(benchmark_tasks(self.data.benchmark, self.data.protocol))
+        return list(self.tasks.entries)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain, YAML-ready dict of every setting, defaults included."""
@@ -576,16 +589,25 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: write it as key=value, e.g. train.epochs=3.")
     dotted, text = assignment.split("=", 1)
+    set_value(raw, dotted, yaml.safe_load(text), f"--set {assignment!r}")
+
+
+def set_value(raw: dict[str, Any], dotted: str, value: Any, where: str | None = None) -> None:
+    """Set the dotted key ``dotted`` (``optim.lr``) of a raw config mapping to ``value``.
+
+    ``where`` names the setting in errors (default: the key).
+    """
+    where = where or dotted
     keys = dotted.strip().split(".")
     if not all(keys):
-        raise ConfigError(f"--set {assignment!r}: the key {dotted!r} has an empty part.")
+        raise ConfigError(f"{where}: the key {dotted!r} has an empty part.")
     node = raw
     for key in keys[:-1]:
         child = node.setdefault(key, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {assignment!r}: {key} is a value, not a section.")
+            raise ConfigError(f"{where}: {key} is a value, not a section.")
         node = child
-    node[keys[-1]] = yaml.safe_load(text)
+    node[keys[-1]] = value
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

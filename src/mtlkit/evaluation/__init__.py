@@ -4,14 +4,21 @@
   :class:`ComparisonRow` s; :func:`delta_m` averages their signed relative differences (Δm%,
   positive when multi-task is better).
 * :func:`write_report` writes a run or a comparison to a markdown file;
-  :func:`format_comparison_table` renders a comparison for the terminal.
+  :func:`format_comparison_table` renders a comparison for the terminal; every report is also a
+  :class:`~mtlkit.evaluation.document.Document`, rendered to Markdown and self-contained HTML
+  with the figures of :mod:`mtlkit.evaluation.plots`.
+* :func:`mean_ci` — a mean over seeds with its Student-t confidence interval.
+* :func:`pareto_front`, :func:`hypervolume` (exact) and :func:`das_dennis` (preference vectors)
+  for trade-off sweeps; :mod:`mtlkit.evaluation.affinity` for inter-task affinity (TAG).
 
 The per-task metrics themselves (:class:`ClassificationMetrics`, :class:`ClassificationReport`)
 belong to the tasks (:mod:`mtlkit.tasks.metrics`) and are re-exported here.
 """
 
 from mtlkit.evaluation.compare import ComparisonRow, compare_reports, compare_values, delta_m
+from mtlkit.evaluation.pareto import das_dennis, hypervolume, pareto_front
 from mtlkit.evaluation.report import format_comparison_table, write_report
+from mtlkit.evaluation.stats import MeanCI, mean_ci
 from mtlkit.tasks.metrics import (
     METRIC_DIRECTIONS,
     ClassificationMetrics,
@@ -24,10 +31,15 @@ __all__ = [
     "ClassificationMetrics",
     "ClassificationReport",
     "ComparisonRow",
+    "MeanCI",
     "compare_reports",
     "compare_values",
+    "das_dennis",
     "delta_m",
     "format_comparison_table",
     "higher_is_better",
+    "hypervolume",
+    "mean_ci",
+    "pareto_front",
     "write_report",
 ]

@@ -10,12 +10,24 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mtlkit.atomic import write_text_atomic
 from mtlkit.evaluation.compare import ComparisonRow, delta_m
+from mtlkit.evaluation.document import (
+    Block,
+    Document,
+    Heading,
+    Paragraph,
+    Table,
+    column_widths,
+    padded_cells,
+    write_markdown,
+)
 from mtlkit.tasks import BinaryReport, MultilabelReport
 from mtlkit.tasks.metrics import ClassificationReport
+
+if TYPE_CHECKING:
+    from mtlkit.evaluation.plots import RunFigures
 
 _NA = "n/a"
 _DELTA_M_NOTE = "mean signed relative difference; positive: multi-task better"
@@ -86,6 +98,34 @@ def write_report(
         ValueError: ``title`` is blank, or ``task_reports``, ``comparison`` or ``history`` is
             given but empty.
     """
+    document = run_document(
+        title=title,
+        run_info=run_info,
+        task_reports=task_reports,
+        comparison=comparison,
+        history=history,
+    )
+    return write_markdown(path, document)
+
+
+def run_document(
+    *,
+    title: str,
+    run_info: Mapping[str, object],
+    task_reports: Mapping[str, Any],
+    comparison: Sequence[ComparisonRow] | None = None,
+    history: Sequence[Mapping[str, object]] | None = None,
+    figures: RunFigures | None = None,
+) -> Document:
+    """The report of a run (or a baselines comparison) as a :class:`Document`.
+
+    The arguments are those of :func:`write_report`; ``figures`` adds the plots of the run (its
+    learning curves and task weights, its gradient cosines, the confusion matrices) for the HTML
+    page.
+
+    Raises:
+        ValueError: as :func:`write_report`.
+    """
     if not title.strip():
         raise ValueError("title is blank: give the report a heading.")
     if len(task_reports) == 0:
@@ -93,71 +133,75 @@ def write_report(
     for name, value in (("comparison", comparison), ("history", history)):
         if value is not None and len(value) == 0:
             raise ValueError(f"{name} is empty: pass None to leave its section out.")
-    sections = [f"# {title.strip()}", _run_section(run_info), _tasks_section(task_reports)]
+    document = Document(title.strip())
+    document.add(*run_info_blocks(run_info), *_tasks_blocks(task_reports))
     if comparison is not None:
-        sections.append(_comparison_section(comparison))
+        document.add(*_comparison_blocks(comparison))
+    if figures is not None:
+        document.add(*figures.training_blocks())
     if history is not None:
-        sections.append(_history_section(history))
-    details = (_task_detail_section(name, report) for name, report in task_reports.items())
-    sections += [detail for detail in details if detail is not None]
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(target, "\n\n".join(sections) + "\n")
-    return target
+        document.add(*_history_blocks(history))
+    for name, report in task_reports.items():
+        document.add(*_task_detail_blocks(name, report, figures))
+    return document
 
 
-def _run_section(run_info: Mapping[str, object]) -> str:
+def run_info_blocks(run_info: Mapping[str, object]) -> list[Block]:
+    """The "Run" section: a key/value table of ``run_info`` (nested keys dotted)."""
     rows = [[key, _value_cell(value)] for key, value in _flatten(run_info)]
-    table = _markdown_table(["key", "value"], rows, text_columns=2) if rows else "(none given)"
-    return f"## Run\n\n{table}"
+    content: Block = Table(["key", "value"], rows, 2) if rows else Paragraph("(none given)")
+    return [Heading("Run"), content]
 
 
-def _tasks_section(task_reports: Mapping[str, Any]) -> str:
+def _tasks_blocks(task_reports: Mapping[str, Any]) -> list[Block]:
+    """One table per kind of report (tasks of one type share their metric columns)."""
     groups: dict[tuple[str, ...], list[list[str]]] = {}
     for name, report in task_reports.items():
         summary = report.summary()
         groups.setdefault(tuple(summary), []).append(
             [name, *(_number(value, 4) for value in summary.values()), str(report.num_samples)]
         )
-    tables = [
-        _markdown_table(["task", *(_METRIC_NAMES.get(m, m) for m in metrics), "samples"], rows)
+    tables: list[Block] = [
+        Table(["task", *(_METRIC_NAMES.get(m, m) for m in metrics), "samples"], rows)
         for metrics, rows in groups.items()
     ]
-    return "## Results per task\n\n" + "\n\n".join(tables)
+    return [Heading("Results per task"), *tables]
 
 
-def _comparison_section(comparison: Sequence[ComparisonRow]) -> str:
+def _comparison_blocks(comparison: Sequence[ComparisonRow]) -> list[Block]:
     header = ["task", "metric", "single-task", "multi-task", "relative difference %"]
     rows = [[row.task, row.metric, *_comparison_cells(row)] for row in comparison]
-    table = _markdown_table(header, rows, text_columns=2)
     delta = f"**Δm% = {delta_m(comparison):+.2f}** ({_DELTA_M_NOTE})"
-    return f"## Multi-task vs single-task\n\n{table}\n\n{delta}"
+    return [Heading("Multi-task vs single-task"), Table(header, rows, 2), Paragraph(delta)]
 
 
-def _history_section(history: Sequence[Mapping[str, object]]) -> str:
+def _history_blocks(history: Sequence[Mapping[str, object]]) -> list[Block]:
     header = list(dict.fromkeys(key for entry in history for key in entry))
     rows = [[_value_cell(entry.get(key, "")) for key in header] for entry in history]
-    return f"## History\n\n{_markdown_table(header, rows)}"
+    return [Heading("History"), Table(header, rows)]
 
 
-def _task_detail_section(name: str, report: Any) -> str | None:
-    """The per-class (or per-label) tables of one task; ``None`` for a regression."""
+def _task_detail_blocks(name: str, report: Any, figures: RunFigures | None) -> list[Block]:
+    """The per-class (or per-label) tables of one task; none for a regression."""
     if isinstance(report, ClassificationReport):
-        return _classification_detail(name, report)
+        return _classification_detail(name, report, figures)
     if isinstance(report, BinaryReport):
-        confusion = _markdown_table(
+        confusion = Table(
             ["true \\ predicted", "0 (negative)", "1 (positive)"],
             [
                 [f"{c} ({label})", *map(str, row)]
                 for c, label, row in zip("01", ("negative", "positive"), report.confusion_matrix)
             ],
         )
-        return (
-            f"## Task {name}\n\n### Confusion matrix at probability 0.5 (rows: true label, "
-            f"columns: predicted)\n\n{confusion}"
-        )
+        return [
+            Heading(f"Task {name}"),
+            Heading(
+                "Confusion matrix at probability 0.5 (rows: true label, columns: predicted)", 3
+            ),
+            confusion,
+        ]
     if isinstance(report, MultilabelReport):
-        per_label = _markdown_table(
+        per_label = Table(
             ["label", "positives", "F1", "average precision"],
             [
                 [label, str(support), _number(f1, 3), _number(ap, 3)]
@@ -166,27 +210,35 @@ def _task_detail_section(name: str, report: Any) -> str | None:
                 )
             ],
         )
-        return f"## Task {name}\n\n### Per label (at probability 0.5)\n\n{per_label}"
-    return None
+        return [Heading(f"Task {name}"), Heading("Per label (at probability 0.5)", 3), per_label]
+    return []
 
 
-def _classification_detail(name: str, report: ClassificationReport) -> str:
+def _classification_detail(
+    name: str, report: ClassificationReport, figures: RunFigures | None
+) -> list[Block]:
     classes = [str(c) for c in range(report.num_classes)]
-    confusion = _markdown_table(
+    confusion = Table(
         ["true \\ predicted", *classes],
         [[c, *map(str, row)] for c, row in zip(classes, report.confusion_matrix)],
     )
-    per_class = _markdown_table(
+    per_class = Table(
         ["class", "support", "TPR", "TNR", "PPV", "NPV", "FPR"],
         [
             [c, str(report.support[i]), *(_number(rates[i], 3) for rates in _rates(report))]
             for i, c in enumerate(classes)
         ],
     )
-    return (
-        f"## Task {name}\n\n### Confusion matrix (rows: true class, columns: predicted)\n\n"
-        f"{confusion}\n\n### Per class\n\n{per_class}"
-    )
+    blocks: list[Block] = [Heading(f"Task {name}")]
+    if figures is not None:
+        blocks.append(figures.confusion_block(name, report))
+    blocks += [
+        Heading("Confusion matrix (rows: true class, columns: predicted)", 3),
+        confusion,
+        Heading("Per class", 3),
+        per_class,
+    ]
+    return blocks
 
 
 def _rates(report: ClassificationReport) -> tuple[list[float], ...]:
@@ -223,38 +275,9 @@ def _value_cell(value: object) -> str:
     return "" if value is None else str(value)
 
 
-def _markdown_table(
-    header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 1
-) -> str:
-    """A padded pipe table; columns after the first ``text_columns`` are right-aligned."""
-    lines = [[_escape(cell) for cell in line] for line in [header, *rows]]
-    widths = _widths(lines)
-    rule = [
-        "-" * width if i < text_columns else "-" * (width - 1) + ":"
-        for i, width in enumerate(widths)
-    ]
-    padded = [_padded(line, widths, text_columns) for line in lines]
-    return "\n".join("| " + " | ".join(line) + " |" for line in [padded[0], rule, *padded[1:]])
-
-
 def _plain_table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int) -> str:
     """A fixed-width text table; columns after the first ``text_columns`` are right-aligned."""
-    widths = _widths([header, *rows])
-    lines = [" | ".join(_padded(line, widths, text_columns)) for line in [header, *rows]]
+    widths = column_widths([header, *rows])
+    lines = [" | ".join(padded_cells(line, widths, text_columns)) for line in [header, *rows]]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     return "\n".join(lines)
-
-
-def _widths(lines: Sequence[Sequence[str]]) -> list[int]:
-    return [max(3, *(len(line[i]) for line in lines)) for i in range(len(lines[0]))]
-
-
-def _padded(cells: Sequence[str], widths: Sequence[int], text_columns: int) -> list[str]:
-    return [
-        cell.ljust(width) if i < text_columns else cell.rjust(width)
-        for i, (cell, width) in enumerate(zip(cells, widths))
-    ]
-
-
-def _escape(cell: str) -> str:
-    return cell.replace("|", "\\|").replace("\r", " ").replace("\n", " ")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +30,49 @@ from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.probes import StepProbe, StepView
+from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
 
 Reports = dict[str, Any]
 """Task name → the report its metrics computed (e.g. a ``ClassificationReport``)."""
 
 
 @torch.no_grad()
+def evaluate_with_losses(
+    model: MultiTaskModel,
+    tasks: Sequence[Task],
+    batches: Iterable[Batch],
+    device: torch.device,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[Reports, dict[str, float]]:
+    """Every task's metrics of ``model`` over ``batches``, and its mean loss per labelled row.
+
+    The loss is the task's own (:meth:`Task.loss`, label smoothing included), averaged over every
+    labelled row of ``batches``. Rows whose label a task lacks (``batch.masks``) are left out of
+    that task's metrics and loss; a batch scores the tasks it has targets for (multi-input
+    evaluation: each task on its own batches). The model is put in eval mode.
+    """
+    model.eval()
+    metrics = {task.name: task.metrics().to(device) for task in tasks}
+    loss_sums = torch.zeros(len(tasks), dtype=torch.float64, device=device)
+    counts = torch.zeros(len(tasks), dtype=torch.float64, device=device)
+    for batch in batches:
+        batch = batch.to(device, memory_format)
+        outputs = model(batch.inputs)
+        for k, task in enumerate(tasks):
+            if task.name not in batch.targets:  # multi-input: each task on its own batches
+                continue
+            output, target = outputs[task.name], batch.targets[task.name]
+            mask = batch.masks.get(task.name)
+            metrics[task.name].update(output, target, mask)
+            rows = len(target) if mask is None else mask.sum()
+            loss_sums[k] += task.loss(output, target, mask).double() * rows
+            counts[k] += rows
+    losses = (loss_sums / counts).tolist()  # NaN for a task with no labelled row
+    reports = {name: metric.compute() for name, metric in metrics.items()}
+    return reports, {task.name: loss for task, loss in zip(tasks, losses)}
+
+
 def evaluate(
     model: MultiTaskModel,
     tasks: Sequence[Task],
@@ -47,17 +85,7 @@ def evaluate(
     Rows whose label a task lacks (``batch.masks``) are left out of that task's metrics; a batch
     scores the tasks it has targets for (multi-input evaluation: each task on its own batches).
     """
-    model.eval()
-    metrics = {task.name: task.metrics().to(device) for task in tasks}
-    for batch in batches:
-        batch = batch.to(device, memory_format)
-        outputs = model(batch.inputs)
-        for task in tasks:
-            if task.name in batch.targets:
-                metrics[task.name].update(
-                    outputs[task.name], batch.targets[task.name], batch.masks.get(task.name)
-                )
-    return {name: metric.compute() for name, metric in metrics.items()}
+    return evaluate_with_losses(model, tasks, batches, device, memory_format)[0]
 
 
 class DivergedError(RuntimeError):
@@ -67,7 +95,12 @@ class DivergedError(RuntimeError):
 @dataclass
 class EpochRecord:
     """What one epoch did: mean training losses, applied task weights, validation metrics, and
-    per task the steps whose batch had no labelled row for it (zero loss there)."""
+    per task the steps whose batch had no labelled row for it (zero loss there).
+
+    ``step_seconds`` is the training pass's time divided by its steps (validation excluded);
+    ``task_cosine`` the mean gradient cosine per pair of tasks over the epoch's recorded steps
+    (None unless the trainer records them, see :class:`TaskCosineRecorder`).
+    """
 
     epoch: int
     train_loss: dict[str, float]
@@ -77,6 +110,8 @@ class EpochRecord:
     lr: float
     seconds: float
     unlabelled_steps: dict[str, int] = field(default_factory=dict)
+    step_seconds: float | None = None
+    task_cosine: dict[str, float] | None = None
 
     def brief(self, metric: str | Mapping[str, str] = "accuracy") -> dict[str, float | int | None]:
         """The few columns a report shows: losses, one validation metric per task (``metric``,
@@ -96,19 +131,33 @@ class EpochRecord:
         row.update({f"train/{t}/unlabelled_steps": n for t, n in self.unlabelled_steps.items()})
         for t, w in (self.task_weights or {}).items():
             row[f"train/{t}/weight"] = w
+        for pair, cosine in (self.task_cosine or {}).items():
+            row[f"train/cosine/{pair}"] = cosine
         for t, metrics in (self.val or {}).items():
             row.update({f"val/{t}/{k}": v for k, v in metrics.items()})
         row["val/score"] = self.score
         row["seconds"] = self.seconds
+        row["step_seconds"] = self.step_seconds
         return row
 
 
 @dataclass
 class FitResult:
-    """The epoch history and the epoch whose weights were kept (best on validation, or last)."""
+    """The epoch history and the epoch whose weights were kept (best on validation, or last).
+
+    ``best_score`` is that epoch's validation score (:meth:`Trainer.selection_score`; None
+    without validation), ``task_cosines`` the recorded gradient cosines (empty unless asked for).
+    """
 
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
+    best_score: float | None = None
+    task_cosines: list[CosineSample] = field(default_factory=list)
+
+    @property
+    def step_seconds(self) -> float:
+        """The median over epochs of the seconds per training step."""
+        return statistics.median(record.step_seconds for record in self.history)
 
 
 class Trainer:
@@ -123,6 +172,10 @@ class Trainer:
         device: where to train.
         channels_last: store images and conv weights channels-last (faster convolutions on CPU).
         progress: show a progress bar with per-task running losses (main process, terminals only).
+        task_cosine_every: every this many steps, record the cosines between the task gradients
+            on the shared parameters (K extra backward passes on those steps); 0: never.
+        probes: further measurements taken on the steps they are due for (see
+            :mod:`mtlkit.training.probes`); they never change the update.
     """
 
     def __init__(
@@ -136,6 +189,8 @@ class Trainer:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
         progress: bool = True,
+        task_cosine_every: int = 0,
+        probes: Sequence[StepProbe] = (),
     ) -> None:
         missing = [t.name for t in tasks if t.name not in model.task_names]
         if missing:
@@ -158,9 +213,16 @@ class Trainer:
         self.progress = progress
         self.unlabelled_steps: dict[str, int] = {}
         """Per task, the steps of the last epoch whose batch had no labelled row for it."""
+        self.cosines = None
+        if task_cosine_every > 0 and len(self.tasks) > 1:
+            self.cosines = TaskCosineRecorder([t.name for t in self.tasks], task_cosine_every)
+        self.probes = [*probes, *([self.cosines] if self.cosines is not None else [])]
+        self.steps = 0
+        self.epoch = 0
 
     def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         """One optimisation step; returns the detached (K,) losses and the applied weights."""
+        self.steps += 1
         batch = batch.to(self.device, self.memory_format)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -172,6 +234,14 @@ class Trainer:
         ]
         if not isinstance(features, Tensor):  # multi-input: each task's own features
             features = [features[task.name] for task in self.tasks]
+        due = [probe for probe in self.probes if probe.due(self.steps)]
+        if due:
+            lr = self.optimizer.param_groups[0]["lr"]
+            view = StepView(
+                self.steps, self.epoch, self.model, self.tasks, batch, features, losses, lr
+            )
+            for probe in due:
+                probe.record(view)
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
@@ -182,6 +252,7 @@ class Trainer:
         """One pass over ``batches``; returns the mean (K,) losses (over the steps where each task
         had a labelled row) and mean applied weights. The steps without a labelled row are
         counted in :attr:`unlabelled_steps`."""
+        self.epoch = epoch
         loss_sum = torch.zeros(len(self.tasks), device=self.device)
         unlabelled = torch.zeros(len(self.tasks), dtype=torch.int64)
         weight_sum: Tensor | None = None
@@ -226,6 +297,12 @@ class Trainer:
         """Every task's metrics over ``batches``."""
         return evaluate(self.model, self.tasks, batches, self.device, self.memory_format)
 
+    def evaluate_with_losses(self, batches: Iterable[Batch]) -> tuple[Reports, dict[str, float]]:
+        """Every task's metrics and mean loss over ``batches``."""
+        return evaluate_with_losses(
+            self.model, self.tasks, batches, self.device, self.memory_format
+        )
+
     def selection_score(self, reports: Reports) -> float:
         """Mean over tasks of the primary metric, signed so that higher is better and on a
         common scale (:meth:`~mtlkit.tasks.Task.selection_value`: a lower-is-better metric is
@@ -256,7 +333,9 @@ class Trainer:
         best_state = None
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
+            steps_before = self.steps
             mean_losses, mean_weights = self.train_epoch(make_train_batches(epoch), epoch)
+            step_seconds = (time.perf_counter() - start) / (self.steps - steps_before)
             lr = self.optimizer.param_groups[0]["lr"]
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -266,7 +345,7 @@ class Trainer:
                 val = {name: report.summary() for name, report in reports.items()}
                 score = self.selection_score(reports)
                 if score > best_score:
-                    best_score, result.best_epoch = score, epoch
+                    best_score, result.best_epoch, result.best_score = score, epoch, score
                     best_state = copy.deepcopy(self.model.state_dict())
             names = [t.name for t in self.tasks]
             record = EpochRecord(
@@ -280,6 +359,8 @@ class Trainer:
                 lr=lr,
                 seconds=time.perf_counter() - start,
                 unlabelled_steps=dict(self.unlabelled_steps),
+                step_seconds=step_seconds,
+                task_cosine=None if self.cosines is None else self.cosines.epoch_mean(epoch),
             )
             result.history.append(record)
             if on_epoch is not None:
@@ -288,4 +369,6 @@ class Trainer:
             result.best_epoch = epochs
         else:
             self.model.load_state_dict(best_state)
+        if self.cosines is not None:
+            result.task_cosines = list(self.cosines.samples)
         return result

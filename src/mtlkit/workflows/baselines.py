@@ -10,13 +10,9 @@ from typing import Any
 
 from mtlkit.atomic import write_text_atomic
 from mtlkit.config import ExperimentConfig, parse_config
-from mtlkit.evaluation import (
-    ComparisonRow,
-    compare_reports,
-    delta_m,
-    format_comparison_table,
-    write_report,
-)
+from mtlkit.evaluation import ComparisonRow, compare_reports, delta_m, format_comparison_table
+from mtlkit.evaluation.document import write_reports
+from mtlkit.evaluation.report import run_document
 from mtlkit.training.distributed import is_main_process
 from mtlkit.workflows.train import train
 
@@ -60,8 +56,7 @@ def train_with_baselines(config: ExperimentConfig, out_dir: str | Path) -> Basel
     seconds = time.perf_counter() - start
     report_path = out_dir / "report.md"
     if is_main_process():
-        write_report(
-            report_path,
+        document = run_document(
             title=f"mtlkit: {config.name}, multi-task vs single-task",
             run_info={
                 "config": config.name,
@@ -75,7 +70,9 @@ def train_with_baselines(config: ExperimentConfig, out_dir: str | Path) -> Basel
             },
             task_reports=multi.test,
             comparison=rows,
+            figures=multi.figures(),
         )
+        write_reports(out_dir, document)
         summary = {"rows": [asdict(row) for row in rows], "delta_m": delta_m(rows)}
         write_text_atomic(out_dir / "comparison.json", json.dumps(summary, indent=2))
     return BaselineComparison(rows, format_comparison_table(rows), report_path, seconds)

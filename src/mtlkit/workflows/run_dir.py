@@ -4,7 +4,8 @@ A run folder holds ``config.yaml`` (the resolved configuration), ``preprocessing
 tasks' specs and how raw inputs become tensors, fitted on the training split), ``log.csv`` and
 ``tb/`` (the epoch history), ``best.pt`` (the selected weights), ``last.pt`` (the whole training
 state after the last epoch), ``metrics.json`` (final per-task test metrics and the history) and
-``report.md``. A comparison folder (``mtlkit baselines``) holds ``comparison.json`` and
+``report.md`` with ``report.html`` (the same report with its figures, self-contained). A
+comparison folder (``mtlkit baselines``) holds ``comparison.json`` and
 ``report.md`` beside one run folder per run (``multi-task``, ``single-<task>``).
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import platform
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,10 @@ import torch
 import yaml
 
 import mtlkit
-from mtlkit.atomic import write_text_atomic
+from mtlkit.atomic import write_csv_atomic, write_text_atomic
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config
 from mtlkit.data import MultiTaskData, Preprocessing, TaskSpec, preprocessing_from_dict
+from mtlkit.evaluation.document import Document, write_reports
 from mtlkit.training import Trainer
 
 RUN_FILES = (
@@ -34,9 +37,10 @@ RUN_FILES = (
     "last.pt",
     "metrics.json",
     "report.md",
+    "report.html",
 )
 """The files of a run folder (besides the ``tb/`` folder)."""
-COMPARISON_FILES = ("comparison.json", "report.md")
+COMPARISON_FILES = ("comparison.json", "report.md", "report.html")
 """The files of a comparison folder (besides its runs' folders)."""
 PREPROCESSING_FORMAT = 1
 """The version of ``preprocessing.json``'s layout."""
@@ -157,6 +161,22 @@ class SavedData:
     specs: list[TaskSpec]
     input_shape: tuple[int, ...]
     preprocessing: Preprocessing | None
+
+
+def write_results(
+    folder: Path,
+    stem: str,
+    table: tuple[Sequence[object], Sequence[Sequence[object]]],
+    summary: dict[str, Any],
+    document: Document,
+) -> None:
+    """Write what a compare, pareto or affinity folder holds besides its runs: ``<stem>.csv``
+    (``table``: a header and rows), ``<stem>.json`` (``summary``) and the report
+    (``report.md``, ``report.html``), each atomically."""
+    header, rows = table
+    write_csv_atomic(folder / f"{stem}.csv", header, rows)
+    write_text_atomic(folder / f"{stem}.json", json.dumps(summary, indent=2, default=str))
+    write_reports(folder, document)
 
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:

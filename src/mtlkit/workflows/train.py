@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mtlkit.config import ConfigError, ExperimentConfig
-from mtlkit.evaluation import write_report
+from mtlkit.evaluation.document import write_reports
+from mtlkit.evaluation.plots import RunFigures
+from mtlkit.evaluation.report import run_document
 from mtlkit.tasks import Task
-from mtlkit.training import EpochRecord, Trainer, save_checkpoint
+from mtlkit.training import EpochRecord, FitResult, Trainer, save_checkpoint
 from mtlkit.training.distributed import is_main_process, world_size
+from mtlkit.training.probes import StepProbe
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
@@ -30,14 +35,20 @@ from mtlkit.workflows.run_dir import RunDir, run_info, training_state
 
 @dataclass
 class RunResult:
-    """The outcome of one run: where it lives, its per-task test metrics and each task's
-    primary metric (what model selection and comparisons read)."""
+    """The outcome of one run: where it lives, its per-task test metrics and mean test losses,
+    and each task's primary metric (what model selection and comparisons read)."""
 
     run_dir: Path
     test: dict[str, Any]
     best_epoch: int
     seconds: float
-    primary_metrics: dict[str, str]
+    test_loss: dict[str, float] = field(default_factory=dict)
+    fit: FitResult = field(default_factory=FitResult)
+    primary_metrics: dict[str, str] = field(default_factory=dict)
+
+    def figures(self) -> RunFigures:
+        """The plots of this run for a report (learning curves, cosines, confusion maps)."""
+        return RunFigures(self.fit.history, self.fit.task_cosines, self.primary_metrics)
 
 
 def refuse_multiple_processes() -> None:
@@ -52,8 +63,14 @@ def refuse_multiple_processes() -> None:
         )
 
 
-def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
-    """Train and evaluate one configuration, writing its run folder (main process only)."""
+def train(
+    config: ExperimentConfig, run_dir: str | Path, probes: Sequence[StepProbe] = ()
+) -> RunResult:
+    """Train and evaluate one configuration, writing its run folder (main process only).
+
+    ``probes`` measure the training as it goes (e.g. the task affinity of
+    :mod:`mtlkit.evaluation.affinity`) without changing it.
+    """
     refuse_multiple_processes()
     start = time.perf_counter()
     folder = RunDir(Path(run_dir))
@@ -73,6 +90,8 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         device=device,
         channels_last=config.train.channels_last,
         progress=config.train.progress and main,
+        task_cosine_every=config.train.log_task_cosine_every,
+        probes=probes,
     )
     log = None
     if main:
@@ -102,7 +121,7 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         finally:
             if log is not None:
                 log.close()
-    test = trainer.evaluate(eval_batches(config, data.test))
+    test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test))
     primary = {task.name: task.primary_metric for task in tasks}
     seconds = time.perf_counter() - start
     if main:
@@ -111,20 +130,47 @@ def train(config: ExperimentConfig, run_dir: str | Path) -> RunResult:
         folder.write_metrics(
             {
                 "test": {name: report.to_dict() for name, report in test.items()},
+                "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
+                "primary_metric": {
+                    task.name: {
+                        "name": task.primary_metric,
+                        "higher_is_better": task.higher_is_better,
+                    }
+                    for task in tasks
+                },
                 "best_epoch": fit.best_epoch,
+                "best_val_score": fit.best_score,
                 "history": [asdict(record) for record in fit.history],
+                "step_seconds": fit.step_seconds,
+                "task_cosine": [asdict(sample) for sample in fit.task_cosines],
                 "seconds": seconds,
                 "data_fingerprint": data.fingerprint,
             }
         )
-        write_report(
-            folder.report,
+    result = RunResult(
+        run_dir=folder.path,
+        test=test,
+        best_epoch=fit.best_epoch,
+        seconds=seconds,
+        test_loss=test_loss,
+        fit=fit,
+        primary_metrics=primary,
+    )
+    if main:
+        document = run_document(
             title=f"mtlkit run: {config.name}",
             run_info=run_info(config, fit.best_epoch, seconds, device, data),
             task_reports=test,
             history=[record.brief(primary) for record in fit.history],
+            figures=result.figures(),
         )
-    return RunResult(folder.path, test, fit.best_epoch, seconds, primary)
+        write_reports(folder.path, document)
+    return result
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: an undefined loss (a task with no labelled test row) is ``null``."""
+    return value if math.isfinite(value) else None
 
 
 def _epoch_line(config: ExperimentConfig, tasks: list[Task], record: EpochRecord) -> str:

@@ -1,0 +1,523 @@
+"""Which balancing method is best for my tasks: every method × seed × tuned value, fairly.
+
+``compare_methods`` trains a grid of run folders (:mod:`mtlkit.workflows.cells`): every method,
+at every seed, at every value of the tuned settings (``optim.lr=0.1,0.03,0.01``), and the
+single-task baselines (each task alone, plain weighting) at every seed and value, shared by all
+methods. Then, per method:
+
+* the tuned value is chosen by the **validation** score (the mean over seeds of the selected
+  epoch's validation score, :attr:`Cell.val_score`); test metrics are never read for it, and
+  each final run read its test split once, at its end. The single-task baseline of each task
+  is tuned the same way;
+* each task's test metric is reported as the mean over seeds ± the 95 % confidence interval
+  (Student's t, n − 1 degrees of freedom, :func:`~mtlkit.evaluation.stats.mean_ci`);
+* Δm% (Maninis et al. 2019) is computed per seed against the single-task baselines of that seed
+  — the mean over tasks of the relative change of the test metric, its sign flipped for
+  lower-is-better metrics, positive = multi-task better — and reported as mean ± CI;
+* the mean rank is the method's rank on each task's mean test metric (1 = best, ties share the
+  mean rank), averaged over tasks;
+* the step time is the median seconds per training step over all the method's runs, divided by
+  the same for ``ew`` (or the first method when ``ew`` is not compared): a ratio of runs on one
+  machine, which may have been shared.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mtlkit.config import ConfigError, ExperimentConfig, parse_config, set_value
+from mtlkit.evaluation import compare_values, delta_m
+from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
+from mtlkit.evaluation.stats import MeanCI, mean_ci
+from mtlkit.training import DivergedError
+from mtlkit.workflows.baselines import single_task_config
+from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
+from mtlkit.workflows.run_dir import write_results
+
+OUTPUTS = ("compare.csv", "compare.json", "report.md", "report.html")
+"""The files a compare folder holds besides its cells."""
+DELTA_M_CONVENTION = (
+    "Δm%: mean over tasks of the relative change of the test metric against the single-task "
+    "baseline of the same seed, sign flipped for lower-is-better metrics; positive = "
+    "multi-task better (Maninis et al. 2019)."
+)
+_UNTUNABLE = ("name", "seed", "balancer.name", "tasks.include")
+
+MethodSpec = str | Mapping[str, Any]
+"""A method: its name (``"pcgrad"``), or a balancer section with options
+(``{"name": "cagrad", "c": 0.2}``)."""
+
+
+def method_label(method: MethodSpec) -> str:
+    """``"cagrad"``, or ``"cagrad(c=0.2)"`` when options are given."""
+    if isinstance(method, str):
+        return method
+    options = ", ".join(f"{key}={value}" for key, value in method.items() if key != "name")
+    return f"{method['name']}({options})" if options else str(method["name"])
+
+
+def tuning_grid(tune: Mapping[str, Sequence[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of the tuned values, in order (the first key varies slowest); one
+    empty combination when nothing is tuned.
+
+    Raises:
+        ConfigError: a key that cannot be tuned, or a key without values.
+    """
+    tune = dict(tune or {})
+    for key, values in tune.items():
+        if key in _UNTUNABLE:
+            raise ConfigError(
+                f"--tune {key}: cannot be tuned (seeds: --seeds; methods: --methods); tune "
+                "settings such as optim.lr or schedule.name."
+            )
+        if len(values) == 0:
+            raise ConfigError(f"--tune {key}: give at least one value, e.g. {key}=0.1,0.01.")
+    return [dict(zip(tune, combo)) for combo in itertools.product(*tune.values())]
+
+
+def combo_label(combo: Mapping[str, Any]) -> str:
+    """``"optim.lr=0.03"`` (several keys joined by ", "); ``"(as configured)"`` for none."""
+    return ", ".join(f"{key}={value}" for key, value in combo.items()) or "(as configured)"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The tuned value chosen for one method (or baseline) by validation.
+
+    Attributes:
+        index: the chosen combination's position in the grid.
+        val_scores: per combination (grid order), the mean over seeds of the validation score.
+    """
+
+    index: int
+    val_scores: list[float]
+
+
+def choose_by_validation(cells: Sequence[Sequence[Cell]]) -> Choice:
+    """Choose among combinations by their mean validation score over seeds (the first of equals).
+
+    Args:
+        cells: per combination (grid order), its cells over the seeds.
+
+    Only :attr:`Cell.val_score` is read: the test metrics cannot change the choice. A value
+    with a diverged run scores −∞.
+
+    Raises:
+        DivergedError: every value has a diverged run.
+    """
+    scores = [statistics.fmean(cell.val_score for cell in seeds) for seeds in cells]
+    index = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    if scores[index] == -math.inf:
+        failed = ", ".join(
+            str(cell.path.name) for seeds in cells for cell in seeds if cell.diverged
+        )
+        raise DivergedError(
+            f"every tuned value has a run that diverged ({failed}); tune smaller values, e.g. a "
+            "lower optim.lr."
+        )
+    return Choice(index=index, val_scores=scores)
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    """One task's single-task baseline at its chosen value."""
+
+    task: str
+    chosen: str
+    test: MeanCI
+    val_scores: dict[str, float]
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One method at its chosen value.
+
+    Attributes:
+        method: the method's label.
+        chosen: the chosen combination's label.
+        test: per task, the test metric's mean ± CI over seeds.
+        delta_m: Δm% against the single-task baselines, mean ± CI over seeds.
+        mean_rank: the mean over tasks of the method's rank on the task's mean test metric.
+        step_time: its median step time relative to the reference method.
+        val_scores: per combination label, the mean validation score over seeds.
+    """
+
+    method: str
+    chosen: str
+    test: dict[str, MeanCI]
+    delta_m: MeanCI
+    mean_rank: float
+    step_time: float
+    val_scores: dict[str, float]
+
+
+@dataclass
+class MethodComparison:
+    """The result of :func:`compare_methods`."""
+
+    rows: list[MethodRow]
+    baselines: dict[str, BaselineRow]
+    metrics: dict[str, str]
+    seeds: list[int]
+    confidence: float
+    reference: str
+    out_dir: Path
+    trained: int
+
+    @property
+    def table(self) -> Table:
+        """The comparison table (methods, then the single-task row)."""
+        tasks = list(self.metrics)
+        level = f"{round(self.confidence * 100)} % CI"
+        header = [
+            "method",
+            "chosen",
+            *(f"{task} {self.metrics[task]} (± {level})" for task in tasks),
+            f"Δm% vs single-task (± {level}; + = multi-task better)",
+            "mean rank",
+            f"step time (× {self.reference}, from these runs)",
+        ]
+        body = [
+            [
+                row.method,
+                row.chosen,
+                *(row.test[task].format(4) for task in tasks),
+                _signed(row.delta_m),
+                f"{row.mean_rank:.2f}",
+                f"{row.step_time:.2f}",
+            ]
+            for row in self.rows
+        ]
+        chosen = "; ".join(f"{task}: {self.baselines[task].chosen}" for task in tasks)
+        body.append(
+            [
+                "single-task",
+                chosen,
+                *(self.baselines[task].test.format(4) for task in tasks),
+                "0 (reference)",
+                "—",
+                "—",
+            ]
+        )
+        return Table(header, body, 2)
+
+    def notes(self) -> list[str]:
+        """What the table's numbers are, stated beside every rendering of it."""
+        seeds = ", ".join(map(str, self.seeds))
+        return [
+            DELTA_M_CONVENTION,
+            f"Mean over {len(self.seeds)} seeds ({seeds}) ± the half-width of the "
+            f"{round(self.confidence * 100)} % confidence interval of the mean (Student's t, "
+            f"{len(self.seeds) - 1} degrees of freedom); the seed also draws the benchmark's "
+            "pairs and validation split, and each Δm% pairs a method's run with the baselines "
+            "of its seed.",
+            "Chosen: each method's (and each baseline's) tuned value, by the mean validation "
+            "score over seeds; the test split was read once per run, at its end, and never for "
+            "the choice.",
+            f"Mean rank: rank on each task's mean test metric among the methods (1 = best), "
+            f"averaged over tasks. Step time: median seconds per training step over the "
+            f"method's runs, relative to {self.reference}, measured from these runs on a "
+            "shared machine.",
+        ]
+
+
+def compare_methods(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    methods: Sequence[MethodSpec],
+    *,
+    seeds: int | Sequence[int] = 3,
+    tune: Mapping[str, Sequence[Any]] | None = None,
+    confidence: float = 0.95,
+    overwrite: bool = False,
+) -> MethodComparison:
+    """Train (or resume) the grid and write the comparison into ``out_dir``.
+
+    Args:
+        config: the experiment; its ``balancer`` section is replaced by each method in turn.
+        out_dir: the compare folder (cells in ``cells/``, then ``compare.csv``,
+            ``compare.json``, ``report.md``, ``report.html``). Running again on the same folder
+            trains only the cells not finished yet.
+        methods: the methods to compare (names, or balancer sections with options).
+        seeds: how many seeds (``config.seed``, ``config.seed + 1``, …) or the seeds.
+        tune: settings to tune per method, each with its values (``{"optim.lr": [0.1, 0.01]}``).
+        confidence: the level of the confidence intervals.
+        overwrite: remove the folder's cells and outputs first.
+
+    A run that diverges finishes its cell as diverged; its value is then never chosen.
+
+    Raises:
+        ConfigError: no validation split, or a method, seed list or tuned value that makes an
+            invalid configuration (checked for the whole grid before any training).
+        DivergedError: a method (or baseline) diverged at every tuned value.
+    """
+    if config.data.val_fraction == 0:
+        raise ConfigError(
+            "data.val_fraction: a comparison chooses each method's tuned value on validation; "
+            "set it above 0 (e.g. 0.1)."
+        )
+    labels = [method_label(method) for method in methods]
+    if not labels or len(set(labels)) != len(labels):
+        raise ConfigError(f"--methods: name one or more distinct methods, got {labels}.")
+    seed_list = _seeds(config, seeds)
+    combos = tuning_grid(tune)
+    base = config.to_dict()
+    grid = {
+        label: [[_cell_config(base, method, seed, combo) for seed in seed_list] for combo in combos]
+        for label, method in zip(labels, methods)
+    }
+    first = grid[labels[0]]
+    tasks = first[0][0].task_names
+    if len(tasks) < 2:
+        raise ConfigError(f"tasks.include: a comparison needs 2 or more tasks, got {tasks}.")
+    singles = {
+        task: [[single_task_config(cfg, task) for cfg in per_seed] for per_seed in first]
+        for task in tasks
+    }
+    out_dir = prepare_grid_dir(out_dir, OUTPUTS, overwrite=overwrite)
+    runner = _Runner(out_dir, total=(len(tasks) + len(labels)) * len(combos) * len(seed_list))
+    baseline_cells = {task: runner.run_all(f"single-{task}", singles[task]) for task in tasks}
+    method_cells = {label: runner.run_all(label, grid[label]) for label in labels}
+
+    combo_names = [combo_label(combo) for combo in combos]
+    baselines, baseline_runs = {}, {}
+    for task in tasks:
+        choice = choose_by_validation(baseline_cells[task])
+        baseline_runs[task] = baseline_cells[task][choice.index]
+        baselines[task] = BaselineRow(
+            task=task,
+            chosen=combo_names[choice.index],
+            test=mean_ci([cell.test_metric(task) for cell in baseline_runs[task]], confidence),
+            val_scores=dict(zip(combo_names, choice.val_scores)),
+        )
+    reference = "ew" if "ew" in labels else labels[0]
+    step_times = {
+        label: statistics.median(
+            cell.step_seconds for per in method_cells[label] for cell in per if not cell.diverged
+        )
+        for label in labels
+    }
+    rows = []
+    for label in labels:
+        choice = choose_by_validation(method_cells[label])
+        runs = method_cells[label][choice.index]
+        deltas = [_delta_m(run, [baseline_runs[t][i] for t in tasks]) for i, run in enumerate(runs)]
+        rows.append(
+            MethodRow(
+                method=label,
+                chosen=combo_names[choice.index],
+                test={t: mean_ci([run.test_metric(t) for run in runs], confidence) for t in tasks},
+                delta_m=mean_ci(deltas, confidence),
+                mean_rank=math.nan,  # set below, once every method's means are known
+                step_time=step_times[label] / step_times[reference],
+                val_scores=dict(zip(combo_names, choice.val_scores)),
+            )
+        )
+    directions = {task: baseline_runs[task][0].primary(task)[1] for task in tasks}
+    ranks = _mean_ranks({row.method: row.test for row in rows}, directions)
+    result = MethodComparison(
+        rows=[replace(row, mean_rank=ranks[row.method]) for row in rows],
+        baselines=baselines,
+        metrics={task: baseline_runs[task][0].primary(task)[0] for task in tasks},
+        seeds=seed_list,
+        confidence=confidence,
+        reference=reference,
+        out_dir=out_dir,
+        trained=runner.trained,
+    )
+    _write_outputs(result, config, combo_names)
+    return result
+
+
+class _Runner:
+    """Runs cells in order, printing where the grid stands."""
+
+    def __init__(self, root: Path, total: int) -> None:
+        self.root = root
+        self.trained = 0
+        self.done = 0
+        self.total = total
+
+    def run_all(
+        self, label: str, configs: Sequence[Sequence[ExperimentConfig]]
+    ) -> list[list[Cell]]:
+        cells = []
+        for per_seed in configs:
+            row = []
+            for cfg in per_seed:
+                cell = run_cell(self.root, f"{label}-seed{cfg.seed}", cfg)
+                self.trained += cell.trained
+                self.done += 1
+                state = "trained" if cell.trained else "finished before"
+                print(f"[{self.done}/{self.total}] {cell.path.name}: {state}", flush=True)
+                row.append(cell)
+            cells.append(row)
+        return cells
+
+
+def _seeds(config: ExperimentConfig, seeds: int | Sequence[int]) -> list[int]:
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"--seeds: give 1 or more seeds, got {seeds}.")
+        return [config.seed + i for i in range(seeds)]
+    values = [int(seed) for seed in seeds]
+    if not values or len(set(values)) != len(values) or min(values) < 0:
+        raise ConfigError(f"--seeds: give distinct seeds ≥ 0, got {list(seeds)}.")
+    return values
+
+
+def _cell_config(
+    base: Mapping[str, Any], method: MethodSpec, seed: int, combo: Mapping[str, Any]
+) -> ExperimentConfig:
+    raw = copy.deepcopy(dict(base))
+    raw["seed"] = seed
+    raw["balancer"] = {"name": method} if isinstance(method, str) else dict(method)
+    for key, value in combo.items():
+        set_value(raw, key, value, f"--tune {key}")
+    return parse_config(raw)
+
+
+def _delta_m(run: Cell, baselines: Sequence[Cell]) -> float:
+    tasks = run.tasks
+    rows = compare_values(
+        {task: run.test_metric(task) for task in tasks},
+        {task: base.test_metric(task) for task, base in zip(tasks, baselines)},
+        {task: run.primary(task)[1] for task in tasks},
+    )
+    return delta_m(rows)
+
+
+def _mean_ranks(
+    tests: Mapping[str, Mapping[str, MeanCI]], higher_is_better: Mapping[str, bool]
+) -> dict[str, float]:
+    """Per method, its rank on each task's mean (1 = best; ties share their mean rank),
+    averaged over tasks."""
+    ranks: dict[str, list[float]] = {method: [] for method in tests}
+    for task, higher in higher_is_better.items():
+        values = {method: test[task].mean for method, test in tests.items()}
+        for method, value in values.items():
+            better = sum(1 for v in values.values() if (v > value if higher else v < value))
+            equal = sum(1 for v in values.values() if v == value)
+            ranks[method].append(better + (equal + 1) / 2)
+    return {method: statistics.fmean(values) for method, values in ranks.items()}
+
+
+def _signed(value: MeanCI) -> str:
+    text = value.format(2)
+    return text if text.startswith("-") else f"+{text}"
+
+
+def _write_outputs(result: MethodComparison, config: ExperimentConfig, combos: list[str]) -> None:
+    tasks = list(result.metrics)
+    header = [
+        "method",
+        "chosen",
+        *(f"{task}_{suffix}" for task in tasks for suffix in ("mean", "ci")),
+        "delta_m_percent_mean",
+        "delta_m_percent_ci",
+        "mean_rank",
+        f"step_time_vs_{result.reference}",
+    ]
+    rows: list[list[object]] = [
+        [
+            row.method,
+            row.chosen,
+            *(
+                value
+                for task in tasks
+                for value in (row.test[task].mean, row.test[task].half_width)
+            ),
+            row.delta_m.mean,
+            row.delta_m.half_width,
+            row.mean_rank,
+            row.step_time,
+        ]
+        for row in result.rows
+    ]
+    baselines = [result.baselines[task] for task in tasks]
+    rows.append(
+        [
+            "single-task",
+            "; ".join(f"{base.task}: {base.chosen}" for base in baselines),
+            *(value for base in baselines for value in (base.test.mean, base.test.half_width)),
+            0.0,
+            "",
+            "",
+            "",
+        ]
+    )
+    summary = {
+        "config": config.to_dict(),
+        "seeds": result.seeds,
+        "confidence": result.confidence,
+        "reference": result.reference,
+        "metrics": result.metrics,
+        "grid": combos,
+        "rows": [asdict(row) for row in result.rows],
+        "baselines": {task: asdict(row) for task, row in result.baselines.items()},
+    }
+    write_results(
+        result.out_dir, "compare", (header, rows), summary, _document(result, config, combos)
+    )
+
+
+def _document(result: MethodComparison, config: ExperimentConfig, combos: list[str]) -> Document:
+    from mtlkit.evaluation.plots import interval_png
+
+    document = Document(f"mtlkit compare: {config.name}")
+    document.add(
+        Heading("Methods against single-task baselines"),
+        result.table,
+        *(Paragraph(note) for note in result.notes()),
+        Figure(
+            interval_png(
+                [row.method for row in result.rows],
+                [row.delta_m.mean for row in result.rows],
+                [row.delta_m.half_width for row in result.rows],
+                title=f"Δm% vs single-task, mean ± {round(result.confidence * 100)} % CI",
+            ),
+            "Δm% per method with its confidence interval (positive: multi-task better)",
+        ),
+        Heading("Validation score per tuned value"),
+        Paragraph(
+            "Mean over seeds of the selected epoch's validation score (mean over tasks of the "
+            "signed primary metric); the chosen value is in bold."
+        ),
+        _validation_table(result, combos),
+        Heading("Setup"),
+        Table(
+            ["key", "value"],
+            [
+                ["benchmark", f"{config.data.benchmark} ({config.data.protocol})"],
+                ["backbone", config.model.backbone],
+                ["epochs", str(config.train.epochs)],
+                ["optimizer", f"{config.optim.name}, lr {config.optim.lr}"],
+                ["schedule", config.schedule.name],
+                ["seeds", ", ".join(map(str, result.seeds))],
+                ["tuned", "; ".join(combos)],
+                ["runs trained by this call", str(result.trained)],
+                ["cells", str(result.out_dir / "cells")],
+            ],
+            2,
+        ),
+    )
+    return document
+
+
+def _validation_table(result: MethodComparison, combos: list[str]) -> Table:
+    def cells(scores: Mapping[str, float], chosen: str) -> list[str]:
+        return [f"**{scores[c]:.4f}**" if c == chosen else f"{scores[c]:.4f}" for c in combos]
+
+    rows = [[row.method, *cells(row.val_scores, row.chosen)] for row in result.rows]
+    rows += [
+        [f"single-task {task}", *cells(base.val_scores, base.chosen)]
+        for task, base in result.baselines.items()
+    ]
+    return Table(["method", *combos], rows)
