@@ -317,7 +317,8 @@ class ExperimentConfig(_Section):
         if self.tasks.include is not None:
             return list(self.tasks.include)
         if self.source == "benchmark":
-            return list(benchmark_tasks(self.data.benchmark, self.data.protocol))
+            data = self.data
+            return list(benchmark_tasks(data.benchmark, data.protocol, **data.benchmark_options))
         return list(self.tasks.entries)
 
     def to_dict(self) -> dict[str, Any]:
