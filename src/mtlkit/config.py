@@ -200,11 +200,18 @@ class ModelConfig(_Section):
     def _known_sharing(cls, value: str) -> str:
         return _one_of(ARCHITECTURES, value)
 
-    @field_validator("hidden", "blocks")
+    @field_validator("hidden")
     @classmethod
     def _widths(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and (not value or min(value) < 1):
-            raise ValueError("must list one or more positive numbers")
+            raise ValueError("must list one or more positive widths")
+        return value
+
+    @field_validator("blocks")
+    @classmethod
+    def _depths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 1):
+            raise ValueError("must list one or more positive numbers of blocks")
         return value
 
     @field_validator("activation")
