@@ -257,3 +257,14 @@ def test_every_architecture_trains_on_one_dataset_per_task(fake_base_data, name,
     for task in model.task_names:
         own = {id(p) for p in model.task_parameters(task)}
         assert any(id(p) in own for n, p in model.named_parameters() if n in moved), task
+
+
+def test_trunk_copies_start_apart_and_the_given_trunk_is_used():
+    torch.manual_seed(0)
+    trunk = create_backbone("mlp", (6,), hidden=(8,))
+    heads = {"a": classification_head(8, 2), "b": classification_head(8, 2)}
+    model = create_model("mmoe", trunk, heads, (6,), expert="trunk", experts=3)
+    experts = list(model.shared_experts[0])
+    assert experts[0] is trunk
+    first = [p.flatten() for p in (e[1].weight for e in experts)]
+    assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
