@@ -53,20 +53,32 @@ def test_order_is_a_function_of_seed_and_epoch():
 
 
 @pytest.mark.parametrize(("size", "world_size"), [(24, 3), (26, 4)])
-def test_shards_are_disjoint_equal_and_cover_the_epoch(size, world_size):
-    shards = []
+def test_shards_are_disjoint_equal_and_each_step_is_one_big_batch(size, world_size):
+    """Step i of the N ranks at batch B serves exactly the samples of step i of one process at
+    batch N·B (what makes N processes equal one): equal, disjoint shards of the epoch's order."""
+    ranks = []
     for rank in range(world_size):
         batches = TensorBatches(
-            _split(size), 4, shuffle=True, seed=5, rank=rank, world_size=world_size
+            _split(size), 2, shuffle=True, seed=5, rank=rank, world_size=world_size
         )
         batches.set_epoch(2)
-        shards.append(_epoch(batches))
-    assert len({len(shard) for shard in shards}) == 1
-    seen = [index for shard in shards for index in shard]
-    assert len(set(seen)) == len(seen) == size - size % world_size
-    single = TensorBatches(_split(size), 4, shuffle=True, seed=5)
-    single.set_epoch(2)
-    assert seen == single.indices()[: len(seen)].tolist()
+        ranks.append([batch.targets["id"].tolist() for batch in batches])
+    order = TensorBatches(_split(size), 4, shuffle=True, seed=5)
+    order.set_epoch(2)
+    expected = order.indices()[: size - size % world_size].split(2 * world_size)
+    assert all(len(steps) == len(expected) for steps in ranks)
+    for step, want in enumerate(expected):
+        got = [index for steps in ranks for index in steps[step]]
+        assert len(got) == len(set(got)) and sorted(got) == sorted(want.tolist())
+
+
+def test_evaluation_shards_serve_every_sample_once():
+    shards = [
+        TensorBatches(_split(26), 4, rank=rank, world_size=4, even_shards=False).indices()
+        for rank in range(4)
+    ]
+    assert sorted(torch.cat(shards).tolist()) == list(range(26))
+    assert {len(shard) for shard in shards} == {6, 7}
 
 
 def test_drop_last():

@@ -23,7 +23,7 @@ LAYERS = [
     {"mtlkit.evaluation"},
     {"mtlkit.config"},
     {"mtlkit.workflows"},
-    {"mtlkit.cli"},
+    {"mtlkit.cli", "mtlkit.__main__"},
 ]
 """DESIGN.md's table, top to bottom: a module may import its own layer and the ones above."""
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from mtlkit.config import ConfigError, parse_config
+from mtlkit.config import parse_config
 from mtlkit.training import load_checkpoint
 from mtlkit.workflows import RunDir, train
 from mtlkit.workflows.build import (
@@ -69,8 +69,20 @@ def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
     config = parse_config(_config(balancer={"name": "dwa"}, optim={"weight_decay": 1e-3}))
     result = train(config, tmp_path / "run")
     state = load_checkpoint(RunDir(result.run_dir).last)
-    assert set(state) == {"model", "optimizer", "scheduler", "balancer", "epoch", "config"}
-    assert state["epoch"] == 2 and state["config"] == config.to_dict()
+    assert set(state) == {
+        "model",
+        "optimizer",
+        "scheduler",
+        "balancer",
+        "progress",
+        "rng",
+        "processes",
+        "config",
+    }
+    assert state["progress"]["epoch"] == 3 and state["progress"]["step"] == 0
+    assert len(state["progress"]["history"]) == 2 and state["progress"]["best_model"] is not None
+    assert len(state["rng"]) == state["processes"] == 1
+    assert state["config"] == config.to_dict()
 
     data = load_data(config)
     tasks = build_tasks(config, data.tasks)
@@ -87,15 +99,6 @@ def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
     assert all(m is not None and bool(m.abs().sum() > 0) for m in momentum)
     torch.testing.assert_close(balancer.state_dict(), state["balancer"], rtol=0, atol=0)
     assert state["balancer"]  # DWA keeps its loss history: there is a state to restore
-
-
-def test_several_processes_are_refused_before_any_work(tmp_path, monkeypatch, offline_data):
-    """Until training across processes exists, torchrun's N processes would each train on all
-    the data: refuse, and write nothing."""
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(ConfigError, match="2 processes"):
-        train(parse_config(_config()), tmp_path / "run")
-    assert not (tmp_path / "run").exists()
 
 
 def test_metrics_json_holds_what_the_grid_workflows_read(tmp_path, offline_data):

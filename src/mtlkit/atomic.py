@@ -44,6 +44,13 @@ def _sync(path: Path) -> None:
         os.close(descriptor)
 
 
+def replace_durably(source: Path, target: Path) -> None:
+    """Rename ``source`` onto ``target`` (same folder) and flush the folder, so the rename
+    survives a power cut."""
+    os.replace(source, target)
+    _sync(target.parent)
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
     path = Path(path)

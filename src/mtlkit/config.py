@@ -8,6 +8,12 @@ the data lacks are refused with one line naming the key and what is allowed
 benchmark's protocol, the backbone's and the balancing method's options, each task's loss and
 metric), so the ``config.yaml`` a run writes reproduces it even if a default changes later.
 
+Types are strict (``epochs: true`` or ``epochs: 2.5`` is not an integer, a string is not a number)
+and numbers finite (``.nan`` and ``.inf`` are refused). A file is refused, before anything is
+built, when it is not UTF-8 text, is empty, is larger than :data:`MAX_CONFIG_BYTES`, is not valid
+YAML, nests deeper than :data:`MAX_YAML_DEPTH` or expands, through its anchors and aliases, to more
+than :data:`MAX_YAML_NODES` values (a "billion laughs" bomb is a few hundred bytes).
+
 The data comes from a built-in benchmark (``data.benchmark``), from one table whose rows are
 labelled for several tasks (``data.table``), or from one table per task (``tasks.<name>.table``).
 A table's tasks are declared under ``tasks:`` beside the two keys that apply to every task,
@@ -47,8 +53,18 @@ class ConfigError(ValueError):
     """A configuration problem, phrased as one line naming the key and what is allowed."""
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest config file read (1 MiB; real configs are a few hundred bytes)."""
+MAX_YAML_NODES = 10_000
+"""The most values a config may expand to, aliases counted once per use."""
+MAX_YAML_DEPTH = 50
+"""The deepest nesting of sections and lists a config may have."""
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
 
 
 def _one_of(choices: Registry | tuple[str, ...], value: str) -> str:
@@ -286,6 +302,13 @@ class TrainConfig(_Section):
     log_task_cosine_every: int = Field(
         0, ge=0, description="record the task-gradient cosines every N steps (0: off)"
     )
+    checkpoint_every: int = Field(
+        100, ge=0, description="steps between checkpoints within an epoch (0: epoch ends only)"
+    )
+    check_finite_every: int = Field(
+        50, ge=1, description="steps between reads of the non-finite flags (one host sync each)"
+    )
+    on_nonfinite: Literal["stop", "skip"] = "stop"
 
     @field_validator("device")
     @classmethod
@@ -299,7 +322,7 @@ class ExperimentConfig(_Section):
     """A whole experiment: data, tasks, model, balancing, optimisation and the loop."""
 
     name: str = "experiment"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**63)
     data: DataConfig = Field(default_factory=DataConfig)
     tasks: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -365,7 +388,7 @@ def _validated(model: type[BaseModel], raw: Any, prefix: tuple[str, ...]) -> Any
                 f"{key}: unknown key; {_allowed_keys(model, loc[len(prefix) :])}"
             ) from None
         value = first.get("input")
-        shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+        shown = f" (got {_short_repr(value)})" if not isinstance(value, dict) else ""
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{key}: {message}{shown}") from None
 
@@ -570,7 +593,9 @@ def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
     try:
         options = {k: v for k, v in describe(name).options.items() if k != "seed"} | given
         method = create(name, num_tasks=num_tasks, **balancer_options(name, options, config.seed))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OverflowError, RuntimeError) as error:
+        # the method's own option checks (ValueError/TypeError), or torch refusing a value that
+        # slipped past them (OverflowError/RuntimeError, e.g. a number too large for a tensor)
         raise ConfigError(f"balancer: {error}") from None
     sharing = config.model.sharing
     if (
@@ -592,12 +617,34 @@ def balancer_options(name: str, options: dict[str, Any], run_seed: int) -> dict[
     return options
 
 
+def config_difference(
+    first: dict[str, Any], second: dict[str, Any], prefix: str = ""
+) -> str | None:
+    """The first dotted key whose value differs between two config dicts, as
+    ``"key: A vs B"``; ``None`` when they are equal."""
+    for key in sorted(set(first) | set(second), key=str):
+        a, b = first.get(key), second.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = config_difference(a, b, f"{prefix}{key}.")
+            if found is not None:
+                return found
+        elif a != b or (key in first) != (key in second):
+            return f"{prefix}{key}: {_short_repr(a)} vs {_short_repr(b)}"
+    return None
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters, for an error message of one line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def set_override(raw: dict[str, Any], assignment: str) -> None:
     """Apply one ``--set a.b.c=value`` to a raw config mapping; the value is parsed as YAML."""
     if "=" not in assignment:
         raise ConfigError(f"--set {assignment!r}: write it as key=value, e.g. train.epochs=3.")
     dotted, text = assignment.split("=", 1)
-    set_value(raw, dotted, yaml.safe_load(text), f"--set {assignment!r}")
+    set_value(raw, dotted, _parse_yaml(text, f"--set {dotted}"), f"--set {assignment!r}")
 
 
 def set_value(raw: dict[str, Any], dotted: str, value: Any, where: str | None = None) -> None:
@@ -626,14 +673,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     Paths given in ``overrides`` are read from the current folder.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass the path of a YAML config.")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys to values.")
+    raw = read_config_file(path)
     _anchor_table_paths(raw, path.parent.absolute())
     for assignment in overrides:
         set_override(raw, assignment)
@@ -649,3 +689,102 @@ def _anchor_table_paths(raw: dict[str, Any], folder: Path) -> None:
     for section in sections:
         if isinstance(section, dict) and isinstance(section.get("table"), str):
             section["table"] = str(folder / Path(section["table"]).expanduser())
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML config file, or :class:`ConfigError` (see the module's notes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass the path of a YAML config.")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes; it is no config.")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {error.start}); pass a YAML config."
+        ) from None
+    raw = _parse_yaml(text, str(path))
+    if raw is None:
+        raise ConfigError(
+            f"{path} is empty; write the keys that differ from the defaults, or {{}}."
+        )
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path} must hold a mapping of keys to values, got {type(raw).__name__}."
+        )
+    return raw
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """One YAML document, bounded in size and depth; :class:`ConfigError` naming ``source``."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{source} is not valid YAML{where}: {error.problem}.") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source} is not valid YAML: {' '.join(str(error).split())}") from None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents that expand too far or nest too deeply, and
+    reading ``1e-3`` (YAML 1.2's float, a string to YAML 1.1) as a number."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"the config nests deeper than {MAX_YAML_DEPTH} levels.")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+
+_BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph that expands (aliases repeated) beyond :data:`MAX_YAML_NODES` values
+    or refers to itself; linear in the number of distinct nodes."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"the config expands to more than {MAX_YAML_NODES} values (YAML aliases "
+                    "repeat what they name); write it out, or use fewer aliases."
+                )
+            continue
+        if id(node) in sizes:
+            continue
+        if id(node) in open_nodes:
+            raise ConfigError("the config refers to itself through a YAML alias.")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []

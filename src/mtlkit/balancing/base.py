@@ -14,6 +14,13 @@ the shared parameters, which the engine materialises whether the method reads J 
 Gramian (it applies ``wᵀJ`` from it), except on the shared representation (``on_features``).
 Stateful methods keep their state in buffers or ``get_extra_state`` so that ``state_dict()`` holds
 it and checkpoints resume it.
+
+Under data parallelism the training loop sets ``balancer.replicas``
+(:class:`~mtlkit.balancing.replicas.Replicas`): every method then reads the replica means of the
+losses, gradient methods the replica-mean Jacobian (or, on the shared representation, the Gramian
+of the whole batch's representation gradients), so every replica makes the same decision and keeps
+the same state; the gradients that the engine writes are replica means too. A loss weighting
+back-propagates one scalar, whose gradients the data-parallel wrapper (DDP) averages.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from mtlkit.balancing.engine.backward import (
     representation_backward,
 )
 from mtlkit.balancing.engine.strategy import DEFAULT_ENGINE, Engine
+from mtlkit.balancing.replicas import Replicas, replica_mean_values
 from mtlkit.balancing.types import BalanceInfo, Need, stack_losses
 
 __all__ = ["Balancer", "GradientAggregator", "GramianWeighting", "LossWeighting"]
@@ -43,6 +51,9 @@ class Balancer(nn.Module, ABC):
     """
 
     needs: Need = Need.LOSSES
+    replicas: Replicas | None = None
+    """The data-parallel replicas this balancer's steps are part of (``None``: one process); set
+    by a data-parallel training loop. Not part of the state."""
 
     def __init__(self, num_tasks: int | None = None) -> None:
         super().__init__()
@@ -57,10 +68,12 @@ class Balancer(nn.Module, ABC):
             )
 
     def _stack(self, losses: Sequence[Tensor]) -> Tensor:
-        """The (K,) stack of the scalar ``losses``, checked against ``num_tasks``."""
+        """The (K,) stack of the scalar ``losses``, checked against ``num_tasks``, with the values
+        of their means over :attr:`replicas` (see
+        :func:`~mtlkit.balancing.replicas.replica_mean_values`)."""
         stacked = stack_losses(losses)
         self._check_num_tasks(stacked.numel())
-        return stacked
+        return replica_mean_values(stacked, self.replicas)
 
     def epoch_end(self) -> None:
         """Called by the training loop after every epoch (DWA, for one, works per epoch)."""
@@ -105,7 +118,11 @@ class LossWeighting(Balancer):
         shared_params: Iterable[nn.Parameter],
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
-        total, weights = self.combine(self._stack(losses))
+        return self._backward_stacked(self._stack(losses))
+
+    def _backward_stacked(self, stacked: Tensor) -> BalanceInfo:
+        """Back-propagate :meth:`combine` of the (K,) stacked losses."""
+        total, weights = self.combine(stacked)
         total.backward()
         return BalanceInfo(weights=weights.detach())
 
@@ -147,7 +164,9 @@ class GradientAggregator(Balancer):
         Gradients add to an existing ``.grad``; ``info.weights`` is ``None``."""
         stacked = self._stack(losses)
         engine = self.engine or DEFAULT_ENGINE
-        return jacobian_backward(self, list(losses), stacked, shared_params, features, engine)
+        return jacobian_backward(
+            self, list(losses), stacked, shared_params, features, engine, self.replicas
+        )
 
 
 class GramianWeighting(GradientAggregator):
@@ -182,6 +201,10 @@ class GramianWeighting(GradientAggregator):
         off the Gramian of ``∂Lₖ/∂z``); the applied weights are returned in ``info.weights``."""
         stacked = self._stack(losses)
         if self.on_features:
-            return representation_backward(self, list(losses), stacked, shared_params, features)
+            return representation_backward(
+                self, list(losses), stacked, shared_params, features, self.replicas
+            )
         engine = self.engine or DEFAULT_ENGINE
-        return gramian_backward(self, list(losses), stacked, shared_params, features, engine)
+        return gramian_backward(
+            self, list(losses), stacked, shared_params, features, engine, self.replicas
+        )

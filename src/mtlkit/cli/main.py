@@ -1,20 +1,24 @@
 """``mtlkit`` — train, evaluate and compare multi-task models from YAML configs.
 
-Exit codes: 0 success, 1 a run failed (data unavailable, checkpoint, divergence), 2 bad usage,
-configuration or input data (a table or file of the user's that cannot be used as given).
+Exit codes: 0 success, 1 a run failed (data unavailable, checkpoint, divergence, a folder that
+cannot be written, refusing to overwrite or resume a finished run), 2 bad usage, configuration or
+input data (a table or file of the user's that cannot be used as given; also an inconsistent
+torchrun launch), 130 / 143 stopped by SIGINT / SIGTERM after a checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mtlkit.config import ConfigError, ExperimentConfig, load_config
+from mtlkit.config import ConfigError, ExperimentConfig, config_difference, load_config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,28 +29,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     from mtlkit.data import DataError, InputError
-    from mtlkit.training import CheckpointError, DivergedError
+    from mtlkit.training import CheckpointError, DivergedError, LaunchError, TrainingInterrupted
 
     try:
         return args.handler(args)
     except ConfigError as error:
-        print(f"mtlkit: config error: {error}", file=sys.stderr)
+        _say(f"config error: {error}")
         return 2
     except InputError as error:
-        print(f"mtlkit: input error: {error}", file=sys.stderr)
+        _say(f"input error: {error}")
         return 2
-    except (DataError, CheckpointError, DivergedError, FileExistsError) as error:
-        print(f"mtlkit: error: {error}", file=sys.stderr)
+    except LaunchError as error:
+        _say(f"launch error: {error}")
+        return 2
+    except TrainingInterrupted as stopped:
+        _say(f"{stopped}. Resume with: {_resume_command(args)}")
+        return stopped.exit_code
+    except (DataError, CheckpointError, DivergedError, OSError) as error:
+        _say(f"error: {error}")
         return 1
 
 
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds (naming the rank but for rank 0)."""
+    from mtlkit.training.distributed import rank as process_rank
+
+    rank = process_rank()
+    prefix = "mtlkit: " if rank == 0 else f"mtlkit (rank {rank}): "
+    print(prefix + " ".join(str(message).split()), file=sys.stderr)
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes the stopped run or comparison in ``args.folder``."""
+    command = f"-m mtlkit {args.command} --resume {args.folder}"
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if processes == 1:
+        return f"mtlkit {args.command} --resume {args.folder}"
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", str(processes)))
+    if per_node == processes:
+        return f"torchrun --nproc-per-node {processes} {command}"
+    nodes = processes // per_node
+    return f"torchrun --nnodes {nodes} --nproc-per-node {per_node} <rendezvous flags> {command}"
+
+
+@functools.cache
 def _parser() -> argparse.ArgumentParser:
+    """The command's parser (built once: argparse's construction is most of a refusal's cost)."""
     parser = argparse.ArgumentParser(prog="mtlkit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def with_config(command: argparse.ArgumentParser) -> None:
+    def with_config(command: argparse.ArgumentParser, resumable: bool) -> None:
         command.add_argument(
-            "config", help="a YAML experiment config, e.g. configs/multi-mnist.yaml"
+            "config",
+            nargs="?" if resumable else None,
+            help="a YAML experiment config, e.g. configs/multi-mnist.yaml"
+            + (" (optional with --resume)" if resumable else ""),
         )
         command.add_argument(
             "--set",
@@ -60,18 +97,30 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--overwrite", action="store_true", help="replace a finished run already in --out"
         )
+        if resumable:
+            command.add_argument(
+                "--resume",
+                type=Path,
+                metavar="DIR",
+                help="continue the stopped run (or comparison) in DIR from its latest checkpoint",
+            )
 
-    def config_command(name: str, summary: str, handler) -> argparse.ArgumentParser:
+    def config_command(
+        name: str, summary: str, handler, *, resumable: bool = False
+    ) -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary)
-        with_config(command)
-        command.set_defaults(handler=handler)
+        with_config(command, resumable)
+        command.set_defaults(handler=handler, command=name)
         return command
 
-    config_command("train", "train one configuration and write its run folder", _train)
+    config_command(
+        "train", "train one configuration and write its run folder", _train, resumable=True
+    )
     config_command(
         "baselines",
         "train the multi-task model and one single-task model per task, and compare them",
         _baselines,
+        resumable=True,
     )
     compare = config_command(
         "compare",
@@ -155,6 +204,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--device", default="auto")
     predict.set_defaults(handler=_predict)
+    export = commands.add_parser(
+        "export", help="write a finished run's selected weights as safetensors (+ JSON)"
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument(
+        "--out", type=Path, help="the weights file (default: RUN_DIR/model.safetensors)"
+    )
+    export.set_defaults(handler=_export)
 
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
     methods.set_defaults(handler=_methods)
@@ -176,18 +233,41 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_dir(args: argparse.Namespace, config: ExperimentConfig) -> Path:
-    from mtlkit.workflows import prepare_run_dir
+def _config_and_folder(args: argparse.Namespace) -> tuple[ExperimentConfig, Path]:
+    """The config and the folder of a train or baselines command, fresh or resumed; the folder
+    is also kept in ``args.folder`` (for the resume hint)."""
+    from mtlkit.workflows import prepare_resume, prepare_run_dir
 
-    out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return prepare_run_dir(out, overwrite=args.overwrite)
+    if args.resume is None:
+        if args.config is None:
+            raise ConfigError("give a CONFIG file, or --resume DIR to continue a stopped run.")
+        config = load_config(args.config, args.overrides)
+        out = args.out or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        args.folder = prepare_run_dir(out, overwrite=args.overwrite)
+        return config, args.folder
+    if args.out is not None or args.overwrite:
+        raise ConfigError("--resume DIR continues the run in DIR: drop --out and --overwrite.")
+    args.folder = prepare_resume(args.resume)
+    config = load_config(args.folder / "config.yaml")
+    if args.config is not None or args.overrides:
+        given = load_config(args.config or args.folder / "config.yaml", args.overrides)
+        difference = config_difference(config.to_dict(), given.to_dict())
+        if difference is not None:
+            raise ConfigError(
+                f"--resume {args.folder}: the given config differs from the run's ({difference}"
+                "); drop CONFIG and --set to resume the run as it was."
+            )
+    return config, args.folder
 
 
 def _train(args: argparse.Namespace) -> int:
+    from mtlkit.training.distributed import is_main_process
     from mtlkit.workflows import train
 
-    config = load_config(args.config, args.overrides)
-    result = train(config, _run_dir(args, config))
+    config, folder = _config_and_folder(args)
+    result = train(config, folder, resume=args.resume is not None)
+    if not is_main_process():
+        return 0
     for name, report in result.test.items():
         print(f"test {name}: {_summary(report)}")
     print(f"run folder: {result.run_dir}  (report: {result.run_dir / 'report.md'})")
@@ -200,10 +280,13 @@ def _summary(report: Any) -> str:
 
 
 def _baselines(args: argparse.Namespace) -> int:
+    from mtlkit.training.distributed import is_main_process
     from mtlkit.workflows import train_with_baselines
 
-    config = load_config(args.config, args.overrides)
-    comparison = train_with_baselines(config, _run_dir(args, config))
+    config, folder = _config_and_folder(args)
+    comparison = train_with_baselines(config, folder, resume=args.resume is not None)
+    if not is_main_process():
+        return 0
     print()
     print(comparison.table)
     metrics = {row.metric for row in comparison.rows}
@@ -355,6 +438,14 @@ def _predict(args: argparse.Namespace) -> int:
 
     result = predict(args.run_dir, args.input, args.out, device=args.device)
     print(f"{len(result.table)} rows predicted: {result.path}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from mtlkit.workflows import export_run
+
+    weights, description = export_run(args.run_dir, args.out)
+    print(f"weights: {weights}\ndescription: {description}")
     return 0
 
 

@@ -17,10 +17,14 @@ class TensorBatches:
 
     The epoch's order is a pure function of ``(seed, epoch)``: a permutation drawn from a
     ``torch.Generator`` seeded with ``seed * 1_000_003 + epoch`` (the identity without
-    ``shuffle``). With ``world_size`` > 1, rank ``r`` takes the ``r``-th of ``world_size`` equal,
-    disjoint, contiguous shards of that order; the ``len(split) % world_size`` samples at the
-    end of the order are left out of the epoch, so that every rank runs the same number of
-    steps. As with ``DistributedSampler``, call :meth:`set_epoch` before each epoch.
+    ``shuffle``). With ``world_size`` > 1, rank ``r`` takes every ``world_size``-th sample of
+    that order from position ``r`` (as ``DistributedSampler`` does), so that the shards are
+    disjoint and step i of the N ranks together sees exactly the samples of step i of one process
+    at batch size N·``batch_size``. With ``even_shards`` (for training) the
+    ``len(split) % world_size`` samples at the end of the order are left out of the epoch, so that
+    every rank has as many samples and runs as many steps; without (for evaluation) every sample
+    is served once, and shards differ by at most one sample. As with ``DistributedSampler``,
+    call :meth:`set_epoch` before each epoch.
 
     Args:
         split: the data.
@@ -30,6 +34,7 @@ class TensorBatches:
         drop_last: drop the last batch of a shard if it is smaller than ``batch_size``.
         rank: this process's rank, in ``0 .. world_size - 1``.
         world_size: the number of processes sharing each epoch.
+        even_shards: leave out the samples that would make the shards unequal.
         device: move each batch there (``None``: leave it where the split is).
     """
 
@@ -43,6 +48,7 @@ class TensorBatches:
         drop_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        even_shards: bool = True,
         device: torch.device | str | None = None,
     ) -> None:
         check_batching("TensorBatches", batch_size, rank, world_size)
@@ -53,6 +59,7 @@ class TensorBatches:
         self.drop_last = drop_last
         self.rank = rank
         self.world_size = world_size
+        self.even_shards = even_shards
         self.device = device
         self.epoch = 0
 
@@ -63,7 +70,9 @@ class TensorBatches:
     @property
     def shard_size(self) -> int:
         """The number of samples this rank sees per epoch."""
-        return len(self.split) // self.world_size
+        if self.even_shards:
+            return len(self.split) // self.world_size
+        return len(range(self.rank, len(self.split), self.world_size))
 
     def indices(self) -> torch.Tensor:
         """This rank's sample indices for the current epoch, in iteration order (int64)."""
@@ -75,7 +84,7 @@ class TensorBatches:
             order = torch.randperm(size, generator=generator)
         else:
             order = torch.arange(size)
-        return shard(order, self.rank, self.world_size)
+        return shard(order, self.rank, self.world_size, even=self.even_shards)
 
     def __len__(self) -> int:
         full, rest = divmod(self.shard_size, self.batch_size)
@@ -103,11 +112,13 @@ def check_batching(loader: str, batch_size: int, rank: int, world_size: int) -> 
         )
 
 
-def shard(order: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
-    """Rank ``rank``'s part of ``order``: the ``rank``-th of ``world_size`` equal, contiguous
-    parts (the ``len(order) % world_size`` last entries are in none)."""
-    size = len(order) // world_size
-    return order[rank * size : (rank + 1) * size]
+def shard(order: torch.Tensor, rank: int, world_size: int, *, even: bool = True) -> torch.Tensor:
+    """Rank ``rank``'s part of ``order``: every ``world_size``-th entry from position ``rank``
+    (as ``DistributedSampler`` does), so that position i of the N parts together is positions
+    N·i .. N·i + N - 1 of ``order``. With ``even`` the ``len(order) % world_size`` last entries
+    are in no part, so that every part has as many."""
+    part = order[rank::world_size]
+    return part[: len(order) // world_size] if even else part
 
 
 def take(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -188,6 +188,9 @@ class TaskByTaskBatches:
     Args:
         splits: task name -> that task's split.
         batch_size: samples per batch.
+        rank: this process's rank, in ``0 .. world_size - 1``: it takes every ``world_size``-th
+            sample of each split, so that the processes together serve each sample once.
+        world_size: the number of processes sharing the evaluation.
         device: move each batch there (``None``: leave it where the splits are).
     """
 
@@ -196,10 +199,20 @@ class TaskByTaskBatches:
         splits: Mapping[str, Split],
         batch_size: int,
         *,
+        rank: int = 0,
+        world_size: int = 1,
         device: torch.device | str | None = None,
     ) -> None:
         self.loaders = {
-            task: TensorBatches(split, batch_size, device=device) for task, split in splits.items()
+            task: TensorBatches(
+                split,
+                batch_size,
+                rank=rank,
+                world_size=world_size,
+                even_shards=False,
+                device=device,
+            )
+            for task, split in splits.items()
         }
 
     def __len__(self) -> int:

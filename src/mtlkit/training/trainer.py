@@ -9,32 +9,53 @@ parameters come from each task's own batch.
 A task whose batch has no labelled row (label masks) contributes a zero loss at that step; the
 epoch's record counts such steps per task (``unlabelled_steps``), and its mean training loss is
 over the steps where the task had labels.
+
+Across processes (``replicas``, from :func:`mtlkit.training.distributed.process_group`) the model
+runs under ``DistributedDataParallel``. A loss weighting back-propagates one scalar and DDP
+averages its gradients over the ranks, overlapped with the backward pass; a gradient method's
+forward runs under ``no_sync`` and the balancer's engine averages the per-task Jacobian (and every
+other gradient it writes) itself, before aggregating (see :mod:`mtlkit.balancing.replicas`). The
+reported losses are replica means; with label masks, each rank's task loss is weighted by its
+share of the labelled rows, so the mean over ranks is the mean over every labelled row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import math
+import signal
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from typing import Any, NamedTuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from mtlkit.balancing import Balancer
+from mtlkit.balancing import Balancer, Need
 from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.distributed import ProcessGroupReplicas
+from mtlkit.training.finite import DivergedError, NonFiniteGuard, gradients_finite
 from mtlkit.training.probes import StepProbe, StepView
+from mtlkit.training.records import EpochRecord
+from mtlkit.training.signals import StopSignals, TrainingInterrupted
+from mtlkit.training.state import FitProgress
 from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
+
+__all__ = ["FitResult", "Trainer", "evaluate", "evaluate_with_losses"]
 
 Reports = dict[str, Any]
 """Task name → the report its metrics computed (e.g. a ``ClassificationReport``)."""
+
+ON_NONFINITE = ("stop", "skip")
+"""What a step with a non-finite loss or gradient does: stop the run, or skip the step."""
 
 
 @torch.no_grad()
@@ -50,12 +71,13 @@ def evaluate_with_losses(
     The loss is the task's own (:meth:`Task.loss`, label smoothing included), averaged over every
     labelled row of ``batches``. Rows whose label a task lacks (``batch.masks``) are left out of
     that task's metrics and loss; a batch scores the tasks it has targets for (multi-input
-    evaluation: each task on its own batches). The model is put in eval mode.
+    evaluation: each task on its own batches). The model is put in eval mode. Under
+    ``torch.distributed`` each process passes its shard; the metrics (torchmetrics' sync) and the
+    losses are summed over the processes.
     """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
-    loss_sums = torch.zeros(len(tasks), dtype=torch.float64, device=device)
-    counts = torch.zeros(len(tasks), dtype=torch.float64, device=device)
+    sums = torch.zeros(2, len(tasks), dtype=torch.float64, device=device)  # losses, rows
     for batch in batches:
         batch = batch.to(device, memory_format)
         outputs = model(batch.inputs)
@@ -66,9 +88,11 @@ def evaluate_with_losses(
             mask = batch.masks.get(task.name)
             metrics[task.name].update(output, target, mask)
             rows = len(target) if mask is None else mask.sum()
-            loss_sums[k] += task.loss(output, target, mask).double() * rows
-            counts[k] += rows
-    losses = (loss_sums / counts).tolist()  # NaN for a task with no labelled row
+            sums[0, k] += task.loss(output, target, mask).double() * rows
+            sums[1, k] += rows
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(sums)
+    losses = (sums[0] / sums[1]).tolist()  # NaN for a task with no labelled row
     reports = {name: metric.compute() for name, metric in metrics.items()}
     return reports, {task.name: loss for task, loss in zip(tasks, losses)}
 
@@ -80,84 +104,55 @@ def evaluate(
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Reports:
-    """Every task's metrics of ``model`` over ``batches`` (the model is put in eval mode).
-
-    Rows whose label a task lacks (``batch.masks``) are left out of that task's metrics; a batch
-    scores the tasks it has targets for (multi-input evaluation: each task on its own batches).
-    """
+    """Every task's metrics of ``model`` over ``batches`` (see :func:`evaluate_with_losses`)."""
     return evaluate_with_losses(model, tasks, batches, device, memory_format)[0]
-
-
-class DivergedError(RuntimeError):
-    """Training produced a non-finite loss."""
-
-
-@dataclass
-class EpochRecord:
-    """What one epoch did: mean training losses, applied task weights, validation metrics, and
-    per task the steps whose batch had no labelled row for it (zero loss there).
-
-    ``step_seconds`` is the training pass's time divided by its steps (validation excluded);
-    ``task_cosine`` the mean gradient cosine per pair of tasks over the epoch's recorded steps
-    (None unless the trainer records them, see :class:`TaskCosineRecorder`).
-    """
-
-    epoch: int
-    train_loss: dict[str, float]
-    task_weights: dict[str, float] | None
-    val: dict[str, dict[str, float]] | None
-    score: float | None
-    lr: float
-    seconds: float
-    unlabelled_steps: dict[str, int] = field(default_factory=dict)
-    step_seconds: float | None = None
-    task_cosine: dict[str, float] | None = None
-
-    def brief(self, metric: str | Mapping[str, str] = "accuracy") -> dict[str, float | int | None]:
-        """The few columns a report shows: losses, one validation metric per task (``metric``,
-        or task name -> its metric), time."""
-        row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
-        row.update({f"{t} loss": v for t, v in self.train_loss.items()})
-        for t, m in (self.val or {}).items():
-            name = metric if isinstance(metric, str) else metric[t]
-            row[f"{t} val {name}"] = m.get(name)
-        row["seconds"] = round(self.seconds, 1)
-        return row
-
-    def flat(self) -> dict[str, float | int | None]:
-        """One flat row (for CSV and TensorBoard)."""
-        row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
-        row.update({f"train/{t}/loss": v for t, v in self.train_loss.items()})
-        row.update({f"train/{t}/unlabelled_steps": n for t, n in self.unlabelled_steps.items()})
-        for t, w in (self.task_weights or {}).items():
-            row[f"train/{t}/weight"] = w
-        for pair, cosine in (self.task_cosine or {}).items():
-            row[f"train/cosine/{pair}"] = cosine
-        for t, metrics in (self.val or {}).items():
-            row.update({f"val/{t}/{k}": v for k, v in metrics.items()})
-        row["val/score"] = self.score
-        row["seconds"] = self.seconds
-        row["step_seconds"] = self.step_seconds
-        return row
 
 
 @dataclass
 class FitResult:
-    """The epoch history and the epoch whose weights were kept (best on validation, or last).
+    """The epoch history, the epoch whose weights were kept (best on validation, or last), and
+    the steps skipped for non-finite values.
 
     ``best_score`` is that epoch's validation score (:meth:`Trainer.selection_score`; None
-    without validation), ``task_cosines`` the recorded gradient cosines (empty unless asked for).
+    without validation), ``task_cosines`` the recorded gradient cosines (empty unless asked for;
+    after a resume, those recorded since).
     """
 
     history: list[EpochRecord] = field(default_factory=list)
     best_epoch: int = 0
+    skipped: int = 0
     best_score: float | None = None
     task_cosines: list[CosineSample] = field(default_factory=list)
 
     @property
     def step_seconds(self) -> float:
         """The median over epochs of the seconds per training step."""
-        return statistics.median(record.step_seconds for record in self.history)
+        return statistics.median(
+            record.step_seconds for record in self.history if record.step_seconds is not None
+        )
+
+
+class _Step(NamedTuple):
+    losses: Tensor
+    weights: Tensor | None
+    flags: Tensor
+    applied: bool
+    unlabelled: Tensor
+    """(K,) int64: 1 for each task with no labelled row in the (global) batch."""
+
+
+class _EncodeDecode(nn.Module):
+    """The model's forward pass returning the shared features too (what DDP wraps)."""
+
+    def __init__(self, model: MultiTaskModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, inputs: Tensor | dict[str, Tensor]
+    ) -> tuple[Tensor | dict[str, Tensor], dict[str, Tensor]]:
+        features = self.model.encode(inputs)
+        return features, self.model.decode(features)
 
 
 class Trainer:
@@ -172,6 +167,12 @@ class Trainer:
         device: where to train.
         channels_last: store images and conv weights channels-last (faster convolutions on CPU).
         progress: show a progress bar with per-task running losses (main process, terminals only).
+        replicas: the processes to train across (``None``: this one alone).
+        check_finite_every: steps between two reads of the non-finite flags (one host sync each);
+            a non-finite step is named exactly, at most this many steps after it happened.
+        on_nonfinite: ``"stop"`` (raise :class:`DivergedError`) or ``"skip"`` (leave the model,
+            optimizer and balancer as they were before the step and count it; this reads the flags
+            at every step).
         task_cosine_every: every this many steps, record the cosines between the task gradients
             on the shared parameters (K extra backward passes on those steps); 0: never.
         probes: further measurements taken on the steps they are due for (see
@@ -189,6 +190,9 @@ class Trainer:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
         progress: bool = True,
+        replicas: ProcessGroupReplicas | None = None,
+        check_finite_every: int = 50,
+        on_nonfinite: str = "stop",
         task_cosine_every: int = 0,
         probes: Sequence[StepProbe] = (),
     ) -> None:
@@ -203,95 +207,215 @@ class Trainer:
                 f"reads, and {type(model).__name__} has none (each task reads features of its "
                 "own); use a method on the shared parameters, or hard sharing."
             )
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}.")
         self.device = torch.device(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.balancer = balancer.to(self.device)
+        self.balancer.replicas = replicas
         self.tasks = list(tasks)
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.progress = progress
-        self.unlabelled_steps: dict[str, int] = {}
-        """Per task, the steps of the last epoch whose batch had no labelled row for it."""
+        self.replicas = replicas
+        self.on_nonfinite = on_nonfinite
+        self.guard = NonFiniteGuard([t.name for t in self.tasks], check_finite_every, self.device)
+        self._epoch_start = time.perf_counter()
+        self._loose_steps = 0
+        forward = _EncodeDecode(self.model)
+        self._forward: nn.Module = forward
+        if replicas is not None:
+            self._forward = DistributedDataParallel(
+                forward, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
         self.cosines = None
         if task_cosine_every > 0 and len(self.tasks) > 1:
             self.cosines = TaskCosineRecorder([t.name for t in self.tasks], task_cosine_every)
         self.probes = [*probes, *([self.cosines] if self.cosines is not None else [])]
-        self.steps = 0
-        self.epoch = 0
 
-    def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
-        """One optimisation step; returns the detached (K,) losses and the applied weights."""
-        self.steps += 1
-        batch = batch.to(self.device, self.memory_format)
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        features = self.model.encode(batch.inputs)
-        outputs = self.model.decode(features)
+    def _gradient_sync(self) -> contextlib.AbstractContextManager:
+        """DDP averages the gradients of one backward pass (loss weightings); a gradient
+        method's engine averages what it writes, so DDP must stay out (``no_sync``)."""
+        if isinstance(self._forward, DistributedDataParallel) and (
+            self.balancer.needs is not Need.LOSSES
+        ):
+            return self._forward.no_sync()
+        return contextlib.nullcontext()
+
+    def _losses(self, outputs: dict[str, Tensor], batch: Batch) -> tuple[list[Tensor], Tensor]:
+        """The task losses, and (K,) 1 for each task without a labelled row in the batch (of
+        every process together). Across processes with label masks, each loss is weighted by this
+        rank's share of the task's labelled rows (N·nᵣ/Σn), so that their mean over ranks is the
+        mean over every labelled row of the global batch."""
         losses = [
             task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
             for task in self.tasks
         ]
+        like = {"dtype": losses[0].dtype, "device": losses[0].device}
+        counts = torch.stack(
+            [
+                batch.masks[t.name].sum().to(**like)
+                if t.name in batch.masks
+                else torch.tensor(len(batch.targets[t.name]), **like)
+                for t in self.tasks
+            ]
+        )
+        if self.replicas is None or not batch.masks:
+            return losses, (counts == 0).long()
+        mean = counts.clone()
+        self.replicas.mean_(mean)
+        share = torch.where(mean > 0, counts / mean.clamp(min=1), torch.ones_like(counts))
+        return [loss * share[k] for k, loss in enumerate(losses)], (mean == 0).long()
+
+    def _parameters(self) -> list[Tensor]:
+        return [*self.model.parameters(), *self.balancer.parameters()]
+
+    def _step(self, batch: Batch, number: int, epoch: int) -> _Step:
+        """Step ``number`` of the run (from 1), in ``epoch``."""
+        batch = batch.to(self.device, self.memory_format)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._gradient_sync():
+            features, outputs = self._forward(batch.inputs)
+        losses, unlabelled = self._losses(outputs, batch)
         if not isinstance(features, Tensor):  # multi-input: each task's own features
             features = [features[task.name] for task in self.tasks]
-        due = [probe for probe in self.probes if probe.due(self.steps)]
+        due = [probe for probe in self.probes if probe.due(number)]
         if due:
             lr = self.optimizer.param_groups[0]["lr"]
-            view = StepView(
-                self.steps, self.epoch, self.model, self.tasks, batch, features, losses, lr
-            )
+            view = StepView(number, epoch, self.model, self.tasks, batch, features, losses, lr)
             for probe in due:
                 probe.record(view)
+        before = copy.deepcopy(self.balancer.state_dict()) if self.on_nonfinite == "skip" else None
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
+        reported = torch.stack([loss.detach() for loss in losses])
+        if self.replicas is not None:
+            self.replicas.mean_(reported)
+        flags = self.guard.step_flags(reported, gradients_finite(self._parameters(), self.device))
+        if before is not None and not bool(flags.all()):  # skip: undo the step's effects
+            self.balancer.load_state_dict(before)
+            self.optimizer.zero_grad(set_to_none=True)
+            return _Step(reported, info.weights, flags, False, unlabelled)
         self.optimizer.step()
-        return torch.stack([loss.detach() for loss in losses]), info.weights
+        return _Step(reported, info.weights, flags, True, unlabelled)
+
+    def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        """One optimisation step (outside :meth:`fit`, counted from 1 by the trainer); returns
+        the detached (K,) losses and the applied weights."""
+        self._loose_steps += 1
+        step = self._step(batch, self._loose_steps, 0)
+        return step.losses, step.weights
 
     def train_epoch(self, batches: Iterable[Batch], epoch: int) -> tuple[Tensor, Tensor | None]:
         """One pass over ``batches``; returns the mean (K,) losses (over the steps where each task
-        had a labelled row) and mean applied weights. The steps without a labelled row are
-        counted in :attr:`unlabelled_steps`."""
-        self.epoch = epoch
-        loss_sum = torch.zeros(len(self.tasks), device=self.device)
-        unlabelled = torch.zeros(len(self.tasks), dtype=torch.int64)
-        weight_sum: Tensor | None = None
-        steps = 0
+        had a labelled row) and mean applied weights."""
+        progress = FitProgress()
+        progress.start_epoch(epoch)
+        self._train_batches(batches, progress)
+        return self._end_epoch(progress)
+
+    def _train_batches(
+        self,
+        batches: Iterable[Batch],
+        progress: FitProgress,
+        checkpoint: Callable[[FitProgress], None] | None = None,
+        checkpoint_every: int = 0,
+        stop: StopSignals | None = None,
+    ) -> None:
+        """Train on ``batches`` from ``progress``'s position, updating it step by step."""
         bar = tqdm(
-            batches, desc=f"epoch {epoch}", leave=False, disable=None if self.progress else True
+            batches,
+            desc=f"epoch {progress.epoch}",
+            leave=False,
+            disable=None if self.progress else True,
         )
+        every = self.guard.every
         for batch in bar:
-            losses, weights = self.train_step(batch)
-            unlabelled += self._unlabelled(batch)
-            loss_sum += losses
-            if weights is not None:
-                weight_sum = weights.clone() if weight_sum is None else weight_sum + weights
-            steps += 1
-            if self.progress and steps % 20 == 0:
-                mean = (loss_sum / steps).tolist()
+            step = self._step(batch, progress.global_step + 1, progress.epoch)
+            progress.step += 1
+            progress.global_step += 1
+            if step.applied:
+                self._add_to_sums(progress, step)
+            else:
+                progress.skipped += 1
+            if self.on_nonfinite == "stop":
+                self.guard.record(step.flags, f"step {progress.global_step} ({progress.label})")
+            due = progress.global_step % every == 0
+            if due:
+                self.guard.check()
+            if checkpoint is not None and checkpoint_every:
+                if progress.global_step % checkpoint_every == 0:
+                    self._checkpoint(checkpoint, progress)
+            if self._stop_agreed(stop, due):
+                self._stop(checkpoint, progress, stop)
+            if self.progress and progress.counted and progress.step % 20 == 0:
+                mean = (progress.loss_sum / progress.counted).tolist()
                 bar.set_postfix({t.name: f"{v:.3f}" for t, v in zip(self.tasks, mean)})
-        if steps == 0:
+
+    @staticmethod
+    def _add_to_sums(progress: FitProgress, step: _Step) -> None:
+        progress.counted += 1
+        losses = step.losses
+        progress.loss_sum = (
+            losses.clone() if progress.loss_sum is None else progress.loss_sum + losses
+        )
+        progress.unlabelled = (
+            step.unlabelled.clone()
+            if progress.unlabelled is None
+            else progress.unlabelled + step.unlabelled
+        )
+        if step.weights is not None:
+            weights = step.weights.detach()
+            progress.weight_sum = (
+                weights.clone() if progress.weight_sum is None else progress.weight_sum + weights
+            )
+
+    def _end_epoch(self, progress: FitProgress) -> tuple[Tensor, Tensor | None]:
+        """Check the epoch's flags, end it for the balancer; the mean losses (over the steps
+        where each task had a labelled row) and the mean weights."""
+        self.guard.check()
+        if progress.step == 0:
             raise ValueError("the training split yields no batch; lower batch_size or add data.")
-        self.unlabelled_steps = dict(zip((t.name for t in self.tasks), unlabelled.tolist()))
-        mean_losses = loss_sum / (steps - unlabelled).clamp(min=1).to(self.device)
-        if not torch.isfinite(mean_losses).all():
-            bad = [t.name for t, v in zip(self.tasks, mean_losses.tolist()) if not math.isfinite(v)]
+        if progress.counted == 0:
             raise DivergedError(
-                f"epoch {epoch}: the loss of task(s) {bad} is not finite; lower the learning "
-                "rate or try another balancing method."
+                f"epoch {progress.epoch}: every step had a non-finite loss or gradient and was "
+                "skipped; lower the learning rate or try another balancing method."
             )
         self.balancer.epoch_end()
-        return mean_losses, (None if weight_sum is None else weight_sum / steps)
-
-    def _unlabelled(self, batch: Batch) -> Tensor:
-        """(K,) 1 for each task whose targets in ``batch`` are all masked out, else 0."""
-        return torch.tensor(
-            [
-                task.name in batch.masks and not bool(batch.masks[task.name].any())
-                for task in self.tasks
-            ],
-            dtype=torch.int64,
+        weights = progress.weight_sum
+        labelled = (progress.counted - progress.unlabelled).clamp(min=1)
+        return progress.loss_sum / labelled, (
+            None if weights is None else weights / progress.counted
         )
+
+    def _checkpoint(self, checkpoint: Callable[[FitProgress], None], progress: FitProgress) -> None:
+        """Hand ``progress`` to ``checkpoint`` once every flag so far has been read good."""
+        self.guard.check()
+        progress.epoch_seconds = time.perf_counter() - self._epoch_start
+        checkpoint(progress)
+
+    def _stop_agreed(self, stop: StopSignals | None, due: bool) -> bool:
+        """Whether to stop now: at every step alone; across processes, at the steps where the
+        flags are read, once any process received a signal."""
+        if stop is None:
+            return False
+        if self.replicas is None:
+            return stop.requested()
+        return due and self.replicas.any(stop.requested())
+
+    def _stop(
+        self,
+        checkpoint: Callable[[FitProgress], None] | None,
+        progress: FitProgress,
+        stop: StopSignals,
+    ) -> None:
+        if checkpoint is not None:
+            self._checkpoint(checkpoint, progress)
+        signum = stop.received or signal.SIGTERM  # only another process received one
+        raise TrainingInterrupted(f"stopped at {progress.label} on signal {signum}", signum)
 
     def evaluate(self, batches: Iterable[Batch]) -> Reports:
         """Every task's metrics over ``batches``."""
@@ -311,12 +435,38 @@ class Trainer:
         label) is left out; NaN when every task's is."""
         return nanmean([task.selection_value(reports[task.name]) for task in self.tasks])
 
+    def state_dict(self, progress: FitProgress) -> dict[str, Any]:
+        """The whole training state at ``progress``: model, optimizer, scheduler, balancer and
+        the progress (position, sums, best-so-far selection, history), as tensors and plain
+        values. The random number generators are per process (:mod:`mtlkit.training.state`)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "balancer": self.balancer.state_dict(),
+            "progress": progress.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> FitProgress:
+        """Load a :meth:`state_dict`; returns the progress to pass to :meth:`fit`."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.balancer.load_state_dict(state["balancer"])
+        return FitProgress.from_state_dict(state["progress"], self.device)
+
     def fit(
         self,
         make_train_batches: Callable[[int], Iterable[Batch]],
         epochs: int,
         make_val_batches: Callable[[], Iterable[Batch]] | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
+        *,
+        progress: FitProgress | None = None,
+        checkpoint: Callable[[FitProgress], None] | None = None,
+        checkpoint_every: int = 0,
+        stop: StopSignals | None = None,
     ) -> FitResult:
         """Train for ``epochs`` epochs and keep the best validation epoch's weights.
 
@@ -326,16 +476,26 @@ class Trainer:
             epochs: how many epochs.
             make_val_batches: validation batches; model selection never looks at test data.
                 Without them, the last epoch is kept.
-            on_epoch: called with each epoch's record (logging, checkpoints).
+            on_epoch: called with each epoch's record (logging).
+            progress: where to continue (from :meth:`load_state_dict`); ``None``: the start.
+            checkpoint: called with the progress (see :meth:`state_dict`) at the end of every
+                epoch, every ``checkpoint_every`` steps (0: never within an epoch) and before
+                stopping on a signal; only after every step so far was read finite.
+            checkpoint_every: steps between two checkpoints within an epoch.
+            stop: the signals that ask the run to stop (checkpoint, then
+                :class:`TrainingInterrupted`).
         """
-        result = FitResult()
-        best_score = -math.inf
-        best_state = None
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            steps_before = self.steps
-            mean_losses, mean_weights = self.train_epoch(make_train_batches(epoch), epoch)
-            step_seconds = (time.perf_counter() - start) / (self.steps - steps_before)
+        progress = progress or FitProgress()
+        while progress.epoch <= epochs:
+            epoch = progress.epoch
+            self._epoch_start = time.perf_counter() - progress.epoch_seconds
+            batches = islice(make_train_batches(epoch), progress.step, None)
+            steps_before, pass_start = progress.global_step, time.perf_counter()
+            self._train_batches(batches, progress, checkpoint, checkpoint_every, stop)
+            steps = progress.global_step - steps_before
+            step_seconds = (time.perf_counter() - pass_start) / steps if steps else None
+            unlabelled = progress.unlabelled
+            mean_losses, mean_weights = self._end_epoch(progress)
             lr = self.optimizer.param_groups[0]["lr"]
             if self.scheduler is not None:
                 self.scheduler.step()
@@ -344,10 +504,11 @@ class Trainer:
                 reports = self.evaluate(make_val_batches())
                 val = {name: report.summary() for name, report in reports.items()}
                 score = self.selection_score(reports)
-                if score > best_score:
-                    best_score, result.best_epoch, result.best_score = score, epoch, score
-                    best_state = copy.deepcopy(self.model.state_dict())
+                if score > progress.best_score:
+                    progress.best_score, progress.best_epoch = score, epoch
+                    progress.best_model = copy.deepcopy(self.model.state_dict())
             names = [t.name for t in self.tasks]
+            skipped_before = sum(record.skipped for record in progress.history)
             record = EpochRecord(
                 epoch=epoch,
                 train_loss=dict(zip(names, mean_losses.tolist())),
@@ -357,18 +518,32 @@ class Trainer:
                 val=val,
                 score=score,
                 lr=lr,
-                seconds=time.perf_counter() - start,
-                unlabelled_steps=dict(self.unlabelled_steps),
+                seconds=time.perf_counter() - self._epoch_start,
+                skipped=progress.skipped - skipped_before,
+                unlabelled_steps=dict(
+                    zip(names, [0] * len(names) if unlabelled is None else unlabelled.tolist())
+                ),
                 step_seconds=step_seconds,
                 task_cosine=None if self.cosines is None else self.cosines.epoch_mean(epoch),
             )
-            result.history.append(record)
+            progress.history.append(record)
             if on_epoch is not None:
                 on_epoch(record)
-        if best_state is None:
-            result.best_epoch = epochs
+            progress.start_epoch(epoch + 1)
+            self._epoch_start = time.perf_counter()
+            if checkpoint is not None:
+                self._checkpoint(checkpoint, progress)
+            if self._stop_agreed(stop, due=True):
+                self._stop(None, progress, stop)
+        if progress.best_model is None:
+            best_epoch = epochs
         else:
-            self.model.load_state_dict(best_state)
-        if self.cosines is not None:
-            result.task_cosines = list(self.cosines.samples)
-        return result
+            best_epoch = progress.best_epoch
+            self.model.load_state_dict(progress.best_model)
+        return FitResult(
+            list(progress.history),
+            best_epoch,
+            progress.skipped,
+            None if progress.best_model is None else progress.best_score,
+            [] if self.cosines is None else list(self.cosines.samples),
+        )

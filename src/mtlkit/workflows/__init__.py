@@ -8,14 +8,16 @@ run-folder module (:mod:`mtlkit.workflows.run_dir`) and one set of builders
 * :func:`evaluate_run` — a finished run's selected weights on its test split, or on a labelled
   table that was not part of training;
 * :func:`predict` — a finished run applied to new rows (or images), every task's prediction
-  written as a table.
+  written as a table;
+* :func:`export_run` — a finished run's selected weights as safetensors.
 """
 
 from mtlkit.workflows.baselines import BaselineComparison, train_with_baselines
 from mtlkit.workflows.evaluate import evaluate_run
+from mtlkit.workflows.export import export_run
 from mtlkit.workflows.predict import Predictions, predict
 from mtlkit.workflows.restore import TrainedRun, restore_run
-from mtlkit.workflows.run_dir import RunDir, prepare_run_dir
+from mtlkit.workflows.run_dir import RunDir, prepare_resume, prepare_run_dir
 from mtlkit.workflows.train import RunResult, train
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "RunResult",
     "TrainedRun",
     "evaluate_run",
+    "export_run",
     "predict",
+    "prepare_resume",
     "prepare_run_dir",
     "restore_run",
     "train",

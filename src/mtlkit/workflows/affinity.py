@@ -20,6 +20,7 @@ from mtlkit.evaluation.affinity import (
     suggested_grouping,
 )
 from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
+from mtlkit.workflows.cells import refuse_several_processes
 from mtlkit.workflows.run_dir import prepare_run_dir, write_results
 from mtlkit.workflows.train import train
 
@@ -58,7 +59,9 @@ def measure_affinity(
     Raises:
         ConfigError: fewer than 2 tasks, or ``every`` < 1.
         FileExistsError: ``out_dir`` holds a finished affinity measurement and not ``overwrite``.
+        LaunchError: started as several processes (its probe measures one process's steps).
     """
+    refuse_several_processes("affinity")
     tasks = config.task_names
     if len(tasks) < 2:
         raise ConfigError(f"tasks.include: affinity needs 2 or more tasks, got {tasks}.")

@@ -14,7 +14,8 @@ from mtlkit.evaluation import ComparisonRow, compare_reports, delta_m, format_co
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.report import run_document
 from mtlkit.training.distributed import is_main_process
-from mtlkit.workflows.train import train
+from mtlkit.workflows.run_dir import RunDir
+from mtlkit.workflows.train import RunResult, finished_run, train
 
 
 @dataclass
@@ -36,16 +37,33 @@ def single_task_config(config: ExperimentConfig, task: str) -> ExperimentConfig:
     return parse_config(raw)
 
 
-def train_with_baselines(config: ExperimentConfig, out_dir: str | Path) -> BaselineComparison:
+def train_with_baselines(
+    config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False
+) -> BaselineComparison:
     """Train ``config`` as is (``<out>/multi-task``) and, per task, the same network on that task
     alone (``<out>/single-<task>``); compare each task's primary test metric (its sign flipped
-    where lower is better, as in Δm%) and write ``<out>/report.md`` and
-    ``<out>/comparison.json``."""
+    where lower is better, as in Δm%) and write ``<out>/report.md`` (with ``report.html``) and
+    ``<out>/comparison.json`` (``<out>/config.yaml`` holds ``config``).
+
+    With ``resume`` the finished runs are read back, the interrupted one resumed from its latest
+    checkpoint and the others trained.
+    """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    multi = train(config, out_dir / "multi-task")
+    if is_main_process():
+        folder = RunDir(out_dir)
+        folder.check_writable()
+        folder.write_config(config)
+
+    def run(run_config: ExperimentConfig, name: str) -> RunResult:
+        path = out_dir / name
+        if resume and RunDir(path).metrics.is_file():
+            return finished_run(path)
+        return train(run_config, path, resume=resume and RunDir(path).config.is_file())
+
+    multi = run(config, "multi-task")
     single = {
-        task: train(single_task_config(config, task), out_dir / f"single-{task}").test[task]
+        task: run(single_task_config(config, task), f"single-{task}").test[task]
         for task in multi.test
     }
     rows = [

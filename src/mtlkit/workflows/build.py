@@ -171,14 +171,27 @@ def build_optimization(
 
 
 def train_batches(
-    config: ExperimentConfig, split: Split | TaskSplits, epoch: int
+    config: ExperimentConfig,
+    split: Split | TaskSplits,
+    epoch: int,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterable[Batch]:
     """The shuffled training batches of one epoch, a function of (seed, epoch) alone: one batch
     per step, or (multi-input) one batch of every task per step, under ``data.epoch`` and
-    ``data.mixing``."""
+    ``data.mixing``. Across processes each rank takes an equal shard, so every rank runs the same
+    steps and step i of N ranks sees the samples of step i of one process at batch N·B."""
     loader: TensorBatches | MultiInputBatches
     if isinstance(split, Split):
-        loader = TensorBatches(split, config.train.batch_size, shuffle=True, seed=config.seed)
+        loader = TensorBatches(
+            split,
+            config.train.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+        )
     else:
         loader = MultiInputBatches(
             split,
@@ -186,13 +199,23 @@ def train_batches(
             epoch=config.data.epoch,
             mixing=config.data.mixing,
             seed=config.seed,
+            rank=rank,
+            world_size=world_size,
         )
     loader.set_epoch(epoch)
     return loader
 
 
-def eval_batches(config: ExperimentConfig, split: Split | TaskSplits) -> Iterable[Batch]:
-    """The batches of a split in order, for evaluation (multi-input: task after task)."""
+def eval_batches(
+    config: ExperimentConfig,
+    split: Split | TaskSplits,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterable[Batch]:
+    """The batches of a split in order, for evaluation (multi-input: task after task). Across
+    processes each rank takes every N-th sample, so that every sample is served exactly once."""
+    shards = {"rank": rank, "world_size": world_size}
     if isinstance(split, Split):
-        return TensorBatches(split, config.train.eval_batch_size)
-    return TaskByTaskBatches(split, config.train.eval_batch_size)
+        return TensorBatches(split, config.train.eval_batch_size, even_shards=False, **shards)
+    return TaskByTaskBatches(split, config.train.eval_batch_size, **shards)

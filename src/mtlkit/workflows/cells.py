@@ -29,6 +29,7 @@ from typing import Any
 from mtlkit.atomic import write_text_atomic
 from mtlkit.config import ExperimentConfig
 from mtlkit.training import DivergedError
+from mtlkit.training.distributed import LaunchError, world_size
 from mtlkit.workflows.run_dir import RunDir, prepare_run_dir
 from mtlkit.workflows.train import train
 
@@ -144,6 +145,21 @@ def _finished(path: Path) -> bool:
     return RunDir(path).metrics.is_file() or (path / DIVERGED).is_file()
 
 
+def refuse_several_processes(workflow: str) -> None:
+    """Stop a workflow of many small runs started as several processes (``torchrun``).
+
+    Raises:
+        LaunchError: naming ``workflow`` and what to run instead.
+    """
+    processes = world_size()
+    if processes > 1:
+        raise LaunchError(
+            f"{workflow} trains its runs one after another in one process, but it was started "
+            f"as {processes} processes; run it without torchrun (to train one configuration "
+            "across processes, use `torchrun ... -m mtlkit train`)."
+        )
+
+
 def prepare_grid_dir(path: str | Path, outputs: tuple[str, ...], *, overwrite: bool) -> Path:
     """Make ``path`` ready for a grid workflow writing ``outputs`` (file names).
 
@@ -152,7 +168,9 @@ def prepare_grid_dir(path: str | Path, outputs: tuple[str, ...], *, overwrite: b
 
     Raises:
         FileExistsError: ``path`` holds a single run or a baselines comparison, not a grid.
+        LaunchError: started as several processes (see :func:`refuse_several_processes`).
     """
+    refuse_several_processes("a grid of runs (compare, pareto)")
     path = Path(path)
     for marker in ("metrics.json", "comparison.json"):
         if (path / marker).exists():

@@ -2,17 +2,23 @@
 
 A run folder holds ``config.yaml`` (the resolved configuration), ``preprocessing.json`` (the
 tasks' specs and how raw inputs become tensors, fitted on the training split), ``log.csv`` and
-``tb/`` (the epoch history), ``best.pt`` (the selected weights), ``last.pt`` (the whole training
-state after the last epoch), ``metrics.json`` (final per-task test metrics and the history) and
-``report.md`` with ``report.html`` (the same report with its figures, self-contained). A
-comparison folder (``mtlkit baselines``) holds ``comparison.json`` and
-``report.md`` beside one run folder per run (``multi-task``, ``single-<task>``).
+``tb/`` (the epoch history), ``last.pt`` (the whole training state at the latest checkpoint: every
+``train.checkpoint_every`` steps and at every epoch end), ``previous.pt`` (the checkpoint before
+it, kept until ``last.pt`` is complete; removed when the run finishes), ``best.pt`` (the selected
+weights), ``metrics.json`` (final per-task test metrics and the history; its presence marks the
+run as finished) and ``report.md`` with ``report.html`` (the same report with its figures,
+self-contained). A comparison folder (``mtlkit baselines``) holds ``config.yaml`` (its
+configuration), ``comparison.json`` and the reports beside one run folder per run
+(``multi-task``, ``single-<task>``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
+import re
+import secrets
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +29,11 @@ import torch
 import yaml
 
 import mtlkit
-from mtlkit.atomic import write_csv_atomic, write_text_atomic
-from mtlkit.config import ConfigError, ExperimentConfig, parse_config
+from mtlkit.atomic import atomic_output, replace_durably, write_csv_atomic, write_text_atomic
+from mtlkit.config import ConfigError, ExperimentConfig, load_config
 from mtlkit.data import MultiTaskData, Preprocessing, TaskSpec, preprocessing_from_dict
 from mtlkit.evaluation.document import Document, write_reports
-from mtlkit.training import Trainer
+from mtlkit.training import CheckpointError, load_checkpoint
 
 RUN_FILES = (
     "config.yaml",
@@ -35,12 +41,15 @@ RUN_FILES = (
     "log.csv",
     "best.pt",
     "last.pt",
+    "previous.pt",
     "metrics.json",
     "report.md",
     "report.html",
+    "model.safetensors",
+    "model.json",
 )
 """The files of a run folder (besides the ``tb/`` folder)."""
-COMPARISON_FILES = ("comparison.json", "report.md", "report.html")
+COMPARISON_FILES = ("config.yaml", "comparison.json", "report.md", "report.html")
 """The files of a comparison folder (besides its runs' folders)."""
 PREPROCESSING_FORMAT = 1
 """The version of ``preprocessing.json``'s layout."""
@@ -79,8 +88,13 @@ class RunDir:
 
     @property
     def last(self) -> Path:
-        """The whole training state after the last finished epoch."""
+        """The whole training state at the latest checkpoint."""
         return self.path / "last.pt"
+
+    @property
+    def previous(self) -> Path:
+        """The checkpoint before :attr:`last`, kept while a new one is written."""
+        return self.path / "previous.pt"
 
     @property
     def metrics(self) -> Path:
@@ -108,7 +122,7 @@ class RunDir:
         """
         if not self.config.is_file():
             raise ConfigError(f"{self.path} is not a run folder: it has no config.yaml.")
-        return parse_config(yaml.safe_load(self.config.read_text()))
+        return load_config(self.config)
 
     def write_preprocessing(self, data: MultiTaskData) -> None:
         """Write the data's task specs, input shape and fitted preprocessing, so that new inputs
@@ -146,6 +160,76 @@ class RunDir:
                 "train the run again."
             ) from None
 
+    def save_state(self, state: dict[str, Any]) -> None:
+        """Write a checkpoint as :attr:`last`, keeping a good one at every instant.
+
+        The new file is written and synced under a temporary name first; only then does the old
+        :attr:`last` become :attr:`previous` and the new one :attr:`last` (two renames). A crash
+        at any point leaves a complete :attr:`last`, or a complete :attr:`previous` (between the
+        renames); a full disk leaves both as they were.
+        """
+        with atomic_output(self._next) as temporary:
+            torch.save(state, temporary)
+        if self.last.exists():
+            replace_durably(self.last, self.previous)
+        replace_durably(self._next, self.last)
+
+    def load_state(self) -> tuple[dict[str, Any], Path] | None:
+        """The newest readable checkpoint and its path: :attr:`last`, else :attr:`previous`.
+
+        ``None`` when there is neither (the run stopped before its first checkpoint).
+
+        Raises:
+            CheckpointError: a checkpoint exists but none is readable; nothing is changed.
+        """
+        errors = []
+        for path in (self.last, self.previous):
+            if not path.exists():
+                continue
+            try:
+                return load_checkpoint(path), path
+            except CheckpointError as error:
+                errors.append(str(error))
+        if errors:
+            raise CheckpointError(" and ".join(errors))
+        return None
+
+    @property
+    def _next(self) -> Path:
+        """A complete checkpoint on its way to :attr:`last`."""
+        return self.path / ".next.pt"
+
+    def remove_temporaries(self) -> None:
+        """Remove what a killed run may have left half-way (ours only): temporary files, and a
+        checkpoint that was complete but not yet renamed to :attr:`last` (a resume replays from
+        :attr:`last` to the same state)."""
+        self._next.unlink(missing_ok=True)
+        for path in self.path.glob(".*.tmp"):
+            if _TEMPORARY.fullmatch(path.name):
+                path.unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        """Create the folder and a probe file in it, then remove the probe.
+
+        Raises:
+            OSError: naming the folder, when it cannot be written (read-only, full, a file in
+                the way); before any data is read or any training is done.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / f".write-probe-{secrets.token_hex(4)}"
+            with probe.open("wb") as file:
+                file.write(b"0" * 4096)
+                file.flush()
+                os.fsync(file.fileno())
+            probe.unlink()
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"cannot write the run folder {self.path} ({error.strerror or error}); choose "
+                "another --out, or free space",
+            ) from None
+
 
 @dataclass(frozen=True)
 class SavedData:
@@ -179,6 +263,10 @@ def write_results(
     write_reports(folder, document)
 
 
+_TEMPORARY = re.compile(r"\.[\w.-]+\.[0-9a-f]{12}\.tmp")
+"""The name :func:`mtlkit.atomic.atomic_output` gives its temporary files."""
+
+
 def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
     """Make ``path`` ready for a new run or comparison, never losing a finished one by accident.
 
@@ -201,6 +289,26 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool) -> Path:
     return path
 
 
+def prepare_resume(path: str | Path) -> Path:
+    """Check that ``path`` holds a run or comparison that can be resumed: it has a
+    ``config.yaml`` and has not finished.
+
+    Raises:
+        ConfigError: the folder holds no config.yaml (it is no run folder).
+        FileExistsError: the run or comparison has finished; there is nothing to resume.
+    """
+    path = Path(path)
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"--resume {path}: not a run folder (it has no config.yaml).")
+    finished = [name for name in ("metrics.json", "comparison.json") if (path / name).exists()]
+    if finished:
+        raise FileExistsError(
+            f"{path} has finished ({finished[0]}); there is nothing to resume. Start a new run "
+            "with another --out, or pass --overwrite to replace it."
+        )
+    return path
+
+
 def _remove_run_files(path: Path) -> None:
     for name in (*RUN_FILES, *COMPARISON_FILES):
         (path / name).unlink(missing_ok=True)
@@ -208,19 +316,6 @@ def _remove_run_files(path: Path) -> None:
     for sub in [path / "multi-task", *path.glob("single-*")]:
         if (sub / "config.yaml").is_file():
             _remove_run_files(sub)
-
-
-def training_state(trainer: Trainer, epoch: int, config: ExperimentConfig) -> dict[str, Any]:
-    """What ``last.pt`` holds: model, optimizer, scheduler and balancer states, the epoch, the
-    configuration."""
-    return {
-        "model": trainer.model.state_dict(),
-        "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": None if trainer.scheduler is None else trainer.scheduler.state_dict(),
-        "balancer": trainer.balancer.state_dict(),
-        "epoch": epoch,
-        "config": config.to_dict(),
-    }
 
 
 def run_info(

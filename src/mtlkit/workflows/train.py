@@ -1,23 +1,41 @@
-"""Train one configuration: from a validated config to a finished run folder."""
+"""Train one configuration: from a validated config to a finished run folder, across processes
+when started by torchrun, resumable from its latest checkpoint."""
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from mtlkit.config import ConfigError, ExperimentConfig
+from mtlkit.config import ConfigError, ExperimentConfig, config_difference
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
 from mtlkit.tasks import Task
-from mtlkit.training import EpochRecord, FitResult, Trainer, save_checkpoint
-from mtlkit.training.distributed import is_main_process, world_size
+from mtlkit.training import (
+    CheckpointError,
+    CosineSample,
+    DivergedError,
+    EpochRecord,
+    FitProgress,
+    FitResult,
+    LaunchError,
+    ProcessGroupReplicas,
+    StopSignals,
+    Trainer,
+    TrainingInterrupted,
+    capture_rng,
+    process_group,
+    restore_rng,
+    save_checkpoint,
+    seed_process,
+)
+from mtlkit.training.distributed import is_main_process, local_device
 from mtlkit.training.probes import StepProbe
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
@@ -30,13 +48,16 @@ from mtlkit.workflows.build import (
     resolve_device,
     train_batches,
 )
-from mtlkit.workflows.run_dir import RunDir, run_info, training_state
+from mtlkit.workflows.evaluate import evaluate_run
+from mtlkit.workflows.run_dir import RunDir, run_info
 
 
 @dataclass
 class RunResult:
     """The outcome of one run: where it lives, its per-task test metrics and mean test losses,
-    and each task's primary metric (what model selection and comparisons read)."""
+    the selected epoch, the wall time, the training history (``fit``: records, skipped steps,
+    gradient cosines) and each task's primary metric (what model selection and comparisons
+    read)."""
 
     run_dir: Path
     test: dict[str, Any]
@@ -46,116 +67,176 @@ class RunResult:
     fit: FitResult = field(default_factory=FitResult)
     primary_metrics: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def skipped(self) -> int:
+        """The training steps skipped for non-finite values."""
+        return self.fit.skipped
+
     def figures(self) -> RunFigures:
         """The plots of this run for a report (learning curves, cosines, confusion maps)."""
         return RunFigures(self.fit.history, self.fit.task_cosines, self.primary_metrics)
 
 
-def refuse_multiple_processes() -> None:
-    """Stop before any work when started as several processes (``torchrun``): every rank would
-    train on the whole data and the metrics would be summed over ranks."""
-    processes = world_size()
-    if processes > 1:
-        raise ConfigError(
-            f"started as {processes} processes (torchrun), but mtlkit does not train across "
-            "processes yet: every process would train on all the data. Run one process "
-            "(`mtlkit train ...` or `torchrun --nproc-per-node 1 ...`)."
-        )
+def finished_run(run_dir: str | Path) -> RunResult:
+    """The result of a finished run: its history read back from ``metrics.json``, its test
+    metrics recomputed from its selected weights (the same numbers; the report objects are not
+    stored)."""
+    folder = RunDir(Path(run_dir))
+    metrics = json.loads(folder.metrics.read_text())
+    config = folder.read_config()
+    test = evaluate_run(folder.path, config.train.device, quiet=True)
+    fit = FitResult(
+        history=[EpochRecord(**record) for record in metrics["history"]],
+        best_epoch=metrics["best_epoch"],
+        skipped=metrics["skipped_steps"],
+        best_score=metrics["best_val_score"],
+        task_cosines=[CosineSample(**sample) for sample in metrics["task_cosine"]],
+    )
+    return RunResult(
+        folder.path,
+        test,
+        metrics["best_epoch"],
+        metrics["seconds"],
+        {name: math.nan if loss is None else loss for name, loss in metrics["test_loss"].items()},
+        fit,
+        {name: entry["name"] for name, entry in metrics["primary_metric"].items()},
+    )
 
 
 def train(
-    config: ExperimentConfig, run_dir: str | Path, probes: Sequence[StepProbe] = ()
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    probes: Sequence[StepProbe] = (),
+    *,
+    resume: bool = False,
 ) -> RunResult:
     """Train and evaluate one configuration, writing its run folder (main process only).
 
-    ``probes`` measure the training as it goes (e.g. the task affinity of
-    :mod:`mtlkit.evaluation.affinity`) without changing it.
+    Under torchrun every process calls this; they train together (see
+    :mod:`mtlkit.training.trainer`). With ``resume`` the run continues from the folder's latest
+    readable checkpoint (``last.pt``, else ``previous.pt``; from the start if it has none) to
+    the parameters and metrics an uninterrupted run would have reached. ``probes`` measure the
+    training as it goes (e.g. the task affinity of :mod:`mtlkit.evaluation.affinity`) without
+    changing it.
+
+    Raises:
+        OSError: the run folder cannot be written (checked before any work).
+        CheckpointError: ``resume`` and no checkpoint of the folder is readable.
+        TrainingInterrupted: SIGINT or SIGTERM stopped the run after a checkpoint.
+        DivergedError: a non-finite loss or gradient (``train.on_nonfinite: stop``).
     """
-    refuse_multiple_processes()
+    # Each process seeds its global generators (dropout draws from them) from the run's seed;
+    # the caller's generators are left as they were.
+    caller = capture_rng()
+    try:
+        return _train(config, Path(run_dir), probes, resume)
+    finally:
+        restore_rng(caller)
+
+
+def _train(
+    config: ExperimentConfig, run_dir: Path, probes: Sequence[StepProbe], resume: bool
+) -> RunResult:
     start = time.perf_counter()
-    folder = RunDir(Path(run_dir))
-    device = resolve_device(config.train.device)
-    data = load_data(config)
-    tasks = build_tasks(config, data.tasks)
-    model = build_model(config, data.input_shape, tasks)
-    balancer = build_balancer(config, len(tasks))
-    optimizer, scheduler = build_optimization(config, model, balancer)
-    main = is_main_process()
-    trainer = Trainer(
-        model,
-        tasks,
-        balancer,
-        optimizer,
-        scheduler,
-        device=device,
-        channels_last=config.train.channels_last,
-        progress=config.train.progress and main,
-        task_cosine_every=config.train.log_task_cosine_every,
-        probes=probes,
-    )
-    log = None
-    if main:
-        folder.path.mkdir(parents=True, exist_ok=True)
-        folder.write_config(config)
-        folder.write_preprocessing(data)
-        log = RunLog(folder.path)
+    folder = RunDir(run_dir)
+    if is_main_process():
+        folder.check_writable()
+    device = local_device(resolve_device(config.train.device))
+    with process_group(device) as replicas:
+        rank = 0 if replicas is None else replicas.rank
+        saved = _saved_state(folder, config, replicas) if resume else None
+        seed_process(config.seed + rank)
+        data = load_data(config)
+        tasks = build_tasks(config, data.tasks)
+        model = build_model(config, data.input_shape, tasks)
+        balancer = build_balancer(config, len(tasks))
+        optimizer, scheduler = build_optimization(config, model, balancer)
+        main = rank == 0
+        trainer = Trainer(
+            model,
+            tasks,
+            balancer,
+            optimizer,
+            scheduler,
+            device=device,
+            channels_last=config.train.channels_last,
+            progress=config.train.progress and main,
+            replicas=replicas,
+            check_finite_every=config.train.check_finite_every,
+            on_nonfinite=config.train.on_nonfinite,
+            task_cosine_every=config.train.log_task_cosine_every,
+            probes=probes,
+        )
+        progress = None
+        if saved is not None:
+            progress = trainer.load_state_dict(saved)
+            restore_rng(saved["rng"][rank])
+        checkpoint = _Checkpoints(folder, trainer, config, replicas)
+        log = None
+        if main:
+            folder.remove_temporaries()
+            folder.write_config(config)
+            folder.write_preprocessing(data)
+            log = RunLog(folder.path, history=[] if progress is None else progress.history)
 
-    def on_epoch(record: EpochRecord) -> None:
-        if log is None:
-            return
-        log.write(record)
-        save_checkpoint(folder.last, training_state(trainer, record.epoch, config))
-        print(_epoch_line(config, tasks, record), flush=True)
+        def on_epoch(record: EpochRecord) -> None:
+            if log is not None:
+                log.write(record)
+                print(_epoch_line(config, tasks, record), flush=True)
 
-    # Random layers (dropout) draw from the global generators: seed them from the run's seed, in a
-    # fork, so that a run is reproducible and the caller's random state is left as it was.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
+        shards = {"rank": rank, "world_size": 1 if replicas is None else replicas.size}
+
         try:
-            fit = trainer.fit(
-                lambda epoch: train_batches(config, data.train, epoch),
-                config.train.epochs,
-                None if data.val is None else lambda: eval_batches(config, data.val),
-                on_epoch,
-            )
+            with StopSignals() as stop:
+                fit = trainer.fit(
+                    lambda epoch: train_batches(config, data.train, epoch, **shards),
+                    config.train.epochs,
+                    None if data.val is None else lambda: eval_batches(config, data.val, **shards),
+                    on_epoch,
+                    progress=progress,
+                    checkpoint=checkpoint,
+                    checkpoint_every=config.train.checkpoint_every,
+                    stop=stop,
+                )
+        except TrainingInterrupted as stopped:
+            raise TrainingInterrupted(
+                f"{stopped}; the checkpoint {folder.last} holds it", stopped.signum
+            ) from None
+        except DivergedError as error:
+            raise DivergedError(f"{error} {checkpoint.kept()}") from None
         finally:
             if log is not None:
                 log.close()
-    test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test))
-    primary = {task.name: task.primary_metric for task in tasks}
-    seconds = time.perf_counter() - start
-    if main:
-        best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
-        save_checkpoint(folder.best, {**best, "config": config.to_dict()})
-        folder.write_metrics(
-            {
-                "test": {name: report.to_dict() for name, report in test.items()},
-                "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
-                "primary_metric": {
-                    task.name: {
-                        "name": task.primary_metric,
-                        "higher_is_better": task.higher_is_better,
-                    }
-                    for task in tasks
-                },
-                "best_epoch": fit.best_epoch,
-                "best_val_score": fit.best_score,
-                "history": [asdict(record) for record in fit.history],
-                "step_seconds": fit.step_seconds,
-                "task_cosine": [asdict(sample) for sample in fit.task_cosines],
-                "seconds": seconds,
-                "data_fingerprint": data.fingerprint,
-            }
-        )
-    result = RunResult(
-        run_dir=folder.path,
-        test=test,
-        best_epoch=fit.best_epoch,
-        seconds=seconds,
-        test_loss=test_loss,
-        fit=fit,
-        primary_metrics=primary,
-    )
+        test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test, **shards))
+        primary = {task.name: task.primary_metric for task in tasks}
+        seconds = time.perf_counter() - start
+        if main:
+            best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
+            save_checkpoint(folder.best, {**best, "config": config.to_dict()})
+            folder.write_metrics(
+                {
+                    "test": {name: report.to_dict() for name, report in test.items()},
+                    "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
+                    "primary_metric": {
+                        task.name: {
+                            "name": task.primary_metric,
+                            "higher_is_better": task.higher_is_better,
+                        }
+                        for task in tasks
+                    },
+                    "best_epoch": fit.best_epoch,
+                    "best_val_score": fit.best_score,
+                    "history": [asdict(record) for record in fit.history],
+                    "skipped_steps": fit.skipped,
+                    "step_seconds": fit.step_seconds,
+                    "task_cosine": [asdict(sample) for sample in fit.task_cosines],
+                    "processes": shards["world_size"],
+                    "seconds": seconds,
+                    "data_fingerprint": data.fingerprint,
+                }
+            )
+            folder.previous.unlink(missing_ok=True)
+    result = RunResult(folder.path, test, fit.best_epoch, seconds, test_loss, fit, primary)
     if main:
         document = run_document(
             title=f"mtlkit run: {config.name}",
@@ -173,9 +254,81 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+class _Checkpoints:
+    """The trainer's checkpoint callback: the whole state, every process's generators, the
+    config and the number of processes, written by the main process as ``last.pt``."""
+
+    def __init__(
+        self,
+        folder: RunDir,
+        trainer: Trainer,
+        config: ExperimentConfig,
+        replicas: ProcessGroupReplicas | None,
+    ) -> None:
+        self.folder = folder
+        self.trainer = trainer
+        self.config = config
+        self.replicas = replicas
+        self.saved: str | None = None
+
+    def __call__(self, progress: FitProgress) -> None:
+        rng = [capture_rng()] if self.replicas is None else self.replicas.gather(capture_rng())
+        if rng is not None:  # the main process
+            state = self.trainer.state_dict(progress)
+            state.update(rng=rng, processes=len(rng), config=self.config.to_dict())
+            self.folder.save_state(state)
+        self.saved = progress.label
+
+    def kept(self) -> str:
+        """Which checkpoint the run folder keeps, for a message."""
+        if self.saved is None:
+            return "No checkpoint was written before it."
+        return f"The run folder keeps the last good checkpoint ({self.saved}): {self.folder.last}."
+
+
+def _saved_state(
+    folder: RunDir, config: ExperimentConfig, replicas: ProcessGroupReplicas | None
+) -> dict[str, Any] | None:
+    """The checkpoint to resume from, read by the main process and sent to every process;
+    ``None`` when the run stopped before its first checkpoint."""
+    outcome: Any = None
+    if replicas is None or replicas.rank == 0:
+        try:
+            outcome = _read_checkpoint(folder, config, 1 if replicas is None else replicas.size)
+        except (CheckpointError, ConfigError, LaunchError) as error:
+            outcome = error
+    if replicas is not None:
+        outcome = replicas.broadcast(outcome)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def _read_checkpoint(folder: RunDir, config: ExperimentConfig, size: int) -> dict[str, Any] | None:
+    found = folder.load_state()
+    if found is None:
+        print(f"mtlkit: {folder.path} has no checkpoint yet; starting it again.", file=sys.stderr)
+        return None
+    state, path = found
+    if path != folder.last:
+        print(
+            f"mtlkit: {folder.last} is missing or unreadable; resuming from {path}.",
+            file=sys.stderr,
+        )
+    difference = config_difference(state["config"], config.to_dict())
+    if difference is not None:
+        raise ConfigError(f"{path} was written with another config ({difference}).")
+    if state["processes"] != size:
+        raise LaunchError(
+            f"{folder.path} was trained by {state['processes']} process(es); resume it with "
+            f"as many (now {size}), or the data order would change."
+        )
+    return state
+
+
 def _epoch_line(config: ExperimentConfig, tasks: list[Task], record: EpochRecord) -> str:
     """One console line per epoch: losses, each task's validation primary metric, the steps
-    where a task had no labelled row, time."""
+    skipped and those where a task had no labelled row, time."""
     losses = "  ".join(f"{t}={v:.4f}" for t, v in record.train_loss.items())
     val = ""
     if record.val is not None:
@@ -183,12 +336,13 @@ def _epoch_line(config: ExperimentConfig, tasks: list[Task], record: EpochRecord
             f"{task.name} {task.primary_metric}={record.val[task.name][task.primary_metric]:.4f}"
             for task in tasks
         )
+    skipped = f"  skipped {record.skipped} step(s)" if record.skipped else ""
     empty = "".join(
         f"  [{t}: no labelled row in {n} step(s), zero loss there]"
         for t, n in record.unlabelled_steps.items()
         if n
     )
     return (
-        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{val}  "
-        f"({record.seconds:.1f}s){empty}"
+        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{val}"
+        f"{skipped}  ({record.seconds:.1f}s){empty}"
     )

@@ -12,6 +12,12 @@ does not depend on those classes):
 
 In the first two, every other parameter the losses depend on gets the gradient of ``Σₖ Lₖ`` (its
 own task's gradient under hard sharing). Gradients add to an existing ``.grad``.
+
+With data-parallel ``replicas`` (:mod:`~mtlkit.balancing.replicas`) every path reads and writes
+replica means: J and the other gradients are averaged before the method sees them
+(:mod:`~mtlkit.balancing.engine.average`); on the representation, the Gramian is that of the whole
+batch's ``∂Lₖ/∂z`` (the replicas' Gramians summed, over N², for a mean loss over N equal slices)
+and the gradients of ``Σₖ wₖLₖ`` are averaged. Every replica then writes the same ``.grad``.
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from mtlkit.balancing.engine.accumulate import (
     accumulate_extra,
     accumulate_flat,
 )
+from mtlkit.balancing.engine.average import average_acquired, average_in_place
 from mtlkit.balancing.engine.gradients import acquire, check_shared, head_pass
-from mtlkit.balancing.engine.graph import Split, as_features, split_at_features
+from mtlkit.balancing.engine.graph import Split, as_features, autograd_leaves, split_at_features
 from mtlkit.balancing.engine.strategy import Engine
+from mtlkit.balancing.replicas import Replicas
 from mtlkit.balancing.types import BalanceInfo
 
 __all__ = [
@@ -61,13 +69,16 @@ def jacobian_backward(
     shared_params: Iterable[nn.Parameter],
     features: Tensor | Sequence[Tensor] | None,
     engine: Engine,
+    replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """Shared parameters get ``method.aggregate(J, losses)``; the update is no weighting.
 
-    ``stacked`` is the (K,) stack of ``losses`` (:func:`~mtlkit.balancing.types.stack_losses`).
+    ``stacked`` is the (K,) stack of ``losses`` (:func:`~mtlkit.balancing.types.stack_losses`;
+    under ``replicas``, with the values of their replica means).
     """
     shared = check_shared(shared_params)
     grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+    average_acquired(grads, replicas)
     jacobian = grads.jacobian
     with torch.no_grad():
         direction = method.aggregate(jacobian, stacked.detach())
@@ -88,10 +99,12 @@ def gramian_backward(
     shared_params: Iterable[nn.Parameter],
     features: Tensor | Sequence[Tensor] | None,
     engine: Engine,
+    replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """Shared parameters get ``wᵀJ`` with ``w = method.weights_from_gramian(J Jᵀ, losses)``."""
     shared = check_shared(shared_params)
     grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+    average_acquired(grads, replicas)
     jacobian = grads.jacobian
     with torch.no_grad():
         weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
@@ -106,6 +119,7 @@ def representation_backward(
     stacked: Tensor,
     shared_params: Iterable[nn.Parameter],
     features: Tensor | Sequence[Tensor] | None,
+    replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """Sener & Koltun's MGDA-UB shortcut: weights from the Gramian of ``∂Lₖ/∂z``, then one
     backward of ``Σₖ wₖLₖ`` through the whole network (heads included).
@@ -142,15 +156,27 @@ def representation_backward(
         gz, head_grads, _ = head_pass(losses, split)
     with torch.no_grad():
         gramian = sum(g.flatten(1) @ g.flatten(1).T for g in gz)
+        if replicas is not None:  # the whole batch's ∂L/∂z: each replica's over N (mean loss)
+            replicas.mean_(gramian)
+            gramian /= replicas.size
         weights = method.weights_from_gramian(gramian, stacked.detach()).detach()
     if split is None:
-        torch.autograd.backward((weights.to(stacked.dtype) * stacked).sum())
-        return BalanceInfo(weights=weights)
+        leaves = autograd_leaves(list(losses))
+        total = (weights.to(stacked.dtype) * stacked).sum()
+        pairs = list(zip(leaves, torch.autograd.grad(total, leaves, allow_unused=True)))
+    else:
+        with torch.no_grad():
+            grad_z = [torch.tensordot(weights.to(g.dtype), g, dims=1) for g in gz]
+        trunk = shared + split.trunk_extra
+        pairs = list(zip(trunk, torch.autograd.grad(feats, trunk, grad_z, allow_unused=True)))
+        pairs += [
+            (p, g * weights[k].to(g.dtype))
+            for k, task_grads in enumerate(head_grads)
+            for p, g in task_grads
+        ]
+    pairs = [(p, g) for p, g in pairs if g is not None]
+    average_in_place([g for _, g in pairs], replicas)
     with torch.no_grad():
-        grad_z = [torch.tensordot(weights.to(g.dtype), g, dims=1) for g in gz]
-    torch.autograd.backward(feats, grad_z)
-    with torch.no_grad():
-        for k, task_grads in enumerate(head_grads):
-            for p, g in task_grads:
-                accumulate(p, g * weights[k].to(g.dtype), owned=True)
+        for p, g in pairs:
+            accumulate(p, g, owned=True)
     return BalanceInfo(weights=weights)

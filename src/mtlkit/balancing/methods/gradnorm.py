@@ -58,8 +58,8 @@ class GradNorm(LossWeighting):
     Cost: GradNorm reads the norms itself (its ``needs`` is ``losses``: the engine computes no
     per-task gradient for it), with one extra backward per task along the short path from the
     loss to W (the task's head and W, not the rest of the trunk), then one backward of Σ wₖLₖ.
-    Under DistributedDataParallel the norms are those of the local batch, so the weights can
-    drift apart between ranks.
+    Under data parallelism (``replicas``) the norms are those of the replica-mean gradients and
+    the losses their replica means, so every replica keeps the same weights.
 
     Args:
         alpha: α ≥ 0, the strength of the restoring force towards a common training rate
@@ -108,18 +108,22 @@ class GradNorm(LossWeighting):
                 "last shared layer): pass shared_params, e.g. model.shared_parameters()."
             )
         layer = last_shared_weight(shared)
-        norms = torch.stack([self._grad_norm(loss, layer) for loss in losses])
-        info = super().backward(losses, shared, features)  # this step uses the current weights
+        norms = self._grad_norms(losses, layer)
+        info = self._backward_stacked(stacked)  # this step uses the current weights
         self.update_weights(stacked.detach(), norms)
         return info
 
-    @staticmethod
-    def _grad_norm(loss: Tensor, layer: Tensor) -> Tensor:
-        """‖∇_W L‖: autograd walks only the short path from the loss to W."""
-        (grad,) = torch.autograd.grad(loss, layer, retain_graph=True, allow_unused=True)
-        if grad is None:
-            return torch.zeros((), device=layer.device)
-        return torch.linalg.vector_norm(grad.float())
+    def _grad_norms(self, losses: Sequence[Tensor], layer: Tensor) -> Tensor:
+        """The (K,) ‖∇_W Lₖ‖ (of the replica-mean gradients under data parallelism): autograd
+        walks only the short path from each loss to W."""
+        grads = []
+        for loss in losses:
+            (grad,) = torch.autograd.grad(loss, layer, retain_graph=True, allow_unused=True)
+            grads.append(torch.zeros_like(layer) if grad is None else grad)
+        stacked = torch.stack(grads).float()
+        if self.replicas is not None:
+            self.replicas.mean_(stacked)
+        return torch.linalg.vector_norm(stacked.flatten(1), dim=1)
 
     @torch.no_grad()
     def update_weights(self, losses: Tensor, norms: Tensor) -> None:

@@ -1,0 +1,5 @@
+"""``python -m mtlkit`` (and ``torchrun ... -m mtlkit``): the ``mtlkit`` command."""
+
+from mtlkit.cli.main import main
+
+raise SystemExit(main())

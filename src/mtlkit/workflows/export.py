@@ -1,0 +1,55 @@
+"""Export a run's selected weights as safetensors, for sharing a model without pickles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import safetensors.torch
+
+import mtlkit
+from mtlkit.atomic import atomic_output, write_text_atomic
+from mtlkit.config import ConfigError, load_config
+from mtlkit.data import benchmark_tasks
+from mtlkit.training import load_checkpoint
+from mtlkit.workflows.run_dir import RunDir
+
+
+def export_run(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+    """Write ``best.pt``'s weights as a safetensors file and a JSON description beside it.
+
+    The safetensors file holds only tensors (no code can run when it is read); the JSON file
+    (same name, ``.json``) holds the resolved config, the tasks, the selected epoch and the
+    mtlkit version. Both are written atomically. Default: ``<run>/model.safetensors``.
+
+    Returns:
+        The paths of the weights and of the description.
+
+    Raises:
+        ConfigError: the folder is no run folder.
+        CheckpointError: ``best.pt`` is missing or unreadable (the run has not finished).
+    """
+    folder = RunDir(Path(run_dir))
+    if not folder.config.is_file():
+        raise ConfigError(f"{folder.path} is not a run folder: it has no config.yaml.")
+    config = load_config(folder.config)
+    state = load_checkpoint(folder.best)
+    weights = Path(out) if out is not None else folder.path / "model.safetensors"
+    description = weights.with_suffix(".json")
+    tensors = {name: tensor.contiguous() for name, tensor in state["model"].items()}
+    with atomic_output(weights) as temporary:
+        safetensors.torch.save_file(
+            tensors, str(temporary), metadata={"format": "pt", "mtlkit": mtlkit.__version__}
+        )
+    tasks = config.tasks.include or list(
+        benchmark_tasks(config.data.benchmark, config.data.protocol)
+    )
+    summary = {
+        "weights": weights.name,
+        "tasks": tasks,
+        "best_epoch": state.get("epoch"),
+        "mtlkit": mtlkit.__version__,
+        "config": config.to_dict(),
+    }
+    write_text_atomic(description, json.dumps(summary, indent=2))
+    return weights, description
