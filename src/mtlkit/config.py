@@ -421,9 +421,9 @@ def _resolve_data(config: ExperimentConfig) -> None:
                 raise ConfigError(
                     f"data.{key}: only tables read it; set data.table (or a table per task)."
                 )
-        benchmark = data.benchmark or "multi-mnist"
+        benchmark = "multi-mnist" if data.benchmark is None else data.benchmark
         entry = BENCHMARKS.get(benchmark)
-        protocol = data.protocol or entry.protocols[0]
+        protocol = entry.protocols[0] if data.protocol is None else data.protocol
         for key in data.benchmark_options:
             if key not in entry.options:
                 readers = [name for name in BENCHMARKS if key in BENCHMARKS.get(name).options]
@@ -549,7 +549,9 @@ def _resolve_model(config: ExperimentConfig) -> None:
     """Fill in the backbone (mlp for tables, else cnn) and the options' defaults of the backbone
     and the sharing architecture; refuse an option that either does not take."""
     model = config.model
-    backbone = model.backbone or ("cnn" if config.source == "benchmark" else "mlp")
+    backbone = model.backbone
+    if backbone is None:
+        backbone = "cnn" if config.source == "benchmark" else "mlp"
     known = backbone_options(backbone)
     for option in model.options:
         if option not in known:
