@@ -32,6 +32,7 @@ def test_defaults_are_valid():
             {"data": {"benchmark": "multi-fashion", "protocol": "sener"}},
             r"^data\.protocol: .*'sener' is not defined",
         ),
+        ({"data": {"protocol": ""}}, r"^data\.protocol: .*protocol '' is not defined"),
         ({"tasks": {"include": ["up"]}}, r"^tasks\.include: .* tasks of multi-mnist: left, right"),
         ({"balancer": {"name": "cagrad", "c": -1}}, r"^balancer: cagrad: c must be"),
         ({"balancer": {"name": "fixed"}}, r"^balancer: fixed needs exactly one of"),

@@ -28,10 +28,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mtlkit.balancing import create, describe
 from mtlkit.data import BENCHMARKS, MIXINGS, DataError, benchmark_tasks
@@ -270,11 +277,28 @@ class OptimConfig(_Section):
     lr: float = Field(0.05, gt=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd only")
     weight_decay: float = Field(0.0, ge=0.0, description="on the model's parameters only")
+    task_lr: dict[str, float] = Field(
+        default_factory=dict, description="task -> its head's own learning rate"
+    )
+    task_lr_scale: dict[str, float] = Field(
+        default_factory=dict, description="task -> its head's learning rate as a multiple of lr"
+    )
+    group_lr_scale: dict[str, float] = Field(
+        default_factory=dict, description="layer group (stage1, ..., heads) -> a multiple of lr"
+    )
 
     @field_validator("name")
     @classmethod
     def _known_optimizer(cls, value: str) -> str:
         return _one_of(OPTIMIZERS, value)
+
+    @field_validator("task_lr", "task_lr_scale", "group_lr_scale")
+    @classmethod
+    def _positive_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, rate in value.items():
+            if not rate > 0:
+                raise ValueError(f"{key}: must be a positive number, got {rate}")
+        return value
 
 
 class ScheduleConfig(_Section):
@@ -318,6 +342,14 @@ class TrainConfig(_Section):
         return value
 
 
+class EnsembleEntry(_Section):
+    """Heads of tasks with the same classes, combined by the weighted mean of their
+    probabilities (weights fitted on validation), scored against ``target``'s labels."""
+
+    tasks: list[str]
+    target: str | None = Field(None, description="default: the first task")
+
+
 class ExperimentConfig(_Section):
     """A whole experiment: data, tasks, model, balancing, optimisation and the loop."""
 
@@ -330,6 +362,9 @@ class ExperimentConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    ensembles: dict[str, EnsembleEntry] = Field(
+        default_factory=dict, description="name -> heads of one label space to combine"
+    )
 
     @property
     def source(self) -> Literal["benchmark", "table", "tables"]:
@@ -356,6 +391,39 @@ class ExperimentConfig(_Section):
         return self.model_dump(mode="json")
 
 
+class FinetuneConfig(_Section):
+    """What fine-tuning freezes and when it lets it learn again (the ``finetune:`` section of a
+    config given to ``mtlkit finetune`` or ``mtlkit add-task``)."""
+
+    freeze: list[str] = Field(
+        default_factory=list, description="layer groups frozen from the start (stage1, ..., heads)"
+    )
+    unfreeze: dict[str, int] = Field(
+        default_factory=dict, description="frozen group -> the epoch from which it learns"
+    )
+
+    @field_validator("freeze")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("must list distinct layer groups")
+        return value
+
+    @model_validator(mode="after")
+    def _unfreeze_frozen_groups(self) -> FinetuneConfig:
+        for group, epoch in self.unfreeze.items():
+            if group not in self.freeze:
+                raise ValueError(
+                    f"unfreeze.{group}: only a frozen group is unfrozen; add it to freeze"
+                )
+            if epoch < 2:
+                raise ValueError(
+                    f"unfreeze.{group}: the epoch must be 2 or later (from epoch 1 on, leave "
+                    f"{group} out of freeze), got {epoch}"
+                )
+        return self
+
+
 def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     """Validate a raw mapping into an :class:`ExperimentConfig`, or raise :class:`ConfigError`."""
     if not isinstance(raw, dict):
@@ -371,6 +439,8 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     task_names = _resolve_tasks(config, entries)
     _resolve_model(config)
     _resolve_balancer(config, len(config.tasks.include or task_names))
+    _check_task_rates(config.optim, config.tasks.include or task_names)
+    _resolve_ensembles(config, config.tasks.include or task_names)
     return config
 
 
@@ -394,8 +464,12 @@ def _validated(model: type[BaseModel], raw: Any, prefix: tuple[str, ...]) -> Any
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> str:
-    for part in loc[:-1]:
-        annotation = model.model_fields[str(part)].annotation
+    parts = [str(part) for part in loc[:-1]]
+    while parts:
+        annotation = model.model_fields[parts.pop(0)].annotation
+        if get_origin(annotation) is dict:  # a mapping of names to sections (ensembles)
+            annotation = get_args(annotation)[1]
+            parts.pop(0)
         model = annotation  # every nested section is a BaseModel
     return "allowed keys: " + ", ".join(model.model_fields) + "."
 
@@ -612,6 +686,44 @@ def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
     config.balancer = BalancerConfig(name=name, **options)
 
 
+def _check_task_rates(optim: OptimConfig, tasks: list[str]) -> None:
+    """Each per-task learning rate names a trained task, and no task has two."""
+    for key in ("task_lr", "task_lr_scale"):
+        for task in getattr(optim, key):
+            if task not in tasks:
+                raise ConfigError(
+                    f"optim.{key}.{task}: no such task is trained; the tasks: {', '.join(tasks)}."
+                )
+    both = sorted(set(optim.task_lr) & set(optim.task_lr_scale))
+    if both:
+        raise ConfigError(
+            f"optim.task_lr_scale.{both[0]}: task {both[0]!r} has a learning rate in "
+            "optim.task_lr already; give it one or the other."
+        )
+
+
+def _resolve_ensembles(config: ExperimentConfig, tasks: list[str]) -> None:
+    """Each ensemble names two or more distinct trained tasks and a target among them (the
+    first by default). That they are classifications of one label space is checked when the
+    data is loaded (:func:`mtlkit.workflows.ensemble.check_ensembles`)."""
+    for name, entry in config.ensembles.items():
+        key = f"ensembles.{name}"
+        if len(entry.tasks) < 2 or len(set(entry.tasks)) != len(entry.tasks):
+            raise ConfigError(f"{key}.tasks: name two or more distinct tasks.")
+        for task in entry.tasks:
+            if task not in tasks:
+                raise ConfigError(
+                    f"{key}.tasks: no task {task!r} is trained; the tasks: {', '.join(tasks)}."
+                )
+        if entry.target is None:
+            entry.target = entry.tasks[0]
+        elif entry.target not in entry.tasks:
+            raise ConfigError(
+                f"{key}.target: {entry.target!r} is not one of the ensemble's tasks: "
+                f"{', '.join(entry.tasks)}."
+            )
+
+
 def balancer_options(name: str, options: dict[str, Any], run_seed: int) -> dict[str, Any]:
     """``options`` with ``seed = run_seed`` for a seeded method that does not set its own."""
     if "seed" in describe(name).options and "seed" not in options:
@@ -665,6 +777,50 @@ def set_value(raw: dict[str, Any], dotted: str, value: Any, where: str | None = 
             raise ConfigError(f"{where}: {key} is a value, not a section.")
         node = child
     node[keys[-1]] = value
+
+
+_SECTION_IDENTITY = {"balancer": "name", "schedule": "name", "optim": "name", "data": "benchmark"}
+"""A section whose identity key a derived config changes is taken from it alone (another
+balancing method's options are not the first one's)."""
+
+
+def derive_config(
+    base: ExperimentConfig,
+    path: str | Path | None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> tuple[ExperimentConfig, FinetuneConfig]:
+    """A config that starts from ``base`` (a trained run's) and changes what the YAML file at
+    ``path`` and the ``key=value`` ``overrides`` state, with its ``finetune:`` section apart.
+
+    The file states only what differs (``train.epochs: 3``, ``optim.lr: 0.01``); a section whose
+    identity it changes (``balancer.name``, ``data.benchmark``, …) is taken from the file alone.
+
+    Raises:
+        ConfigError: as :func:`load_config`, the ``finetune`` keys included.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = read_config_file(path)
+        _anchor_table_paths(raw, Path(path).parent.absolute())
+    for assignment in overrides:
+        set_override(raw, assignment)
+    plan = _validated(FinetuneConfig, raw.pop("finetune", None) or {}, ("finetune",))
+    merged = base.to_dict()
+    for section, value in raw.items():
+        identity = _SECTION_IDENTITY.get(section)
+        if (
+            isinstance(value, dict)
+            and isinstance(merged.get(section), dict)
+            and (
+                identity is None
+                or value.get(identity, merged[section].get(identity))
+                == merged[section].get(identity)
+            )
+        ):
+            merged[section] = {**merged[section], **value}
+        else:
+            merged[section] = value
+    return parse_config(merged), plan
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

@@ -8,6 +8,8 @@
   :class:`~mtlkit.evaluation.document.Document`, rendered to Markdown and self-contained HTML
   with the figures of :mod:`mtlkit.evaluation.plots`.
 * :func:`mean_ci` — a mean over seeds with its Student-t confidence interval.
+* :class:`HeadEnsemble` and :func:`fit_weights` — heads of one label space combined by the
+  weighted mean of their probabilities, the weights fitted on validation.
 * :func:`pareto_front`, :func:`hypervolume` (exact) and :func:`das_dennis` (preference vectors)
   for trade-off sweeps; :mod:`mtlkit.evaluation.affinity` for inter-task affinity (TAG).
 
@@ -16,6 +18,7 @@ belong to the tasks (:mod:`mtlkit.tasks.metrics`) and are re-exported here.
 """
 
 from mtlkit.evaluation.compare import ComparisonRow, compare_reports, compare_values, delta_m
+from mtlkit.evaluation.ensemble import HeadEnsemble, fit_weights
 from mtlkit.evaluation.pareto import das_dennis, hypervolume, pareto_front
 from mtlkit.evaluation.report import format_comparison_table, write_report
 from mtlkit.evaluation.stats import MeanCI, mean_ci
@@ -31,11 +34,13 @@ __all__ = [
     "ClassificationMetrics",
     "ClassificationReport",
     "ComparisonRow",
+    "HeadEnsemble",
     "MeanCI",
     "compare_reports",
     "compare_values",
     "das_dennis",
     "delta_m",
+    "fit_weights",
     "format_comparison_table",
     "higher_is_better",
     "hypervolume",

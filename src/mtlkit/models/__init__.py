@@ -19,12 +19,21 @@ from mtlkit.models.backbones import (
 from mtlkit.models.cross_stitch import CrossStitch
 from mtlkit.models.experts import CGC, EXPERT_KINDS, PLE, DSelectK, ExpertLevels, MMoE
 from mtlkit.models.gates import DSelectGate, SoftmaxGate, smooth_step
+from mtlkit.models.groups import (
+    HEADS,
+    GroupFreezer,
+    LayerGroups,
+    check_group_names,
+    group_parameters,
+    layer_groups,
+    trunk_stages,
+)
 from mtlkit.models.heads import classification_head
 from mtlkit.models.mtan import MTAN
 from mtlkit.models.resnet import ResNet
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
 from mtlkit.models.soft import SoftSharing
-from mtlkit.models.stages import StagedTrunk, fresh_copy, trunk_stages
+from mtlkit.models.stages import StagedTrunk, fresh_copy, require_stages
 
 __all__ = [
     "ACTIVATIONS",
@@ -38,8 +47,11 @@ __all__ = [
     "EXPERT_KINDS",
     "ExpertLevels",
     "Features",
+    "GroupFreezer",
+    "HEADS",
     "HardSharing",
     "Inputs",
+    "LayerGroups",
     "LeNet",
     "MLP",
     "MMoE",
@@ -53,10 +65,14 @@ __all__ = [
     "StagedTrunk",
     "architecture_options",
     "backbone_options",
+    "check_group_names",
     "classification_head",
     "create_backbone",
     "create_model",
     "fresh_copy",
+    "require_stages",
     "smooth_step",
+    "group_parameters",
+    "layer_groups",
     "trunk_stages",
 ]

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.models.soft import SoftSharing
-from mtlkit.models.stages import check_stage_indices, fresh_copy, trunk_stages
+from mtlkit.models.stages import check_stage_indices, fresh_copy, require_stages
 
 __all__ = ["CrossStitch"]
 
@@ -47,7 +47,7 @@ class CrossStitch(SoftSharing):
     ) -> None:
         super().__init__(heads)
         self.check_options(self_weight=self_weight)
-        count = len(trunk_stages(trunk, "cross-stitch"))
+        count = len(require_stages(trunk, "cross-stitch"))
         self.mixed = check_stage_indices(stages, count, "cross-stitch")
         k = len(self.task_names)
         self.columns = nn.ModuleList([trunk, *(fresh_copy(trunk) for _ in range(k - 1))])
@@ -62,7 +62,7 @@ class CrossStitch(SoftSharing):
             raise ValueError(f"self_weight must be in (0, 1], got {weight}.")
 
     def encode_tasks(self, x: Tensor, tasks: Sequence[str]) -> dict[str, Tensor]:
-        chains = [trunk_stages(column, "cross-stitch") for column in self.columns]
+        chains = [require_stages(column, "cross-stitch") for column in self.columns]
         hidden = [x] * len(chains)
         stitches = iter(self.stitches)
         for s in range(len(chains[0])):

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional
 
 from mtlkit.models.soft import SoftSharing
-from mtlkit.models.stages import check_stage_indices, trunk_stages
+from mtlkit.models.stages import check_stage_indices, require_stages
 
 __all__ = ["MTAN", "AttentionBlock"]
 
@@ -81,7 +81,7 @@ class MTAN(SoftSharing):
         stages: Sequence[int] | None = None,
     ) -> None:
         super().__init__(heads)
-        chain = trunk_stages(trunk, "mtan")
+        chain = require_stages(trunk, "mtan")
         chosen = check_stage_indices(stages, len(chain), "mtan")
         self.attended = sorted({*chosen, len(chain) - 1})
         self.trunk = trunk
@@ -100,7 +100,7 @@ class MTAN(SoftSharing):
     def encode_tasks(self, x: Tensor, tasks: Sequence[str]) -> dict[str, Tensor]:
         attended: dict[str, Tensor | None] = dict.fromkeys(tasks)
         blocks = {task: iter(self.attention[task]) for task in tasks}
-        for s, stage in enumerate(trunk_stages(self.trunk, "mtan")):
+        for s, stage in enumerate(require_stages(self.trunk, "mtan")):
             x = stage(x)
             if s in self.attended:
                 attended = {task: next(blocks[task])(x, attended[task]) for task in tasks}

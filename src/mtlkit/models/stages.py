@@ -31,7 +31,7 @@ from typing import Protocol, runtime_checkable
 
 from torch import nn
 
-__all__ = ["StagedTrunk", "check_stage_indices", "fresh_copy", "trunk_stages"]
+__all__ = ["StagedTrunk", "check_stage_indices", "fresh_copy", "require_stages"]
 
 
 @runtime_checkable
@@ -45,7 +45,7 @@ class StagedTrunk(Protocol):
         ...
 
 
-def trunk_stages(trunk: nn.Module, architecture: str) -> list[nn.Module]:
+def require_stages(trunk: nn.Module, architecture: str) -> list[nn.Module]:
     """The stages of ``trunk``, or a clear error naming ``architecture`` when it has none.
 
     Raises:

@@ -4,7 +4,12 @@
 from mtlkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtlkit.training.distributed import LaunchError, ProcessGroupReplicas, process_group
 from mtlkit.training.finite import DivergedError
-from mtlkit.training.optim import create_optimizer, create_scheduler
+from mtlkit.training.optim import (
+    ParamGroup,
+    create_optimizer,
+    create_scheduler,
+    learning_rates,
+)
 from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
 from mtlkit.training.state import FitProgress, capture_rng, restore_rng, seed_process
@@ -19,6 +24,7 @@ __all__ = [
     "FitProgress",
     "FitResult",
     "LaunchError",
+    "ParamGroup",
     "ProcessGroupReplicas",
     "StopSignals",
     "TaskCosineRecorder",
@@ -28,6 +34,7 @@ __all__ = [
     "create_optimizer",
     "create_scheduler",
     "evaluate",
+    "learning_rates",
     "evaluate_with_losses",
     "load_checkpoint",
     "process_group",

@@ -16,6 +16,8 @@ class EpochRecord:
     ``step_seconds`` is the training pass's time divided by its steps (validation excluded);
     ``task_cosine`` the mean gradient cosine per pair of tasks over the epoch's recorded steps
     (None unless the trainer records them, see :class:`~mtlkit.training.TaskCosineRecorder`).
+    ``lr`` is the first parameter group's learning rate; ``lrs`` each named group's, when the
+    optimizer has several (per-task or per-layer-group learning rates).
     """
 
     epoch: int
@@ -29,6 +31,7 @@ class EpochRecord:
     unlabelled_steps: dict[str, int] = field(default_factory=dict)
     step_seconds: float | None = None
     task_cosine: dict[str, float] | None = None
+    lrs: dict[str, float] = field(default_factory=dict)
 
     def brief(self, metric: str | Mapping[str, str] = "accuracy") -> dict[str, float | int | None]:
         """The few columns a report shows: losses, one validation metric per task (``metric``,
@@ -44,6 +47,7 @@ class EpochRecord:
     def flat(self) -> dict[str, float | int | None]:
         """One flat row (for CSV and TensorBoard)."""
         row: dict[str, float | int | None] = {"epoch": self.epoch, "lr": self.lr}
+        row.update({f"lr/{name}": v for name, v in self.lrs.items()})
         row.update({f"train/{t}/loss": v for t, v in self.train_loss.items()})
         row.update({f"train/{t}/unlabelled_steps": n for t, n in self.unlabelled_steps.items()})
         for t, w in (self.task_weights or {}).items():

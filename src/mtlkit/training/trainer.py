@@ -43,6 +43,7 @@ from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
 from mtlkit.training.distributed import ProcessGroupReplicas
 from mtlkit.training.finite import DivergedError, NonFiniteGuard, gradients_finite
+from mtlkit.training.optim import learning_rates
 from mtlkit.training.probes import StepProbe, StepView
 from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
@@ -497,6 +498,7 @@ class Trainer:
             unlabelled = progress.unlabelled
             mean_losses, mean_weights = self._end_epoch(progress)
             lr = self.optimizer.param_groups[0]["lr"]
+            lrs = learning_rates(self.optimizer)
             if self.scheduler is not None:
                 self.scheduler.step()
             val, score = None, None
@@ -523,6 +525,7 @@ class Trainer:
                 unlabelled_steps=dict(
                     zip(names, [0] * len(names) if unlabelled is None else unlabelled.tolist())
                 ),
+                lrs=lrs if len(lrs) > 1 else {},
                 step_seconds=step_seconds,
                 task_cosine=None if self.cosines is None else self.cosines.epoch_mean(epoch),
             )

@@ -28,7 +28,8 @@ from mtlkit.data import (
 )
 from mtlkit.models import MultiTaskModel, classification_head, create_backbone, create_model
 from mtlkit.tasks import Task, create_task
-from mtlkit.training import create_optimizer, create_scheduler
+from mtlkit.training import ParamGroup, create_optimizer, create_scheduler
+from mtlkit.training.optim import rate_groups
 
 
 def resolve_device(name: str) -> torch.device:
@@ -153,7 +154,7 @@ def build_optimization(
     optim = config.optim
     optimizer = create_optimizer(
         optim.name,
-        model.parameters(),
+        parameter_groups(config, model),
         balancer.parameters(),
         lr=optim.lr,
         momentum=optim.momentum,
@@ -168,6 +169,28 @@ def build_optimization(
         gamma=schedule.gamma,
     )
     return optimizer, scheduler
+
+
+def parameter_groups(
+    config: ExperimentConfig, model: MultiTaskModel
+) -> list[torch.nn.Parameter] | list[ParamGroup]:
+    """The model's parameters, in groups with their own learning rates when the config sets
+    per-task (``optim.task_lr``, ``optim.task_lr_scale``) or per-layer-group
+    (``optim.group_lr_scale``) rates; else all of them at ``optim.lr``, in one group.
+
+    Raises:
+        ConfigError: a layer group the network does not have, or layer-group rates for a
+            network without layer groups.
+    """
+    optim = config.optim
+    if not (optim.task_lr or optim.task_lr_scale or optim.group_lr_scale):
+        return list(model.parameters())
+    task_lr = dict(optim.task_lr) | {t: optim.lr * s for t, s in optim.task_lr_scale.items()}
+    group_lr = {name: optim.lr * scale for name, scale in optim.group_lr_scale.items()}
+    try:
+        return rate_groups(model, optim.lr, task_lr=task_lr, group_lr=group_lr)
+    except ValueError as error:
+        raise ConfigError(f"optim.group_lr_scale: {error}") from None
 
 
 def train_batches(

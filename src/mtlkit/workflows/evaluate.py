@@ -42,14 +42,21 @@ def evaluate_run(
     config = folder.read_config()
     loaded = load_data(config)
     now = SavedData(loaded.tasks, loaded.input_shape, loaded.preprocessing)
-    if folder.preprocessing.is_file() and _plain(folder.read_preprocessing()) != _plain(now):
+    saved = folder.read_preprocessing() if folder.preprocessing.is_file() else now
+    # a run that gained tasks (mtlkit add-task) has heads for more tasks than its data
+    names = [spec.name for spec in loaded.tasks]
+    trained = SavedData(
+        [spec for spec in saved.specs if spec.name in names], saved.input_shape, saved.preprocessing
+    )
+    if _plain(trained) != _plain(now):
         raise InputError(
             f"{loaded.name}: the data differs from the data {folder.path} was trained on (its "
             "fitted preprocessing changed); evaluate on a file with --data, or retrain."
         )
-    run = load_weights(folder, config, now, device)
+    run = load_weights(folder, config, saved, device)
+    tasks = [task for task in run.tasks if task.name in names]
     return evaluate(
-        run.model, run.tasks, eval_batches(config, loaded.test), run.device, run.memory_format
+        run.model, tasks, eval_batches(config, loaded.test), run.device, run.memory_format
     )
 
 

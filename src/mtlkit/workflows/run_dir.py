@@ -47,8 +47,10 @@ RUN_FILES = (
     "report.html",
     "model.safetensors",
     "model.json",
+    "transfer.json",
 )
-"""The files of a run folder (besides the ``tb/`` folder)."""
+"""The files of a run folder (besides the ``tb/`` folder); ``transfer.json`` only in a run that
+started from another (``mtlkit finetune``, ``mtlkit add-task``)."""
 COMPARISON_FILES = ("config.yaml", "comparison.json", "report.md", "report.html")
 """The files of a comparison folder (besides its runs' folders)."""
 PREPROCESSING_FORMAT = 1
@@ -106,6 +108,11 @@ class RunDir:
         """The markdown report."""
         return self.path / "report.md"
 
+    @property
+    def transfer(self) -> Path:
+        """Where a run that started from another says which, and what the transfer did."""
+        return self.path / "transfer.json"
+
     def write_config(self, config: ExperimentConfig) -> None:
         """Write the resolved configuration (every default included)."""
         write_text_atomic(self.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -127,11 +134,16 @@ class RunDir:
     def write_preprocessing(self, data: MultiTaskData) -> None:
         """Write the data's task specs, input shape and fitted preprocessing, so that new inputs
         can be prepared and the model rebuilt without the training data."""
+        self.write_saved(SavedData(data.tasks, data.input_shape, data.preprocessing))
+
+    def write_saved(self, saved: SavedData) -> None:
+        """Write ``preprocessing.json`` from what a run keeps of its data (a model with heads for
+        more tasks than its data has, after ``mtlkit add-task``, lists them all)."""
         record = {
             "format": PREPROCESSING_FORMAT,
-            "tasks": [spec.to_dict() for spec in data.tasks],
-            "input_shape": list(data.input_shape),
-            "inputs": None if data.preprocessing is None else data.preprocessing.to_dict(),
+            "tasks": [spec.to_dict() for spec in saved.specs],
+            "input_shape": list(saved.input_shape),
+            "inputs": None if saved.preprocessing is None else saved.preprocessing.to_dict(),
         }
         write_text_atomic(self.preprocessing, json.dumps(record, indent=1))
 

@@ -12,7 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mtlkit.config import ConfigError, ExperimentConfig, config_difference
+from mtlkit.data import MultiTaskData
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
@@ -47,6 +50,12 @@ from mtlkit.workflows.build import (
     load_data,
     resolve_device,
     train_batches,
+)
+from mtlkit.workflows.ensemble import (
+    check_ensembles,
+    ensemble_record,
+    ensemble_rows,
+    run_ensembles,
 )
 from mtlkit.workflows.evaluate import evaluate_run
 from mtlkit.workflows.run_dir import RunDir, run_info
@@ -148,6 +157,7 @@ def _train(
         seed_process(config.seed + rank)
         data = load_data(config)
         tasks = build_tasks(config, data.tasks)
+        check_ensembles(config, tasks, data)
         model = build_model(config, data.input_shape, tasks)
         balancer = build_balancer(config, len(tasks))
         optimizer, scheduler = build_optimization(config, model, balancer)
@@ -207,41 +217,69 @@ def _train(
         finally:
             if log is not None:
                 log.close()
-        test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test, **shards))
-        primary = {task.name: task.primary_metric for task in tasks}
-        seconds = time.perf_counter() - start
-        if main:
-            best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
-            save_checkpoint(folder.best, {**best, "config": config.to_dict()})
-            folder.write_metrics(
-                {
-                    "test": {name: report.to_dict() for name, report in test.items()},
-                    "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
-                    "primary_metric": {
-                        task.name: {
-                            "name": task.primary_metric,
-                            "higher_is_better": task.higher_is_better,
-                        }
-                        for task in tasks
-                    },
-                    "best_epoch": fit.best_epoch,
-                    "best_val_score": fit.best_score,
-                    "history": [asdict(record) for record in fit.history],
-                    "skipped_steps": fit.skipped,
-                    "step_seconds": fit.step_seconds,
-                    "task_cosine": [asdict(sample) for sample in fit.task_cosines],
-                    "processes": shards["world_size"],
-                    "seconds": seconds,
-                    "data_fingerprint": data.fingerprint,
-                }
-            )
-            folder.previous.unlink(missing_ok=True)
+        return complete_run(
+            folder, config, trainer, fit, data, tasks, device, start, main=main, shards=shards
+        )
+
+
+def complete_run(
+    folder: RunDir,
+    config: ExperimentConfig,
+    trainer: Trainer,
+    fit: FitResult,
+    data: MultiTaskData,
+    tasks: list[Task],
+    device: torch.device,
+    start: float,
+    *,
+    main: bool = True,
+    shards: dict[str, int] | None = None,
+    info: dict[str, object] | None = None,
+) -> RunResult:
+    """Evaluate a trained ``trainer`` on the test split (every process its ``shards``: rank and
+    world size) and write the rest of its run folder (``best.pt``, ``metrics.json``, the
+    reports; main process only): what every workflow that trains into a run folder ends with.
+    ``start`` is when the run began (``perf_counter``); ``info`` adds facts to the report's run
+    table; the config's ``ensembles`` are fitted and scored here.
+    """
+    shards = shards or {"rank": 0, "world_size": 1}
+    test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test, **shards))
+    ensembles = run_ensembles(config, trainer.model, tasks, data, device) if main else {}
+    primary = {task.name: task.primary_metric for task in tasks}
+    seconds = time.perf_counter() - start
+    if main:
+        best = {"model": trainer.model.state_dict(), "epoch": fit.best_epoch}
+        save_checkpoint(folder.best, {**best, "config": config.to_dict()})
+        folder.write_metrics(
+            {
+                "test": {name: report.to_dict() for name, report in test.items()},
+                "test_loss": {name: _finite_or_none(loss) for name, loss in test_loss.items()},
+                "primary_metric": {
+                    task.name: {
+                        "name": task.primary_metric,
+                        "higher_is_better": task.higher_is_better,
+                    }
+                    for task in tasks
+                },
+                "best_epoch": fit.best_epoch,
+                "best_val_score": fit.best_score,
+                "history": [asdict(record) for record in fit.history],
+                "skipped_steps": fit.skipped,
+                "step_seconds": fit.step_seconds,
+                "task_cosine": [asdict(sample) for sample in fit.task_cosines],
+                "processes": shards["world_size"],
+                "seconds": seconds,
+                "data_fingerprint": data.fingerprint,
+                **({"ensembles": ensemble_record(ensembles)} if ensembles else {}),
+            }
+        )
+        folder.previous.unlink(missing_ok=True)
     result = RunResult(folder.path, test, fit.best_epoch, seconds, test_loss, fit, primary)
     if main:
         document = run_document(
             title=f"mtlkit run: {config.name}",
-            run_info=run_info(config, fit.best_epoch, seconds, device, data),
-            task_reports=test,
+            run_info={**run_info(config, fit.best_epoch, seconds, device, data), **(info or {})},
+            task_reports={**test, **ensemble_rows(ensembles)},
             history=[record.brief(primary) for record in fit.history],
             figures=result.figures(),
         )

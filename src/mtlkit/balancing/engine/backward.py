@@ -35,7 +35,7 @@ from mtlkit.balancing.engine.accumulate import (
     accumulate_flat,
 )
 from mtlkit.balancing.engine.average import average_acquired, average_in_place
-from mtlkit.balancing.engine.gradients import acquire, check_shared, head_pass
+from mtlkit.balancing.engine.gradients import Gradients, acquire, check_shared, head_pass
 from mtlkit.balancing.engine.graph import Split, as_features, autograd_leaves, split_at_features
 from mtlkit.balancing.engine.strategy import Engine
 from mtlkit.balancing.replicas import Replicas
@@ -76,9 +76,7 @@ def jacobian_backward(
     ``stacked`` is the (K,) stack of ``losses`` (:func:`~mtlkit.balancing.types.stack_losses`;
     under ``replicas``, with the values of their replica means).
     """
-    shared = check_shared(shared_params)
-    grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
-    average_acquired(grads, replicas)
+    shared, grads = _replica_gradients(losses, stacked, shared_params, features, engine, replicas)
     jacobian = grads.jacobian
     with torch.no_grad():
         direction = method.aggregate(jacobian, stacked.detach())
@@ -102,15 +100,29 @@ def gramian_backward(
     replicas: Replicas | None = None,
 ) -> BalanceInfo:
     """Shared parameters get ``wᵀJ`` with ``w = method.weights_from_gramian(J Jᵀ, losses)``."""
-    shared = check_shared(shared_params)
-    grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
-    average_acquired(grads, replicas)
+    shared, grads = _replica_gradients(losses, stacked, shared_params, features, engine, replicas)
     jacobian = grads.jacobian
     with torch.no_grad():
         weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
         accumulate_combination(shared, weights, jacobian)
         accumulate_extra(grads)
     return BalanceInfo(weights=weights.detach())
+
+
+def _replica_gradients(
+    losses: Sequence[Tensor],
+    stacked: Tensor,
+    shared_params: Iterable[nn.Parameter],
+    features: Tensor | Sequence[Tensor] | None,
+    engine: Engine,
+    replicas: Replicas | None,
+) -> tuple[list[Tensor], Gradients]:
+    """The checked shared parameters, and the per-task gradients (J and the other parameters'
+    gradients) acquired by ``engine`` and averaged over ``replicas``."""
+    shared = check_shared(shared_params)
+    grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
+    average_acquired(grads, replicas)
+    return shared, grads
 
 
 def representation_backward(
