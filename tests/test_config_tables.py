@@ -85,7 +85,7 @@ def _with(base: dict, **sections) -> dict:
         ({"data": {"table": "t.csv"}}, r"^tasks: a table needs its tasks declared"),
         (
             {"tasks": {"y": {"type": "binary", "column": "y"}}},
-            r"^tasks\.y: declaring a task needs a table",
+            r"^tasks\.y\.type: declaring a task needs a table",
         ),
         ({"data": {"test_fraction": 0.3}}, r"^data\.test_fraction: only tables read it"),
         ({"data": {"mixing": "proportional"}}, r"^data\.mixing: only multi-input data"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -68,11 +69,13 @@ def test_hand_example_every_field() -> None:
         assert getattr(report, name) == pytest.approx(HAND[name], abs=1e-12), name
     for name in ("tpr", "tnr", "ppv", "npv", "fpr"):
         assert getattr(report, name) == pytest.approx(HAND[name], abs=1e-12), name
-    assert report.summary() == pytest.approx(
+    summary = report.summary()
+    assert math.isnan(summary.pop("ece"))  # class predictions carry no confidence
+    assert summary == pytest.approx(
         {key: HAND[key] for key in ("accuracy", "macro_accuracy", "micro_f1", "macro_f1")}
     )
     encoded = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert encoded.keys() == HAND.keys()
+    assert encoded.keys() == {*HAND.keys(), "ece"}
     for name, value in HAND.items():
         assert encoded[name] == (value if name == "confusion_matrix" else pytest.approx(value))
 
@@ -93,7 +96,9 @@ def test_accumulating_batches_equals_one_update_and_reset_forgets() -> None:
 def test_logits_and_int_predictions_agree() -> None:
     metrics = ClassificationMetrics(3)
     metrics.update(_one_hot_logits(PREDS), torch.tensor(TARGET))
-    assert metrics.compute() == _report(PREDS, TARGET)
+    from_scores = metrics.compute()
+    assert 0.0 <= from_scores.ece <= 1.0  # scores give a confidence, class indices none
+    assert dataclasses.replace(from_scores, ece=math.nan) == _report(PREDS, TARGET)
 
 
 def test_agrees_with_torchmetrics_on_random_batches() -> None:

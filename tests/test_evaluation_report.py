@@ -56,8 +56,8 @@ def test_report_holds_every_table(tmp_path: Path) -> None:
     assert text.startswith("# Multi-MNIST, equal weights\n")
     assert _cells(text, "config") == ["config", "multi-mnist"]
     assert _cells(text, "versions.torch") == ["versions.torch", "2.13.0"]
-    assert _cells(text, "left")[:6] == ["left", "0.6000", "0.6111", "0.6000", "0.6032", "10"]
-    assert _cells(text, "right") == ["right", "0.7500", "0.5000", "0.7500", "0.4286", "4"]
+    assert _cells(text, "left")[:7] == ["left", "0.6000", "0.6111", "0.6000", "0.6032", "n/a", "10"]
+    assert _cells(text, "right") == ["right", "0.7500", "0.5000", "0.7500", "0.4286", "n/a", "4"]
     assert "**Δm% = +6.25**" in text
     assert _cells(text, "2") == ["2", "0.25", "0.9"]  # history
     left_detail = text[text.index("## Task left") : text.index("## Task right")]

@@ -220,7 +220,7 @@ def test_the_report_renders_every_task_type(tmp_path):
     }
     text = write_report(tmp_path / "r.md", title="t", run_info={}, task_reports=reports).read_text()
     for line in (
-        "| task | accuracy | macro accuracy | micro F1 | macro F1 | samples |",
+        "| task | accuracy | macro accuracy | micro F1 | macro F1 | ECE | samples |",
         "| task  | accuracy |  AUROC |     F1 | precision | recall | samples |",
         "| churn |   0.6667 | 0.5000 | 0.6667 |    0.5000 | 1.0000 |       3 |",
         "| task | micro F1 | macro F1 |    mAP | samples |",

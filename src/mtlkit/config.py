@@ -16,12 +16,16 @@ than :data:`MAX_YAML_NODES` values (a "billion laughs" bomb is a few hundred byt
 
 The data comes from a built-in benchmark (``data.benchmark``), from one table whose rows are
 labelled for several tasks (``data.table``), or from one table per task (``tasks.<name>.table``).
-A table's tasks are declared under ``tasks:`` beside the two keys that apply to every task,
-``include`` and ``label_smoothing``::
+A table's tasks are declared under ``tasks:`` beside the keys that apply to every task
+(``include`` and the loss techniques: ``label_smoothing``, ``focal_gamma``,
+``instance_weights``, ``temperature``, ``distill``), which a task may set for itself::
 
     tasks:
+      label_smoothing: 0.1
       churn: {type: binary, column: churned}
-      spend: {type: regression, column: monthly_spend, loss: huber}
+      plan: {type: classification, column: plan, label_smoothing: 0.0, focal_gamma: 2}
+
+A benchmark's tasks are built in; ``tasks.<name>`` may still set their loss techniques.
 """
 
 from __future__ import annotations
@@ -141,37 +145,112 @@ class DataConfig(_Section):
         return _one_of(MIXINGS, value)
 
 
-class TaskEntry(_Section):
-    """One task of a table: its type, the column(s) holding its labels, and its options."""
+INSTANCE_WEIGHTS = ("none", "inverse_frequency")
+"""The built-in per-row loss weights (a user's own scheme goes through the API)."""
 
-    type: str
+
+def _temperature(value: float | str | None) -> float | str | None:
+    if isinstance(value, float) and not value > 0.0:
+        raise ValueError("must be a positive number or 'fit'")
+    return value
+
+
+class DistillConfig(_Section):
+    """Distillation from a teacher: loss = (1 − α)·CE(y) + α·T²·KL(p_teacher,T ‖ p_student,T)."""
+
+    teacher: str | None = Field(
+        None,
+        description="'ema' (self-distillation), a run folder holding the task, or a "
+        "`mtlkit baselines` folder (its single-<task> run); None: off",
+    )
+    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    temperature: float = Field(2.0, gt=0.0)
+    ema_decay: float = Field(0.999, gt=0.0, lt=1.0, description="teacher 'ema' only")
+
+
+class TaskEntry(_Section):
+    """One task: its type, the column(s) holding its labels (tables), and its options.
+
+    The technique keys left ``None`` take the value set for every task under ``tasks:``.
+    """
+
+    type: str | None = Field(None, description="tables: required; benchmarks: built in")
     column: str | None = None
     columns: list[str] | None = Field(None, description="multilabel: one 0/1 column per label")
     positive: str | int | float | bool | None = Field(None, description="binary only")
     loss: str | None = None
     metric: str | None = Field(None, description="the primary metric")
-    label_smoothing: float | None = Field(None, ge=0.0, lt=1.0, description="classification")
     table: str | None = Field(None, description="the task's own table (multi-input)")
+    weight_column: str | None = Field(None, description="a column of per-row loss weights")
+    label_smoothing: float | None = Field(None, ge=0.0, lt=1.0, description="classification")
+    focal_gamma: float | None = Field(None, ge=0.0, description="classification: focal loss γ")
+    instance_weights: str | None = Field(None, description="none or inverse_frequency")
+    temperature: float | Literal["fit"] | None = Field(None, description="> 0, or fit")
+    distill: DistillConfig | None = None
 
     @field_validator("type")
     @classmethod
-    def _known_type(cls, value: str) -> str:
-        return _one_of(TASK_TYPES, value)
+    def _known_type(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(TASK_TYPES, value)
+
+    @field_validator("instance_weights")
+    @classmethod
+    def _known_weights(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(INSTANCE_WEIGHTS, value)
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_temperature(cls, value: float | str | None) -> float | str | None:
+        return _temperature(value)
+
+
+TECHNIQUES = ("label_smoothing", "focal_gamma", "instance_weights", "temperature", "distill")
+"""The loss techniques a task may set for itself, defaulting to the value under ``tasks:``."""
+_DATA_KEYS = ("type", "column", "columns", "positive", "loss", "metric", "table", "weight_column")
+"""The keys of a task entry that describe a table's task."""
 
 
 class TaskConfig(_Section):
-    """The options of every task, and a table's tasks (every other key names one)."""
+    """The options of every task, and the declared tasks (every other key names one)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     include: list[str] | None = Field(None, description="train only these tasks (None: all)")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification tasks")
+    focal_gamma: float | None = Field(None, ge=0.0, description="classification: focal loss γ")
+    instance_weights: str = Field("none", description="none or inverse_frequency")
+    temperature: float | Literal["fit"] = Field(1.0, description="classification: > 0, or fit")
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+
+    @field_validator("instance_weights")
+    @classmethod
+    def _known_weights(cls, value: str) -> str:
+        return _one_of(INSTANCE_WEIGHTS, value)
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_temperature(cls, value: float | str) -> float | str:
+        return _temperature(value)
 
     @property
     def entries(self) -> dict[str, TaskEntry]:
-        """The declared tasks of a table, by name, in declaration order."""
+        """The declared tasks, by name, in declaration order."""
         return {
             name: TaskEntry.model_validate(raw) for name, raw in (self.model_extra or {}).items()
         }
+
+    def techniques(self, name: str) -> dict[str, Any]:
+        """Task ``name``'s loss techniques: its own where it sets them, else every task's."""
+        entry = self.entries.get(name)
+        chosen = {
+            key: getattr(self, key)
+            if entry is None or getattr(entry, key) is None
+            else getattr(entry, key)
+            for key in TECHNIQUES
+        }
+        if entry is not None and entry.distill is not None:  # the keys it sets, over the shared
+            own = {key: getattr(entry.distill, key) for key in entry.distill.model_fields_set}
+            chosen["distill"] = self.distill.model_copy(update=own)
+        return chosen
 
 
 _BACKBONE_KEYS = ("hidden", "activation", "dropout", "batch_norm", "width", "blocks")
@@ -191,9 +270,10 @@ _SHARING_KEYS = (
 
 class ModelConfig(_Section):
     """The network: a trunk (``backbone``, with its options), the heads, and how the tasks share
-    it (``sharing``, with its options). ``hidden``, ``activation``, ``dropout`` and
-    ``batch_norm`` are options of the ``mlp`` backbone, ``width`` and ``blocks`` of ``resnet``;
-    ``experts`` … ``self_weight`` of the sharing architectures."""
+    it (``sharing``, with its options). ``batch_norm`` is an option of every built-in backbone
+    but ``resnet`` (which always normalises), ``hidden``, ``activation`` and ``dropout`` of
+    ``mlp``, ``width`` and ``blocks`` of ``resnet``; ``experts`` … ``self_weight`` of the sharing
+    architectures."""
 
     backbone: str | None = Field(None, description="default: mlp for tables, else cnn")
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
@@ -342,6 +422,37 @@ class TrainConfig(_Section):
         return value
 
 
+class PenaltyConfig(_Section):
+    """An L1 and an L2 penalty on one group of parameters: l1·Σ|θ| + l2/2·Σθ²."""
+
+    l1: float = Field(0.0, ge=0.0)
+    l2: float = Field(0.0, ge=0.0)
+
+
+class RegularizationConfig(_Section):
+    """L1 / L2 penalties per parameter group, separate from the optimizer's weight decay."""
+
+    trunk: PenaltyConfig = Field(default_factory=PenaltyConfig)
+    heads: PenaltyConfig = Field(default_factory=PenaltyConfig)
+    balancer: PenaltyConfig = Field(default_factory=PenaltyConfig)
+
+
+class NoiseConfig(_Section):
+    """Noise on the training inputs (off in evaluation unless ``eval.views`` > 1)."""
+
+    gaussian: float = Field(0.0, ge=0.0, description="standard deviation")
+    salt_pepper: float = Field(0.0, ge=0.0, le=1.0, description="fraction of values")
+    shift: int = Field(0, ge=0, description="images: random shifts of at most this many px")
+    per_task: bool = Field(False, description="an independent draw for each task")
+
+
+class EvalConfig(_Section):
+    """Evaluation and prediction: M noisy views of each input combined into one output."""
+
+    views: int = Field(1, ge=1, description="1: the input as is")
+    combine: Literal["vote", "mean"] = "vote"
+
+
 class EnsembleEntry(_Section):
     """Heads of tasks with the same classes, combined by the weighted mean of their
     probabilities (weights fitted on validation), scored against ``target``'s labels."""
@@ -362,6 +473,9 @@ class ExperimentConfig(_Section):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    regularization: RegularizationConfig = Field(default_factory=RegularizationConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     ensembles: dict[str, EnsembleEntry] = Field(
         default_factory=dict, description="name -> heads of one label space to combine"
     )
@@ -439,9 +553,20 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
     task_names = _resolve_tasks(config, entries)
     _resolve_model(config)
     _resolve_balancer(config, len(config.tasks.include or task_names))
+    _check_views(config)
     _check_task_rates(config.optim, config.tasks.include or task_names)
     _resolve_ensembles(config, config.tasks.include or task_names)
     return config
+
+
+def _check_views(config: ExperimentConfig) -> None:
+    """Several evaluation views need a noise to draw them from."""
+    noise = config.noise
+    if config.eval.views > 1 and not (noise.gaussian or noise.salt_pepper or noise.shift):
+        raise ConfigError(
+            "eval.views: several views of an input differ only by noise; set noise.gaussian, "
+            "noise.salt_pepper or noise.shift (or eval.views: 1)."
+        )
 
 
 def _validated(model: type[BaseModel], raw: Any, prefix: tuple[str, ...]) -> Any:
@@ -540,18 +665,31 @@ def _resolve_data(config: ExperimentConfig) -> None:
 def _resolve_tasks(config: ExperimentConfig, entries: dict[str, TaskEntry]) -> list[str]:
     """Check the tasks (a table's entries against the task types, ``include`` against the
     data's tasks); fill in each entry's loss, metric and label smoothing. Returns the names."""
-    if config.source == "benchmark":
-        if entries:
-            name = next(iter(entries))
+    for name, entry in entries.items():
+        if entry.distill is not None and "ema_decay" in entry.distill.model_fields_set:
             raise ConfigError(
-                f"tasks.{name}: declaring a task needs a table to read it from: set data.table "
-                f"(or tasks.{name}.table); {config.data.benchmark}'s tasks are built in."
+                f"tasks.{name}.distill.ema_decay: one average of the model teaches every task; "
+                "set tasks.distill.ema_decay."
             )
+    if config.source == "benchmark":
         names = list(
             benchmark_tasks(
                 config.data.benchmark, config.data.protocol, **config.data.benchmark_options
             )
         )
+        for name, entry in entries.items():
+            data_keys = [key for key in _DATA_KEYS if getattr(entry, key) is not None]
+            if data_keys:
+                raise ConfigError(
+                    f"tasks.{name}.{data_keys[0]}: declaring a task needs a table to read it "
+                    f"from: set data.table (or tasks.{name}.table); {config.data.benchmark}'s "
+                    f"tasks are built in (tasks.{name} may set {', '.join(TECHNIQUES)})."
+                )
+            if name not in names:
+                raise ConfigError(
+                    f"tasks.{name}: {config.data.benchmark} has no task {name!r}; its tasks: "
+                    f"{', '.join(names)}."
+                )
     else:
         if not entries:
             raise ConfigError(
@@ -559,9 +697,8 @@ def _resolve_tasks(config: ExperimentConfig, entries: dict[str, TaskEntry]) -> l
                 "column: churned}}."
             )
         resolved = {name: _resolve_entry(config, name, entry) for name, entry in entries.items()}
-        config.tasks = TaskConfig(
-            include=config.tasks.include, label_smoothing=config.tasks.label_smoothing, **resolved
-        )
+        shared = config.tasks.model_dump(include={"include", *TECHNIQUES})
+        config.tasks = TaskConfig(**shared, **resolved)
         names = list(entries)
     include = config.tasks.include
     if include is not None:
@@ -578,6 +715,8 @@ def _resolve_tasks(config: ExperimentConfig, entries: dict[str, TaskEntry]) -> l
 def _resolve_entry(config: ExperimentConfig, name: str, entry: TaskEntry) -> dict[str, Any]:
     """One table task checked against its type, as a plain dict with every default filled."""
     key = f"tasks.{name}"
+    if entry.type is None:
+        raise ConfigError(f"{key}.type: a table's task needs one of: {', '.join(TARGETS)}.")
     kind = TASK_TYPES.get(entry.type)
     if entry.type not in TARGETS:
         raise ConfigError(
@@ -603,6 +742,20 @@ def _resolve_entry(config: ExperimentConfig, name: str, entry: TaskEntry) -> dic
             )
     if entry.positive is not None and entry.type != "binary":
         raise ConfigError(f"{key}.positive: only a binary task has a positive label.")
+    if entry.type != "classification":
+        for option in TECHNIQUES[1:]:
+            if getattr(entry, option) not in (None, "none"):
+                raise ConfigError(
+                    f"{key}.{option}: only classification tasks take it; remove it here."
+                )
+    if (
+        entry.weight_column is not None
+        and config.tasks.techniques(name)["instance_weights"] != "none"
+    ):
+        raise ConfigError(
+            f"{key}.weight_column: the task's rows are weighted by instance_weights already; "
+            "keep one of the two."
+        )
     if entry.label_smoothing is not None and "label_smoothing" not in kind.options:
         raise ConfigError(f"{key}.label_smoothing: only classification tasks are smoothed.")
     if (entry.table is None) != (config.source == "table"):
@@ -610,6 +763,8 @@ def _resolve_entry(config: ExperimentConfig, name: str, entry: TaskEntry) -> dic
             f"{key}.table: give every task a table of its own, or none (and set data.table)."
         )
     resolved = entry.model_dump(exclude_none=True)
+    if entry.distill is not None:  # only the keys it sets: the others follow tasks.distill
+        resolved["distill"] = entry.distill.model_dump(exclude_unset=True)
     resolved["loss"] = entry.loss or kind.losses[0]
     resolved["metric"] = entry.metric or kind.metrics[0]
     if "label_smoothing" in kind.options:

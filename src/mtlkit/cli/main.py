@@ -187,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a labelled table (.csv, .parquet, .npz) not used in training, instead of the test "
         "split",
     )
+    _add_view_options(evaluate)
     evaluate.set_defaults(handler=_eval)
 
     predict = commands.add_parser(
@@ -203,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a .csv or .parquet file (default: RUN_DIR/predictions-INPUT.csv)",
     )
     predict.add_argument("--device", default="auto")
+    _add_view_options(predict)
     predict.set_defaults(handler=_predict)
     export = commands.add_parser(
         "export", help="write a finished run's selected weights as safetensors (+ JSON)"
@@ -397,6 +399,21 @@ def _baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_view_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--views",
+        type=int,
+        default=None,
+        help="M noisy views of each input, drawn from the run's noise (default: its eval.views)",
+    )
+    command.add_argument(
+        "--combine",
+        choices=("vote", "mean"),
+        default=None,
+        help="combine the views by majority vote or mean probability (default: eval.combine)",
+    )
+
+
 def _compare(args: argparse.Namespace) -> int:
     from mtlkit.evaluation.document import markdown_table
     from mtlkit.workflows.compare import compare_methods
@@ -526,7 +543,9 @@ def _tune_option(text: str) -> tuple[str, list[object]]:
 def _eval(args: argparse.Namespace) -> int:
     from mtlkit.workflows import evaluate_run
 
-    reports = evaluate_run(args.run_dir, args.device, args.data)
+    reports = evaluate_run(
+        args.run_dir, args.device, args.data, views=args.views, combine=args.combine
+    )
     print(json.dumps({name: report.summary() for name, report in reports.items()}, indent=2))
     return 0
 
@@ -534,7 +553,14 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from mtlkit.workflows import predict
 
-    result = predict(args.run_dir, args.input, args.out, device=args.device)
+    result = predict(
+        args.run_dir,
+        args.input,
+        args.out,
+        device=args.device,
+        views=args.views,
+        combine=args.combine,
+    )
     print(f"{len(result.table)} rows predicted: {result.path}")
     return 0
 

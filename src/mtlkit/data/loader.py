@@ -98,6 +98,7 @@ class TensorBatches:
                 self.split.inputs.index_select(0, index),
                 {task: take(y, index) for task, y in self.split.targets.items()},
                 {task: take(m, index) for task, m in self.split.masks.items()},
+                {task: take(w, index) for task, w in self.split.weights.items()},
             )
             yield batch if self.device is None else batch.to(self.device)
 

@@ -170,14 +170,15 @@ class MultiInputBatches:
             for task, order in self.indices().items()
         }
         for step in range(len(self)):
-            inputs, targets, masks = {}, {}, {}
+            inputs, targets, masks, weights = {}, {}, {}, {}
             for task, split in self.splits.items():
                 size = self.batch_sizes[task]
                 index = orders[task][step * size : (step + 1) * size]
                 inputs[task] = split.inputs.index_select(0, index)
                 targets.update({t: take(y, index) for t, y in split.targets.items()})
                 masks.update({t: take(m, index) for t, m in split.masks.items()})
-            batch = Batch(inputs, targets, masks)
+                weights.update({t: take(w, index) for t, w in split.weights.items()})
+            batch = Batch(inputs, targets, masks, weights)
             yield batch if self.device is None else batch.to(self.device)
 
 
@@ -221,4 +222,4 @@ class TaskByTaskBatches:
     def __iter__(self) -> Iterator[Batch]:
         for task, loader in self.loaders.items():
             for batch in loader:
-                yield Batch({task: batch.inputs}, batch.targets, batch.masks)
+                yield Batch({task: batch.inputs}, batch.targets, batch.masks, batch.weights)

@@ -97,6 +97,20 @@ def _check_masks(where: str, size: int, targets: dict[str, Tensor], masks: dict[
             )
 
 
+def _check_weights(where: str, size: int, targets: dict[str, Tensor], weights: dict[str, Tensor]):
+    for task, weight in weights.items():
+        if task not in targets:
+            raise DataError(
+                f"{where}: weights are given for task {task!r}, which has no targets; tasks: "
+                f"{', '.join(targets)}."
+            )
+        if not weight.is_floating_point() or weight.shape != (size,):
+            raise DataError(
+                f"{where}: the weights of task {task!r} must be a ({size},) float tensor, one "
+                f"per row, got {weight.dtype} {tuple(weight.shape)}."
+            )
+
+
 @dataclass
 class Split:
     """One split of a multi-task dataset, held in memory.
@@ -106,14 +120,18 @@ class Split:
         targets: task name -> (N, ...) targets (int64 class indices for classification).
         masks: task name -> (N,) bool, True where that task's label is present. A task without
             a mask is labelled on every row; a row masked out of a task still trains the others.
+        weights: task name -> (N,) float32 per-row loss weights (a table's weight column); a
+            task without them weighs every row the same.
     """
 
     inputs: Tensor
     targets: dict[str, Tensor]
     masks: dict[str, Tensor] = field(default_factory=dict)
+    weights: dict[str, Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_masks("split", len(self.inputs), self.targets, self.masks)
+        _check_weights("split", len(self.inputs), self.targets, self.weights)
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -130,6 +148,7 @@ class Split:
             self.inputs,
             {task: self.targets[task] for task in tasks},
             {task: self.masks[task] for task in tasks if task in self.masks},
+            {task: self.weights[task] for task in tasks if task in self.weights},
         )
 
 
@@ -150,11 +169,13 @@ class Batch:
             task's own inputs, its targets and mask aligned with them.
         targets: task name -> (B, ...) targets (Bₖ rows for multi-input).
         masks: task name -> (B,) bool, True where the label is present (absent: all present).
+        weights: task name -> (B,) per-row loss weights (absent: every row weighs the same).
     """
 
     inputs: Inputs
     targets: dict[str, Tensor]
     masks: dict[str, Tensor] = field(default_factory=dict)
+    weights: dict[str, Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         """The number of samples, over every task's inputs for multi-input batches."""
@@ -182,6 +203,7 @@ class Batch:
             else {task: move(x) for task, x in inputs.items()},
             {task: y.to(device, non_blocking=True) for task, y in self.targets.items()},
             {task: m.to(device, non_blocking=True) for task, m in self.masks.items()},
+            {task: w.to(device, non_blocking=True) for task, w in self.weights.items()},
         )
 
 

@@ -42,6 +42,7 @@ _METRIC_NAMES = {
     "rmse": "RMSE",
     "mse": "MSE",
     "r2": "R²",
+    "ece": "ECE",
 }
 """How a metric is headed in a table (others: their own name)."""
 

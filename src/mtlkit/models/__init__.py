@@ -28,7 +28,7 @@ from mtlkit.models.groups import (
     layer_groups,
     trunk_stages,
 )
-from mtlkit.models.heads import classification_head
+from mtlkit.models.heads import TemperatureScaled, classification_head
 from mtlkit.models.mtan import MTAN
 from mtlkit.models.resnet import ResNet
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
@@ -64,6 +64,7 @@ __all__ = [
     "SoftmaxGate",
     "StagedTrunk",
     "architecture_options",
+    "TemperatureScaled",
     "backbone_options",
     "check_group_names",
     "classification_head",

@@ -3,9 +3,14 @@
 Every trunk has an ``out_features`` attribute (D). :data:`BACKBONES` maps a name to a factory
 ``factory(input_shape, **options) -> nn.Module`` taking the per-sample input shape (``(C, H, W)``
 for images, ``(D,)`` for rows of features) and, as keyword-only arguments with defaults, the
-options a config may set (``mlp``: ``hidden``, ``activation``, ``dropout``, ``batch_norm``;
-:func:`backbone_options` reads them off the signature). A new trunk is a class (or function)
-plus one ``register`` line.
+options a config may set (every built-in trunk: ``batch_norm``; ``mlp`` also ``hidden``,
+``activation``, ``dropout``; :func:`backbone_options` reads them off the signature).
+
+With ``batch_norm``, the running statistics are updated by every batch that goes through the
+trunk in training mode: in multi-input training (and with per-task input noise) each task's batch
+goes through it on its own, so the statistics see every task's batches.
+
+A new trunk is a class (or function) plus one ``register`` line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtlkit.models.groups import trunk_stages
 from mtlkit.registry import Registry
 
 BackboneFactory = Callable[..., nn.Module]
@@ -39,63 +45,88 @@ ACTIVATIONS: Mapping[str, type[nn.Module]] = MappingProxyType(
 """The activations an :class:`MLP` can use, by name."""
 
 
-def _chain(layers: nn.Sequential, ends: Sequence[int]) -> list[nn.Module]:
-    """``layers`` cut into consecutive stages ending before each index of ``ends`` (the same
-    module objects, so the stages hold the trunk's own parameters)."""
-    modules = list(layers)
-    starts = [0, *ends[:-1]]
-    return [nn.Sequential(*modules[start:end]) for start, end in zip(starts, ends)]
+def _normalised(layer: nn.Conv2d | nn.Linear, batch_norm: bool) -> list[nn.Module]:
+    """``layer``, followed by batch normalisation of its outputs when asked (the layer's bias is
+    then dropped: the normalisation's shift replaces it)."""
+    if not batch_norm:
+        return [layer]
+    layer.register_parameter("bias", None)
+    if isinstance(layer, nn.Conv2d):
+        return [layer, nn.BatchNorm2d(layer.out_channels)]
+    return [layer, nn.BatchNorm1d(layer.out_features)]
+
+
+def _sequential_stages(trunk: nn.Sequential) -> list[nn.Module]:
+    """The stages of a sequential trunk, cut as its layer groups are (before each weighted
+    layer, :func:`~mtlkit.models.groups.trunk_stages`), each the trunk's own modules."""
+    return [nn.Sequential(*stage) for stage in trunk_stages(trunk)]
 
 
 class SeedCNN(nn.Sequential):
-    """The small CNN of the seed experiments: conv 32 → pool → conv 64 → pool → fc 256."""
+    """The small CNN of the seed experiments: conv 32 → pool → conv 64 → pool → fc 256.
 
-    def __init__(self, in_channels: int, image_size: tuple[int, int]) -> None:
+    Args:
+        in_channels: the images' channels.
+        image_size: (height, width), each at least 4.
+        batch_norm: normalise each conv's and the fc layer's outputs over the batch.
+    """
+
+    def __init__(
+        self, in_channels: int, image_size: tuple[int, int], *, batch_norm: bool = False
+    ) -> None:
         h, w = image_size
         if h < 4 or w < 4:
             raise ValueError(f"the seed CNN needs images of at least 4×4 pixels, got {h}×{w}.")
         super().__init__(
-            nn.Conv2d(in_channels, 32, 3, padding=1),
+            *_normalised(nn.Conv2d(in_channels, 32, 3, padding=1), batch_norm),
             nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
+            *_normalised(nn.Conv2d(32, 64, 3, padding=1), batch_norm),
             nn.ReLU(),
             nn.MaxPool2d(2),
             nn.Flatten(),
-            nn.Linear(64 * (h // 4) * (w // 4), 256),
+            *_normalised(nn.Linear(64 * (h // 4) * (w // 4), 256), batch_norm),
             nn.ReLU(),
         )
         self.out_features = 256
 
     def stages(self) -> list[nn.Module]:
-        """Conv block 1, conv block 2, the fully connected layer (:mod:`~mtlkit.models.stages`)."""
-        return _chain(self, (3, 6, len(self)))
+        """Its layer groups' stages, one per weighted layer (:mod:`~mtlkit.models.stages`)."""
+        return _sequential_stages(self)
 
 
 class LeNet(nn.Sequential):
-    """The LeNet trunk of Sener & Koltun (2018): conv5 10 → pool → conv5 20 → pool → fc 50."""
+    """The LeNet trunk of Sener & Koltun (2018): conv5 10 → pool → conv5 20 → pool → fc 50.
 
-    def __init__(self, in_channels: int, image_size: tuple[int, int]) -> None:
+    Args:
+        in_channels: the images' channels.
+        image_size: (height, width), each at least 16.
+        batch_norm: normalise each conv's and the fc layer's outputs over the batch.
+    """
+
+    def __init__(
+        self, in_channels: int, image_size: tuple[int, int], *, batch_norm: bool = False
+    ) -> None:
         h, w = image_size
         flat_h, flat_w = ((h - 4) // 2 - 4) // 2, ((w - 4) // 2 - 4) // 2
         if flat_h < 1 or flat_w < 1:
             raise ValueError(f"LeNet needs images of at least 16×16 pixels, got {h}×{w}.")
         super().__init__(
-            nn.Conv2d(in_channels, 10, 5),
+            *_normalised(nn.Conv2d(in_channels, 10, 5), batch_norm),
             nn.MaxPool2d(2),
             nn.ReLU(),
-            nn.Conv2d(10, 20, 5),
+            *_normalised(nn.Conv2d(10, 20, 5), batch_norm),
             nn.MaxPool2d(2),
             nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(20 * flat_h * flat_w, 50),
+            *_normalised(nn.Linear(20 * flat_h * flat_w, 50), batch_norm),
             nn.ReLU(),
         )
         self.out_features = 50
 
     def stages(self) -> list[nn.Module]:
-        """Conv block 1, conv block 2, the fully connected layer (:mod:`~mtlkit.models.stages`)."""
-        return _chain(self, (3, 6, len(self)))
+        """Its layer groups' stages, one per weighted layer (:mod:`~mtlkit.models.stages`)."""
+        return _sequential_stages(self)
 
 
 class MLP(nn.Sequential):
@@ -130,7 +161,6 @@ class MLP(nn.Sequential):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         layers: list[nn.Module] = [nn.Flatten()]
-        stage_ends: list[int] = []
         for width in widths:
             layers.append(nn.Linear(in_features, width, bias=not batch_norm))
             if batch_norm:
@@ -139,14 +169,12 @@ class MLP(nn.Sequential):
             if dropout:
                 layers.append(nn.Dropout(dropout))
             in_features = width
-            stage_ends.append(len(layers))
         super().__init__(*layers)
-        self._stage_ends = stage_ends
         self.out_features = widths[-1]
 
     def stages(self) -> list[nn.Module]:
-        """One stage per hidden layer (see :mod:`~mtlkit.models.stages`)."""
-        return _chain(self, self._stage_ends)
+        """Its layer groups' stages, one per weighted layer (:mod:`~mtlkit.models.stages`)."""
+        return _sequential_stages(self)
 
 
 def _mlp(
@@ -173,13 +201,22 @@ def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, tuple[in
     return channels, (height, width)
 
 
-BACKBONES.register("cnn", lambda shape: SeedCNN(*_image_shape("cnn", shape)))
-BACKBONES.register("lenet", lambda shape: LeNet(*_image_shape("lenet", shape)))
+def _cnn(input_shape: tuple[int, ...], *, batch_norm: bool = False) -> SeedCNN:
+    return SeedCNN(*_image_shape("cnn", input_shape), batch_norm=batch_norm)
+
+
+def _lenet(input_shape: tuple[int, ...], *, batch_norm: bool = False) -> LeNet:
+    return LeNet(*_image_shape("lenet", input_shape), batch_norm=batch_norm)
+
+
+BACKBONES.register("cnn", _cnn)
+BACKBONES.register("lenet", _lenet)
 BACKBONES.register("mlp", _mlp)
 
 
 def backbone_options(name: str) -> dict[str, Any]:
-    """The options backbone ``name`` takes, with their defaults (none for ``cnn`` and ``lenet``).
+    """The options backbone ``name`` takes, with their defaults (``batch_norm`` for ``cnn`` and
+    ``lenet``).
 
     Raises:
         ValueError: unknown name (the message lists the known ones).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -24,16 +25,48 @@ class TaskMetrics(Protocol):
         """The task's report over everything added; it has the task's ``primary_metric``."""
 
 
-def masked_mean(per_row: Tensor, mask: Tensor | None) -> Tensor:
+InstanceWeights = Callable[[Tensor, Tensor], Tensor]
+"""``weights(output, target) -> (N,)`` non-negative per-row weights of a batch (the output is
+detached): a user's own scheme, or a built-in one such as
+:class:`~mtlkit.tasks.weighting.InverseFrequency`."""
+
+Combine = Literal["vote", "mean"]
+"""How several views' outputs of one input become one: majority vote or mean probability."""
+
+
+def masked_mean(per_row: Tensor, mask: Tensor | None, weights: Tensor | None = None) -> Tensor:
     """The mean of the (N,) ``per_row`` losses over the rows where ``mask`` is True (all rows
     without a mask); 0, still on the graph, when no row is labelled.
 
     The other rows contribute exactly nothing, their gradient included, whatever they hold
-    (``torch.where`` passes a zero gradient to the branch it does not take).
+    (``torch.where`` passes a zero gradient to the branch it does not take). With (N,)
+    ``weights``, the weighted mean ``Σ wᵢ·lᵢ / Σ wᵢ`` over those rows (0 when the weights sum
+    to 0).
     """
-    if mask is None:
-        return per_row.mean()
-    return torch.where(mask, per_row, 0.0).sum() / mask.sum().clamp(min=1)
+    if weights is None:
+        if mask is None:
+            return per_row.mean()
+        return torch.where(mask, per_row, 0.0).sum() / mask.sum().clamp(min=1)
+    if weights.shape != per_row.shape:
+        raise ValueError(
+            f"instance weights must be one per row, shape {tuple(per_row.shape)}; got "
+            f"{tuple(weights.shape)}."
+        )
+    weights = weights.to(per_row.dtype)
+    if mask is not None:
+        weights = torch.where(mask, weights, 0.0)
+        per_row = torch.where(mask, per_row, 0.0)
+    total = weights.sum()
+    return (weights * per_row).sum() / torch.where(total > 0, total, 1.0)
+
+
+def combine_sigmoid_views(outputs: Tensor, how: Combine) -> Tensor:
+    """Logits whose sigmoid is, per output, the share of the M views above 0.5 (``vote``) or
+    the views' mean probability (``mean``), from (M, N, ...) logits."""
+    probability = torch.sigmoid(outputs.float())
+    if how == "vote":
+        probability = (probability > 0.5).float()
+    return torch.logit(probability.mean(dim=0))
 
 
 class Task(ABC):
@@ -47,6 +80,8 @@ class Task(ABC):
 
     name: str
     primary_metric: str
+    instance_weights: InstanceWeights | None = None
+    """Per-row loss weights computed from each batch (``None``: every row weighs the same)."""
 
     @property
     def higher_is_better(self) -> bool:
@@ -65,13 +100,58 @@ class Task(ABC):
         """The number of outputs the task's head must produce."""
 
     @abstractmethod
-    def loss(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor | None = None,
+        *,
+        weights: Tensor | None = None,
+        teacher: Tensor | None = None,
+    ) -> Tensor:
         """The scalar loss of a batch of head outputs against targets.
 
         ``mask`` ((N,) bool, True where the label is present) leaves the other rows out: the loss
         is the mean over the labelled rows, and 0 (still attached to the graph) when there are
-        none. ``None``: every row is labelled.
+        none. ``None``: every row is labelled. ``weights`` ((N,), else :attr:`instance_weights`
+        when set) makes it the weighted mean of the per-row losses. ``teacher``: a teacher's
+        outputs for the batch, for the tasks that learn from soft labels (distillation).
         """
+
+    def reduce(
+        self,
+        per_row: Tensor,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor | None,
+        weights: Tensor | None,
+    ) -> Tensor:
+        """The task loss from its (N,) per-row losses: the (weighted) mean over labelled rows,
+        the weights given or else drawn from :attr:`instance_weights`."""
+        if weights is None and self.instance_weights is not None:
+            weights = self.instance_weights(output.detach(), target)
+        return masked_mean(per_row, mask, weights)
+
+    def refuse_teacher(self, teacher: Tensor | None) -> None:
+        """Raise when a teacher is given to a task that does not learn from soft labels."""
+        if teacher is not None:
+            raise ValueError(
+                f"task {self.name!r}: only classification tasks learn from a teacher's soft "
+                "labels (distillation)."
+            )
+
+    def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
+        """One output per row from the (M, N, ...) outputs of M views of each row, shaped like
+        one view's output and read by :meth:`metrics` and :meth:`predict` as usual.
+
+        ``how``: ``"vote"`` (each view votes for its prediction; the most voted wins) or
+        ``"mean"`` (the mean probability over the views). Every built-in type has it; a task
+        class of one's own needs it only for ``eval.views`` > 1.
+        """
+        raise NotImplementedError(
+            f"task {self.name!r} ({type(self).__name__}) cannot combine several views of an "
+            "input: implement combine_views, or evaluate with one view."
+        )
 
     @abstractmethod
     def metrics(self) -> TaskMetrics:

@@ -17,7 +17,7 @@ from torchmetrics.classification import BinaryAUROC, BinaryStatScores
 
 from mtlkit.data.types import Label
 from mtlkit.tasks._accumulate import MetricSet, check_batch, labelled
-from mtlkit.tasks.base import Task, masked_mean
+from mtlkit.tasks.base import Combine, InstanceWeights, Task, combine_sigmoid_views
 from mtlkit.tasks.metrics import ScalarSummary, higher_is_better, ratio
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
@@ -107,11 +107,13 @@ class BinaryTask(Task):
         name: the task's name.
         primary_metric: ``auroc`` (default), ``accuracy``, ``f1``, ``precision`` or ``recall``.
         labels: the negative and the positive label, for predictions (empty: 0 and 1).
+        instance_weights: per-row loss weights from each batch (``None``: all rows alike).
     """
 
     name: str
     primary_metric: str = "auroc"
     labels: tuple[Label, ...] = ()
+    instance_weights: InstanceWeights | None = None
 
     def __post_init__(self) -> None:
         if self.labels and len(self.labels) != 2:
@@ -125,11 +127,25 @@ class BinaryTask(Task):
     def output_size(self) -> int:
         return 1
 
-    def loss(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor | None = None,
+        *,
+        weights: Tensor | None = None,
+        teacher: Tensor | None = None,
+    ) -> Tensor:
+        self.refuse_teacher(teacher)
         per_row = F.binary_cross_entropy_with_logits(
             output.reshape(len(output)), target.to(output.dtype), reduction="none"
         )
-        return masked_mean(per_row, mask)
+        return self.reduce(per_row, output, target, mask, weights)
+
+    def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
+        """The logit of the share of views voting positive (``vote``; a tie is negative) or of
+        the mean probability (``mean``)."""
+        return combine_sigmoid_views(outputs, how)
 
     def metrics(self) -> BinaryMetrics:
         return BinaryMetrics()

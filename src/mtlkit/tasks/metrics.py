@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor
-from torchmetrics.classification import MulticlassConfusionMatrix
+from torchmetrics.classification import MulticlassCalibrationError, MulticlassConfusionMatrix
 
 METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
     {
@@ -45,12 +45,16 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
         "mse": False,
         "rmse": False,
         "r2": True,
+        "ece": False,
     }
 )
 """Whether a larger value is better, per metric name (read-only)."""
 
 _UNLABELLED = -1
 """The target the confusion matrix ignores: rows whose label is missing."""
+
+ECE_BINS = 15
+"""Equal-width confidence bins of the expected calibration error."""
 
 
 def higher_is_better(metric: str) -> bool:
@@ -97,6 +101,9 @@ class ClassificationReport(ScalarSummary):
         npv: per-class negative predictive value, TN / (TN + FN).
         fpr: per-class false-positive rate, FP / (FP + TN).
         support: per-class number of samples in the targets.
+        ece: expected calibration error over 15 equal-width bins of the top-class confidence,
+            ``Σ_b |B_b|/N · |accuracy(B_b) − confidence(B_b)|``; NaN when only class
+            predictions (no scores) were given.
     """
 
     accuracy: float
@@ -110,11 +117,21 @@ class ClassificationReport(ScalarSummary):
     npv: list[float]
     fpr: list[float]
     support: list[int]
-    SUMMARY: ClassVar[tuple[str, ...]] = ("accuracy", "macro_accuracy", "micro_f1", "macro_f1")
+    ece: float = math.nan
+    SUMMARY: ClassVar[tuple[str, ...]] = (
+        "accuracy",
+        "macro_accuracy",
+        "micro_f1",
+        "macro_f1",
+        "ece",
+    )
 
     @classmethod
-    def from_confusion_matrix(cls, confusion_matrix: Tensor) -> ClassificationReport:
-        """Derive every metric from a C×C confusion matrix (rows true, columns predicted).
+    def from_confusion_matrix(
+        cls, confusion_matrix: Tensor, ece: float = math.nan
+    ) -> ClassificationReport:
+        """Derive every metric from a C×C confusion matrix (rows true, columns predicted);
+        ``ece`` is taken as given.
 
         Raises:
             ValueError: ``confusion_matrix`` is not square with at least 2 classes.
@@ -147,6 +164,7 @@ class ClassificationReport(ScalarSummary):
             npv=[ratio(t, t + n) for t, n in zip(tn, fn)],
             fpr=[ratio(p, p + t) for p, t in zip(fp, tn)],
             support=support,
+            ece=ece,
         )
 
     @property
@@ -175,8 +193,9 @@ class ClassificationReport(ScalarSummary):
 class ClassificationMetrics:
     """Accumulates predictions of one ``num_classes``-way classification task over batches.
 
-    The state is a torchmetrics ``MulticlassConfusionMatrix``; under ``torch.distributed`` the
-    matrices of all processes are summed in :meth:`compute`. Inputs must live on :attr:`device`
+    The state is a torchmetrics ``MulticlassConfusionMatrix`` and, for scores, its
+    ``MulticlassCalibrationError`` (ECE); under ``torch.distributed`` the states of all processes
+    are reduced in :meth:`compute`. Inputs must live on :attr:`device`
     (move the metric with :meth:`to`).
     """
 
@@ -187,6 +206,10 @@ class ClassificationMetrics:
         self._confmat = MulticlassConfusionMatrix(
             num_classes, ignore_index=_UNLABELLED, validate_args=False
         )
+        self._calibration = MulticlassCalibrationError(
+            num_classes, n_bins=ECE_BINS, norm="l1", ignore_index=_UNLABELLED, validate_args=False
+        )
+        self._scored = False
 
     @property
     def device(self) -> torch.device:
@@ -196,11 +219,14 @@ class ClassificationMetrics:
     def to(self, device: torch.device | str) -> ClassificationMetrics:
         """Move the accumulated state to ``device``; returns ``self``."""
         self._confmat.to(device)
+        self._calibration.to(device)
         return self
 
     def reset(self) -> None:
         """Forget everything accumulated so far."""
         self._confmat.reset()
+        self._calibration.reset()
+        self._scored = False
 
     @torch.no_grad()
     def update(self, logits_or_preds: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
@@ -237,10 +263,15 @@ class ClassificationMetrics:
         if mask is not None:
             target = torch.where(mask, target, _UNLABELLED)
         self._confmat.update(preds, target)
+        if logits_or_preds.is_floating_point():
+            probabilities = torch.softmax(logits_or_preds.detach().float(), dim=1)
+            self._calibration.update(probabilities, target)
+            self._scored = True
 
     def compute(self) -> ClassificationReport:
         """The report over everything accumulated since creation or the last :meth:`reset`."""
-        return ClassificationReport.from_confusion_matrix(self._confmat.compute())
+        ece = float(self._calibration.compute()) if self._scored else math.nan
+        return ClassificationReport.from_confusion_matrix(self._confmat.compute(), ece)
 
     def _check_tensor(self, name: str, tensor: Tensor) -> None:
         if not isinstance(tensor, Tensor):

@@ -19,7 +19,7 @@ from torchmetrics.classification import MultilabelAveragePrecision, MultilabelSt
 
 from mtlkit.data.types import Label, TaskSpec
 from mtlkit.tasks._accumulate import MetricSet, check_batch, labelled
-from mtlkit.tasks.base import Task, masked_mean
+from mtlkit.tasks.base import Combine, InstanceWeights, Task, combine_sigmoid_views
 from mtlkit.tasks.metrics import ScalarSummary, higher_is_better, json_float, nanmean, ratio
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
@@ -134,11 +134,13 @@ class MultilabelTask(Task):
         name: the task's name.
         labels: the L label names.
         primary_metric: ``map`` (default), ``micro_f1`` or ``macro_f1``.
+        instance_weights: per-row loss weights from each batch (``None``: all rows alike).
     """
 
     name: str
     labels: tuple[Label, ...]
     primary_metric: str = "map"
+    instance_weights: InstanceWeights | None = None
 
     def __post_init__(self) -> None:
         if not self.labels:
@@ -149,11 +151,25 @@ class MultilabelTask(Task):
     def output_size(self) -> int:
         return len(self.labels)
 
-    def loss(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor | None = None,
+        *,
+        weights: Tensor | None = None,
+        teacher: Tensor | None = None,
+    ) -> Tensor:
+        self.refuse_teacher(teacher)
         per_row = F.binary_cross_entropy_with_logits(
             output, target.to(output.dtype), reduction="none"
         ).mean(dim=1)
-        return masked_mean(per_row, mask)
+        return self.reduce(per_row, output, target, mask, weights)
+
+    def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
+        """Per label, the logit of the share of views voting it applies (``vote``; a tie does
+        not apply) or of its mean probability (``mean``)."""
+        return combine_sigmoid_views(outputs, how)
 
     def metrics(self) -> MultilabelMetrics:
         return MultilabelMetrics(len(self.labels), self.labels)

@@ -19,7 +19,7 @@ from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from mtlkit.data.types import TaskSpec
 from mtlkit.tasks._accumulate import MetricSet, check_batch, labelled
-from mtlkit.tasks.base import Task, masked_mean
+from mtlkit.tasks.base import Combine, InstanceWeights, Task
 from mtlkit.tasks.metrics import ScalarSummary, higher_is_better
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
@@ -104,6 +104,7 @@ class RegressionTask(Task):
         target_mean: the training targets' mean.
         target_std: the training targets' standard deviation (> 0).
         primary_metric: ``rmse`` (default), ``mae``, ``mse`` or ``r2``.
+        instance_weights: per-row loss weights from each batch (``None``: all rows alike).
     """
 
     name: str
@@ -111,6 +112,7 @@ class RegressionTask(Task):
     target_mean: float = 0.0
     target_std: float = 1.0
     primary_metric: str = "rmse"
+    instance_weights: InstanceWeights | None = None
 
     def __post_init__(self) -> None:
         if self.criterion not in LOSSES:
@@ -134,7 +136,16 @@ class RegressionTask(Task):
             return value
         return value / self.target_std ** (2 if self.primary_metric == "mse" else 1)
 
-    def loss(self, output: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor | None = None,
+        *,
+        weights: Tensor | None = None,
+        teacher: Tensor | None = None,
+    ) -> Tensor:
+        self.refuse_teacher(teacher)
         output = output.reshape(len(output))
         standard = (target.to(output.dtype) - self.target_mean) / self.target_std
         if mask is not None:
@@ -145,7 +156,14 @@ class RegressionTask(Task):
             per_row = F.l1_loss(output, standard, reduction="none")
         else:
             per_row = F.huber_loss(output, standard, reduction="none", delta=1.0)
-        return masked_mean(per_row, mask)
+        return self.reduce(per_row, output, target, mask, weights)
+
+    def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
+        """The median of the views' values (``vote``: the value most views agree on, robust to
+        a stray view) or their mean (``mean``)."""
+        if how == "vote":
+            return outputs.median(dim=0).values
+        return outputs.mean(dim=0)
 
     def metrics(self) -> RegressionMetrics:
         return RegressionMetrics(self.target_mean, self.target_std)

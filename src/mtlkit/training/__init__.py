@@ -1,42 +1,59 @@
 """Training: the loop, the training state (exact resume), processes training together
-(torchrun/DDP), non-finite detection, stop signals, optimizers and schedules, checkpoints, logs."""
+(torchrun/DDP), non-finite detection, stop signals, optimizers and schedules, checkpoints, logs;
+the practitioner's techniques (input noise, noisy views, distillation teachers, L1/L2 penalties,
+temperature scaling)."""
 
+from mtlkit.training.calibration import fit_temperatures
 from mtlkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from mtlkit.training.distill import EMATeacher, FrozenTeachers, Teacher
 from mtlkit.training.distributed import LaunchError, ProcessGroupReplicas, process_group
 from mtlkit.training.finite import DivergedError
+from mtlkit.training.noise import InputNoise, noise_generator
 from mtlkit.training.optim import (
     ParamGroup,
     create_optimizer,
     create_scheduler,
     learning_rates,
 )
+from mtlkit.training.penalties import GROUPS, ParameterPenalties, Penalty
 from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
 from mtlkit.training.state import FitProgress, capture_rng, restore_rng, seed_process
 from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
 from mtlkit.training.trainer import FitResult, Trainer, evaluate, evaluate_with_losses
+from mtlkit.training.views import Views
 
 __all__ = [
+    "GROUPS",
     "CheckpointError",
     "CosineSample",
     "DivergedError",
+    "EMATeacher",
     "EpochRecord",
     "FitProgress",
     "FitResult",
+    "FrozenTeachers",
+    "InputNoise",
     "LaunchError",
     "ParamGroup",
+    "ParameterPenalties",
+    "Penalty",
     "ProcessGroupReplicas",
     "StopSignals",
     "TaskCosineRecorder",
+    "Teacher",
     "Trainer",
     "TrainingInterrupted",
+    "Views",
     "capture_rng",
     "create_optimizer",
     "create_scheduler",
     "evaluate",
     "learning_rates",
     "evaluate_with_losses",
+    "fit_temperatures",
     "load_checkpoint",
+    "noise_generator",
     "process_group",
     "restore_rng",
     "save_checkpoint",

@@ -17,7 +17,9 @@ class EpochRecord:
     ``task_cosine`` the mean gradient cosine per pair of tasks over the epoch's recorded steps
     (None unless the trainer records them, see :class:`~mtlkit.training.TaskCosineRecorder`).
     ``lr`` is the first parameter group's learning rate; ``lrs`` each named group's, when the
-    optimizer has several (per-task or per-layer-group learning rates).
+    optimizer has several (per-task or per-layer-group learning rates). ``penalties`` is the mean
+    L1/L2 penalty of each penalised parameter group over the epoch's applied steps (see
+    :class:`~mtlkit.training.ParameterPenalties`).
     """
 
     epoch: int
@@ -32,6 +34,7 @@ class EpochRecord:
     step_seconds: float | None = None
     task_cosine: dict[str, float] | None = None
     lrs: dict[str, float] = field(default_factory=dict)
+    penalties: dict[str, float] = field(default_factory=dict)
 
     def brief(self, metric: str | Mapping[str, str] = "accuracy") -> dict[str, float | int | None]:
         """The few columns a report shows: losses, one validation metric per task (``metric``,
@@ -54,6 +57,7 @@ class EpochRecord:
             row[f"train/{t}/weight"] = w
         for pair, cosine in (self.task_cosine or {}).items():
             row[f"train/cosine/{pair}"] = cosine
+        row.update({f"train/penalty/{g}": v for g, v in self.penalties.items()})
         for t, metrics in (self.val or {}).items():
             row.update({f"val/{t}/{k}": v for k, v in metrics.items()})
         row["val/score"] = self.score

@@ -17,6 +17,12 @@ forward runs under ``no_sync`` and the balancer's engine averages the per-task J
 other gradient it writes) itself, before aggregating (see :mod:`mtlkit.balancing.replicas`). The
 reported losses are replica means; with label masks, each rank's task loss is weighted by its
 share of the labelled rows, so the mean over ranks is the mean over every labelled row.
+
+The practitioner's techniques hook in without the loop naming any: input noise on the training
+batches (:class:`~mtlkit.training.noise.InputNoise`), teachers whose outputs the tasks distil
+(:mod:`mtlkit.training.distill`), per-row loss weights carried by the batch, and L1/L2 penalties
+added after the balancer (:class:`~mtlkit.training.penalties.ParameterPenalties`, their values
+in the epoch's record).
 """
 
 from __future__ import annotations
@@ -41,14 +47,18 @@ from mtlkit.data import Batch
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
+from mtlkit.training.distill import Teacher
 from mtlkit.training.distributed import ProcessGroupReplicas
 from mtlkit.training.finite import DivergedError, NonFiniteGuard, gradients_finite
+from mtlkit.training.noise import InputNoise, noise_generator
 from mtlkit.training.optim import learning_rates
+from mtlkit.training.penalties import ParameterPenalties
 from mtlkit.training.probes import StepProbe, StepView
 from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
 from mtlkit.training.state import FitProgress
 from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.training.views import Views
 
 __all__ = ["FitResult", "Trainer", "evaluate", "evaluate_with_losses"]
 
@@ -66,6 +76,7 @@ def evaluate_with_losses(
     batches: Iterable[Batch],
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
+    views: Views | None = None,
 ) -> tuple[Reports, dict[str, float]]:
     """Every task's metrics of ``model`` over ``batches``, and its mean loss per labelled row.
 
@@ -74,14 +85,22 @@ def evaluate_with_losses(
     that task's metrics and loss; a batch scores the tasks it has targets for (multi-input
     evaluation: each task on its own batches). The model is put in eval mode. Under
     ``torch.distributed`` each process passes its shard; the metrics (torchmetrics' sync) and the
-    losses are summed over the processes.
+    losses are summed over the processes. With ``views`` of more than one, each task's metrics
+    score its outputs combined over M noisy views of each input
+    (:class:`~mtlkit.training.views.Views`), and its loss is the mean over the views.
     """
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
     sums = torch.zeros(2, len(tasks), dtype=torch.float64, device=device)  # losses, rows
+    generator = None if views is None else views.generator(device)
     for batch in batches:
         batch = batch.to(device, memory_format)
-        outputs = model(batch.inputs)
+        if views is None:
+            drawn = [model(batch.inputs)]
+            outputs = drawn[0]
+        else:
+            drawn = views.draw(model, batch.inputs, generator)
+            outputs = views.combined(tasks, drawn)
         for k, task in enumerate(tasks):
             if task.name not in batch.targets:  # multi-input: each task on its own batches
                 continue
@@ -89,7 +108,8 @@ def evaluate_with_losses(
             mask = batch.masks.get(task.name)
             metrics[task.name].update(output, target, mask)
             rows = len(target) if mask is None else mask.sum()
-            sums[0, k] += task.loss(output, target, mask).double() * rows
+            loss = sum(task.loss(view[task.name], target, mask).double() for view in drawn)
+            sums[0, k] += loss / len(drawn) * rows
             sums[1, k] += rows
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(sums)
@@ -104,9 +124,10 @@ def evaluate(
     batches: Iterable[Batch],
     device: torch.device,
     memory_format: torch.memory_format = torch.contiguous_format,
+    views: Views | None = None,
 ) -> Reports:
     """Every task's metrics of ``model`` over ``batches`` (see :func:`evaluate_with_losses`)."""
-    return evaluate_with_losses(model, tasks, batches, device, memory_format)[0]
+    return evaluate_with_losses(model, tasks, batches, device, memory_format, views)[0]
 
 
 @dataclass
@@ -178,6 +199,11 @@ class Trainer:
             on the shared parameters (K extra backward passes on those steps); 0: never.
         probes: further measurements taken on the steps they are due for (see
             :mod:`mtlkit.training.probes`); they never change the update.
+        noise: noise drawn on every training batch's inputs (never in evaluation).
+        seed: seeds the noise's generator.
+        teachers: give the tasks they teach soft labels (distillation); updated after each
+            applied step.
+        penalties: L1/L2 penalties whose gradients join the balanced gradient before each step.
     """
 
     def __init__(
@@ -196,6 +222,10 @@ class Trainer:
         on_nonfinite: str = "stop",
         task_cosine_every: int = 0,
         probes: Sequence[StepProbe] = (),
+        noise: InputNoise | None = None,
+        seed: int = 0,
+        teachers: Sequence[Teacher] = (),
+        penalties: ParameterPenalties | None = None,
     ) -> None:
         missing = [t.name for t in tasks if t.name not in model.task_names]
         if missing:
@@ -234,6 +264,15 @@ class Trainer:
         if task_cosine_every > 0 and len(self.tasks) > 1:
             self.cosines = TaskCosineRecorder([t.name for t in self.tasks], task_cosine_every)
         self.probes = [*probes, *([self.cosines] if self.cosines is not None else [])]
+        self.noise = noise if noise is not None and noise.active else None
+        self.noise_generator = noise_generator(seed, self.device)
+        """The generator of the training noise."""
+        self.teachers = [teacher.to(self.device) for teacher in teachers]
+        self.penalties = penalties if penalties is not None and penalties.active else None
+        self.penalty_values: dict[str, float] = {}
+        """Per penalised group, the mean penalty over the last epoch's applied steps."""
+        self._penalty_sums: dict[str, float] = {}
+        self._penalty_steps = 0
 
     def _gradient_sync(self) -> contextlib.AbstractContextManager:
         """DDP averages the gradients of one backward pass (loss weightings); a gradient
@@ -244,15 +283,27 @@ class Trainer:
             return self._forward.no_sync()
         return contextlib.nullcontext()
 
-    def _losses(self, outputs: dict[str, Tensor], batch: Batch) -> tuple[list[Tensor], Tensor]:
-        """The task losses, and (K,) 1 for each task without a labelled row in the batch (of
-        every process together). Across processes with label masks, each loss is weighted by this
-        rank's share of the task's labelled rows (N·nᵣ/Σn), so that their mean over ranks is the
-        mean over every labelled row of the global batch."""
-        losses = [
-            task.loss(outputs[task.name], batch.targets[task.name], batch.masks.get(task.name))
-            for task in self.tasks
-        ]
+    def _losses(
+        self, outputs: dict[str, Tensor], batch: Batch, soft: dict[str, Tensor]
+    ) -> tuple[list[Tensor], Tensor]:
+        """The task losses (with the batch's row weights and the teachers' outputs ``soft``), and
+        (K,) 1 for each task without a labelled row in the batch (of every process together).
+        Across processes with label masks, each loss is weighted by this rank's share of the
+        task's labelled rows (N·nᵣ/Σn), so that their mean over ranks is the mean over every
+        labelled row of the global batch."""
+        losses = []
+        for task in self.tasks:
+            # only what the batch has: a task class of one's own without these keywords still
+            # trains when it uses neither
+            extra = {"weights": batch.weights.get(task.name), "teacher": soft.get(task.name)}
+            losses.append(
+                task.loss(
+                    outputs[task.name],
+                    batch.targets[task.name],
+                    batch.masks.get(task.name),
+                    **{key: value for key, value in extra.items() if value is not None},
+                )
+            )
         like = {"dtype": losses[0].dtype, "device": losses[0].device}
         counts = torch.stack(
             [
@@ -277,9 +328,15 @@ class Trainer:
         batch = batch.to(self.device, self.memory_format)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        inputs = batch.inputs
+        if self.noise is not None:
+            inputs = self.noise(inputs, [task.name for task in self.tasks], self.noise_generator)
         with self._gradient_sync():
-            features, outputs = self._forward(batch.inputs)
-        losses, unlabelled = self._losses(outputs, batch)
+            features, outputs = self._forward(inputs)
+        soft: dict[str, Tensor] = {}
+        for teacher in self.teachers:
+            soft.update(teacher.outputs(inputs))
+        losses, unlabelled = self._losses(outputs, batch, soft)
         if not isinstance(features, Tensor):  # multi-input: each task's own features
             features = [features[task.name] for task in self.tasks]
         due = [probe for probe in self.probes if probe.due(number)]
@@ -292,6 +349,7 @@ class Trainer:
         info = self.balancer.backward(
             losses, shared_params=self.model.shared_parameters(), features=features
         )
+        penalty = {} if self.penalties is None else self.penalties.apply()
         reported = torch.stack([loss.detach() for loss in losses])
         if self.replicas is not None:
             self.replicas.mean_(reported)
@@ -301,6 +359,11 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return _Step(reported, info.weights, flags, False, unlabelled)
         self.optimizer.step()
+        for teacher in self.teachers:
+            teacher.update(self.model)
+        self._penalty_steps += 1
+        for group, value in penalty.items():
+            self._penalty_sums[group] = self._penalty_sums.get(group, 0.0) + value
         return _Step(reported, info.weights, flags, True, unlabelled)
 
     def train_step(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
@@ -386,6 +449,9 @@ class Trainer:
                 "skipped; lower the learning rate or try another balancing method."
             )
         self.balancer.epoch_end()
+        steps = max(self._penalty_steps, 1)
+        self.penalty_values = {group: v / steps for group, v in self._penalty_sums.items()}
+        self._penalty_sums, self._penalty_steps = {}, 0
         weights = progress.weight_sum
         labelled = (progress.counted - progress.unlabelled).clamp(min=1)
         return progress.loss_sum / labelled, (
@@ -437,15 +503,18 @@ class Trainer:
         return nanmean([task.selection_value(reports[task.name]) for task in self.tasks])
 
     def state_dict(self, progress: FitProgress) -> dict[str, Any]:
-        """The whole training state at ``progress``: model, optimizer, scheduler, balancer and
-        the progress (position, sums, best-so-far selection, history), as tensors and plain
-        values. The random number generators are per process (:mod:`mtlkit.training.state`)."""
+        """The whole training state at ``progress``: model, optimizer, scheduler, balancer, the
+        progress (position, sums, best-so-far selection, history), the noise generator and the
+        teachers (an averaged model), as tensors and plain values. The global random number
+        generators are per process (:mod:`mtlkit.training.state`)."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "balancer": self.balancer.state_dict(),
             "progress": progress.state_dict(),
+            "noise": self.noise_generator.get_state(),
+            "teachers": [teacher.state_dict() for teacher in self.teachers],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> FitProgress:
@@ -455,6 +524,10 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.balancer.load_state_dict(state["balancer"])
+        if "noise" in state:
+            self.noise_generator.set_state(state["noise"])
+        for teacher, saved in zip(self.teachers, state.get("teachers", ())):
+            teacher.load_state_dict(saved)
         return FitProgress.from_state_dict(state["progress"], self.device)
 
     def fit(
@@ -528,6 +601,7 @@ class Trainer:
                 lrs=lrs if len(lrs) > 1 else {},
                 step_seconds=step_seconds,
                 task_cosine=None if self.cosines is None else self.cosines.epoch_mean(epoch),
+                penalties=dict(self.penalty_values),
             )
             progress.history.append(record)
             if on_epoch is not None:

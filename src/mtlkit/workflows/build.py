@@ -8,6 +8,7 @@ nothing here validates it again.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 
@@ -26,9 +27,26 @@ from mtlkit.data import (
     load_benchmark,
     load_table,
 )
-from mtlkit.models import MultiTaskModel, classification_head, create_backbone, create_model
-from mtlkit.tasks import Task, create_task
-from mtlkit.training import ParamGroup, create_optimizer, create_scheduler
+from mtlkit.models import (
+    MultiTaskModel,
+    TemperatureScaled,
+    classification_head,
+    create_backbone,
+    create_model,
+)
+from mtlkit.tasks import ClassificationTask, Task, create_task
+from mtlkit.tasks.base import Combine
+from mtlkit.tasks.weighting import InverseFrequency
+from mtlkit.training import (
+    GROUPS,
+    InputNoise,
+    ParameterPenalties,
+    ParamGroup,
+    Penalty,
+    Views,
+    create_optimizer,
+    create_scheduler,
+)
 from mtlkit.training.optim import rate_groups
 
 
@@ -58,6 +76,7 @@ def table_tasks(config: ExperimentConfig) -> list[TableTask]:
             positive=entry.positive,
             loss=entry.loss,
             table=entry.table,
+            weight_column=entry.weight_column,
         )
         for name, entry in config.tasks.entries.items()
     ]
@@ -94,21 +113,44 @@ def load_data(config: ExperimentConfig) -> MultiTaskData:
     return data if include is None else data.subset(include)
 
 
-def build_tasks(config: ExperimentConfig, specs: Sequence[TaskSpec]) -> list[Task]:
-    """One task per spec, with the config's metric and label smoothing for it."""
+def build_tasks(
+    config: ExperimentConfig, specs: Sequence[TaskSpec], train: Split | TaskSplits | None = None
+) -> list[Task]:
+    """One task per spec, with the config's metric and loss techniques for it.
+
+    ``train``: the training split, whose class counts ``instance_weights: inverse_frequency``
+    reads (without it, as when a trained run is evaluated, the loss is unweighted).
+    """
     entries = config.tasks.entries
     tasks = []
     for spec in specs:
         entry = entries.get(spec.name)
-        options = {}
+        options: dict = {}
+        techniques = config.tasks.techniques(spec.name)
         if spec.type == "classification":
-            options["label_smoothing"] = (
-                config.tasks.label_smoothing
-                if entry is None or entry.label_smoothing is None
-                else entry.label_smoothing
-            )
-        tasks.append(create_task(spec, metric=entry.metric if entry else None, **options))
+            distill = techniques["distill"]
+            options = {
+                "label_smoothing": techniques["label_smoothing"],
+                "focal_gamma": techniques["focal_gamma"],
+                "distill_alpha": distill.alpha if distill.teacher is not None else 0.0,
+                "distill_temperature": distill.temperature,
+            }
+        task = create_task(spec, metric=entry.metric if entry else None, **options)
+        inverse = techniques["instance_weights"] == "inverse_frequency"
+        if inverse and spec.type == "classification" and train is not None:
+            task.instance_weights = InverseFrequency(_class_counts(train, spec))
+        tasks.append(task)
     return tasks
+
+
+def _class_counts(train: Split | TaskSplits, spec: TaskSpec) -> torch.Tensor:
+    """(C,) the labelled training rows of each class of a classification task."""
+    split = train if isinstance(train, Split) else train[spec.name]
+    target = split.targets[spec.name]
+    mask = split.masks.get(spec.name)
+    if mask is not None:
+        target = target[mask]
+    return torch.bincount(target, minlength=spec.num_classes or 0)
 
 
 def build_model(
@@ -125,18 +167,67 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         trunk = create_backbone(config.model.backbone, input_shape, **config.model.options)
-        heads = {
-            task.name: classification_head(
-                trunk.out_features, task.output_size, config.model.head_hidden
-            )
-            for task in tasks
-        }
+        heads = {task.name: _head(config, task, trunk.out_features) for task in tasks}
         try:
             return create_model(
                 config.model.sharing, trunk, heads, input_shape, **config.model.sharing_options
             )
         except ValueError as error:
             raise ConfigError(f"model.{error}") from None
+
+
+def _head(config: ExperimentConfig, task: Task, in_features: int) -> torch.nn.Module:
+    """A task's head; temperature-scaled when the config gives the task a temperature (``fit``:
+    1 until fitted on validation after training)."""
+    head = classification_head(in_features, task.output_size, config.model.head_hidden)
+    temperature = config.tasks.techniques(task.name)["temperature"]
+    if isinstance(task, ClassificationTask) and temperature != 1.0:
+        return TemperatureScaled(head, 1.0 if temperature == "fit" else temperature)
+    return head
+
+
+def build_noise(config: ExperimentConfig) -> InputNoise:
+    """The training inputs' noise (also the family of the evaluation views)."""
+    noise = config.noise
+    return InputNoise(noise.gaussian, noise.salt_pepper, noise.shift, noise.per_task)
+
+
+def build_views(
+    config: ExperimentConfig, views: int | None = None, combine: str | None = None
+) -> Views | None:
+    """The evaluation views of ``config`` (``eval.views``, ``eval.combine``), or the ``views``
+    and ``combine`` given instead; ``None`` with one view (the input as it is)."""
+    count = config.eval.views if views is None else views
+    how = config.eval.combine if combine is None else combine
+    if count < 1 or how not in ("vote", "mean"):
+        raise ConfigError(
+            f"views: give a number of views ≥ 1 (got {count}) and combine 'vote' or 'mean' "
+            f"(got {how!r})."
+        )
+    if count == 1:
+        return None
+    noise = build_noise(config)
+    if not noise.active:
+        raise ConfigError(
+            f"views: {count} views of an input differ only by noise, and the config sets none; "
+            "set noise.gaussian, noise.salt_pepper or noise.shift."
+        )
+    return Views(noise, count, cast(Combine, how), config.seed)
+
+
+def build_penalties(
+    config: ExperimentConfig, model: MultiTaskModel, balancer: Balancer
+) -> ParameterPenalties:
+    """The L1/L2 penalties of the trunk, the heads and the balancer."""
+    heads = [p for name in model.task_names for p in model.task_parameters(name)]
+    groups = dict(
+        zip(GROUPS, (list(model.shared_parameters()), heads, list(balancer.parameters())))
+    )
+    settings = config.regularization
+    return ParameterPenalties(
+        groups,
+        {name: Penalty(getattr(settings, name).l1, getattr(settings, name).l2) for name in GROUPS},
+    )
 
 
 def build_balancer(config: ExperimentConfig, num_tasks: int) -> Balancer:

@@ -9,8 +9,8 @@ from typing import Any
 
 from mtlkit.data import InputError, TablePreprocessing, TensorBatches, read_table
 from mtlkit.data.notes import note
-from mtlkit.training import evaluate
-from mtlkit.workflows.build import eval_batches, load_data
+from mtlkit.training import Views, evaluate
+from mtlkit.workflows.build import build_views, eval_batches, load_data
 from mtlkit.workflows.restore import TrainedRun, load_weights, restore_run
 from mtlkit.workflows.run_dir import RunDir, SavedData
 
@@ -21,8 +21,11 @@ def evaluate_run(
     data: str | os.PathLike[str] | None = None,
     *,
     quiet: bool = False,
+    views: int | None = None,
+    combine: str | None = None,
 ) -> dict[str, Any]:
-    """Every task's metrics of the run's ``best.pt``.
+    """Every task's metrics of the run's ``best.pt`` (over the run's ``eval.views`` noisy views
+    of each input when it sets more than one).
 
     Args:
         run_dir: the run folder.
@@ -30,6 +33,8 @@ def evaluate_run(
         data: a labelled table (CSV, Parquet, ``.npz``) to evaluate on instead of the run's
             test split; the tasks whose label columns it holds are evaluated.
         quiet: print no notes.
+        views, combine: evaluate over this many noisy views (of the run's noise), combined
+            this way, instead of the run's ``eval.views`` and ``eval.combine``.
 
     Raises:
         ConfigError: not a run folder.
@@ -37,7 +42,8 @@ def evaluate_run(
             the run's table changed since training.
     """
     if data is not None:
-        return _evaluate_table(restore_run(run_dir, device), data, quiet)
+        run = restore_run(run_dir, device)
+        return _evaluate_table(run, data, quiet, build_views(run.config, views, combine))
     folder = RunDir(Path(run_dir))
     config = folder.read_config()
     loaded = load_data(config)
@@ -56,7 +62,12 @@ def evaluate_run(
     run = load_weights(folder, config, saved, device)
     tasks = [task for task in run.tasks if task.name in names]
     return evaluate(
-        run.model, tasks, eval_batches(config, loaded.test), run.device, run.memory_format
+        run.model,
+        tasks,
+        eval_batches(config, loaded.test),
+        run.device,
+        run.memory_format,
+        build_views(config, views, combine),
     )
 
 
@@ -66,7 +77,9 @@ def _plain(saved: SavedData) -> tuple:
     return [spec.to_dict() for spec in saved.specs], tuple(saved.input_shape), inputs
 
 
-def _evaluate_table(run: TrainedRun, path: str | os.PathLike[str], quiet: bool) -> dict[str, Any]:
+def _evaluate_table(
+    run: TrainedRun, path: str | os.PathLike[str], quiet: bool, views: Views | None
+) -> dict[str, Any]:
     preprocessing = run.preprocessing
     if not isinstance(preprocessing, TablePreprocessing):
         raise InputError(
@@ -96,4 +109,4 @@ def _evaluate_table(run: TrainedRun, path: str | os.PathLike[str], quiet: bool) 
     names = [task.name for task in present]
     split = preprocessing.split(frame, origin, f"the rows of {origin.name}", names, quiet=quiet)
     batches = TensorBatches(split, run.config.train.eval_batch_size)
-    return evaluate(run.model, present, batches, run.device, run.memory_format)
+    return evaluate(run.model, present, batches, run.device, run.memory_format, views)

@@ -20,6 +20,7 @@ import torch
 
 from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
 from mtlkit.data.tables import write_table
+from mtlkit.workflows.build import build_views
 from mtlkit.workflows.restore import TrainedRun, restore_run
 
 
@@ -38,8 +39,12 @@ def predict(
     *,
     device: str = "auto",
     quiet: bool = False,
+    views: int | None = None,
+    combine: str | None = None,
 ) -> Predictions:
-    """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``.
+    """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``
+    (combined over the run's ``eval.views`` noisy views of each input when it sets more than
+    one).
 
     Args:
         run_dir: a finished run folder.
@@ -49,6 +54,8 @@ def predict(
             ``<run_dir>/predictions-<inputs' name>.csv``.
         device: where to run the model.
         quiet: print no notes (e.g. on categories unseen in training).
+        views, combine: predict from this many noisy views (of the run's noise), combined this
+            way, instead of the run's ``eval.views`` and ``eval.combine``.
 
     Returns:
         The prediction table (one row per input row, in order) and the path written.
@@ -61,13 +68,18 @@ def predict(
     run = restore_run(run_dir, device)
     kept, features = _read_inputs(run, Path(inputs), quiet)
     columns: dict[str, list[Any]] = {}
+    chosen = build_views(run.config, views, combine)
+    generator = None if chosen is None else chosen.generator(run.device)
     with torch.no_grad():
         for start in range(0, len(features), run.config.train.eval_batch_size):
             chunk = features[start : start + run.config.train.eval_batch_size]
             chunk = chunk.to(run.device)
             if chunk.dim() == 4:
                 chunk = chunk.contiguous(memory_format=run.memory_format)
-            outputs = run.model(chunk)
+            if chosen is None:
+                outputs = run.model(chunk)
+            else:
+                outputs = chosen.outputs(run.model, chunk, run.tasks, generator)
             for task in run.tasks:
                 for key, values in task.predict(outputs[task.name]).items():
                     columns.setdefault(f"{task.name}_{key}", []).extend(values)

@@ -19,7 +19,7 @@ from mtlkit.data import MultiTaskData
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
-from mtlkit.tasks import Task
+from mtlkit.tasks import ClassificationTask, Task
 from mtlkit.training import (
     CheckpointError,
     CosineSample,
@@ -33,6 +33,8 @@ from mtlkit.training import (
     Trainer,
     TrainingInterrupted,
     capture_rng,
+    evaluate_with_losses,
+    fit_temperatures,
     process_group,
     restore_rng,
     save_checkpoint,
@@ -44,8 +46,11 @@ from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
+    build_noise,
     build_optimization,
+    build_penalties,
     build_tasks,
+    build_views,
     eval_batches,
     load_data,
     resolve_device,
@@ -59,6 +64,7 @@ from mtlkit.workflows.ensemble import (
 )
 from mtlkit.workflows.evaluate import evaluate_run
 from mtlkit.workflows.run_dir import RunDir, run_info
+from mtlkit.workflows.teachers import build_teachers
 
 
 @dataclass
@@ -156,7 +162,13 @@ def _train(
         saved = _saved_state(folder, config, replicas) if resume else None
         seed_process(config.seed + rank)
         data = load_data(config)
-        tasks = build_tasks(config, data.tasks)
+        tasks = build_tasks(config, data.tasks, data.train)
+        fit_temperature = _temperatures_to_fit(config, tasks)
+        if fit_temperature and data.val is None:
+            raise ConfigError(
+                f"tasks.temperature: fitting task {fit_temperature[0]!r}'s temperature needs a "
+                "validation split; set data.val_fraction > 0 or give the temperature as a number."
+            )
         check_ensembles(config, tasks, data)
         model = build_model(config, data.input_shape, tasks)
         balancer = build_balancer(config, len(tasks))
@@ -176,6 +188,10 @@ def _train(
             on_nonfinite=config.train.on_nonfinite,
             task_cosine_every=config.train.log_task_cosine_every,
             probes=probes,
+            noise=build_noise(config),
+            seed=config.seed + rank,
+            teachers=build_teachers(config, tasks, model),
+            penalties=build_penalties(config, model, balancer),
         )
         progress = None
         if saved is not None:
@@ -240,10 +256,23 @@ def complete_run(
     world size) and write the rest of its run folder (``best.pt``, ``metrics.json``, the
     reports; main process only): what every workflow that trains into a run folder ends with.
     ``start`` is when the run began (``perf_counter``); ``info`` adds facts to the report's run
-    table; the config's ``ensembles`` are fitted and scored here.
+    table; the config's ``ensembles`` and the temperatures ``tasks.temperature: fit`` asks for
+    are fitted here (on validation), and the test split is scored over ``eval.views``.
     """
     shards = shards or {"rank": 0, "world_size": 1}
-    test, test_loss = trainer.evaluate_with_losses(eval_batches(config, data.test, **shards))
+    temperatures = {}
+    if _temperatures_to_fit(config, tasks):  # every process on the whole validation split
+        temperatures = fit_temperatures(
+            trainer.model, tasks, eval_batches(config, data.val), device, trainer.memory_format
+        )
+    test, test_loss = evaluate_with_losses(
+        trainer.model,
+        tasks,
+        eval_batches(config, data.test, **shards),
+        device,
+        trainer.memory_format,
+        build_views(config),
+    )
     ensembles = run_ensembles(config, trainer.model, tasks, data, device) if main else {}
     primary = {task.name: task.primary_metric for task in tasks}
     seconds = time.perf_counter() - start
@@ -270,6 +299,7 @@ def complete_run(
                 "processes": shards["world_size"],
                 "seconds": seconds,
                 "data_fingerprint": data.fingerprint,
+                "fitted_temperatures": temperatures,
                 **({"ensembles": ensemble_record(ensembles)} if ensembles else {}),
             }
         )
@@ -285,6 +315,16 @@ def complete_run(
         )
         write_reports(folder.path, document)
     return result
+
+
+def _temperatures_to_fit(config: ExperimentConfig, tasks: list[Task]) -> list[str]:
+    """The classification tasks whose temperature is fitted on validation after training."""
+    return [
+        task.name
+        for task in tasks
+        if isinstance(task, ClassificationTask)
+        and config.tasks.techniques(task.name)["temperature"] == "fit"
+    ]
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -375,12 +415,13 @@ def _epoch_line(config: ExperimentConfig, tasks: list[Task], record: EpochRecord
             for task in tasks
         )
     skipped = f"  skipped {record.skipped} step(s)" if record.skipped else ""
+    penalties = "".join(f"  penalty {g}={v:.4g}" for g, v in record.penalties.items())
     empty = "".join(
         f"  [{t}: no labelled row in {n} step(s), zero loss there]"
         for t, n in record.unlabelled_steps.items()
         if n
     )
     return (
-        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{val}"
+        f"[{config.name}] epoch {record.epoch}/{config.train.epochs}  loss {losses}{penalties}{val}"
         f"{skipped}  ({record.seconds:.1f}s){empty}"
     )

@@ -17,6 +17,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mtlkit.data.errors import InputError
 from mtlkit.data.notes import note
@@ -117,6 +118,7 @@ def load_table(
             part = preprocessing.split(
                 frame.iloc[index], origin, f"the {split} rows", names, quiet=quiet
             )
+            part.weights.update(_row_weights(frame.iloc[index], tasks, part, origin))
             _check_labelled(part, split, origin)
             splits.setdefault(split, {})[number] = part
     shaped = {
@@ -169,7 +171,35 @@ def _label_columns(
     tasks: Sequence[TableTask], exclude: Sequence[str], split_column: str | None
 ) -> list[str]:
     columns = [column for task in tasks for column in task.label_columns]
-    return [*columns, *exclude, *([split_column] if split_column else [])]
+    weights = [task.weight_column for task in tasks if task.weight_column is not None]
+    return [*columns, *weights, *exclude, *([split_column] if split_column else [])]
+
+
+def _row_weights(
+    frame: pd.DataFrame, tasks: Sequence[TableTask], part: Split, origin: Origin
+) -> dict[str, torch.Tensor]:
+    """The per-row loss weights of the tasks of ``part`` that read a weight column: numbers
+    ≥ 0 on every labelled row (an unlabelled row's cell is not read)."""
+    weights = {}
+    for task in tasks:
+        column = task.weight_column
+        if column is None or task.name not in part.targets:
+            continue
+        origin.require(
+            frame, [column], "weight column", f"tasks.{task.name}.weight_column names it."
+        )
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        mask = part.masks.get(task.name)
+        labelled = np.ones(len(values), bool) if mask is None else mask.numpy()
+        bad = labelled & ~(np.isfinite(values) & (values >= 0))
+        if bad.any():
+            where, value = origin.first(frame[column], bad)
+            raise InputError(
+                f"{where}: the weight {value} is not a number ≥ 0; give every labelled row a "
+                "weight (0 leaves it out of the loss)."
+            )
+        weights[task.name] = torch.from_numpy(np.where(labelled, values, 0.0)).float()
+    return weights
 
 
 def _feature_columns(

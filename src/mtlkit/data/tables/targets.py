@@ -55,6 +55,7 @@ class TableTask:
             true/false or yes/no.
         loss: the loss to train the task with (``None``: its type's default).
         table: the task's own table (multi-input), else ``None``: the dataset's table.
+        weight_column: a column of per-row loss weights (numbers ≥ 0), else ``None``.
     """
 
     name: str
@@ -64,6 +65,7 @@ class TableTask:
     positive: Label | None = None
     loss: str | None = None
     table: TableSource | None = None
+    weight_column: str | None = None
 
     @property
     def label_columns(self) -> tuple[str, ...]:
