@@ -19,7 +19,10 @@ def test_defaults_are_valid():
         ({"train": {"batch_size": "big"}}, r"^train\.batch_size: .*integer.*got 'big'"),
         ({"optim": {"name": "rmsprop"}}, r"^optim\.name: must be one of: sgd, adam.*rmsprop"),
         ({"schedule": {"name": "linear"}}, r"^schedule\.name: must be one of: none, step, cosine"),
-        ({"model": {"backbone": "resnet"}}, r"^model\.backbone: must be one of: cnn, lenet, mlp"),
+        (
+            {"model": {"backbone": "vgg"}},
+            r"^model\.backbone: must be one of: cnn, lenet, mlp, resnet",
+        ),
         ({"data": {"val_fraction": 1.0}}, r"^data\.val_fraction: .*less than 1"),
         ({"balancer": {"name": "nope"}}, r"^balancer: unknown balancing method 'nope'; choose"),
         ({"balancer": {"name": "fixed", "lamda": 0.3}}, r"^balancer: .*no option 'lamda'"),

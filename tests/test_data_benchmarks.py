@@ -48,6 +48,8 @@ def test_list_benchmarks():
         "multi-fashion",
         "multi-fashion-mnist",
         "mnist+fashion",
+        "synthetic-correlation",
+        "gradnorm-toy",
     ]
     assert all(description for description in benchmarks.values())
 

@@ -14,8 +14,8 @@ def test_every_trunk_maps_images_to_its_declared_feature_width(name, size):
 
 
 def test_unknown_backbone_and_too_small_images_are_refused():
-    with pytest.raises(ValueError, match="unknown backbone 'resnet'; choose one of"):
-        create_backbone("resnet", (1, 28, 28))
+    with pytest.raises(ValueError, match="unknown backbone 'vgg'; choose one of"):
+        create_backbone("vgg", (1, 28, 28))
     with pytest.raises(ValueError, match="at least 16×16"):
         create_backbone("lenet", (1, 12, 12))
 
@@ -33,3 +33,23 @@ def test_hard_sharing_partitions_parameters_into_shared_and_per_task():
     assert outputs["a"].shape == (2, 10) and outputs["b"].shape == (2, 3)
     with pytest.raises(KeyError, match="no task 'c'"):
         model.task_parameters("c")
+
+
+def test_resnet_width_and_depth_set_its_feature_width_and_stages():
+    trunk = create_backbone("resnet", (3, 16, 16), width=8, blocks=[2, 1, 1, 1])
+    assert trunk.out_features == 64 and len(trunk.stages()) == 4
+    assert trunk(torch.zeros(2, 3, 16, 16)).shape == (2, 64)
+    with pytest.raises(ValueError, match="blocks must be one or more positive counts"):
+        create_backbone("resnet", (3, 16, 16), blocks=[])
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_every_trunks_stages_chain_into_its_forward_pass(name):
+    trunk = create_backbone(name, (1, 28, 28)).eval()
+    x = torch.rand(2, 1, 28, 28)
+    chained = x
+    for stage in trunk.stages():
+        chained = stage(chained)
+    torch.testing.assert_close(chained, trunk(x), rtol=0, atol=0)
+    owned = {id(p) for p in trunk.parameters()}
+    assert {id(p) for s in trunk.stages() for p in s.parameters()} == owned

@@ -29,14 +29,16 @@ def test_the_configs_choices_are_the_registries(monkeypatch):
     """A backbone registered in one line is a valid ``model.backbone``: no second list."""
     from mtlkit.config import ConfigError, parse_config
 
-    assert BACKBONES.names() == ["cnn", "lenet", "mlp"]
+    assert BACKBONES.names() == ["cnn", "lenet", "mlp", "resnet"]
     assert BENCHMARKS.names() == [
         "multi-mnist",
         "multi-fashion",
         "multi-fashion-mnist",
         "mnist+fashion",
+        "synthetic-correlation",
+        "gradnorm-toy",
     ]
-    with pytest.raises(ConfigError, match="must be one of: cnn, lenet, mlp"):
+    with pytest.raises(ConfigError, match="must be one of: cnn, lenet, mlp, resnet"):
         parse_config({"model": {"backbone": "tiny"}})
     monkeypatch.setitem(BACKBONES._entries, "tiny", BACKBONES.get("mlp"))
     assert parse_config({"model": {"backbone": "tiny"}}).model.backbone == "tiny"

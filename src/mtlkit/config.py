@@ -47,7 +47,14 @@ from pydantic import (
 from mtlkit.balancing import create, describe
 from mtlkit.data import BENCHMARKS, MIXINGS, DataError, benchmark_tasks
 from mtlkit.data.tables import MAX_CATEGORIES, TARGETS
-from mtlkit.models import ACTIVATIONS, BACKBONES, backbone_options
+from mtlkit.models import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    BACKBONES,
+    EXPERT_KINDS,
+    architecture_options,
+    backbone_options,
+)
 from mtlkit.registry import Registry
 from mtlkit.tasks import TASK_TYPES
 from mtlkit.training.optim import OPTIMIZERS, SCHEDULES
@@ -81,6 +88,8 @@ def _one_of(choices: Registry | tuple[str, ...], value: str) -> str:
 
 _TABLE_KEYS = ("features", "categorical", "max_categories", "test_fraction", "split_column")
 """The ``data`` keys that only tables read."""
+_BENCHMARK_KEYS = ("correlation", "num_tasks")
+"""The ``data`` keys that are options of one benchmark (see ``mtlkit data list``)."""
 _MULTI_INPUT_KEYS = ("epoch", "mixing")
 """The ``data`` keys that only multi-input data (one dataset per task) reads."""
 
@@ -101,6 +110,14 @@ class DataConfig(_Section):
     data_dir: str | None = None
     epoch: Literal["longest", "shortest"] | int = Field("longest", description="multi-input")
     mixing: str = Field("equal", description="multi-input: equal or proportional batch sizes")
+    correlation: float | None = Field(None, ge=0.0, le=1.0, description="synthetic-correlation")
+    num_tasks: int | None = Field(None, ge=1, le=100, description="gradnorm-toy: K")
+
+    @property
+    def benchmark_options(self) -> dict[str, Any]:
+        """The benchmark's own options that are set (``correlation``, ``num_tasks``)."""
+        keys = _BENCHMARK_KEYS
+        return {key: getattr(self, key) for key in keys if getattr(self, key) is not None}
 
     @field_validator("benchmark")
     @classmethod
@@ -237,21 +254,55 @@ class TaskConfig(_Section):
         return chosen
 
 
+_BACKBONE_KEYS = ("hidden", "activation", "dropout", "batch_norm", "width", "blocks")
+"""The ``model`` keys that are options of a backbone (``mlp``; ``resnet``)."""
+_SHARING_KEYS = (
+    "experts",
+    "task_experts",
+    "levels",
+    "k",
+    "gamma",
+    "expert",
+    "stages",
+    "self_weight",
+)
+"""The ``model`` keys that are options of a sharing architecture (see ``mtlkit architectures``)."""
+
+
 class ModelConfig(_Section):
-    """The shared network; ``batch_norm`` is an option of every built-in backbone, ``hidden``,
-    ``activation`` and ``dropout`` of the ``mlp`` backbone."""
+    """The network: a trunk (``backbone``, with its options), the heads, and how the tasks share
+    it (``sharing``, with its options). ``batch_norm`` is an option of every built-in backbone
+    but ``resnet`` (which always normalises), ``hidden``, ``activation`` and ``dropout`` of
+    ``mlp``, ``width`` and ``blocks`` of ``resnet``; ``experts`` … ``self_weight`` of the sharing
+    architectures."""
 
     backbone: str | None = Field(None, description="default: mlp for tables, else cnn")
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
+    sharing: str = Field("hard", description="how the tasks share the trunk")
     hidden: list[int] | None = Field(None, description="mlp: hidden widths, first to last")
     activation: str | None = None
     dropout: float | None = Field(None, ge=0.0, lt=1.0)
     batch_norm: bool | None = None
+    width: int | None = Field(None, ge=1, description="resnet: channels of the first stage")
+    blocks: list[int] | None = Field(None, description="resnet: basic blocks per stage")
+    experts: int | None = Field(None, ge=1, description="mmoe/cgc/ple/dselect-k: shared experts")
+    task_experts: int | None = Field(None, ge=0, description="cgc/ple: experts per task")
+    levels: int | None = Field(None, ge=1, description="ple: levels of experts")
+    k: int | None = Field(None, ge=1, description="dselect-k: experts selected per task")
+    gamma: float | None = Field(None, gt=0.0, description="dselect-k: smooth-step width")
+    expert: str | None = Field(None, description="mlp or trunk: what a first-level expert is")
+    stages: list[int] | None = Field(None, description="cross-stitch/mtan: stage indices")
+    self_weight: float | None = Field(None, gt=0.0, le=1.0, description="cross-stitch")
 
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str | None) -> str | None:
         return value if value is None else _one_of(BACKBONES, value)
+
+    @field_validator("sharing")
+    @classmethod
+    def _known_sharing(cls, value: str) -> str:
+        return _one_of(ARCHITECTURES, value)
 
     @field_validator("hidden")
     @classmethod
@@ -260,16 +311,32 @@ class ModelConfig(_Section):
             raise ValueError("must list one or more positive widths")
         return value
 
+    @field_validator("blocks")
+    @classmethod
+    def _depths(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 1):
+            raise ValueError("must list one or more positive numbers of blocks")
+        return value
+
     @field_validator("activation")
     @classmethod
     def _known_activation(cls, value: str | None) -> str | None:
         return value if value is None else _one_of(tuple(ACTIVATIONS), value)
 
+    @field_validator("expert")
+    @classmethod
+    def _known_expert(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(EXPERT_KINDS, value)
+
     @property
     def options(self) -> dict[str, Any]:
         """The backbone's options that are set."""
-        names = ("hidden", "activation", "dropout", "batch_norm")
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        return {key: getattr(self, key) for key in _BACKBONE_KEYS if getattr(self, key) is not None}
+
+    @property
+    def sharing_options(self) -> dict[str, Any]:
+        """The sharing architecture's options that are set."""
+        return {key: getattr(self, key) for key in _SHARING_KEYS if getattr(self, key) is not None}
 
 
 class BalancerConfig(_Section):
@@ -443,7 +510,8 @@ class ExperimentConfig(_Section):
         if self.tasks.include is not None:
             return list(self.tasks.include)
         if self.source == "benchmark":
-            return list(benchmark_tasks(self.data.benchmark, self.data.protocol))
+            data = self.data
+            return list(benchmark_tasks(data.benchmark, data.protocol, **data.benchmark_options))
         return list(self.tasks.entries)
 
     def to_dict(self) -> dict[str, Any]:
@@ -567,16 +635,25 @@ def _resolve_data(config: ExperimentConfig) -> None:
                     f"data.{key}: only tables read it; set data.table (or a table per task)."
                 )
         benchmark = "multi-mnist" if data.benchmark is None else data.benchmark
-        protocol = data.protocol
-        if protocol is None:
-            protocol = BENCHMARKS.get(benchmark).protocols[0]
+        entry = BENCHMARKS.get(benchmark)
+        protocol = entry.protocols[0] if data.protocol is None else data.protocol
+        for key in data.benchmark_options:
+            if key not in entry.options:
+                readers = [name for name in BENCHMARKS if key in BENCHMARKS.get(name).options]
+                raise ConfigError(
+                    f"data.{key}: benchmark {benchmark!r} does not read it; only "
+                    f"{', '.join(readers)} does."
+                )
+        options = {**entry.options, **data.benchmark_options}
         try:
-            benchmark_tasks(benchmark, protocol)
+            benchmark_tasks(benchmark, protocol, **options)
         except DataError as error:
             raise ConfigError(f"data.protocol: {error}") from None
         data.benchmark, data.protocol = benchmark, protocol
+        for key, value in options.items():
+            setattr(data, key, value)
     else:
-        for key in ("benchmark", "protocol"):
+        for key in (*_BENCHMARK_KEYS, "benchmark", "protocol"):
             if getattr(data, key) is not None:
                 raise ConfigError(f"data.{key}: a benchmark and a table exclude each other.")
         if source == "tables" and "table" in given:
@@ -609,7 +686,11 @@ def _resolve_tasks(config: ExperimentConfig, entries: dict[str, TaskEntry]) -> l
                 "set tasks.distill.ema_decay."
             )
     if config.source == "benchmark":
-        names = list(benchmark_tasks(config.data.benchmark, config.data.protocol))
+        names = list(
+            benchmark_tasks(
+                config.data.benchmark, config.data.protocol, **config.data.benchmark_options
+            )
+        )
         for name, entry in entries.items():
             data_keys = [key for key in _DATA_KEYS if getattr(entry, key) is not None]
             if data_keys:
@@ -708,8 +789,8 @@ def _resolve_entry(config: ExperimentConfig, name: str, entry: TaskEntry) -> dic
 
 
 def _resolve_model(config: ExperimentConfig) -> None:
-    """Fill in the backbone (mlp for tables, else cnn) and its options' defaults; refuse an
-    option the backbone does not take."""
+    """Fill in the backbone (mlp for tables, else cnn) and the options' defaults of the backbone
+    and the sharing architecture; refuse an option that either does not take."""
     model = config.model
     backbone = model.backbone
     if backbone is None:
@@ -722,9 +803,28 @@ def _resolve_model(config: ExperimentConfig) -> None:
                 f"{', '.join(known) or 'none'}."
             )
     resolved = {**known, **model.options}
-    if "hidden" in resolved:
-        resolved["hidden"] = list(resolved["hidden"])
-    config.model = ModelConfig(backbone=backbone, head_hidden=model.head_hidden, **resolved)
+    for key in ("hidden", "blocks"):
+        if key in resolved:
+            resolved[key] = list(resolved[key])
+    sharing, given = model.sharing, model.sharing_options
+    own = ARCHITECTURES.get(sharing).options
+    for option in given:
+        if option not in own:
+            raise ConfigError(
+                f"model.{option}: sharing {sharing!r} takes no option {option!r}; its options: "
+                f"{', '.join(own) or 'none'}."
+            )
+    try:
+        sharing_resolved = architecture_options(sharing, given)
+    except ValueError as error:
+        raise ConfigError(f"model.{error}") from None
+    config.model = ModelConfig(
+        backbone=backbone,
+        head_hidden=model.head_hidden,
+        sharing=sharing,
+        **resolved,
+        **{k: v for k, v in sharing_resolved.items() if v is not None},
+    )
 
 
 def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
@@ -737,11 +837,21 @@ def _resolve_balancer(config: ExperimentConfig, num_tasks: int) -> None:
     name, given = config.balancer.name, config.balancer.options
     try:
         options = {k: v for k, v in describe(name).options.items() if k != "seed"} | given
-        create(name, num_tasks=num_tasks, **balancer_options(name, options, config.seed))
+        method = create(name, num_tasks=num_tasks, **balancer_options(name, options, config.seed))
     except (ValueError, TypeError, OverflowError, RuntimeError) as error:
         # the method's own option checks (ValueError/TypeError), or torch refusing a value that
         # slipped past them (OverflowError/RuntimeError, e.g. a number too large for a tensor)
         raise ConfigError(f"balancer: {error}") from None
+    sharing = config.model.sharing
+    if (
+        getattr(method, "on_features", False)
+        and not ARCHITECTURES.get(sharing).shared_representation
+    ):
+        raise ConfigError(
+            f"balancer.name: {name!r} works on one shared representation that every task reads, "
+            f"and model.sharing {sharing!r} has none (each task reads features of its own); use "
+            "a method on the shared parameters (e.g. mgda) or model.sharing: hard."
+        )
     config.balancer = BalancerConfig(name=name, **options)
 
 

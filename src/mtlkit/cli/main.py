@@ -316,6 +316,11 @@ def _parser() -> argparse.ArgumentParser:
     methods = commands.add_parser("methods", help="list the balancing methods and their options")
     methods.set_defaults(handler=_methods)
 
+    architectures = commands.add_parser(
+        "architectures", help="list the sharing architectures (model.sharing) and their options"
+    )
+    architectures.set_defaults(handler=_architectures)
+
     data = commands.add_parser("data", help="fetch or list datasets")
     data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
     fetch = data_commands.add_parser("fetch", help="download and verify a base dataset")
@@ -658,6 +663,18 @@ def _methods(args: argparse.Namespace) -> int:
         options = ", ".join(f"{k}={v!r}" for k, v in info.options.items()) or "no options"
         print(f"{info.name:<12} {info.family:<21} needs {info.needs:<9} {info.summary}")
         print(f"{'':<12} options: {options}")
+    return 0
+
+
+def _architectures(args: argparse.Namespace) -> int:
+    from mtlkit.models import ARCHITECTURES
+
+    for name in ARCHITECTURES:
+        entry = ARCHITECTURES.get(name)
+        options = ", ".join(f"{k}={v!r}" for k, v in entry.options.items()) or "no options"
+        representation = "one" if entry.shared_representation else "per task"
+        print(f"{name:<13} representation: {representation:<9} {entry.summary}")
+        print(f"{'':<13} options: {options}")
     return 0
 
 

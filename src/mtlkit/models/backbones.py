@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtlkit.models.groups import trunk_stages
 from mtlkit.registry import Registry
 
 BackboneFactory = Callable[..., nn.Module]
@@ -55,6 +56,12 @@ def _normalised(layer: nn.Conv2d | nn.Linear, batch_norm: bool) -> list[nn.Modul
     return [layer, nn.BatchNorm1d(layer.out_features)]
 
 
+def _sequential_stages(trunk: nn.Sequential) -> list[nn.Module]:
+    """The stages of a sequential trunk, cut as its layer groups are (before each weighted
+    layer, :func:`~mtlkit.models.groups.trunk_stages`), each the trunk's own modules."""
+    return [nn.Sequential(*stage) for stage in trunk_stages(trunk)]
+
+
 class SeedCNN(nn.Sequential):
     """The small CNN of the seed experiments: conv 32 → pool → conv 64 → pool → fc 256.
 
@@ -82,6 +89,10 @@ class SeedCNN(nn.Sequential):
             nn.ReLU(),
         )
         self.out_features = 256
+
+    def stages(self) -> list[nn.Module]:
+        """Its layer groups' stages, one per weighted layer (:mod:`~mtlkit.models.stages`)."""
+        return _sequential_stages(self)
 
 
 class LeNet(nn.Sequential):
@@ -112,6 +123,10 @@ class LeNet(nn.Sequential):
             nn.ReLU(),
         )
         self.out_features = 50
+
+    def stages(self) -> list[nn.Module]:
+        """Its layer groups' stages, one per weighted layer (:mod:`~mtlkit.models.stages`)."""
+        return _sequential_stages(self)
 
 
 class MLP(nn.Sequential):
@@ -156,6 +171,10 @@ class MLP(nn.Sequential):
             in_features = width
         super().__init__(*layers)
         self.out_features = widths[-1]
+
+    def stages(self) -> list[nn.Module]:
+        """Its layer groups' stages, one per weighted layer (:mod:`~mtlkit.models.stages`)."""
+        return _sequential_stages(self)
 
 
 def _mlp(

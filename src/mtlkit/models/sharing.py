@@ -24,6 +24,11 @@ class MultiTaskModel(nn.Module, ABC):
     """
 
     task_names: list[str]
+    shared_representation: bool = False
+    """Whether :meth:`encode` gives (for one input) a single tensor that every task reads and
+    through which alone the losses reach the shared parameters: what a balancing method on the
+    shared representation (``mgda-ub``) needs. True for hard sharing; an architecture whose tasks
+    read features of their own (cross-stitch, MMoE, …) has none."""
 
     @abstractmethod
     def encode(self, x: Inputs) -> Features:
@@ -48,7 +53,13 @@ class MultiTaskModel(nn.Module, ABC):
 
 
 class HardSharing(MultiTaskModel):
-    """Hard parameter sharing: one trunk for all tasks and one head per task."""
+    """Hard parameter sharing: one trunk for all tasks and one head per task.
+
+    Shares the whole trunk; each task owns its head. The shared representation is the trunk's
+    output. The reference for the others' parameter count and step time.
+    """
+
+    shared_representation = True
 
     def __init__(self, trunk: nn.Module, heads: Mapping[str, nn.Module]) -> None:
         super().__init__()

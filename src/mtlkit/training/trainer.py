@@ -254,6 +254,12 @@ class Trainer:
             raise ValueError(
                 f"the model has no head for task(s) {missing}; heads: {model.task_names}."
             )
+        if getattr(balancer, "on_features", False) and not model.shared_representation:
+            raise ValueError(
+                f"{type(balancer).__name__} works on one shared representation that every task "
+                f"reads, and {type(model).__name__} has none (each task reads features of its "
+                "own); use a method on the shared parameters, or hard sharing."
+            )
         if on_nonfinite not in ON_NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got {on_nonfinite!r}.")
         self.device = torch.device(device)

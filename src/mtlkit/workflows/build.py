@@ -28,11 +28,11 @@ from mtlkit.data import (
     load_table,
 )
 from mtlkit.models import (
-    HardSharing,
     MultiTaskModel,
     TemperatureScaled,
     classification_head,
     create_backbone,
+    create_model,
 )
 from mtlkit.tasks import ClassificationTask, Task, create_task
 from mtlkit.tasks.base import Combine
@@ -95,6 +95,7 @@ def load_data(config: ExperimentConfig) -> MultiTaskData:
             val_fraction=data_config.val_fraction,
             limit=data_config.limit,
             data_dir=data_config.data_dir,
+            **data_config.benchmark_options,
         )
     else:
         options = {
@@ -155,13 +156,24 @@ def _class_counts(train: Split | TaskSplits, spec: TaskSpec) -> torch.Tensor:
 def build_model(
     config: ExperimentConfig, input_shape: Sequence[int], tasks: list[Task]
 ) -> MultiTaskModel:
-    """The shared network for inputs of per-sample ``input_shape``, initialised from the
-    config's seed without touching the global RNG state."""
+    """The multi-task network (``model.sharing`` around ``model.backbone``) for inputs of
+    per-sample ``input_shape``, initialised from the config's seed without touching the global
+    RNG state.
+
+    Raises:
+        ConfigError: architecture options the trunk cannot take (e.g. ``model.stages`` beyond
+            its stages).
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         trunk = create_backbone(config.model.backbone, input_shape, **config.model.options)
         heads = {task.name: _head(config, task, trunk.out_features) for task in tasks}
-        return HardSharing(trunk, heads)
+        try:
+            return create_model(
+                config.model.sharing, trunk, heads, input_shape, **config.model.sharing_options
+            )
+        except ValueError as error:
+            raise ConfigError(f"model.{error}") from None
 
 
 def _head(config: ExperimentConfig, task: Task, in_features: int) -> torch.nn.Module:

@@ -10,7 +10,6 @@ import safetensors.torch
 import mtlkit
 from mtlkit.atomic import atomic_output, write_text_atomic
 from mtlkit.config import ConfigError, load_config
-from mtlkit.data import benchmark_tasks
 from mtlkit.training import load_checkpoint
 from mtlkit.workflows.run_dir import RunDir
 
@@ -41,9 +40,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path
         safetensors.torch.save_file(
             tensors, str(temporary), metadata={"format": "pt", "mtlkit": mtlkit.__version__}
         )
-    tasks = config.tasks.include or list(
-        benchmark_tasks(config.data.benchmark, config.data.protocol)
-    )
+    tasks = config.task_names
     summary = {
         "weights": weights.name,
         "tasks": tasks,

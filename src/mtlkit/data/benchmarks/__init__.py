@@ -3,13 +3,17 @@
 :data:`BENCHMARKS` holds every benchmark; :func:`load_benchmark` builds one. The MNIST-pair family
 (``multi-mnist``, ``multi-fashion``, ``multi-fashion-mnist``) registers itself from
 :mod:`mtlkit.data.benchmarks.mnist_pairs`; ``mnist+fashion`` (one dataset per task) from
-:mod:`mtlkit.data.benchmarks.mnist_fashion`.
+:mod:`mtlkit.data.benchmarks.mnist_fashion`; ``synthetic-correlation`` and ``gradnorm-toy``
+(regression) from :mod:`mtlkit.data.benchmarks.synthetic`.
 """
 
 from mtlkit.data.benchmarks import mnist_pairs as _mnist_pairs  # noqa: F401  (registers)
 
 # isort: split
 from mtlkit.data.benchmarks import mnist_fashion as _mnist_fashion  # noqa: F401  (listed after)
+
+# isort: split
+from mtlkit.data.benchmarks import synthetic as _synthetic  # noqa: F401  (listed last)
 from mtlkit.data.benchmarks.registry import (
     BENCHMARKS,
     Benchmark,

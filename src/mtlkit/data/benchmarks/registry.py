@@ -8,8 +8,8 @@ that registers its entries (see :mod:`mtlkit.data.benchmarks.mnist_pairs`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mtlkit.data.errors import DataError
@@ -26,16 +26,19 @@ class Benchmark:
     Attributes:
         description: one line for ``mtlkit data list``.
         protocols: the ways it can be built; the first is the default.
-        tasks: its tasks under a protocol, without building anything.
+        tasks: ``tasks(protocol, **options)``: its tasks under a protocol and its own
+            ``options``, without building anything.
         build: ``build(protocol, seed=, val_fraction=, limit=, data_dir=, **options)`` → the data.
         multi_input: whether each task has its own inputs (one split per task).
+        options: the benchmark's own options (e.g. ``correlation``) with their defaults.
     """
 
     description: str
     protocols: tuple[str, ...]
-    tasks: Callable[[str], tuple[TaskSpec, ...]]
+    tasks: Callable[..., tuple[TaskSpec, ...]]
     build: Callable[..., MultiTaskData]
     multi_input: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
@@ -69,13 +72,14 @@ def list_benchmarks() -> dict[str, str]:
     }
 
 
-def benchmark_tasks(name: str, protocol: str) -> tuple[str, ...]:
-    """The task names of benchmark ``name`` built by ``protocol``, without building anything.
+def benchmark_tasks(name: str, protocol: str, **options: Any) -> tuple[str, ...]:
+    """The task names of benchmark ``name`` built by ``protocol`` with its own ``options``
+    (e.g. ``num_tasks``), without building anything.
 
     Raises:
-        DataError: unknown benchmark, or a protocol not defined for it.
+        DataError: unknown benchmark, a protocol not defined for it, or bad options.
     """
-    return tuple(spec.name for spec in get_benchmark(name, protocol).tasks(protocol))
+    return tuple(spec.name for spec in get_benchmark(name, protocol).tasks(protocol, **options))
 
 
 def load_benchmark(name: str, *, protocol: str | None = None, **options: Any) -> MultiTaskData:
