@@ -11,7 +11,7 @@ import yaml
 
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
-from mtlkit.training import load_checkpoint
+from mtlkit.training import Trainer, load_checkpoint
 from mtlkit.workflows import evaluate_run, restore_run, train
 from mtlkit.workflows.add_task import add_task, backward_transfer
 from mtlkit.workflows.finetune import finetune, group_sizes
@@ -153,3 +153,17 @@ def test_backward_transfer_flips_lower_is_better_metrics():
     tasks = [Fake("acc", True), Fake("rmse", False)]
     bwt = backward_transfer(tasks, {"acc": 0.9, "rmse": 1.0}, {"acc": 0.8, "rmse": 0.5})
     assert bwt == pytest.approx(((0.8 - 0.9) + (1.0 - 0.5)) / 2)
+
+
+def test_finetuning_trains_with_the_configs_precision(trained, tmp_path, monkeypatch):
+    """``train.precision`` reaches the fine-tuning trainer (no silent float32 fallback)."""
+    seen, original = [], Trainer.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs.get("precision"))
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "__init__", spy)
+    change = _file(tmp_path, {"train": {"precision": "bf16"}})
+    finetune(trained, change, tmp_path / "tuned")
+    assert seen == ["bf16"]

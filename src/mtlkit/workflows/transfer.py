@@ -188,6 +188,8 @@ def fit_into_run_dir(
         scheduler,
         device=device,
         channels_last=config.train.channels_last,
+        precision=config.train.precision,
+        compile=config.train.compile,
         progress=config.train.progress,
         check_finite_every=config.train.check_finite_every,
         on_nonfinite=config.train.on_nonfinite,
