@@ -40,10 +40,15 @@ def _child(target: Callable[..., int | None], rank: int, env: dict[str, str], ar
 
 
 def run_group(
-    target: Callable[..., int | None], world_size: int, *args: Any, timeout: float = 120.0
+    target: Callable[..., int | None],
+    world_size: int,
+    *args: Any,
+    timeout: float = 120.0,
+    grace: float = 15.0,
 ) -> list[int]:
     """Run ``target(rank, *args)`` in ``world_size`` forked processes; their exit codes
-    (``-signal`` for a process killed by a signal). ``world_size`` 1: no torchrun variables."""
+    (``-signal`` for a process killed by a signal). ``world_size`` 1: no torchrun variables.
+    Once one process has failed, the others get ``grace`` seconds to end before they are killed."""
     context = multiprocessing.get_context("fork")
     store = None
     if world_size > 1:  # the agent's store, as torchrun holds it (port chosen by the system)
@@ -73,6 +78,13 @@ def run_group(
         finished = [p for p in running if not p.is_alive()]
         running = [p for p in running if p.is_alive()]
         if any(p.exitcode != 0 for p in finished):
+            # As torchrun's agent does, end the group once one process failed, but give the
+            # others a grace period first: after a stop signal they are finishing on their own
+            # (a process whose peer was killed waits in a collective and is ended here).
+            deadline = min(deadline, time.monotonic() + grace)
+            while running and time.monotonic() < deadline:
+                wait([p.sentinel for p in running], timeout=deadline - time.monotonic())
+                running = [p for p in running if p.is_alive()]
             break
     for process in processes:
         if process.is_alive():
