@@ -138,9 +138,14 @@ def gramian_backward(
     jacobian = grads.jacobian
     with _exact(jacobian):
         weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
-        accumulate_combination(shared, weights, jacobian)
-        accumulate_extra(grads)
+        _write_combination(shared, weights, grads)
     return BalanceInfo(weights=weights.detach())
+
+
+def _write_combination(shared: list[Tensor], weights: Tensor, grads: Gradients) -> None:
+    """Shared parameters get ``wᵀJ``, every other parameter its gradient of ``Σₖ Lₖ``."""
+    accumulate_combination(shared, weights, grads.jacobian)
+    accumulate_extra(grads)
 
 
 def _replica_gradients(
@@ -220,12 +225,18 @@ def representation_backward(
             for k, task_grads in enumerate(head_grads)
             for p, g in task_grads
         ]
+    _write_gradients(pairs, replicas)
+    return BalanceInfo(weights=weights)
+
+
+def _write_gradients(pairs: list[tuple[Tensor, Tensor | None]], replicas: Replicas | None) -> None:
+    """Add each gradient of ``pairs`` (parameter, gradient or None) to its parameter's
+    ``.grad``, averaged over ``replicas`` first."""
     pairs = [(p, g) for p, g in pairs if g is not None]
     average_in_place([g for _, g in pairs], replicas)
     with torch.no_grad():
         for p, g in pairs:
             accumulate(p, g, owned=True)
-    return BalanceInfo(weights=weights)
 
 
 def weighted_backward(
@@ -251,19 +262,13 @@ def weighted_backward(
     feats = as_features(features)
     split = None if feats is None else split_at_features(losses, feats, {id(p) for p in shared})
     if split is None or not split.used or split.trunk_extra:
-        grads = acquire(losses, stacked, shared, features, engine, retain_graph=False)
-        average_acquired(grads, replicas)
+        shared, grads = _replica_gradients(losses, stacked, shared, features, engine, replicas)
         with _exact(grads.jacobian):
-            accumulate_combination(shared, weights, grads.jacobian)
-            accumulate_extra(grads)
+            _write_combination(shared, weights, grads)
         return BalanceInfo(weights=weights)
     gz, head_grads, _ = head_pass(losses, split)
     grad_z = _combined_cotangents(weights, gz)
     pairs = list(zip(shared, torch.autograd.grad(feats, shared, grad_z, allow_unused=True)))
     pairs += [(p, g) for task_grads in head_grads for p, g in task_grads]
-    pairs = [(p, g) for p, g in pairs if g is not None]
-    average_in_place([g for _, g in pairs], replicas)
-    with torch.no_grad():
-        for p, g in pairs:
-            accumulate(p, g, owned=True)
+    _write_gradients(pairs, replicas)
     return BalanceInfo(weights=weights)
