@@ -34,6 +34,7 @@ from mtlkit.workflows.build import (
     eval_batches,
     load_data,
     train_batches,
+    trainer_settings,
 )
 
 
@@ -57,10 +58,8 @@ def measure(
         balancer,
         optimizer,
         scheduler,
-        channels_last=config.train.channels_last,
-        precision=config.train.precision,
-        compile=config.train.compile,
         progress=False,
+        **trainer_settings(config),
     )
 
     def accuracy(net: torch.nn.Module, **kwargs) -> float:

@@ -65,6 +65,20 @@ def memory_format(config: ExperimentConfig) -> torch.memory_format:
     return torch.channels_last if config.train.channels_last else torch.contiguous_format
 
 
+def trainer_settings(config: ExperimentConfig) -> dict[str, object]:
+    """The :class:`~mtlkit.training.Trainer` keywords that ``train:`` sets (layout, precision,
+    compilation, the non-finite guard, gradient cosines), for every workflow that trains."""
+    train = config.train
+    return {
+        "channels_last": train.channels_last,
+        "precision": train.precision,
+        "compile": train.compile,
+        "check_finite_every": train.check_finite_every,
+        "on_nonfinite": train.on_nonfinite,
+        "task_cosine_every": train.log_task_cosine_every,
+    }
+
+
 def table_tasks(config: ExperimentConfig) -> list[TableTask]:
     """Every task the config declares for its table(s), in declaration order."""
     return [

@@ -55,6 +55,7 @@ from mtlkit.workflows.build import (
     load_data,
     resolve_device,
     train_batches,
+    trainer_settings,
 )
 from mtlkit.workflows.ensemble import (
     check_ensembles,
@@ -181,19 +182,14 @@ def _train(
             optimizer,
             scheduler,
             device=device,
-            channels_last=config.train.channels_last,
-            precision=config.train.precision,
-            compile=config.train.compile,
             progress=config.train.progress and main,
             replicas=replicas,
-            check_finite_every=config.train.check_finite_every,
-            on_nonfinite=config.train.on_nonfinite,
-            task_cosine_every=config.train.log_task_cosine_every,
             probes=probes,
             noise=build_noise(config),
             seed=config.seed + rank,
             teachers=build_teachers(config, tasks, model),
             penalties=build_penalties(config, model, balancer),
+            **trainer_settings(config),
         )
         progress = None
         if saved is not None:

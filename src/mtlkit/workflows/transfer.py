@@ -30,6 +30,7 @@ from mtlkit.workflows.build import (
     eval_batches,
     resolve_device,
     train_batches,
+    trainer_settings,
 )
 from mtlkit.workflows.ensemble import check_ensembles
 from mtlkit.workflows.restore import TrainedRun, restore_run
@@ -187,13 +188,8 @@ def fit_into_run_dir(
         optimizer,
         scheduler,
         device=device,
-        channels_last=config.train.channels_last,
-        precision=config.train.precision,
-        compile=config.train.compile,
         progress=config.train.progress,
-        check_finite_every=config.train.check_finite_every,
-        on_nonfinite=config.train.on_nonfinite,
-        task_cosine_every=config.train.log_task_cosine_every,
+        **trainer_settings(config),
     )
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.write_config(config)
