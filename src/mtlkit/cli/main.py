@@ -78,6 +78,21 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtlkit", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
+    def run_options(command: argparse.ArgumentParser, example: str, out: str) -> None:
+        """``--set`` (``example``: an assignment for its help), ``--out`` and ``--overwrite``."""
+        command.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"override one setting, e.g. --set {example} (repeatable)",
+        )
+        command.add_argument("--out", type=Path, help=out)
+        command.add_argument(
+            "--overwrite", action="store_true", help="replace a finished run already in --out"
+        )
+
     def with_config(command: argparse.ArgumentParser, resumable: bool) -> None:
         command.add_argument(
             "config",
@@ -85,18 +100,7 @@ def _parser() -> argparse.ArgumentParser:
             help="a YAML experiment config, e.g. configs/multi-mnist.yaml"
             + (" (optional with --resume)" if resumable else ""),
         )
-        command.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override one setting, e.g. --set train.epochs=3 (repeatable)",
-        )
-        command.add_argument("--out", type=Path, help="the run folder (default: runs/NAME-TIME)")
-        command.add_argument(
-            "--overwrite", action="store_true", help="replace a finished run already in --out"
-        )
+        run_options(command, "train.epochs=3", "the run folder (default: runs/NAME-TIME)")
         if resumable:
             command.add_argument(
                 "--resume",
@@ -229,18 +233,7 @@ def _parser() -> argparse.ArgumentParser:
             help=f"a YAML file of what differs from the run's config ({what}), and a "
             "finetune: section (freeze, unfreeze)",
         )
-        command.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override one setting, e.g. --set finetune.freeze=[stage1] (repeatable)",
-        )
-        command.add_argument("--out", type=Path, help="the new run folder (default: runs/...)")
-        command.add_argument(
-            "--overwrite", action="store_true", help="replace a finished run already in --out"
-        )
+        run_options(command, "finetune.freeze=[stage1]", "the new run folder (default: runs/...)")
 
     finetune = commands.add_parser(
         "finetune",
