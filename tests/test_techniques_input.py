@@ -170,6 +170,27 @@ def test_voting_is_reproducible_from_the_seed(combine):
     assert reports[0] == reports[1]
 
 
+class _NoViews(ClassificationTask):
+    """A task class of one's own without ``combine_views`` (attribute lookup hides it)."""
+
+    def __getattribute__(self, name: str):
+        if name == "combine_views":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_several_views_of_a_task_that_cannot_combine_them_are_refused_before_any_work():
+    model, tasks = _model(), [_NoViews("a", 3), ClassificationTask("b", 3)]
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    batches = TensorBatches(_split(), 8)
+    with pytest.raises(ValueError, match=r"\['a'\] cannot combine 5 views"):
+        evaluate(model, tasks, batches, torch.device("cpu"), views=Views(NOISE, 5))
+    assert calls == []
+    one = evaluate(model, tasks, batches, torch.device("cpu"), views=Views(NOISE, 1))
+    assert set(one) == {"a", "b"}  # one view needs no combining
+
+
 def test_combining_views_by_vote_and_by_mean_probability():
     task = ClassificationTask("t", 3)
     # three views of two rows: row 0 votes 1, 1, 0; row 1 votes 2, 0, 0

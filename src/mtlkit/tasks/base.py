@@ -76,6 +76,12 @@ class Task(ABC):
         name: the task's name; the key of its head, its targets and its metrics.
         primary_metric: the metric that model selection and comparisons read; its direction
             (:attr:`higher_is_better`) comes from :data:`mtlkit.tasks.metrics.METRIC_DIRECTIONS`.
+
+    Evaluating over several noisy views of each input (``eval.views`` > 1) also needs
+    ``combine_views(outputs, how)``: one output per row from the (M, N, ...) outputs of M views,
+    shaped like one view's output, with ``how`` ``"vote"`` (each view votes for its prediction)
+    or ``"mean"`` (the mean probability). Every built-in type has it; a task class of one's own
+    needs it only for views (:meth:`mtlkit.training.views.Views.check` refuses it otherwise).
     """
 
     name: str
@@ -139,19 +145,6 @@ class Task(ABC):
                 f"task {self.name!r}: only classification tasks learn from a teacher's soft "
                 "labels (distillation)."
             )
-
-    def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
-        """One output per row from the (M, N, ...) outputs of M views of each row, shaped like
-        one view's output and read by :meth:`metrics` and :meth:`predict` as usual.
-
-        ``how``: ``"vote"`` (each view votes for its prediction; the most voted wins) or
-        ``"mean"`` (the mean probability over the views). Every built-in type has it; a task
-        class of one's own needs it only for ``eval.views`` > 1.
-        """
-        raise NotImplementedError(
-            f"task {self.name!r} ({type(self).__name__}) cannot combine several views of an "
-            "input: implement combine_views, or evaluate with one view."
-        )
 
     @abstractmethod
     def metrics(self) -> TaskMetrics:

@@ -97,7 +97,10 @@ def evaluate_with_losses(
     model.eval()
     metrics = {task.name: task.metrics().to(device) for task in tasks}
     sums = torch.zeros(2, len(tasks), dtype=torch.float64, device=device)  # losses, rows
-    generator = None if views is None else views.generator(device)
+    generator = None
+    if views is not None:
+        views.check(tasks)
+        generator = views.generator(device)
     for batch in batches:
         batch = batch.to(device, memory_format)
         with autocast_context(precision, device):

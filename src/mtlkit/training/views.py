@@ -41,6 +41,21 @@ class Views:
         if self.views > 1 and not self.noise.active:
             raise ValueError("several views of an input need a noise that changes it.")
 
+    def check(self, tasks: Sequence[Task]) -> None:
+        """Refuse, before any work, tasks that cannot combine several views of an input.
+
+        Raises:
+            ValueError: with more than one view, a task has no ``combine_views``.
+        """
+        if self.views == 1:
+            return
+        unable = [t.name for t in tasks if not callable(getattr(t, "combine_views", None))]
+        if unable:
+            raise ValueError(
+                f"task(s) {unable} cannot combine {self.views} views of an input: give their "
+                "class a combine_views(outputs, how) method, or evaluate with one view."
+            )
+
     def generator(self, device: torch.device | str) -> torch.Generator:
         """A fresh generator for one evaluation pass."""
         return noise_generator(self.seed, device)
