@@ -29,7 +29,7 @@ import statistics
 import tempfile
 from typing import Any
 
-from timing import add_timing_arguments, timing_setup
+from timing import add_timing_arguments, interleaved_medians, timing_setup
 
 from mtlkit.config import parse_config
 from mtlkit.data import TensorBatches
@@ -106,16 +106,8 @@ def timing(rounds: int, clock) -> None:
             balancer = build_balancer(run, len(tasks))
             optimizer, _ = build_optimization(run, model, balancer)
             trainers[method, name] = Trainer(model, tasks, balancer, optimizer, progress=False)
-    keys = list(trainers)
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in keys}
-    for r in range(rounds + 1):  # round 0 warms up
-        shift = r % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            start = clock()
-            trainers[key].train_step(batch)
-            if r > 0:
-                times[key].append(clock() - start)
-    median = {key: statistics.median(t) for key, t in times.items()}
+    steps = {key: lambda _, t=trainer: t.train_step(batch) for key, trainer in trainers.items()}
+    median = interleaved_medians(steps, rounds, clock)
     print(f"\nstep time relative to hard (seed CNN, batch 256, K = 2, median of {rounds} rounds)")
     print("| sharing | ew | upgrad |")
     print("|---|---|---|")

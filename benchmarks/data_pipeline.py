@@ -14,11 +14,10 @@ between the loaders; the figure is the ratio of median epoch times, DataLoader /
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections.abc import Callable
 
 import torch
-from timing import add_timing_arguments, timing_setup
+from timing import add_timing_arguments, interleaved_medians, timing_setup
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -60,15 +59,7 @@ def measure(split: Split, batch: int, rounds: int, clock: Callable[[], float]) -
 
     runners = {"mtlkit": mtlkit, "DataLoader, 0 workers": loader(0)}
     runners["DataLoader, 2 workers"] = loader(2)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for r in range(rounds + 1):  # round 0 warms up
-        names = list(runners)
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = clock()
-            runners[name](r)
-            if r > 0:
-                times[name].append(clock() - start)
-    medians = {name: statistics.median(t) for name, t in times.items()}
+    medians = interleaved_medians(runners, rounds, clock)
     rows = [
         f"| multi-mnist, {len(split)} samples, batch {batch} | DataLoader / mtlkit epoch time |",
         "|---|---|",

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from timing import add_timing_arguments, timing_setup
+from timing import add_timing_arguments, interleaved_medians, timing_setup
 
 from mtlkit.balancing import create
 from mtlkit.data import Split, TensorBatches, load_benchmark
@@ -81,15 +80,7 @@ def measure(
             progress=False,
         )
         runners[label] = lambda e, trainer=trainer: mtlkit_epoch(trainer, split, batch, e)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for r in range(rounds + 1):  # round 0 warms up
-        names = list(runners)
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            start = clock()
-            runners[name](r)
-            if r > 0:
-                times[name].append(clock() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return interleaved_medians(runners, rounds, clock)
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
-"""Command-line timing options shared by the benchmarks: thread count and which clock to read."""
+"""Timing shared by the benchmarks: the thread count and clock options, and interleaved medians."""
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 
 import torch
 
@@ -26,3 +27,21 @@ def timing_setup(args: argparse.Namespace) -> Callable[[], float]:
     if args.threads:
         torch.set_num_threads(args.threads)
     return time.perf_counter if args.clock == "wall" else time.process_time
+
+
+def interleaved_medians(
+    runners: Mapping[Hashable, Callable[[int], object]], rounds: int, clock: Callable[[], float]
+) -> dict[Hashable, float]:
+    """Each runner's median time over ``rounds`` rounds, the runners interleaved and their order
+    rotated every round (so that a slow spell of a shared machine falls on all of them); each
+    is called with the round number, and round 0 warms up uncounted."""
+    names = list(runners)
+    times: dict[Hashable, list[float]] = {name: [] for name in names}
+    for r in range(rounds + 1):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = clock()
+            runners[name](r)
+            if r > 0:
+                times[name].append(clock() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
