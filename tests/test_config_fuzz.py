@@ -197,8 +197,8 @@ def test_a_thousand_malformed_configs_exit_2_with_one_line(monkeypatch, capsys):
         if kind in ("bytes", "text"):  # the others are malformed by construction
             assume(not _is_valid(path, overrides))
         argv = ["train", str(path), "--out", str(folder / "run")]
-        for override in overrides:
-            argv += ["--set", override]
+        # --set=VALUE: argparse would read an override starting with "-" as an option
+        argv += [f"--set={override}" for override in overrides]
         capsys.readouterr()
         assert main(argv) == 2
         err = capsys.readouterr().err
