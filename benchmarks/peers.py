@@ -1,0 +1,469 @@
+"""mtlkit's balancing methods against torchjd's and LibMTL's, on the same network, batch and step.
+
+    make bench-peers                      # builds .venv-bench, runs this, writes RESULTS-peers.md
+    python benchmarks/peers.py [--quick] [--rounds N] [--methods ew,upgrad] [--out FILE]
+
+The peers are libraries called as they are, from the bench environment ``.venv-bench`` (never
+from mtlkit's dependencies): a peer that is not installed is reported as such.
+
+For ``ew``, ``mgda``, ``pcgrad``, ``cagrad``, ``imtl-g``, ``nash-mtl`` and ``upgrad`` (each where
+the peer has it, with mtlkit's default hyper-parameters), one training step — ``zero_grad``,
+forward of the seed CNN trunk and two linear heads, the cross-entropies, the backward pass through
+the method, an SGD step — is timed for
+
+* mtlkit: ``balancer.backward(losses, shared_params, features)``;
+* torchjd's ``mtl_backward`` + ``jac_to_grad`` with its aggregator, at every
+  ``parallel_chunk_size`` that differs for K tasks (1 … K; the fastest is reported);
+* torchjd's ``autogram`` engine (the Gramian of the trunk's Jacobian, the weighting's weights,
+  one backward of Σ wₖLₖ) for the methods torchjd has as a Gramian weighting;
+* LibMTL's weighting class (``LibMTL.weighting``), hosted by a small adapter that supplies what
+  LibMTL's trainer would (see :class:`LibMTLHost`).
+
+Every variant trains its own copy of the same initial network on the same batch of 256 (the first
+training samples of multi-mnist when the base MNIST files are in the data dir, else random
+inputs). Variants take turns, the order rotated every round; each figure is a ratio of medians.
+
+Agreement: from the same initial weights and batch, a fresh instance of each variant computes one
+update; the cosine between its shared-parameter gradient and mtlkit's, and the ratio of their
+norms, are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import importlib.util
+import os
+import sys
+import time
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timing import add_timing_arguments, interleaved_medians, machine, timing_setup
+from torch import Tensor, nn
+
+from mtlkit.balancing import available, create
+from mtlkit.data import load_benchmark, locate
+from mtlkit.models import HardSharing, classification_head, create_backbone
+
+METHODS = ("ew", "mgda", "pcgrad", "cagrad", "imtl-g", "nash-mtl", "upgrad")
+BATCH = 256
+LR = 1e-3
+ROOT = Path(__file__).resolve().parent.parent
+
+LIBMTL_CLASSES = {
+    "ew": "EW",
+    "mgda": "MGDA",
+    "pcgrad": "PCGrad",
+    "cagrad": "CAGrad",
+    "imtl-g": "IMTL",
+}
+"""mtlkit's method → LibMTL's weighting class (LibMTL 1.1.5 has no Nash-MTL nor UPGrad)."""
+
+WHAT_IS_COMPARED = {
+    "ew": "the summed task gradients; equal up to float32 summation order",
+    "mgda": "min-norm weights of the Gramian: mtlkit's exact 2-task solution, torchjd's "
+    "Frank-Wolfe (tolerance 1e-3), LibMTL's closed form clipped to [0.001, 0.999]",
+    "pcgrad": "the projected gradients; at K = 2 the random task order cannot change the result",
+    "cagrad": "c = 0.4 everywhere; mtlkit rescales by 1/(1 + c²) (LibMTL's rescale=1), torchjd "
+    "does not (cosine unaffected); the K×K solvers differ",
+    "imtl-g": "LibMTL's IMTL is IMTL-L + IMTL-G: its loss scales start at 0 (factor 1), so its "
+    "first update is IMTL-G's",
+    "nash-mtl": "the first step of a stateful method, both from a fresh state; 20 iterations of "
+    "the same concave-convex procedure, different convex solvers; norm clipped at 1",
+    "upgrad": "weights from the same dual-cone QP; mtlkit's solver vs quadprog",
+}
+"""Per method, what the agreement columns compare and why a small difference is expected."""
+
+
+@dataclass
+class Variant:
+    """One way to take a training step: a model copy, its optimizer and its backward pass."""
+
+    model: HardSharing
+    optimizer: torch.optim.Optimizer
+    backward: Callable[[Tensor, dict[str, Tensor]], None]
+    """Zero the gradients, forward, the task losses, and the backward pass through the method."""
+
+    def step(self, x: Tensor, ys: dict[str, Tensor]) -> None:
+        """One full training step."""
+        self.backward(x, ys)
+        self.optimizer.step()
+
+    def shared_update(self, x: Tensor, ys: dict[str, Tensor]) -> Tensor:
+        """The flat gradient of the shared parameters after one backward pass (float64)."""
+        self.backward(x, ys)
+        return torch.cat([p.grad.reshape(-1) for p in self.model.shared_parameters()]).double()
+
+
+class Unavailable(Exception):
+    """The peer does not offer the method (or is not installed)."""
+
+
+def _forward(model: HardSharing, x: Tensor, ys: dict[str, Tensor]) -> tuple[Tensor, list[Tensor]]:
+    z = model.encode(x)
+    out = model.decode(z)
+    return z, [F.cross_entropy(out[task], y) for task, y in ys.items()]
+
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    """mtlkit's default hyper-parameters per method (the peers get the same)."""
+    return {info.name: info.options for info in available()}
+
+
+def mtlkit_variant(template: HardSharing, method: str) -> Variant:
+    """mtlkit's balancer, as the trainer calls it."""
+    model = copy.deepcopy(template)
+    balancer = create(method, num_tasks=len(model.heads))
+    params = list(model.parameters()) + list(balancer.parameters())
+    optimizer = torch.optim.SGD(params, lr=LR)
+
+    def backward(x: Tensor, ys: dict[str, Tensor]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        z, losses = _forward(model, x, ys)
+        balancer.backward(losses, model.shared_parameters(), z)
+
+    return Variant(model, optimizer, backward)
+
+
+def _torchjd_aggregator(method: str, num_tasks: int):
+    try:
+        from torchjd import aggregation
+    except ImportError as error:
+        raise Unavailable("torchjd is not installed") from error
+    options = _defaults()
+    nash = options["nash-mtl"]
+    factories = {
+        "ew": aggregation.Sum,
+        "mgda": aggregation.MGDA,
+        "pcgrad": aggregation.PCGrad,
+        "cagrad": lambda: aggregation.CAGrad(c=options["cagrad"]["c"]),
+        "imtl-g": aggregation.IMTLG,
+        "nash-mtl": lambda: aggregation.NashMTL(
+            n_tasks=num_tasks,
+            max_norm=nash["max_norm"],
+            update_weights_every=nash["update_weights_every"],
+            optim_niter=nash["optim_niter"],
+        ),
+        "upgrad": aggregation.UPGrad,
+    }
+    if method not in factories:
+        raise Unavailable(f"torchjd has no {method}")
+    return factories[method]()
+
+
+def torchjd_variant(template: HardSharing, method: str, chunk: int) -> Variant:
+    """torchjd's ``mtl_backward`` (Jacobian of the trunk, ``chunk`` rows at a time) and
+    ``jac_to_grad`` with its aggregator."""
+    aggregator = _torchjd_aggregator(method, len(template.heads))
+    from torchjd.autojac import jac_to_grad, mtl_backward
+
+    model = copy.deepcopy(template)
+    shared = list(model.shared_parameters())
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def backward(x: Tensor, ys: dict[str, Tensor]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        z, losses = _forward(model, x, ys)
+        mtl_backward(losses, features=z, shared_params=shared, parallel_chunk_size=chunk)
+        jac_to_grad(shared, aggregator)
+
+    return Variant(model, optimizer, backward)
+
+
+def autogram_variant(template: HardSharing, method: str) -> Variant:
+    """torchjd's ``autogram``: the Gramian of the trunk's Jacobian, the weights, one backward."""
+    aggregator = _torchjd_aggregator(method, len(template.heads))
+    weighting = getattr(aggregator, "gramian_weighting", None)
+    if method == "nash-mtl" or weighting is None:
+        raise Unavailable(f"torchjd has no public Gramian weighting for {method}")
+    from torchjd.autogram import Engine
+
+    model = copy.deepcopy(template)
+    engine = Engine(model.trunk, batch_dim=None)  # hooks the trunk's modules of this copy
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def backward(x: Tensor, ys: dict[str, Tensor]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        _, losses = _forward(model, x, ys)
+        stacked = torch.stack(losses)
+        stacked.backward(weighting(engine.compute_gramian(stacked)))
+
+    return Variant(model, optimizer, backward)
+
+
+def libmtl_weighting_package() -> types.ModuleType:
+    """``LibMTL.weighting``, imported without running ``LibMTL/__init__.py``.
+
+    The package's ``__init__`` imports its model zoo, which imports
+    ``torchvision.models.utils``; torchvision is not installed here (and that module is gone
+    from recent torchvision releases). The weighting classes import only torch, numpy and scipy,
+    so the package is registered as a bare namespace and the subpackage imported from it.
+    """
+    if "LibMTL.weighting" in sys.modules:
+        return sys.modules["LibMTL.weighting"]
+    spec = importlib.util.find_spec("LibMTL")
+    if spec is None or spec.submodule_search_locations is None:
+        raise Unavailable("LibMTL is not installed")
+    package = types.ModuleType("LibMTL")
+    package.__path__ = list(spec.submodule_search_locations)
+    sys.modules.setdefault("LibMTL", package)
+    return importlib.import_module("LibMTL.weighting")
+
+
+class LibMTLHost(nn.Module):
+    """The attributes and methods that LibMTL's weighting mixins read from its trainer's model.
+
+    LibMTL builds its model as a subclass of an architecture and a weighting class; its
+    ``Trainer`` fixes ``device`` to ``cuda:0``. This host gives the weighting class, on CPU:
+    ``task_num``, ``device``, ``rep_grad`` (gradients of the shared parameters, not of the
+    representation), ``epoch``, and ``get_share_params`` / ``zero_grad_share_params`` over the
+    trunk's parameters. The latter zeroes the gradients in place: LibMTL's own version calls
+    ``Module.zero_grad()``, which sets them to ``None`` since torch 2.0, and LibMTL then writes
+    the combined gradient through ``param.grad.data``.
+    """
+
+    def __init__(self, shared: list[nn.Parameter], num_tasks: int) -> None:
+        super().__init__()
+        self.task_num = num_tasks
+        self.device = torch.device("cpu")
+        self.rep_grad = False
+        self.epoch = 0
+        self.shared = shared  # a plain list: the host does not own the model's parameters
+
+    def get_share_params(self) -> Iterator[nn.Parameter]:
+        return iter(self.shared)
+
+    def zero_grad_share_params(self) -> None:
+        for param in self.shared:
+            if param.grad is not None:
+                param.grad.zero_()
+
+
+def libmtl_variant(template: HardSharing, method: str) -> Variant:
+    """LibMTL's weighting class on CPU, as its trainer drives it (losses stacked, kwargs)."""
+    if method not in LIBMTL_CLASSES:
+        raise Unavailable(f"LibMTL has no {method}")
+    weighting = getattr(libmtl_weighting_package(), LIBMTL_CLASSES[method])
+    model = copy.deepcopy(template)
+    host_class = type(f"Hosted{weighting.__name__}", (LibMTLHost, weighting), {})
+    host = host_class(list(model.shared_parameters()), len(model.heads))
+    host.init_param()  # IMTL's loss scales
+    cagrad = _defaults()["cagrad"]
+    kwargs = {
+        "mgda": {"mgda_gn": "none"},
+        "cagrad": {"calpha": cagrad["c"], "rescale": cagrad["rescale"]},
+    }.get(method, {})
+    optimizer = torch.optim.SGD(list(model.parameters()) + list(host.parameters()), lr=LR)
+
+    def backward(x: Tensor, ys: dict[str, Tensor]) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        _, losses = _forward(model, x, ys)
+        host.backward(torch.stack(losses), **kwargs)
+
+    return Variant(model, optimizer, backward)
+
+
+def batch(size: int, seed: int = 0) -> tuple[Tensor, dict[str, Tensor], str]:
+    """The first ``size`` multi-mnist training samples if MNIST is in the data dir, else random
+    inputs and labels; and a description of which."""
+    if locate("mnist") is not None:
+        data = load_benchmark("multi-mnist", protocol="sener", seed=0, limit=size).train
+        ys = {task: y[:size] for task, y in data.targets.items()}
+        return data.inputs[:size], ys, f"multi-mnist (sener, seed 0), first {size} training samples"
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(size, 1, 28, 28, generator=gen)
+    ys = {task: torch.randint(0, 10, (size,), generator=gen) for task in ("left", "right")}
+    return x, ys, f"random inputs and labels, {size} samples (MNIST not found in the data dir)"
+
+
+def template_model(tasks: list[str]) -> HardSharing:
+    """The seed CNN trunk with one linear 10-way head per task, seeded."""
+    torch.manual_seed(0)
+    trunk = create_backbone("cnn", (1, 28, 28))
+    return HardSharing(trunk, {t: classification_head(trunk.out_features, 10) for t in tasks})
+
+
+PEERS = ("torchjd", "autogram", "libmtl")
+"""The peer columns: torchjd's mtl_backward (best chunk), its autogram engine, LibMTL."""
+
+
+def variants(template: HardSharing, method: str) -> tuple[dict[str, Variant], dict[str, str]]:
+    """Fresh instances of every variant of ``method``, keyed ``mtlkit``, ``torchjd/<chunk>``,
+    ``autogram``, ``libmtl``; and, per peer column, why it has none."""
+    builders: dict[str, Callable[[], Variant]] = {
+        "mtlkit": lambda: mtlkit_variant(template, method)
+    }
+    for chunk in range(1, len(template.heads) + 1):
+        builders[f"torchjd/{chunk}"] = lambda chunk=chunk: torchjd_variant(template, method, chunk)
+    builders["autogram"] = lambda: autogram_variant(template, method)
+    builders["libmtl"] = lambda: libmtl_variant(template, method)
+    built: dict[str, Variant] = {}
+    missing: dict[str, str] = {}
+    for name, build in builders.items():
+        try:
+            built[name] = build()
+        except Unavailable as why:
+            missing.setdefault(name.split("/")[0], str(why))
+    return built, missing
+
+
+def agreement(
+    built: dict[str, Variant], x: Tensor, ys: dict[str, Tensor]
+) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
+    """(cosine, norm ratio) of each peer's first shared-parameter update against mtlkit's (every
+    instance fresh: same weights, no state yet); and the peers whose step raised, with the error."""
+    reference = built["mtlkit"].shared_update(x, ys)
+    results, failures = {}, {}
+    for name, variant in built.items():
+        if name == "mtlkit":
+            continue
+        try:
+            update = variant.shared_update(x, ys)
+        except Exception as error:  # a peer's own bug: reported, not fatal to the benchmark
+            failures[name] = f"{type(error).__name__}: {error}"
+            continue
+        cosine = F.cosine_similarity(update, reference, dim=0).item()
+        results[name] = (cosine, (update.norm() / reference.norm()).item())
+    return results, failures
+
+
+@dataclass
+class MethodResult:
+    """Median step times, agreement and failures of one method's variants."""
+
+    medians: dict[str, float]
+    agreement: dict[str, tuple[float, float]]
+    missing: dict[str, str]
+    failures: dict[str, str]
+
+    def best(self, peer: str) -> tuple[str, float] | None:
+        """The fastest timed variant of a peer column (torchjd: over its chunk sizes)."""
+        timed = {n: t for n, t in self.medians.items() if n.split("/")[0] == peer}
+        return min(timed.items(), key=lambda item: item[1]) if timed else None
+
+
+def measure(
+    method: str, template: HardSharing, x: Tensor, ys: dict[str, Tensor], rounds: int, clock
+) -> MethodResult:
+    """Agreement of the fresh instances, then interleaved step times of those that worked."""
+    built, missing = variants(template, method)
+    agree, failures = agreement(built, x, ys)
+    runners = {
+        name: (lambda _round, v=v: v.step(x, ys))
+        for name, v in built.items()
+        if name not in failures
+    }
+    return MethodResult(interleaved_medians(runners, rounds, clock), agree, missing, failures)
+
+
+def _peer_cells(result: MethodResult, peer: str, footnotes: list[str], method: str) -> list[str]:
+    best = result.best(peer)
+    if best is None:
+        failed = [n for n in result.failures if n.split("/")[0] == peer]
+        if failed:
+            footnotes.append(f"{peer} {method}: {result.failures[failed[0]]}")
+            return [f"fails [{len(footnotes)}]", "—"]
+        return ["—", "—"]
+    name, seconds = best
+    ratio = f"{seconds / result.medians['mtlkit']:.2f}×"
+    if peer == "torchjd":
+        ratio += f" (chunk {name.split('/')[1]})"
+    cosine, norm = result.agreement[name]
+    return [ratio, f"{cosine:.6f} (‖·‖ {norm:.2f})"]
+
+
+def table(results: dict[str, MethodResult]) -> list[str]:
+    """The Markdown table: times as ratios to mtlkit's same method, cosines, footnotes."""
+    ew = results["ew"].medians["mtlkit"] if "ew" in results else None
+    rows = [
+        "| method | mtlkit / mtlkit ew | torchjd mtl_backward / mtlkit | cos | "
+        "torchjd autogram / mtlkit | cos | LibMTL / mtlkit | cos |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    footnotes: list[str] = []
+    for method, result in results.items():
+        own = f"{result.medians['mtlkit'] / ew:.2f}×" if ew else "—"
+        cells = [own]
+        for peer in PEERS:
+            cells += _peer_cells(result, peer, footnotes, method)
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    rows += [
+        "",
+        "cos: cosine between the peer's and mtlkit's update of the shared parameters "
+        "from the same weights and batch (‖·‖: the ratio of their norms).",
+    ]
+    rows += [f"[{i}] {note}" for i, note in enumerate(footnotes, start=1)]
+    rows += ["", "What is compared, and why the updates may differ slightly:", ""]
+    rows += [f"- {m}: {WHAT_IS_COMPARED[m]}" for m in results]
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS-peers.md"))
+    parser.add_argument("--quick", action="store_true", help="2 rounds: a smoke run")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    add_timing_arguments(parser)
+    parser.set_defaults(threads=1)
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {','.join(METHODS)}")
+    clock = timing_setup(args)
+    rounds = args.rounds or (2 if args.quick else 5)
+    x, ys, where = batch(BATCH)
+    template = template_model(list(ys))
+    start = time.perf_counter()
+    lines = [
+        "# mtlkit and its peers",
+        "",
+        "Written by `make bench-peers` (`python benchmarks/peers.py`); see the Peers section of "
+        "docs/performance.md.",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Seed CNN trunk + {len(ys)} linear heads, batch {BATCH} of {where}; one training step "
+        f"(zero_grad, forward, losses, backward through the method, SGD step); medians of "
+        f"{rounds} interleaved rounds, {args.clock} clock; {_versions()}.",
+    ]
+    if args.quick:
+        lines += ["", "**Quick smoke run: 2 rounds, figures not for quoting.**"]
+    results = {}
+    for method in methods:
+        results[method] = measure(method, template, x, ys, rounds, clock)
+        print(f"{method}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines += [
+        "",
+        *table(results),
+        "",
+        f"({time.perf_counter() - start:.0f} s; load average at the end: {load}.)",
+    ]
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("torchjd", "LibMTL"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
+
+
+if __name__ == "__main__":
+    main()
