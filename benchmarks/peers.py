@@ -54,6 +54,8 @@ from mtlkit.models import HardSharing, classification_head, create_backbone
 
 METHODS = ("ew", "mgda", "pcgrad", "cagrad", "imtl-g", "nash-mtl", "upgrad")
 BATCH = 256
+CANDIDATES = 8
+"""Batches searched for one whose task gradients conflict (see :func:`first_conflicting`)."""
 LR = 1e-3
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -270,17 +272,39 @@ def libmtl_variant(template: HardSharing, method: str) -> Variant:
     return Variant(model, optimizer, backward)
 
 
-def batch(size: int, seed: int = 0) -> tuple[Tensor, dict[str, Tensor], str]:
-    """The first ``size`` multi-mnist training samples if MNIST is in the data dir, else random
-    inputs and labels; and a description of which."""
+def candidate_batches(size: int, count: int) -> tuple[list[tuple[Tensor, dict[str, Tensor]]], str]:
+    """``count`` consecutive batches of multi-mnist's training split if MNIST is in the data dir,
+    else of random inputs and labels; and a description of which."""
     if locate("mnist") is not None:
-        data = load_benchmark("multi-mnist", protocol="sener", seed=0, limit=size).train
-        ys = {task: y[:size] for task, y in data.targets.items()}
-        return data.inputs[:size], ys, f"multi-mnist (sener, seed 0), first {size} training samples"
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(size, 1, 28, 28, generator=gen)
-    ys = {task: torch.randint(0, 10, (size,), generator=gen) for task in ("left", "right")}
-    return x, ys, f"random inputs and labels, {size} samples (MNIST not found in the data dir)"
+        data = load_benchmark("multi-mnist", protocol="sener", seed=0, limit=size * count).train
+        x, ys, where = data.inputs, data.targets, "multi-mnist (sener, seed 0) training samples"
+    else:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(size * count, 1, 28, 28, generator=gen)
+        ys = {t: torch.randint(0, 10, (size * count,), generator=gen) for t in ("left", "right")}
+        where = "random inputs and labels (MNIST not found in the data dir)"
+    cuts = [slice(i * size, (i + 1) * size) for i in range(count)]
+    return [(x[c], {t: y[c] for t, y in ys.items()}) for c in cuts], where
+
+
+def first_conflicting(
+    template: HardSharing, batches: list[tuple[Tensor, dict[str, Tensor]]]
+) -> tuple[int, float]:
+    """The first batch on which, at the template's weights, the two task gradients of the shared
+    parameters have a negative inner product (PCGrad projects, every method departs from ``ew``),
+    with that cosine; the first batch if none does."""
+    shared = list(template.shared_parameters())
+    cosines = []
+    for x, ys in batches:
+        _, losses = _forward(template, x, ys)
+        rows = [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, shared, retain_graph=True)])
+            for loss in losses
+        ]
+        cosines.append(F.cosine_similarity(rows[0], rows[1], dim=0).item())
+        if cosines[-1] < 0:
+            return len(cosines) - 1, cosines[-1]
+    return 0, cosines[0]
 
 
 def template_model(tasks: list[str]) -> HardSharing:
@@ -314,13 +338,23 @@ def variants(template: HardSharing, method: str) -> tuple[dict[str, Variant], di
     return built, missing
 
 
+def _compare(update: Tensor, reference: Tensor) -> tuple[float, float]:
+    """(1 − cosine, norm ratio) of two flat updates; 1 − cos as ½‖u/‖u‖ − r/‖r‖‖², which does
+    not cancel for nearly parallel vectors."""
+    gap = 0.5 * (update / update.norm() - reference / reference.norm()).norm().square()
+    return gap.item(), (update.norm() / reference.norm()).item()
+
+
 def agreement(
-    built: dict[str, Variant], x: Tensor, ys: dict[str, Tensor]
+    built: dict[str, Variant], ew_update: Tensor, x: Tensor, ys: dict[str, Tensor]
 ) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
-    """(cosine, norm ratio) of each peer's first shared-parameter update against mtlkit's (every
-    instance fresh: same weights, no state yet); and the peers whose step raised, with the error."""
+    """(1 − cosine, norm ratio) of each variant's first shared-parameter update against mtlkit's
+    (every instance fresh: same weights, no state yet), and of mtlkit's against its ``ew``
+    update (key ``"ew"``: how far the method moves from the plain sum, the scale that the peers'
+    differences are to be read against); and the peers whose step raised, with the error."""
     reference = built["mtlkit"].shared_update(x, ys)
-    results, failures = {}, {}
+    results = {"ew": _compare(reference, ew_update)}
+    failures = {}
     for name, variant in built.items():
         if name == "mtlkit":
             continue
@@ -329,8 +363,7 @@ def agreement(
         except Exception as error:  # a peer's own bug: reported, not fatal to the benchmark
             failures[name] = f"{type(error).__name__}: {error}"
             continue
-        cosine = F.cosine_similarity(update, reference, dim=0).item()
-        results[name] = (cosine, (update.norm() / reference.norm()).item())
+        results[name] = _compare(update, reference)
     return results, failures
 
 
@@ -350,11 +383,17 @@ class MethodResult:
 
 
 def measure(
-    method: str, template: HardSharing, x: Tensor, ys: dict[str, Tensor], rounds: int, clock
+    method: str,
+    template: HardSharing,
+    x: Tensor,
+    ys: dict[str, Tensor],
+    rounds: int,
+    clock: Callable[[], float],
 ) -> MethodResult:
     """Agreement of the fresh instances, then interleaved step times of those that worked."""
     built, missing = variants(template, method)
-    agree, failures = agreement(built, x, ys)
+    ew_update = mtlkit_variant(template, "ew").shared_update(x, ys)
+    agree, failures = agreement(built, ew_update, x, ys)
     runners = {
         name: (lambda _round, v=v: v.step(x, ys))
         for name, v in built.items()
@@ -372,32 +411,40 @@ def _peer_cells(result: MethodResult, peer: str, footnotes: list[str], method: s
             return [f"fails [{len(footnotes)}]", "—"]
         return ["—", "—"]
     name, seconds = best
-    ratio = f"{seconds / result.medians['mtlkit']:.2f}×"
+    own = result.medians["mtlkit"]
+    ratio = f"{seconds / own:.2f}×"
     if peer == "torchjd":
-        ratio += f" (chunk {name.split('/')[1]})"
-    cosine, norm = result.agreement[name]
-    return [ratio, f"{cosine:.6f} (‖·‖ {norm:.2f})"]
+        others = [
+            f"{n.split('/')[1]}: {t / own:.2f}×"
+            for n, t in result.medians.items()
+            if n.startswith("torchjd/") and n != name
+        ]
+        ratio += f" (chunk {name.split('/')[1]}; " + ", ".join(others) + ")"
+    gap, norm = result.agreement[name]
+    return [ratio, f"{gap:.0e} (‖·‖ {norm:.2f})"]
 
 
 def table(results: dict[str, MethodResult]) -> list[str]:
     """The Markdown table: times as ratios to mtlkit's same method, cosines, footnotes."""
     ew = results["ew"].medians["mtlkit"] if "ew" in results else None
     rows = [
-        "| method | mtlkit / mtlkit ew | torchjd mtl_backward / mtlkit | cos | "
-        "torchjd autogram / mtlkit | cos | LibMTL / mtlkit | cos |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | mtlkit / mtlkit ew | 1 − cos to ew | torchjd mtl_backward / mtlkit | 1 − cos | "
+        "torchjd autogram / mtlkit | 1 − cos | LibMTL / mtlkit | 1 − cos |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     footnotes: list[str] = []
     for method, result in results.items():
         own = f"{result.medians['mtlkit'] / ew:.2f}×" if ew else "—"
-        cells = [own]
+        cells = [own, f"{result.agreement['ew'][0]:.0e}"]
         for peer in PEERS:
             cells += _peer_cells(result, peer, footnotes, method)
         rows.append(f"| {method} | " + " | ".join(cells) + " |")
     rows += [
         "",
-        "cos: cosine between the peer's and mtlkit's update of the shared parameters "
-        "from the same weights and batch (‖·‖: the ratio of their norms).",
+        "1 − cos: one minus the cosine between the peer's and mtlkit's update of the shared "
+        "parameters from the same weights and batch (‖·‖: the ratio of their norms); "
+        '"to ew": between mtlkit\'s update and its plain-sum (ew) update, how far the method '
+        "moves from ew on this batch, the scale to read the peers' differences against.",
     ]
     rows += [f"[{i}] {note}" for i, note in enumerate(footnotes, start=1)]
     rows += ["", "What is compared, and why the updates may differ slightly:", ""]
@@ -420,8 +467,10 @@ def main() -> None:
         parser.error(f"--methods: unknown {unknown}; choose from {','.join(METHODS)}")
     clock = timing_setup(args)
     rounds = args.rounds or (2 if args.quick else 5)
-    x, ys, where = batch(BATCH)
-    template = template_model(list(ys))
+    batches, where = candidate_batches(BATCH, CANDIDATES)
+    template = template_model(list(batches[0][1]))
+    index, conflict = first_conflicting(template, batches)
+    x, ys = batches[index]
     start = time.perf_counter()
     lines = [
         "# mtlkit and its peers",
@@ -431,12 +480,14 @@ def main() -> None:
         "",
         f"Machine: {machine()}.",
         "",
-        f"Seed CNN trunk + {len(ys)} linear heads, batch {BATCH} of {where}; one training step "
+        f"Seed CNN trunk + {len(ys)} linear heads; one batch of {BATCH} {where}, number "
+        f"{index} of {CANDIDATES} (the first whose task gradients conflict at the initial "
+        f"weights: cosine {conflict:.3f}); one training step "
         f"(zero_grad, forward, losses, backward through the method, SGD step); medians of "
         f"{rounds} interleaved rounds, {args.clock} clock; {_versions()}.",
     ]
     if args.quick:
-        lines += ["", "**Quick smoke run: 2 rounds, figures not for quoting.**"]
+        lines += ["", f"**Quick smoke run ({rounds} rounds): figures not for quoting.**"]
     results = {}
     for method in methods:
         results[method] = measure(method, template, x, ys, rounds, clock)
