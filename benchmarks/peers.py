@@ -19,13 +19,16 @@ the method, an SGD step — is timed for
 * LibMTL's weighting class (``LibMTL.weighting``), hosted by a small adapter that supplies what
   LibMTL's trainer would (see :class:`LibMTLHost`).
 
-Every variant trains its own copy of the same initial network on the same batch of 256 (the first
-training samples of multi-mnist when the base MNIST files are in the data dir, else random
-inputs). Variants take turns, the order rotated every round; each figure is a ratio of medians.
+Every variant trains its own copy of the same initial network on the same batch of 256:
+multi-mnist training samples when the base MNIST files are in the data dir, else random inputs;
+of the first 8 batches, the first on which the two task gradients conflict at the initial weights
+(where the methods differ most from a plain sum). Variants take turns, the order rotated every
+round; each figure is a ratio of medians.
 
 Agreement: from the same initial weights and batch, a fresh instance of each variant computes one
-update; the cosine between its shared-parameter gradient and mtlkit's, and the ratio of their
-norms, are reported.
+update; 1 − cosine between its shared-parameter gradient and mtlkit's, and the ratio of their
+norms, are reported, beside 1 − cosine between mtlkit's update and its ``ew`` update (how much
+the method changes the direction on this batch: the scale to read the peers' differences against).
 """
 
 from __future__ import annotations
@@ -69,17 +72,21 @@ LIBMTL_CLASSES = {
 """mtlkit's method → LibMTL's weighting class (LibMTL 1.1.5 has no Nash-MTL nor UPGrad)."""
 
 WHAT_IS_COMPARED = {
-    "ew": "the summed task gradients; equal up to float32 summation order",
+    "ew": "the summed task gradients, one backward pass in mtlkit and LibMTL; torchjd has no "
+    "loss-weighting path, so its ew is the Sum aggregator on the Jacobian (K backward passes; Sum "
+    "is no Gramian weighting, so no autogram)",
     "mgda": "min-norm weights of the Gramian: mtlkit's exact 2-task solution, torchjd's "
     "Frank-Wolfe (tolerance 1e-3), LibMTL's closed form clipped to [0.001, 0.999]",
-    "pcgrad": "the projected gradients; at K = 2 the random task order cannot change the result",
+    "pcgrad": "the projected gradients; at K = 2 the random task order cannot change the result "
+    "(each gradient is projected off the other one only)",
     "cagrad": "c = 0.4 everywhere; mtlkit rescales by 1/(1 + c²) (LibMTL's rescale=1), torchjd "
     "does not (cosine unaffected); the K×K solvers differ",
     "imtl-g": "LibMTL's IMTL is IMTL-L + IMTL-G: its loss scales start at 0 (factor 1), so its "
     "first update is IMTL-G's",
-    "nash-mtl": "the first step of a stateful method, both from a fresh state; 20 iterations of "
-    "the same concave-convex procedure, different convex solvers; norm clipped at 1",
-    "upgrad": "weights from the same dual-cone QP; mtlkit's solver vs quadprog",
+    "nash-mtl": "the first step of a stateful method, both from a fresh state: mtlkit solves "
+    "Gα = 1/α by Newton's method to 1e-12, torchjd runs the paper's ≤ 20 cvxpy (ECOS) iterations; "
+    "both clip the update's norm to 1",
+    "upgrad": "the same dual-cone projections; mtlkit's own K×K solver against torchjd's quadprog",
 }
 """Per method, what the agreement columns compare and why a small difference is expected."""
 
