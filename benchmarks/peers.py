@@ -29,6 +29,8 @@ Agreement: from the same initial weights and batch, a fresh instance of each var
 update; 1 − cosine between its shared-parameter gradient and mtlkit's, and the ratio of their
 norms, are reported, beside 1 − cosine between mtlkit's update and its ``ew`` update (how much
 the method changes the direction on this batch: the scale to read the peers' differences against).
+The same check is repeated with a third head (the sum of the two digits modulo 10), where MGDA's
+and PCGrad's iterations matter and LibMTL's CAGrad runs (``--no-agreement-k3`` skips it).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import os
 import sys
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,17 @@ WHAT_IS_COMPARED = {
     "upgrad": "the same dual-cone projections; mtlkit's own K×K solver against torchjd's quadprog",
 }
 """Per method, what the agreement columns compare and why a small difference is expected."""
+
+K3_NOTES = {
+    "pcgrad": "the order in which each gradient is projected off the others matters, and each "
+    "library draws its own (mtlkit from its seeded generator, torchjd from torch's global one, "
+    "LibMTL from Python's `random`): differences up to the method's distance to ew can appear",
+    "cagrad": "LibMTL solves the weights with scipy's SLSQP at its default tolerance, mtlkit and "
+    "torchjd to about machine precision",
+    "mgda": "torchjd's and LibMTL's Frank-Wolfe iterations stop at a tolerance (1e-3, 1e-5), "
+    "mtlkit's solver at the exact min-norm point",
+}
+"""Per method, why the peers may differ from mtlkit at K = 3."""
 
 
 @dataclass
@@ -325,13 +338,16 @@ PEERS = ("torchjd", "autogram", "libmtl")
 """The peer columns: torchjd's mtl_backward (best chunk), its autogram engine, LibMTL."""
 
 
-def variants(template: HardSharing, method: str) -> tuple[dict[str, Variant], dict[str, str]]:
-    """Fresh instances of every variant of ``method``, keyed ``mtlkit``, ``torchjd/<chunk>``,
-    ``autogram``, ``libmtl``; and, per peer column, why it has none."""
+def variants(
+    template: HardSharing, method: str, chunks: Sequence[int] | None = None
+) -> tuple[dict[str, Variant], dict[str, str]]:
+    """Fresh instances of every variant of ``method``, keyed ``mtlkit``, ``torchjd/<chunk>``
+    (``chunks``, by default 1 … K), ``autogram``, ``libmtl``; and, per peer column, why it has
+    none."""
     builders: dict[str, Callable[[], Variant]] = {
         "mtlkit": lambda: mtlkit_variant(template, method)
     }
-    for chunk in range(1, len(template.heads) + 1):
+    for chunk in chunks or range(1, len(template.heads) + 1):
         builders[f"torchjd/{chunk}"] = lambda chunk=chunk: torchjd_variant(template, method, chunk)
     builders["autogram"] = lambda: autogram_variant(template, method)
     builders["libmtl"] = lambda: libmtl_variant(template, method)
@@ -353,14 +369,14 @@ def _compare(update: Tensor, reference: Tensor) -> tuple[float, float]:
 
 
 def agreement(
-    built: dict[str, Variant], ew_update: Tensor, x: Tensor, ys: dict[str, Tensor]
+    built: dict[str, Variant], template: HardSharing, x: Tensor, ys: dict[str, Tensor]
 ) -> tuple[dict[str, tuple[float, float]], dict[str, str]]:
     """(1 − cosine, norm ratio) of each variant's first shared-parameter update against mtlkit's
     (every instance fresh: same weights, no state yet), and of mtlkit's against its ``ew``
     update (key ``"ew"``: how far the method moves from the plain sum, the scale that the peers'
     differences are to be read against); and the peers whose step raised, with the error."""
     reference = built["mtlkit"].shared_update(x, ys)
-    results = {"ew": _compare(reference, ew_update)}
+    results = {"ew": _compare(reference, mtlkit_variant(template, "ew").shared_update(x, ys))}
     failures = {}
     for name, variant in built.items():
         if name == "mtlkit":
@@ -399,8 +415,7 @@ def measure(
 ) -> MethodResult:
     """Agreement of the fresh instances, then interleaved step times of those that worked."""
     built, missing = variants(template, method)
-    ew_update = mtlkit_variant(template, "ew").shared_update(x, ys)
-    agree, failures = agreement(built, ew_update, x, ys)
+    agree, failures = agreement(built, template, x, ys)
     runners = {
         name: (lambda _round, v=v: v.step(x, ys))
         for name, v in built.items()
@@ -427,8 +442,47 @@ def _peer_cells(result: MethodResult, peer: str, footnotes: list[str], method: s
             if n.startswith("torchjd/") and n != name
         ]
         ratio += f" (chunk {name.split('/')[1]}; " + ", ".join(others) + ")"
-    gap, norm = result.agreement[name]
-    return [ratio, f"{gap:.0e} (‖·‖ {norm:.2f})"]
+    return [ratio, _gap_cell(result.agreement, name)]
+
+
+def _gap_cell(agree: dict[str, tuple[float, float]], name: str) -> str:
+    gap, norm = agree[name]
+    return f"{gap:.0e} (‖·‖ {norm:.2f})"
+
+
+def with_sum_task(ys: dict[str, Tensor]) -> dict[str, Tensor]:
+    """``ys`` plus a third task derived from the first two: their labels' sum modulo 10."""
+    first, second = list(ys.values())[:2]
+    return {**ys, "sum": (first + second) % 10}
+
+
+def three_task_agreement(methods: list[str], x: Tensor, ys: dict[str, Tensor]) -> list[str]:
+    """Agreement only (no timing) with a third head on the same trunk and batch: K = 3 is where
+    MGDA's and PCGrad's iterations start to matter and where LibMTL's CAGrad runs."""
+    ys = with_sum_task(ys)
+    template = template_model(list(ys))
+    rows = [
+        "| method | 1 − cos to ew | torchjd | torchjd autogram | LibMTL |",
+        "|---|---|---|---|---|",
+    ]
+    footnotes: list[str] = []
+    for method in methods:
+        built, _ = variants(template, method, chunks=(1,))
+        agree, failures = agreement(built, template, x, ys)
+        cells = [f"{agree['ew'][0]:.0e}"]
+        for name in ("torchjd/1", "autogram", "libmtl"):
+            if name in agree:
+                cells.append(_gap_cell(agree, name))
+            elif name in failures:
+                footnotes.append(f"{name.split('/')[0]} {method}: {failures[name]}")
+                cells.append(f"fails [{len(footnotes)}]")
+            else:
+                cells.append("—")
+        rows.append(f"| {method} | " + " | ".join(cells) + " |")
+    if footnotes:
+        rows += ["", *(f"[{i}] {note}" for i, note in enumerate(footnotes, start=1))]
+    notes = [f"- {m}: {K3_NOTES[m]}" for m in methods if m in K3_NOTES]
+    return rows + (["", "Where a difference is expected at K = 3:", "", *notes] if notes else [])
 
 
 def table(results: dict[str, MethodResult]) -> list[str]:
@@ -465,6 +519,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="2 rounds: a smoke run")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 5)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--no-agreement-k3",
+        dest="agreement_k3",
+        action="store_false",
+        help="skip the agreement check with a third task",
+    )
     add_timing_arguments(parser)
     parser.set_defaults(threads=1)
     args = parser.parse_args()
@@ -499,10 +559,19 @@ def main() -> None:
     for method in methods:
         results[method] = measure(method, template, x, ys, rounds, clock)
         print(f"{method}: done ({time.perf_counter() - start:.0f} s)", flush=True)
+    lines += ["", "## Step time and agreement at K = 2", "", *table(results)]
+    if args.agreement_k3:
+        lines += [
+            "",
+            "## Agreement at K = 3",
+            "",
+            "The same trunk, batch and initial weights with a third head whose label is the sum "
+            "of the two digits modulo 10; one update from fresh instances, no timing.",
+            "",
+            *three_task_agreement(methods, x, ys),
+        ]
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines += [
-        "",
-        *table(results),
         "",
         f"({time.perf_counter() - start:.0f} s; load average at the end: {load}.)",
     ]
