@@ -65,8 +65,8 @@ $(BENCH_STAMP): pyproject.toml $(CONSTRAINTS) $(PEERS)
 	touch $(BENCH_STAMP)
 
 # mtlkit against torchjd and LibMTL (benchmarks/peers.py), same network, batch and step, one
-# intra-op thread, into benchmarks/RESULTS-peers.md (about 5 minutes on 2 cores;
-# BENCH_ARGS=--quick for a smoke run).
+# intra-op thread, into benchmarks/RESULTS-peers.md (3-4 minutes on 2 cores, plus about 5 to build
+# $(BENCH_VENV) the first time; BENCH_ARGS=--quick for a smoke run).
 bench-peers: $(BENCH_STAMP)
 	cd benchmarks && OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/src ../$(BENCH_VENV)/bin/python peers.py $(BENCH_ARGS)
 

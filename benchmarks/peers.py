@@ -154,7 +154,8 @@ def mtlkit_variant(template: HardSharing, method: str) -> Variant:
     return Variant(model, optimizer, backward)
 
 
-def _torchjd_aggregator(method: str, num_tasks: int):
+def _torchjd_aggregator(method: str, num_tasks: int) -> nn.Module:
+    """torchjd's aggregator for ``method`` with mtlkit's default hyper-parameters."""
     try:
         from torchjd import aggregation
     except ImportError as error:
@@ -277,9 +278,10 @@ def libmtl_variant(template: HardSharing, method: str) -> Variant:
     host_class = type(f"Hosted{weighting.__name__}", (LibMTLHost, weighting), {})
     host = host_class(list(model.shared_parameters()), len(model.heads))
     host.init_param()  # IMTL's loss scales
-    cagrad = _defaults()["cagrad"]
+    options = _defaults()
+    cagrad = options["cagrad"]
     kwargs = {
-        "mgda": {"mgda_gn": "none"},
+        "mgda": {"mgda_gn": options["mgda"]["normalization"]},
         "cagrad": {"calpha": cagrad["c"], "rescale": cagrad["rescale"]},
     }.get(method, {})
     optimizer = torch.optim.SGD(list(model.parameters()) + list(host.parameters()), lr=LR)
