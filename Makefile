@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 # MTLKIT_DATA elsewhere, e.g. at a folder that already holds mnist/ and fashion-mnist/.
 export MTLKIT_DATA ?= $(CURDIR)/data-cache
 
-.PHONY: demo test install lock lint clean bench
+.PHONY: demo test install lock lint clean bench bench-peers
 
 # The virtual environment, rebuilt when the project's metadata or the pins change. torch is
 # installed first, pinned, so that machines with the CPU wheel on disk take it instead of a
@@ -47,6 +47,28 @@ lock:
 # (about 20 minutes on 2 cores; BENCH_ARGS=--quick for a smoke run).
 bench: $(STAMP)
 	cd benchmarks && OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/src ../$(BIN)/python bench.py $(BENCH_ARGS)
+
+# The peers (torchjd, LibMTL) live in their own environment, $(BENCH_VENV), never in the package's
+# dependencies: the same torch and mtlkit (editable) plus the pinned peers. LibMTL goes in with
+# --no-deps (its metadata requires torchvision, which the weighting classes do not import).
+BENCH_PYTHON ?= python3.11
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+PEERS := benchmarks/requirements-peers.txt benchmarks/requirements-peers-nodeps.txt
+
+$(BENCH_STAMP): pyproject.toml $(CONSTRAINTS) $(PEERS)
+	test -x $(BENCH_VENV)/bin/python || $(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) torch==$(TORCH_VERSION)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e .
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -r benchmarks/requirements-peers.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -r benchmarks/requirements-peers-nodeps.txt
+	touch $(BENCH_STAMP)
+
+# mtlkit against torchjd and LibMTL (benchmarks/peers.py), same network, batch and step, one
+# intra-op thread, into benchmarks/RESULTS-peers.md (3-4 minutes on 2 cores, plus about 5 to build
+# $(BENCH_VENV) the first time; BENCH_ARGS=--quick for a smoke run).
+bench-peers: $(BENCH_STAMP)
+	cd benchmarks && OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/src ../$(BENCH_VENV)/bin/python peers.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

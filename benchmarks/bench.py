@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,26 +22,11 @@ import overhead
 import precision_compile
 import time_to_accuracy
 import torch
+from timing import machine
 
 from mtlkit.data import Split, load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _machine() -> str:
-    """One line: CPU model, cores, torch, threads, and the load when the run started."""
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (
-        f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
-        f"{platform.python_version()}, {torch.get_num_threads()} intra-op thread; load average "
-        f"at the start {load} (the machine was shared with other jobs: absolute times are "
-        "meaningless here, ratios measured interleaved are not)"
-    )
 
 
 def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
@@ -110,7 +94,7 @@ def main() -> None:
         "Written by `make bench` (`python benchmarks/bench.py`); see docs/performance.md for what "
         "each section measures.",
         "",
-        f"Machine: {_machine()}.",
+        f"Machine: {machine()}.",
     ]
     if args.quick:
         lines += ["", "**Quick smoke run: sizes shrunk, figures not for quoting.**"]

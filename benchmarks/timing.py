@@ -1,11 +1,15 @@
-"""Timing shared by the benchmarks: the thread count and clock options, and interleaved medians."""
+"""Timing shared by the benchmarks: the thread count and clock options, interleaved medians, and
+the one-line description of the machine that every results file starts with."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping
+from pathlib import Path
 
 import torch
 
@@ -45,3 +49,19 @@ def interleaved_medians(
             if r > 0:
                 times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def machine() -> str:
+    """One line: CPU model, cores, torch, threads, and the load when the run started."""
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (
+        f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
+        f"{platform.python_version()}, {torch.get_num_threads()} intra-op thread; load average "
+        f"at the start {load} (the machine was shared with other jobs: absolute times are "
+        "meaningless here, ratios measured interleaved are not)"
+    )
