@@ -1,0 +1,135 @@
+"""The commands that train a grid of runs: ``mtlkit compare``, ``mtlkit pareto`` and
+``mtlkit affinity``, and their ``--methods`` and ``--tune`` options."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mtlkit.config import ConfigError, load_config
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mtlkit.evaluation.document import markdown_table
+    from mtlkit.workflows.compare import compare_methods
+
+    config = load_config(args.config, args.overrides)
+    if not 0.0 < args.confidence < 1.0:
+        raise ConfigError(f"--confidence: must be in (0, 1), got {args.confidence}.")
+    result = compare_methods(
+        config,
+        args.out or Path("runs") / f"{config.name}-compare",
+        _methods_option(args.methods),
+        seeds=args.seeds,
+        tune=dict(_tune_option(text) for text in args.tune),
+        confidence=args.confidence,
+        overwrite=args.overwrite,
+    )
+    table = result.table
+    print()
+    print(markdown_table(table.header, table.rows, table.text_columns))
+    for note in result.notes():
+        print(f"\n{note}")
+    print(f"\nreport: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
+    return 0
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.pareto import pareto_sweep
+
+    config = load_config(args.config, args.overrides)
+    reference = None
+    if args.reference is not None:
+        try:
+            reference = [float(value) for value in args.reference.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"--reference {args.reference!r}: give numbers separated by commas, e.g. 2,2."
+            ) from None
+    result = pareto_sweep(
+        config,
+        args.out or Path("runs") / f"{config.name}-pareto",
+        points=args.points,
+        methods=_methods_option(args.methods),
+        reference=reference,
+        overwrite=args.overwrite,
+    )
+    reference_text = ", ".join(f"{value:g}" for value in result.reference)
+    print(f"\nhypervolume (test losses, reference {reference_text}): {result.hypervolume:.4f}")
+    for method, volume in result.method_hypervolumes.items():
+        print(f"  {method}: {volume:.4f}")
+    print(f"  single-task point: {result.single_task_hypervolume:.4f}")
+    front = [point.label for point in result.points if point.on_loss_front]
+    print(f"non-dominated on test losses: {', '.join(front)}")
+    print(f"report: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
+    return 0
+
+
+def _affinity(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.affinity import measure_affinity
+
+    config = load_config(args.config, args.overrides)
+    result = measure_affinity(
+        config,
+        args.out or Path("runs") / f"{config.name}-affinity",
+        every=args.every,
+        overwrite=args.overwrite,
+    )
+    width = max(len(task) for task in result.tasks)
+    print("\ninter-task affinity (row: step on task i; column: loss of task j; + = helps):")
+    print(" " * width + "  " + "  ".join(f"{task:>{max(8, len(task))}}" for task in result.tasks))
+    for task, row in zip(result.tasks, result.affinity):
+        cells = "  ".join(f"{v:>+{max(8, len(t))}.4f}" for v, t in zip(row, result.tasks))
+        print(f"{task:<{width}}  {cells}")
+    groups = " | ".join("{" + ", ".join(group) + "}" for group in result.suggested.groups)
+    print(f"suggested grouping: {groups} (score {result.suggested.score:+.4f})")
+    print(f"report: {result.out_dir / 'report.md'}")
+    return 0
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """``text`` split at ``separator`` outside brackets: ``"a,[1,2],b"`` → a, [1,2], b."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "[{(") - (char in "]})")
+        if char == separator and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+def _methods_option(text: str) -> list[str | dict[str, object]]:
+    """``ew,cagrad:c=0.2:rescale=0`` → ``["ew", {"name": "cagrad", "c": 0.2, "rescale": 0}]``."""
+    import yaml
+
+    methods: list[str | dict[str, object]] = []
+    for item in _split_top_level(text, ","):
+        name, *options = _split_top_level(item.strip(), ":")
+        if not name or any("=" not in option for option in options):
+            raise ConfigError(
+                f"--methods {text!r}: write methods as name or name:option=value, e.g. "
+                "ew,pcgrad,cagrad:c=0.2."
+            )
+        if not options:
+            methods.append(name)
+            continue
+        section: dict[str, object] = {"name": name}
+        for option in options:
+            key, value = option.split("=", 1)
+            section[key] = yaml.safe_load(value)
+        methods.append(section)
+    return methods
+
+
+def _tune_option(text: str) -> tuple[str, list[object]]:
+    """``optim.lr=0.1,0.03`` → ``("optim.lr", [0.1, 0.03])``."""
+    import yaml
+
+    key, _, values = text.partition("=")
+    if not key.strip() or not values.strip():
+        raise ConfigError(
+            f"--tune {text!r}: write it as key=value1,value2, e.g. optim.lr=0.1,0.01."
+        )
+    return key.strip(), [yaml.safe_load(value) for value in _split_top_level(values, ",")]
