@@ -84,7 +84,7 @@ def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
 
     def run_time_to_accuracy() -> list[str]:
         config = str(ROOT / "configs" / "multi-mnist.yaml")
-        overrides = ["data.limit=2000", "train.epochs=1"] if quick else ["data.limit=10000"]
+        overrides = ["data.limit=2000", "train.epochs=1"] if quick else ["data.limit=5000"]
         return time_to_accuracy.measure(config, overrides, TIME_TO_ACCURACY_TARGET, clock)
 
     return {
@@ -97,9 +97,10 @@ def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
     }
 
 
-TIME_TO_ACCURACY_TARGET = 0.90
-"""Reached by the demo config on its first 10 000 samples (the full demo's 96 % takes five epochs
-of 54 000 samples per side, too long for ``make bench``: ``time_to_accuracy.py`` runs it)."""
+TIME_TO_ACCURACY_TARGET = 0.80
+"""Reached in the fourth of five epochs by the demo config on its first 5 000 samples (the full
+demo's 96 % takes five epochs of 54 000 samples per side, about 25 times as long, too long for
+``make bench``: ``time_to_accuracy.py`` runs it)."""
 TITLES = {
     "overhead": "Framework overhead (target ≥ 0.97)",
     "data-pipeline": "Data pipeline (target ≥ 10×)",
@@ -107,7 +108,7 @@ TITLES = {
     "weights-every": "Accuracy cost of weights_every (gradnorm-toy)",
     "precision-compile": "Mixed precision and torch.compile",
     "time-to-accuracy": f"Time to {TIME_TO_ACCURACY_TARGET:.0%} mean test accuracy (demo config, "
-    "first 10 000 samples)",
+    "first 5 000 samples)",
 }
 
 
