@@ -51,7 +51,7 @@ def _machine() -> str:
 def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
     clock = time.perf_counter
     limit = 1280 if quick else 6400
-    rounds = 1 if quick else 3
+    rounds = 1 if quick else 5
 
     def mnist(n: int) -> Split:
         return load_benchmark("multi-mnist", protocol="sener", seed=0, limit=n).train
@@ -73,10 +73,10 @@ def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
     def run_weights_every() -> list[str]:
         if quick:
             return weights_every.measure(10, 1, [1, 10], ["upgrad"], clock)
-        return weights_every.measure(40, 2, [1, 5, 10, 20], ["upgrad", "imtl-g"], clock)
+        return weights_every.measure(40, 3, [1, 5, 10, 20], ["upgrad", "imtl-g"], clock)
 
     def run_precision() -> list[str]:
-        data = load_benchmark("multi-mnist", protocol="sener", seed=0, limit=640 if quick else 1024)
+        data = load_benchmark("multi-mnist", protocol="sener", seed=0, limit=640 if quick else 2048)
         n = 500 if quick else 2000
         test = Split(data.test.inputs[:n], {t: y[:n] for t, y in data.test.targets.items()})
         labels = ["ew fp32", "ew bf16", "ew compiled"]
