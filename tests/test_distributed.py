@@ -4,8 +4,13 @@ and with one dataset per task."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from mtlkit.balancing import create
 from mtlkit.data import MultiInputBatches, Split, TensorBatches
@@ -62,8 +67,8 @@ def _batches(data: str, epoch: int, rank: int, world: int) -> TensorBatches | Mu
     return loader
 
 
-def _train(method: str, data: str, rank: int, world: int, replicas) -> dict:
-    """Train from a fixed start; the parameters and the balancer state at the end."""
+def _trainer(method: str, replicas) -> Trainer:
+    """A trainer of the two tasks from a fixed start."""
     torch.manual_seed(0)
     trunk = create_backbone("mlp", (1, 8, 8))
     tasks = [ClassificationTask("quadrant", 4), ClassificationTask("level", 3)]
@@ -71,11 +76,16 @@ def _train(method: str, data: str, rank: int, world: int, replicas) -> dict:
     model = HardSharing(trunk, heads)
     balancer = create(method, num_tasks=2, **({"warmup_epochs": 1} if method == "stch" else {}))
     optimizer = create_optimizer("sgd", model.parameters(), balancer.parameters(), lr=0.1)
-    trainer = Trainer(model, tasks, balancer, optimizer, progress=False, replicas=replicas)
+    return Trainer(model, tasks, balancer, optimizer, progress=False, replicas=replicas)
+
+
+def _train(method: str, data: str, rank: int, world: int, replicas) -> dict:
+    """Train from a fixed start; the parameters and the balancer state at the end."""
+    trainer = _trainer(method, replicas)
     trainer.fit(lambda epoch: _batches(data, epoch, rank, world), EPOCHS)
     return {
-        "params": {k: v.detach().clone() for k, v in model.named_parameters()},
-        "balancer": balancer.state_dict(),
+        "params": {k: v.detach().clone() for k, v in trainer.model.named_parameters()},
+        "balancer": trainer.balancer.state_dict(),
     }
 
 
@@ -118,3 +128,32 @@ def test_every_process_applies_the_same_update_and_keeps_the_same_state(
     first, second = (ranks[(method, data)] for ranks in two_processes)
     torch.testing.assert_close(first["params"], second["params"], rtol=0, atol=0)
     torch.testing.assert_close(first["balancer"], second["balancer"], rtol=0, atol=0)
+
+
+def _free_before_leaving(rank: int) -> None:
+    gc.disable()  # only the code under test collects
+    freed_in_group: list[bool] = []
+    with process_group(torch.device("cpu")) as replicas:
+        released, dropped = _trainer("ew", replicas), _trainer("ew", replicas)
+        for trainer in (released, dropped):
+            trainer.fit(lambda epoch: _batches("plain", epoch, rank, WORLD), 1)
+        wrappers = [o for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+        assert len(wrappers) == 2
+        for wrapper in wrappers:
+            weakref.finalize(wrapper, lambda: freed_in_group.append(dist.is_initialized()))
+        del wrappers, wrapper
+        released.release_replicas()
+        assert freed_in_group == [True] and released.replicas is None
+        dropped.itself = dropped  # in a reference cycle: only the garbage collector frees it
+        del dropped, trainer
+        assert freed_in_group == [True]
+    assert freed_in_group == [True, True]
+
+
+def test_ddp_wrappers_are_freed_before_the_process_group_is_destroyed():
+    """DDP's reducer holds the process group: freed after the group's destruction (when its
+    frame ends, or by the garbage collector), it would destroy the group while holding the GIL
+    that torch's gloo workers may still need (a hang at exit, seen under load).
+    ``release_replicas`` frees a live trainer's wrapper at once, and ``process_group`` collects
+    unreachable ones before it destroys the group."""
+    assert run_group(_free_before_leaving, WORLD) == [0] * WORLD

@@ -12,6 +12,7 @@ writes files or prints.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,8 +115,10 @@ def process_group(device: torch.device) -> Iterator[ProcessGroupReplicas | None]
     """Join the process group torchrun started, for the block; ``None`` for a single process.
 
     The backend is NCCL for CUDA devices and gloo otherwise (CPU). The group is destroyed when the
-    block ends, also on an error. A group that already exists (a library user's) is used as it is
-    and left alone.
+    block ends, also on an error, after a garbage collection: a ``DistributedDataParallel``
+    wrapper left in a reference cycle must let go of the group before the group is destroyed
+    (see :meth:`mtlkit.training.Trainer.release_replicas`). A group that already exists (a
+    library user's) is used as it is and left alone.
 
     Raises:
         LaunchError: torchrun's variables are missing or contradict each other.
@@ -139,6 +142,7 @@ def process_group(device: torch.device) -> Iterator[ProcessGroupReplicas | None]
         yield ProcessGroupReplicas(device)
         dist.barrier()  # leave together: no process tears down while another still needs it
     finally:
+        gc.collect()  # DDP reducers left unreachable let go of the group first
         dist.destroy_process_group()
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import signal
 import statistics
 import time
@@ -309,6 +310,24 @@ class Trainer:
         """Per penalised group, the mean penalty over the last epoch's applied steps."""
         self._penalty_sums: dict[str, float] = {}
         self._penalty_steps = 0
+
+    def release_replicas(self) -> None:
+        """Go on as a single process: drop the ``DistributedDataParallel`` wrapper and the
+        replicas, and free the wrapper now. Call it before the process group is destroyed
+        (``mtlkit.workflows.train`` does).
+
+        DDP's reducer holds the process group, and the wrapper may sit in a reference cycle that
+        only the garbage collector frees. Freed after the group was destroyed, the reducer would
+        be the group's last holder, and torch's gloo backend would then join its worker threads
+        while this thread holds Python's GIL, which a worker may still need to free a finished
+        collective: a hang at the end of a run, seen under load. Freed here, the reducer lets go
+        of a group that is still registered, and the group's own destruction releases the GIL.
+        """
+        if isinstance(self._forward, DistributedDataParallel):
+            self._forward = self._forward.module
+            gc.collect()
+        self.replicas = None
+        self.balancer.replicas = None
 
     def _gradient_sync(self) -> contextlib.AbstractContextManager:
         """DDP averages the gradients of one backward pass (loss weightings); a gradient

@@ -3,6 +3,7 @@ when started by torchrun, resumable from its latest checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -158,7 +159,7 @@ def _train(
     if is_main_process():
         folder.check_writable()
     device = local_device(resolve_device(config.train.device))
-    with process_group(device) as replicas:
+    with process_group(device) as replicas, contextlib.ExitStack() as before_leaving:
         rank = 0 if replicas is None else replicas.rank
         saved = _saved_state(folder, config, replicas) if resume else None
         seed_process(config.seed + rank)
@@ -191,6 +192,7 @@ def _train(
             penalties=build_penalties(config, model, balancer),
             **trainer_settings(config),
         )
+        before_leaving.callback(trainer.release_replicas)  # before the group is destroyed
         progress = None
         if saved is not None:
             progress = trainer.load_state_dict(saved)
