@@ -44,7 +44,8 @@ lock:
 	rm -rf .lock-venv
 
 # Every performance benchmark (benchmarks/bench.py), one intra-op thread, into benchmarks/RESULTS.md
-# (about 20 minutes on 2 cores; BENCH_ARGS=--quick for a smoke run).
+# (about 8 minutes on 2 cores at load average 2-4, 7 minutes of CPU time; BENCH_ARGS=--quick for a
+# smoke run).
 bench: $(STAMP)
 	cd benchmarks && OMP_NUM_THREADS=1 PYTHONPATH=$(CURDIR)/src ../$(BIN)/python bench.py $(BENCH_ARGS)
 

@@ -51,6 +51,11 @@ def interleaved_medians(
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def load_average() -> str:
+    """The machine's 1, 5 and 15-minute load averages, e.g. ``"2.1, 3.0, 3.4"``."""
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def machine() -> str:
     """One line: CPU model, cores, torch, threads, and the load when the run started."""
     model = "unknown CPU"
@@ -58,10 +63,9 @@ def machine() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
         f"{platform.python_version()}, {torch.get_num_threads()} intra-op thread; load average "
-        f"at the start {load} (the machine was shared with other jobs: absolute times are "
-        "meaningless here, ratios measured interleaved are not)"
+        f"at the start {load_average()} (the machine was shared with other jobs: absolute times "
+        "are meaningless here, ratios measured interleaved are not)"
     )
