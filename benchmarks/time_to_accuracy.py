@@ -24,8 +24,7 @@ from overhead import plain_epoch
 from timing import add_timing_arguments, timing_setup
 
 from mtlkit.config import load_config
-from mtlkit.training import Trainer
-from mtlkit.training.trainer import evaluate
+from mtlkit.training import Trainer, evaluate
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,

@@ -7,7 +7,9 @@ from mtlkit.training.calibration import fit_temperatures
 from mtlkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtlkit.training.distill import EMATeacher, FrozenTeachers, Teacher
 from mtlkit.training.distributed import LaunchError, ProcessGroupReplicas, process_group
+from mtlkit.training.evaluation_pass import evaluate, evaluate_with_losses
 from mtlkit.training.finite import DivergedError
+from mtlkit.training.hooks import Hook, StepState
 from mtlkit.training.noise import InputNoise, noise_generator
 from mtlkit.training.optim import (
     ParamGroup,
@@ -20,11 +22,13 @@ from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
 from mtlkit.training.state import FitProgress, capture_rng, restore_rng, seed_process
 from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
-from mtlkit.training.trainer import FitResult, Trainer, evaluate, evaluate_with_losses
+from mtlkit.training.trainer import FitResult, Trainer
 from mtlkit.training.views import Views
 
 __all__ = [
     "GROUPS",
+    "Hook",
+    "StepState",
     "CheckpointError",
     "CosineSample",
     "DivergedError",

@@ -122,3 +122,11 @@ class LossScale:
         if self._good_steps == self.growth_interval:
             self.scale *= 2.0
             self._good_steps = 0
+
+    def state_dict(self) -> dict[str, float | int]:
+        """The scale and the clean steps since it last changed."""
+        return {"scale": self.scale, "good_steps": self._good_steps}
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.scale, self._good_steps = float(state["scale"]), int(state["good_steps"])

@@ -351,8 +351,8 @@ class _Checkpoints:
 
     def __call__(self, progress: FitProgress) -> None:
         rng = [capture_rng()] if self.replicas is None else self.replicas.gather(capture_rng())
-        if rng is not None:  # the main process
-            state = self.trainer.state_dict(progress)
+        state = self.trainer.state_dict(progress)  # every process: per-process hook states
+        if rng is not None and state is not None:  # the main process
             state.update(rng=rng, processes=len(rng), config=self.config.to_dict())
             self.folder.save_state(state)
         self.saved = progress.label
