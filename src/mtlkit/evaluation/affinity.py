@@ -121,6 +121,15 @@ class TaskAffinityProbe(EveryNSteps):
         self.affinities.append(affinity.double().tolist())
         self.cosines.append(gramian_cosines((jacobian @ jacobian.T).double()).tolist())
 
+    def state_dict(self) -> dict[str, list]:
+        """The measured steps and their matrices (for a resumed training)."""
+        return {"steps": self.steps, "affinities": self.affinities, "cosines": self.cosines}
+
+    def load_state_dict(self, state: dict[str, list]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.steps = list(state["steps"])
+        self.affinities, self.cosines = list(state["affinities"]), list(state["cosines"])
+
     def mean_affinity(self) -> list[list[float]]:
         """The mean of Z over the measured steps (K×K, rows: the task stepped on).
 

@@ -54,6 +54,9 @@ class EpochMeter(Hook):
             self._bar.set_postfix({t: f"{v:.3f}" for t, v in zip(self.task_names, mean)})
 
     def end_epoch(self, progress: FitProgress) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         if progress.step == 0:
             raise ValueError("the training split yields no batch; lower batch_size or add data.")
         if progress.counted == 0:

@@ -58,8 +58,11 @@ class NonFiniteHook(Hook):
         self._before: dict[str, Any] | None = None
 
     def before_step(self, step: StepState) -> None:
-        if self.on_nonfinite == "skip":
-            self._before = copy.deepcopy(self.balancer.state_dict())
+        if self.on_nonfinite == "skip":  # what the step changes before its update
+            self._before = {
+                "balancer": copy.deepcopy(self.balancer.state_dict()),
+                "buffers": [buffer.clone() for buffer in self.model.buffers()],
+            }
 
     def allow_update(self, step: StepState) -> bool:
         assert step.reported is not None
@@ -67,8 +70,12 @@ class NonFiniteHook(Hook):
         step.flags = self.guard.step_flags(
             step.reported, gradients_finite(self.parameters(), device)
         )
-        if self._before is not None and not bool(step.flags.all()):  # skip: undo the step
-            self.balancer.load_state_dict(self._before)
+        before, self._before = self._before, None
+        if before is not None and not bool(step.flags.all()):  # skip: undo the step
+            self.balancer.load_state_dict(before["balancer"])
+            with torch.no_grad():  # e.g. BatchNorm's running statistics, moved by the forward
+                for buffer, saved in zip(self.model.buffers(), before["buffers"], strict=True):
+                    buffer.copy_(saved)
             return False
         return True
 

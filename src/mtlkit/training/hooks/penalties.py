@@ -38,6 +38,9 @@ class PenaltiesHook(Hook):
         for group, value in self._step_values.items():
             self.sums[group] = self.sums.get(group, 0.0) + value
 
+    def after_step(self, step: StepState, progress: FitProgress) -> None:
+        self._step_values = {}  # a skipped step's values count nowhere
+
     def end_epoch(self, progress: FitProgress) -> None:
         steps = max(self.steps, 1)
         self.values = {group: value / steps for group, value in self.sums.items()}

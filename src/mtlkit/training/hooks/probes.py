@@ -44,10 +44,12 @@ class ProbesHook(Hook):
         optimizer: torch.optim.Optimizer,
     ) -> None:
         self.cosines = cosines
+        self.user_probes = list(probes)
         self.probes = [*probes, *([cosines] if cosines is not None else [])]
         self.model = model
         self.tasks = list(tasks)
         self.optimizer = optimizer
+        self.device = next(model.parameters()).device
 
     def before_backward(self, step: StepState) -> None:
         due = [probe for probe in self.probes if probe.due(step.number)]
@@ -64,8 +66,12 @@ class ProbesHook(Hook):
             step.losses,
             lr,
         )
-        for probe in due:
-            probe.record(view)
+        # a probe that runs the model in train mode (a look-ahead) draws dropout masks from the
+        # global generators: it draws from a copy, so the training's draws stay as they were
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            for probe in due:
+                probe.record(view)
 
     def epoch_fields(self, progress: FitProgress) -> dict[str, Any]:
         if self.cosines is None:
@@ -73,11 +79,22 @@ class ProbesHook(Hook):
         return {"task_cosine": self.cosines.epoch_mean(progress.epoch)}
 
     def state_dict(self) -> dict[str, Any]:
-        """The recorded task-gradient cosines."""
-        if self.cosines is None:
-            return {}
-        return {"task_cosine": [asdict(sample) for sample in self.cosines.samples]}
+        """The recorded task-gradient cosines and each user probe's own state (a probe that
+        gathers measurements has ``state_dict``/``load_state_dict``)."""
+        state: dict[str, Any] = {"probes": [_state(probe) for probe in self.user_probes]}
+        if self.cosines is not None:
+            state["task_cosine"] = [asdict(sample) for sample in self.cosines.samples]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        for probe, saved in zip(self.user_probes, state["probes"], strict=True):
+            if saved:
+                probe.load_state_dict(saved)  # type: ignore[attr-defined]
         if self.cosines is not None:
             self.cosines.samples = [CosineSample(**sample) for sample in state["task_cosine"]]
+
+
+def _state(probe: StepProbe) -> dict[str, Any]:
+    """A probe's ``state_dict()``, or nothing for a probe that keeps none."""
+    save = getattr(probe, "state_dict", None)
+    return {} if save is None else save()

@@ -4,6 +4,8 @@ weights of the best epoch so far (kept in the loop's progress)."""
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,9 @@ __all__ = ["SelectionHook"]
 
 class SelectionHook(Hook):
     """Scores the model on validation after every epoch and keeps the best epoch's weights.
+
+    An epoch whose score is NaN cannot be ranked: it is never selected, and a warning names it
+    and the epoch kept instead (its record's ``score`` is NaN).
 
     Args:
         validate: the validation reports of the model as it is now (task name → report).
@@ -41,6 +46,14 @@ class SelectionHook(Hook):
     def end_epoch(self, progress: FitProgress) -> None:
         reports = self.validate()
         score = self.score(reports)
+        if math.isnan(score):
+            kept = f"epoch {progress.best_epoch}" if progress.best_epoch else "the last epoch"
+            warnings.warn(
+                f"epoch {progress.epoch}: the validation score is NaN (every task's primary "
+                "metric is undefined on validation), so model selection cannot rank this epoch "
+                f"and keeps {kept}; check the validation split and the tasks' metrics.",
+                stacklevel=2,
+            )
         if score > progress.best_score:
             progress.best_score, progress.best_epoch = score, progress.epoch
             progress.best_model = copy.deepcopy(self.model.state_dict())
