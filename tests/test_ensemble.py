@@ -18,6 +18,14 @@ from processes import run_group
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+TINY_WITH_ENSEMBLE = {
+    "name": "tiny",
+    "model": {"backbone": "mlp", "hidden": [16]},
+    "data": {"val_fraction": 0.2},
+    "train": {"epochs": 1, "batch_size": 16, "progress": False},
+    "ensembles": {"digits": {"tasks": ["left", "right"]}},
+}
+
 
 def _logits(seed: int, n: int = 200, classes: int = 5) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -102,14 +110,7 @@ def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys
 
 
 def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data):
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-        "ensembles": {"digits": {"tasks": ["left", "right"]}},
-    }
-    config = parse_config(raw)
+    config = parse_config(TINY_WITH_ENSEMBLE)
     assert config.ensembles["digits"].target == "left"  # resolved: written in config.yaml
     result = train(config, tmp_path / "run")
     assert set(result.test) == {"left", "right"}  # the tasks' results are the tasks'
@@ -136,15 +137,8 @@ def test_configured_ensembles_under_two_processes_score_the_whole_test_split(
 ):
     """The main process scores the ensembles alone (on the whole split) while the others wait:
     no collective of its metrics may wait for processes that never join it."""
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-        "ensembles": {"digits": {"tasks": ["left", "right"]}},
-    }
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump(raw))
+    config.write_text(yaml.safe_dump(TINY_WITH_ENSEMBLE))
     out = tmp_path / "run"
     codes = run_group(_train_ensembles, 2, fake_base_data, str(config), str(out), timeout=90)
     assert codes == [0, 0]

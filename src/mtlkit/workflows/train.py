@@ -47,16 +47,12 @@ from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
-    build_noise,
-    build_optimization,
-    build_penalties,
     build_tasks,
     build_views,
     eval_batches,
     load_data,
     resolve_device,
     train_batches,
-    trainer_settings,
 )
 from mtlkit.workflows.ensemble import (
     check_ensembles,
@@ -66,7 +62,7 @@ from mtlkit.workflows.ensemble import (
 )
 from mtlkit.workflows.evaluate import evaluate_run
 from mtlkit.workflows.run_dir import RunDir, run_info
-from mtlkit.workflows.teachers import build_teachers
+from mtlkit.workflows.trainer import build_trainer
 
 
 @dataclass
@@ -174,23 +170,9 @@ def _train(
         check_ensembles(config, tasks, data)
         model = build_model(config, data.input_shape, tasks)
         balancer = build_balancer(config, len(tasks))
-        optimizer, scheduler = build_optimization(config, model, balancer)
         main = rank == 0
-        trainer = Trainer(
-            model,
-            tasks,
-            balancer,
-            optimizer,
-            scheduler,
-            device=device,
-            progress=config.train.progress and main,
-            replicas=replicas,
-            probes=probes,
-            noise=build_noise(config),
-            seed=config.seed + rank,
-            teachers=build_teachers(config, tasks, model),
-            penalties=build_penalties(config, model, balancer),
-            **trainer_settings(config),
+        trainer = build_trainer(
+            config, model, tasks, balancer, device, replicas=replicas, probes=probes
         )
         before_leaving.callback(trainer.release_replicas)  # before the group is destroyed
         progress = None
