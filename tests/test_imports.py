@@ -19,6 +19,7 @@ LAYERS = [
     {"mtlkit.models"},
     {"mtlkit.tasks"},
     {"mtlkit.balancing"},
+    {"mtlkit.measure"},
     {"mtlkit.training"},
     {"mtlkit.evaluation"},
     {"mtlkit.config"},
@@ -121,3 +122,39 @@ def test_the_cycle_finder_finds_a_cycle():
     """The check above can fail: a two-module loop and a three-module loop are both found."""
     graph = {"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"e"}, "e": {"c"}, "f": {"a"}}
     assert _cycles(graph) == [["a", "b"], ["c", "d", "e"]]
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def _reaching_training(graph: dict[str, set[str]]) -> list[str]:
+    """The evaluation modules that depend on training code, directly or not."""
+    return sorted(
+        module
+        for module in graph
+        if module.startswith("mtlkit.evaluation")
+        and any(target.startswith("mtlkit.training") for target in _reach(graph, module))
+    )
+
+
+def test_evaluation_depends_on_no_training_code():
+    """The evaluation pass and the probes are in ``mtlkit.measure``, below training: evaluation
+    reads them and its records without any training module behind them."""
+    assert _reaching_training(_graph()) == []
+
+
+def test_the_training_dependency_check_catches_an_indirect_one():
+    graph = {
+        "mtlkit.evaluation.plots": {"mtlkit.measure.records"},
+        "mtlkit.measure.records": {"mtlkit.training.state"},
+        "mtlkit.training.state": set(),
+    }
+    assert _reaching_training(graph) == ["mtlkit.evaluation.plots"]

@@ -16,7 +16,7 @@ from torch import nn
 
 from mtlkit.balancing import create
 from mtlkit.data import Split, TensorBatches
-from mtlkit.evaluation.affinity import TaskAffinityProbe
+from mtlkit.measure.affinity import TaskAffinityProbe
 from mtlkit.models import HardSharing, classification_head, create_backbone
 from mtlkit.tasks import ClassificationTask
 from mtlkit.training import (

@@ -14,8 +14,8 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from mtlkit.evaluation.document import Block, Figure, Heading, Paragraph
+from mtlkit.measure import CosineSample, EpochRecord
 from mtlkit.tasks.metrics import ClassificationReport
-from mtlkit.training import CosineSample, EpochRecord
 
 _DPI = 100
 

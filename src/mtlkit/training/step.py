@@ -12,12 +12,13 @@ from torch import Tensor, nn
 
 from mtlkit.balancing import Balancer
 from mtlkit.data import Batch
+from mtlkit.measure.precision import float32
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training.distributed import ProcessGroupReplicas
 from mtlkit.training.hooks import Hook, StepState
 
-__all__ = ["float32", "task_losses", "training_step"]
+__all__ = ["task_losses", "training_step"]
 
 
 def training_step(
@@ -98,10 +99,3 @@ def task_losses(
     replicas.mean_(mean)
     share = torch.where(mean > 0, counts / mean.clamp(min=1), torch.ones_like(counts))
     return [loss * share[k] for k, loss in enumerate(losses)], (mean == 0).long()
-
-
-def float32(tensor: Tensor) -> Tensor:
-    """A reduced-precision floating tensor in float32; any other tensor as it is."""
-    if tensor.is_floating_point() and torch.finfo(tensor.dtype).bits < 32:
-        return tensor.float()
-    return tensor

@@ -30,6 +30,13 @@ from torch import Tensor, nn
 
 from mtlkit.balancing import Balancer, GradientAggregator
 from mtlkit.data import Batch
+from mtlkit.measure.evaluation_pass import Reports, evaluate_with_losses
+from mtlkit.measure.noise import InputNoise
+from mtlkit.measure.precision import check_precision
+from mtlkit.measure.probes import StepProbe
+from mtlkit.measure.records import EpochRecord
+from mtlkit.measure.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.measure.views import Views
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
@@ -37,7 +44,6 @@ from mtlkit.training.checkpoint import CheckpointError
 from mtlkit.training.compiled import compile_encoder
 from mtlkit.training.distill import Teacher
 from mtlkit.training.distributed import ProcessGroupReplicas
-from mtlkit.training.evaluation_pass import Reports, evaluate_with_losses
 from mtlkit.training.finite import NonFiniteGuard
 from mtlkit.training.hooks import Hook, StepState
 from mtlkit.training.hooks.checkpoints import CheckpointHook
@@ -50,17 +56,11 @@ from mtlkit.training.hooks.precision import PrecisionHook
 from mtlkit.training.hooks.probes import ProbesHook
 from mtlkit.training.hooks.selection import SelectionHook
 from mtlkit.training.hooks.teachers import TeachersHook
-from mtlkit.training.noise import InputNoise
 from mtlkit.training.optim import learning_rates
 from mtlkit.training.penalties import ParameterPenalties
-from mtlkit.training.precision import check_precision
-from mtlkit.training.probes import StepProbe
-from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals
 from mtlkit.training.state import FitProgress
 from mtlkit.training.step import training_step
-from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
-from mtlkit.training.views import Views
 
 __all__ = ["FitResult", "Trainer"]
 
@@ -115,7 +115,7 @@ class Trainer:
         task_cosine_every: every this many steps, record the cosines between the task gradients
             on the shared parameters (K extra backward passes on those steps); 0: never.
         probes: further measurements taken on the steps they are due for (see
-            :mod:`mtlkit.training.probes`); they never change the update.
+            :mod:`mtlkit.measure.probes`); they never change the update.
         noise: noise drawn on every training batch's inputs (never in evaluation).
         seed: seeds the noise's generator.
         teachers: give the tasks they teach soft labels (distillation); updated after each

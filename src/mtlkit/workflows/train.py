@@ -20,6 +20,7 @@ from mtlkit.data import MultiTaskData
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
+from mtlkit.measure.probes import StepProbe
 from mtlkit.tasks import ClassificationTask, Task
 from mtlkit.training import (
     CheckpointError,
@@ -42,7 +43,6 @@ from mtlkit.training import (
     seed_process,
 )
 from mtlkit.training.distributed import is_main_process, local_device
-from mtlkit.training.probes import StepProbe
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,

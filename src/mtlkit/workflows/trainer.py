@@ -10,10 +10,10 @@ import torch
 
 from mtlkit.balancing import Balancer
 from mtlkit.config import ExperimentConfig
+from mtlkit.measure.probes import StepProbe
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training import ProcessGroupReplicas, Trainer
-from mtlkit.training.probes import StepProbe
 from mtlkit.workflows.build import (
     build_noise,
     build_optimization,

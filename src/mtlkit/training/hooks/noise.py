@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
+from mtlkit.measure.noise import InputNoise, noise_generator
 from mtlkit.training.hooks.base import Hook, StepState
-from mtlkit.training.noise import InputNoise, noise_generator
 
 __all__ = ["InputNoiseHook"]
 

@@ -10,9 +10,10 @@ from typing import Any
 import torch
 
 from mtlkit.balancing import Balancer
+from mtlkit.measure.precision import autocast_context
 from mtlkit.models import MultiTaskModel
 from mtlkit.training.hooks.base import Hook, StepState
-from mtlkit.training.precision import LossScale, autocast_context
+from mtlkit.training.precision import LossScale
 
 __all__ = ["PrecisionHook"]
 

@@ -1,6 +1,6 @@
 """Probes in the loop: measurements of some training steps, taken after the losses and before
 the balancer's backward, that never change the update; the task-gradient cosines are one (see
-:mod:`mtlkit.training.probes` and :mod:`mtlkit.training.task_cosine`)."""
+:mod:`mtlkit.measure.probes` and :mod:`mtlkit.measure.task_cosine`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mtlkit.measure.probes import StepProbe, StepView
+from mtlkit.measure.task_cosine import CosineSample, TaskCosineRecorder
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training.hooks.base import Hook, StepState
-from mtlkit.training.probes import StepProbe, StepView
-from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
 
 if TYPE_CHECKING:
     from mtlkit.training.state import FitProgress

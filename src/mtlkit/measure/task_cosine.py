@@ -19,7 +19,7 @@ from itertools import combinations
 from torch import Tensor
 
 from mtlkit.balancing.engine import task_gramian
-from mtlkit.training.probes import EveryNSteps, StepView
+from mtlkit.measure.probes import EveryNSteps, StepView
 
 
 def pair_name(first: str, second: str) -> str:
@@ -50,7 +50,7 @@ class CosineSample:
 
 class TaskCosineRecorder(EveryNSteps):
     """Records the pairwise cosines of the task gradients every ``every`` steps (a
-    :class:`~mtlkit.training.probes.StepProbe`).
+    :class:`~mtlkit.measure.probes.StepProbe`).
 
     Args:
         task_names: the tasks, in the order of the losses.

@@ -9,11 +9,10 @@ from typing import Any
 import torch
 
 from mtlkit.data import Batch
+from mtlkit.measure.precision import autocast_context, float32
+from mtlkit.measure.views import Views
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
-from mtlkit.training.precision import autocast_context
-from mtlkit.training.step import float32
-from mtlkit.training.views import Views
 
 __all__ = ["Reports", "evaluate", "evaluate_with_losses"]
 
@@ -40,7 +39,7 @@ def evaluate_with_losses(
     ``torch.distributed`` each process passes its shard; the metrics (torchmetrics' sync) and the
     losses are summed over the processes. With ``views`` of more than one, each task's metrics
     score its outputs combined over M noisy views of each input
-    (:class:`~mtlkit.training.views.Views`), and its loss is the mean over the views. The forward
+    (:class:`~mtlkit.measure.views.Views`), and its loss is the mean over the views. The forward
     pass runs in ``precision`` (see :mod:`mtlkit.training.precision`); metrics and losses read its
     outputs in float32.
     """
