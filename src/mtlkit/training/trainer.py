@@ -40,7 +40,7 @@ from mtlkit.measure.views import Views
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
-from mtlkit.training.checkpoint import CheckpointError
+from mtlkit.training.checkpoint import CheckpointError, require_hook_states
 from mtlkit.training.compiled import compile_encoder
 from mtlkit.training.distill import Teacher
 from mtlkit.training.distributed import ProcessGroupReplicas
@@ -353,14 +353,8 @@ class Trainer:
             CheckpointError: a state without hook states (written before the hooks saved
                 theirs), or one that lacks the state of one of this trainer's stateful hooks.
         """
-        saved = state.get("hooks")
-        if saved is None:
-            raise CheckpointError(
-                "this checkpoint was written by an mtlkit whose training loop did not save its "
-                "hooks' state (noise generators per process, the loss scale, penalty sums, task "
-                "cosines), so it cannot resume exactly: finish the run with that version, or "
-                "train it again."
-            )
+        require_hook_states(state)
+        saved = state["hooks"]
         rank = 0 if self.replicas is None else self.replicas.rank
         for hook in self.hooks:
             if hook.name not in saved:

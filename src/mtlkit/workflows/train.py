@@ -42,6 +42,7 @@ from mtlkit.training import (
     save_checkpoint,
     seed_process,
 )
+from mtlkit.training.checkpoint import require_hook_states
 from mtlkit.training.distributed import is_main_process, local_device
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
@@ -370,6 +371,7 @@ def _read_checkpoint(folder: RunDir, config: ExperimentConfig, size: int) -> dic
         print(f"mtlkit: {folder.path} has no checkpoint yet; starting it again.", file=sys.stderr)
         return None
     state, path = found
+    require_hook_states(state, str(path))
     if path != folder.last:
         print(
             f"mtlkit: {folder.last} is missing or unreadable; resuming from {path}.",
