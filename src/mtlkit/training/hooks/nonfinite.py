@@ -80,6 +80,7 @@ class NonFiniteHook(Hook):
         return True
 
     def after_step(self, step: StepState, progress: FitProgress) -> None:
+        self._before = None  # an update refused before this hook was asked
         if step.flags is None:  # an update refused before the guard read the gradients
             assert step.reported is not None
             finite = torch.ones((), dtype=torch.bool, device=step.reported.device)

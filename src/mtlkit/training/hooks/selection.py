@@ -47,7 +47,8 @@ class SelectionHook(Hook):
         reports = self.validate()
         score = self.score(reports)
         if math.isnan(score):
-            kept = f"epoch {progress.best_epoch}" if progress.best_epoch else "the last epoch"
+            best = progress.best_epoch
+            kept = f"epoch {best}" if best else "the last epoch unless a later one scores"
             warnings.warn(
                 f"epoch {progress.epoch}: the validation score is NaN (every task's primary "
                 "metric is undefined on validation), so model selection cannot rank this epoch "
