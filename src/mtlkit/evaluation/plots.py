@@ -14,7 +14,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from mtlkit.evaluation.document import Block, Figure, Heading, Paragraph
-from mtlkit.measure import CosineSample, EpochRecord
+from mtlkit.measure.records import CosineSample, EpochRecord
 from mtlkit.tasks.metrics import ClassificationReport
 
 _DPI = 100

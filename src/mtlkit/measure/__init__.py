@@ -9,8 +9,8 @@ from mtlkit.measure.affinity import TaskAffinityProbe, lookahead_affinity
 from mtlkit.measure.evaluation_pass import Reports, evaluate, evaluate_with_losses
 from mtlkit.measure.noise import InputNoise, noise_generator
 from mtlkit.measure.probes import EveryNSteps, StepProbe, StepView
-from mtlkit.measure.records import EpochRecord
-from mtlkit.measure.task_cosine import CosineSample, TaskCosineRecorder, gramian_cosines
+from mtlkit.measure.records import CosineSample, EpochRecord
+from mtlkit.measure.task_cosine import TaskCosineRecorder, gramian_cosines
 from mtlkit.measure.views import Views
 
 __all__ = [

@@ -13,13 +13,13 @@ training step is unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import combinations
 
 from torch import Tensor
 
 from mtlkit.balancing.engine import task_gramian
 from mtlkit.measure.probes import EveryNSteps, StepView
+from mtlkit.measure.records import CosineSample
 
 
 def pair_name(first: str, second: str) -> str:
@@ -31,21 +31,6 @@ def gramian_cosines(gramian: Tensor) -> Tensor:
     """The K×K cosine matrix ``Gᵢⱼ / √(Gᵢᵢ Gⱼⱼ)`` of a Gramian (NaN where a gradient is zero)."""
     norms = gramian.diagonal().clamp(min=0).sqrt()
     return gramian / (norms[:, None] * norms[None, :])
-
-
-@dataclass(frozen=True)
-class CosineSample:
-    """The pairwise gradient cosines at one training step.
-
-    Attributes:
-        step: the global step (1-based) the gradients were taken at, before its update.
-        epoch: the epoch of that step.
-        cosines: ``pair_name(a, b)`` → cos(∇L_a, ∇L_b) on the shared parameters.
-    """
-
-    step: int
-    epoch: int
-    cosines: dict[str, float]
 
 
 class TaskCosineRecorder(EveryNSteps):

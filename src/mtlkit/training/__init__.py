@@ -6,8 +6,8 @@ cosines live in :mod:`mtlkit.measure` (evaluation reads them too) and are re-exp
 
 from mtlkit.measure.evaluation_pass import evaluate, evaluate_with_losses
 from mtlkit.measure.noise import InputNoise, noise_generator
-from mtlkit.measure.records import EpochRecord
-from mtlkit.measure.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.measure.records import CosineSample, EpochRecord
+from mtlkit.measure.task_cosine import TaskCosineRecorder
 from mtlkit.measure.views import Views
 from mtlkit.training.calibration import fit_temperatures
 from mtlkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint

@@ -34,8 +34,8 @@ from mtlkit.measure.evaluation_pass import Reports, evaluate_with_losses
 from mtlkit.measure.noise import InputNoise
 from mtlkit.measure.precision import check_precision
 from mtlkit.measure.probes import StepProbe
-from mtlkit.measure.records import EpochRecord
-from mtlkit.measure.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.measure.records import CosineSample, EpochRecord
+from mtlkit.measure.task_cosine import TaskCosineRecorder
 from mtlkit.measure.views import Views
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task

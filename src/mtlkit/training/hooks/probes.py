@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from mtlkit.measure.probes import StepProbe, StepView
-from mtlkit.measure.task_cosine import CosineSample, TaskCosineRecorder
+from mtlkit.measure.records import CosineSample
+from mtlkit.measure.task_cosine import TaskCosineRecorder
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training.hooks.base import Hook, StepState
