@@ -81,7 +81,7 @@ def test_bad_arguments_are_refused():
 def trained(tmp_path, offline_data):
     raw = {
         "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
+        "model": {"backbone": "mlp", "backbone_options": {"hidden": [16]}},
         "data": {"val_fraction": 0.2},
         "train": {"epochs": 1, "batch_size": 16, "progress": False},
     }
@@ -103,7 +103,7 @@ def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys
 def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data):
     raw = {
         "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
+        "model": {"backbone": "mlp", "backbone_options": {"hidden": [16]}},
         "data": {"val_fraction": 0.2},
         "train": {"epochs": 1, "batch_size": 16, "progress": False},
         "ensembles": {"digits": {"tasks": ["left", "right"]}},

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {
     "name": "tiny",
-    "model": {"backbone": "mlp", "hidden": [16, 8]},
+    "model": {"backbone": "mlp", "backbone_options": {"hidden": [16, 8]}},
     "data": {"val_fraction": 0.2},
     "tasks": {"include": ["left"]},
     "train": {"epochs": 1, "batch_size": 16, "progress": False},

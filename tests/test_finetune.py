@@ -4,6 +4,7 @@ they were, the unfreezing schedule, backward transfer, and what is refused."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = {
     "name": "tiny",
-    "model": {"backbone": "mlp", "hidden": [16, 8]},
+    "model": {"backbone": "mlp", "backbone_options": {"hidden": [16, 8]}},
     "data": {"val_fraction": 0.2},
     "train": {"epochs": 1, "batch_size": 16, "progress": False},
 }
@@ -91,7 +92,10 @@ def test_gradual_unfreezing_follows_its_schedule(trained, tmp_path):
             {"finetune": {"freeze": ["stage1"], "unfreeze": {"stage1": 3}}},
             "finetune.unfreeze.stage1: epoch 3 comes after the last one",
         ),
-        ({"model": {"hidden": [32, 8]}}, "model.hidden: the run's weights fit its own network"),
+        (
+            {"model": {"backbone_options": {"hidden": [32, 8]}}},
+            "model.backbone_options: the run's weights fit its own network",
+        ),
         ({"tasks": {"include": ["right"]}}, "the run has no task 'right'.*mtlkit add-task"),
         ({"data": {"benchmark": "multi-mnist", "protocol": "pareto"}}, "inputs of shape"),
         (
@@ -167,3 +171,32 @@ def test_finetuning_trains_with_the_configs_precision(trained, tmp_path, monkeyp
     change = _file(tmp_path, {"train": {"precision": "bf16"}})
     finetune(trained, change, tmp_path / "tuned")
     assert seen == ["bf16"]
+
+
+def _write_flat_layout(run_dir) -> None:
+    """Rewrite a run's ``config.yaml`` as mtlkit wrote it before the backbone and sharing options
+    were nested: every option flat under ``model``, those the run does not use as null."""
+    path = run_dir / "config.yaml"
+    raw = yaml.safe_load(path.read_text())
+    model = raw["model"]
+    unused = dict.fromkeys(("width", "blocks", "experts", "k", "gamma", "stages", "self_weight"))
+    flat = {key: model[key] for key in ("backbone", "head_hidden", "sharing")}
+    raw["model"] = flat | unused | model["backbone_options"] | model["sharing_options"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def test_a_run_folder_of_the_flat_layout_is_read_and_a_new_config_of_it_refused(
+    trained, tmp_path, capsys
+):
+    before = evaluate_run(trained, quiet=True)["left"].to_dict()
+    _write_flat_layout(trained)
+    assert "hidden:" in (trained / "config.yaml").read_text()
+    assert evaluate_run(trained, quiet=True)["left"].to_dict() == before
+    tuned = finetune(trained, _file(tmp_path, {"optim": {"lr": 0.2}}), tmp_path / "tuned")
+    assert tuned.run_dir.joinpath("metrics.json").is_file()
+    assert main(["train", str(trained / "config.yaml"), "--out", str(tmp_path / "new")]) == 2
+    error = capsys.readouterr().err
+    assert re.fullmatch(
+        r"mtlkit: config error: model\.(\w+) moved: use model\.\w+_options\.\1\.\n", error
+    )
+    assert "Traceback" not in error and not (tmp_path / "new").exists()

@@ -27,10 +27,18 @@ tasks:
   spend: {type: regression, column: monthly_spend, loss: huber}
 model:
   backbone: mlp
-  hidden: [256, 128]          # widths; also activation, dropout, batch_norm
+  backbone_options:
+    hidden: [256, 128]        # widths; also activation, dropout, batch_norm
 """
 FAST = ["--set", "train.epochs=6", "--set", "train.batch_size=16", "--set", "train.progress=false"]
-FAST += ["--set", "optim.name=adam", "--set", "optim.lr=0.02", "--set", "model.hidden=[16]"]
+FAST += [
+    "--set",
+    "optim.name=adam",
+    "--set",
+    "optim.lr=0.02",
+    "--set",
+    "model.backbone_options.hidden=[16]",
+]
 
 
 def customers(rows: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -69,7 +77,9 @@ def test_the_issues_config_is_valid_as_written(project):
         "plan": "classification",
         "spend": "regression",
     }
-    assert config.tasks.entries["spend"].loss == "huber" and config.model.hidden == [256, 128]
+    assert config.tasks.entries["spend"].loss == "huber" and config.model.backbone_options[
+        "hidden"
+    ] == [256, 128]
 
 
 def test_train_predict_and_eval_a_table_with_string_labels(project, capsys):
@@ -201,7 +211,10 @@ def test_a_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone(proj
     from mtlkit.training import load_checkpoint
     from mtlkit.workflows import train
 
-    config = load_config(project / "config.yaml", ["model.dropout=0.5", "model.hidden=[8]"])
+    config = load_config(
+        project / "config.yaml",
+        ["model.backbone_options.dropout=0.5", "model.backbone_options.hidden=[8]"],
+    )
     config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1})})
     states = []
     for caller_seed in (1, 2):  # whatever the caller's random state, the run's is its own

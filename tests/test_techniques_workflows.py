@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
 def _raw(**sections) -> dict:
     raw = {
         "name": "tiny",
-        "model": {"backbone": "lenet", "batch_norm": True},
+        "model": {"backbone": "lenet", "backbone_options": {"batch_norm": True}},
         "data": {"val_fraction": 0.2},
         "train": {"epochs": 1, "batch_size": 16, "progress": False},
     }

@@ -25,9 +25,11 @@ def _config_and_folder(args: argparse.Namespace) -> tuple[ExperimentConfig, Path
     if args.out is not None or args.overwrite:
         raise ConfigError("--resume DIR continues the run in DIR: drop --out and --overwrite.")
     args.folder = prepare_resume(args.resume)
-    config = load_config(args.folder / "config.yaml")
+    config = load_config(args.folder / "config.yaml", saved=True)
     if args.config is not None or args.overrides:
-        given = load_config(args.config or args.folder / "config.yaml", args.overrides)
+        given = load_config(
+            args.config or args.folder / "config.yaml", args.overrides, saved=args.config is None
+        )
         difference = config_difference(config.to_dict(), given.to_dict())
         if difference is not None:
             raise ConfigError(

@@ -129,7 +129,7 @@ class RunDir:
         """
         if not self.config.is_file():
             raise ConfigError(f"{self.path} is not a run folder: it has no config.yaml.")
-        return load_config(self.config)
+        return load_config(self.config, saved=True)
 
     def write_preprocessing(self, data: MultiTaskData) -> None:
         """Write the data's task specs, input shape and fitted preprocessing, so that new inputs

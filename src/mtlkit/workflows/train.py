@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mtlkit.config import ConfigError, ExperimentConfig, config_difference
+from mtlkit.config import ConfigError, ExperimentConfig, config_difference, upgrade_saved_config
 from mtlkit.data import MultiTaskData
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
@@ -393,7 +393,7 @@ def _read_checkpoint(folder: RunDir, config: ExperimentConfig, size: int) -> dic
             f"mtlkit: {folder.last} is missing or unreadable; resuming from {path}.",
             file=sys.stderr,
         )
-    difference = config_difference(state["config"], config.to_dict())
+    difference = config_difference(upgrade_saved_config(state["config"]), config.to_dict())
     if difference is not None:
         raise ConfigError(f"{path} was written with another config ({difference}).")
     if state["processes"] != size:
