@@ -5,16 +5,18 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 import yaml
 
+from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.evaluation import compare_values, delta_m, mean_ci
 from mtlkit.training import DivergedError
 from mtlkit.workflows import cells as cells_module
 from mtlkit.workflows.cells import CELLS, Cell, config_fingerprint
-from mtlkit.workflows.compare import choose_by_validation, compare_methods, tuning_grid
+from mtlkit.workflows.compare import DIVERGED_ROW, compare_methods, tuning_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
 
@@ -189,21 +191,6 @@ def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished) -> None:
     assert all(row.test[t].mean == 0.01 for row in after.rows for t in ("left", "right"))
 
 
-def test_choose_by_validation_reads_only_validation_scores():
-    def cell(val: float, test: float) -> Cell:
-        metrics = {
-            "best_val_score": val,
-            "test": {"a": {"accuracy": test}},
-            "primary_metric": {"a": {"name": "accuracy", "higher_is_better": True}},
-        }
-        return Cell(path=None, config=None, metrics=metrics, trained=False)
-
-    grid = [[cell(0.5, 0.99), cell(0.7, 0.99)], [cell(0.6, 0.1), cell(0.62, 0.1)]]
-    choice = choose_by_validation(grid)
-    assert choice.index == 1 and choice.val_scores == pytest.approx([0.6, 0.61])
-    assert choose_by_validation([[cell(0.5, 0.0)], [cell(0.5, 1.0)]]).index == 0  # first of equals
-
-
 def test_grid_errors_are_one_line_before_any_work(tmp_path):
     config = parse_config(TINY)
     with pytest.raises(ConfigError, match="--tune seed: cannot be tuned"):
@@ -248,5 +235,34 @@ def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(tmp_path, finished
     assert marked == ["ew-seed0", "single-left-seed0", "single-right-seed0"]
     assert result.rows[0].val_scores["optim.lr=1e+30"] == -math.inf
     assert compare_methods(config, tmp_path / "cmp", ["ew"], **grid).trained == 0
-    with pytest.raises(DivergedError, match="every tuned value has a run that diverged"):
+    with pytest.raises(
+        DivergedError, match=r"single-task baseline of left diverged at every tuned value \("
+    ):
         compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1, tune={"optim.lr": [1e30]})
+
+
+def test_a_method_diverging_at_every_value_gets_a_row_and_exit_1(tmp_path, monkeypatch, capsys):
+    """Its cells diverge (the training of mgda-ub raises what a non-finite loss raises); the
+    baselines and ew are compared, the row of mgda-ub says it diverged, and compare exits 1."""
+    real_train = cells_module.train
+
+    def train(config, path, probes=()):
+        if config.balancer.name == "mgda-ub":
+            raise DivergedError("non-finite loss at step 1")
+        return real_train(config, path, probes)
+
+    monkeypatch.setattr(cells_module, "train", train)
+    out, config_file = tmp_path / "cmp", tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(TINY))
+    argv = ["compare", str(config_file), "--methods", "ew,mgda-ub", "--seeds", "1"]
+    assert main([*argv, "--tune", "optim.lr=0.05,0.01", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "mgda-ub diverged at every tuned value (mgda-ub-seed0-" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    rows = {row["method"]: row for row in csv.DictReader((out / "compare.csv").open())}
+    assert rows["mgda-ub"]["chosen"] == DIVERGED_ROW and rows["mgda-ub"]["mean_rank"] == ""
+    assert rows["ew"]["chosen"].startswith("optim.lr=") and float(rows["ew"]["mean_rank"]) == 1
+    summary = json.loads((out / "compare.json").read_text())
+    assert [row["method"] for row in summary["rows"]] == ["ew"]
+    assert list(summary["diverged"]) == ["mgda-ub"]
+    assert re.search(rf"\| mgda-ub +\| {DIVERGED_ROW} +\|", (out / "report.md").read_text())
