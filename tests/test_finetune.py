@@ -200,3 +200,27 @@ def test_a_run_folder_of_the_flat_layout_is_read_and_a_new_config_of_it_refused(
         r"mtlkit: config error: model\.(\w+) moved: use model\.\w+_options\.\1\.\n", error
     )
     assert "Traceback" not in error and not (tmp_path / "new").exists()
+
+
+def test_a_soft_sharing_run_is_refused_by_the_transfer_commands_with_exit_2(
+    tmp_path, offline_data, capsys
+):
+    raw = yaml.safe_load(yaml.safe_dump(TINY))
+    raw["model"] |= {"sharing": "mmoe", "sharing_options": {"experts": 2}}
+    run = train(parse_config(raw), tmp_path / "mmoe").run_dir
+    fewshot = ["--task", "left", "--shots", "1", "--draws", "1", "--no-random"]
+    for command in (
+        ["finetune", str(run), "--out", str(tmp_path / "tuned")],
+        ["add-task", str(run), "--out", str(tmp_path / "added")],
+        ["fewshot", str(run), *fewshot, "--out", str(tmp_path / "few.json")],
+    ):
+        capsys.readouterr()
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err == (
+            f"mtlkit: config error: {run}: model.sharing is 'mmoe', whose tasks read features of "
+            f"their own; {'few-shot transfer' if command[0] == 'fewshot' else 'fine-tuning'} "
+            "needs the layer groups (stage1, ..., heads) of one shared trunk: use a run trained "
+            "with model.sharing: hard.\n"
+        ), command
+    assert not any((tmp_path / name).exists() for name in ("tuned", "added", "few.json"))
