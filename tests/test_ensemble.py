@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
@@ -78,14 +77,9 @@ def test_bad_arguments_are_refused():
 
 
 @pytest.fixture
-def trained(tmp_path, offline_data):
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "backbone_options": {"hidden": [16]}},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-    }
-    return train(parse_config(yaml.safe_load(yaml.safe_dump(raw))), tmp_path / "run").run_dir
+def trained(tmp_path, offline_data, tiny_config):
+    raw = tiny_config(model={"backbone_options": {"hidden": [16]}})
+    return train(parse_config(raw), tmp_path / "run").run_dir
 
 
 def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys):
@@ -100,14 +94,11 @@ def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys
     assert record["target"] == "right" and set(record["test"]) == {"left", "right", "ensemble"}
 
 
-def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data):
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "backbone_options": {"hidden": [16]}},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-        "ensembles": {"digits": {"tasks": ["left", "right"]}},
-    }
+def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data, tiny_config):
+    raw = tiny_config(
+        model={"backbone_options": {"hidden": [16]}},
+        ensembles={"digits": {"tasks": ["left", "right"]}},
+    )
     config = parse_config(raw)
     assert config.ensembles["digits"].target == "left"  # resolved: written in config.yaml
     result = train(config, tmp_path / "run")

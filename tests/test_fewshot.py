@@ -8,7 +8,6 @@ import re
 
 import pytest
 import torch
-import yaml
 
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
@@ -19,13 +18,8 @@ from mtlkit.workflows.fewshot import _draws, fewshot, trunk_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp", "backbone_options": {"hidden": [16, 8]}},
-    "data": {"val_fraction": 0.2},
-    "tasks": {"include": ["left"]},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False},
-}
+SMALL_TRUNK = {"model": {"backbone_options": {"hidden": [16, 8]}}, "tasks": {"include": ["left"]}}
+"""The tiny config (``tiny_config``) with a two-stage trunk, trained on ``left`` only."""
 
 
 @pytest.fixture
@@ -45,8 +39,8 @@ def roomier_data(monkeypatch, tmp_path, make_fake_dataset):
 
 
 @pytest.fixture
-def trained(tmp_path, roomier_data):
-    return train(parse_config(yaml.safe_load(yaml.safe_dump(TINY))), tmp_path / "source").run_dir
+def trained(tmp_path, roomier_data, tiny_config):
+    return train(parse_config(tiny_config(SMALL_TRUNK)), tmp_path / "source").run_dir
 
 
 def test_draws_are_per_class_and_reproducible():

@@ -19,21 +19,16 @@ from mtlkit.workflows.finetune import finetune, group_sizes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp", "backbone_options": {"hidden": [16, 8]}},
-    "data": {"val_fraction": 0.2},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False},
-}
+SMALL_TRUNK = {"model": {"backbone_options": {"hidden": [16, 8]}}}
+"""The tiny config (``tiny_config``) with a two-stage trunk."""
 STAGE1 = ("trunk.1.weight", "trunk.1.bias")
 """The parameters of the first stage of an mlp trunk (after its Flatten)."""
 
 
 @pytest.fixture
-def trained(tmp_path, offline_data):
+def trained(tmp_path, offline_data, tiny_config):
     """A tiny finished multi-mnist run on task ``left`` only."""
-    raw = yaml.safe_load(yaml.safe_dump(TINY))
-    raw["tasks"] = {"include": ["left"]}
+    raw = tiny_config(SMALL_TRUNK, tasks={"include": ["left"]})
     return train(parse_config(raw), tmp_path / "source").run_dir
 
 
@@ -203,10 +198,10 @@ def test_a_run_folder_of_the_flat_layout_is_read_and_a_new_config_of_it_refused(
 
 
 def test_a_soft_sharing_run_is_refused_by_the_transfer_commands_with_exit_2(
-    tmp_path, offline_data, capsys
+    tmp_path, offline_data, capsys, tiny_config
 ):
-    raw = yaml.safe_load(yaml.safe_dump(TINY))
-    raw["model"] |= {"sharing": "mmoe", "sharing_options": {"experts": 2}}
+    sharing = {"sharing": "mmoe", "sharing_options": {"experts": 2}}
+    raw = tiny_config(SMALL_TRUNK, model=SMALL_TRUNK["model"] | sharing)
     run = train(parse_config(raw), tmp_path / "mmoe").run_dir
     fewshot = ["--task", "left", "--shots", "1", "--draws", "1", "--no-random"]
     for command in (

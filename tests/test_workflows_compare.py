@@ -20,12 +20,6 @@ from mtlkit.workflows.compare import DIVERGED_ROW, compare_methods, tuning_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp"},
-    "data": {"val_fraction": 0.2},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False},
-}
 GRID = {"methods": ["ew", "mgda-ub"], "seeds": 2, "tune": {"optim.lr": [0.3, 0.01]}}
 CELL_COUNT = (2 + 2) * 2 * 2  # (methods + single-task tasks) × seeds × values
 SMALL_GRID = {"methods": ["ew", "mgda-ub"], "seeds": 2}
@@ -64,9 +58,11 @@ def finished_trainings(monkeypatch):
     return finished, crash_at
 
 
-def test_an_interrupted_compare_resumes_and_trains_nothing_twice(tmp_path, finished_trainings):
+def test_an_interrupted_compare_resumes_and_trains_nothing_twice(
+    tmp_path, finished_trainings, tiny_config
+):
     finished, crash_at = finished_trainings
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     crash_at[0] = 3
     with pytest.raises(_Crash):
         compare_methods(config, tmp_path / "cmp", **SMALL_GRID)
@@ -87,9 +83,9 @@ def test_an_interrupted_compare_resumes_and_trains_nothing_twice(tmp_path, finis
     assert again.rows == result.rows
 
 
-def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trainings):
+def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trainings, tiny_config):
     finished, _ = finished_trainings
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1)
     assert len(finished) == 3  # ew, single-left, single-right
     compare_methods(config, tmp_path / "cmp", ["ew", "pcgrad"], seeds=1)
@@ -99,12 +95,14 @@ def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trai
 
 
 def test_the_table_is_the_cells_statistics_and_test_metrics_never_choose(
-    tmp_path, finished_trainings
+    tmp_path,
+    finished_trainings,
+    tiny_config,
 ):
     finished, _ = finished_trainings
-    result = compare_methods(parse_config(TINY), tmp_path / "cmp", **GRID)
+    result = compare_methods(parse_config(tiny_config()), tmp_path / "cmp", **GRID)
     _table_numbers_are_the_cells_statistics(result, tmp_path)
-    _poisoned_test_metrics_change_no_choice(result, tmp_path, finished)
+    _poisoned_test_metrics_change_no_choice(result, tmp_path, finished, tiny_config)
 
 
 def _table_numbers_are_the_cells_statistics(result, tmp_path) -> None:
@@ -164,10 +162,10 @@ def _table_numbers_are_the_cells_statistics(result, tmp_path) -> None:
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["seeds"] == [0, 1]
 
 
-def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished) -> None:
+def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished, tiny_config) -> None:
     """Poison every run's test metrics so that the unchosen values look far better on test:
     the resumed compare shows the poisoned test numbers and still makes the same choice."""
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     chosen = {row.method: row.chosen for row in before.rows}
     chosen.update({f"single-{t}": row.chosen for t, row in before.baselines.items()})
     for path in (tmp_path / "cmp" / CELLS).iterdir():
@@ -191,8 +189,8 @@ def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished) -> None:
     assert all(row.test[t].mean == 0.01 for row in after.rows for t in ("left", "right"))
 
 
-def test_grid_errors_are_one_line_before_any_work(tmp_path):
-    config = parse_config(TINY)
+def test_grid_errors_are_one_line_before_any_work(tmp_path, tiny_config):
+    config = parse_config(tiny_config())
     with pytest.raises(ConfigError, match="--tune seed: cannot be tuned"):
         compare_methods(config, tmp_path / "a", ["ew"], tune={"seed": [1, 2]})
     with pytest.raises(ConfigError, match="optim.lr"):
@@ -203,7 +201,7 @@ def test_grid_errors_are_one_line_before_any_work(tmp_path):
         compare_methods(config, tmp_path / "d", ["ew", "ew"])
     with pytest.raises(ConfigError, match="--seeds"):
         compare_methods(config, tmp_path / "e", ["ew"], seeds=0)
-    no_validation = parse_config({**TINY, "data": {"val_fraction": 0.0}})
+    no_validation = parse_config(tiny_config(data={"val_fraction": 0.0}))
     with pytest.raises(ConfigError, match="data.val_fraction"):
         compare_methods(no_validation, tmp_path / "f", ["ew"])
     assert not any((tmp_path / name).exists() for name in "abcdef")
@@ -220,9 +218,11 @@ def _cells(root) -> list[Cell]:
     return found
 
 
-def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(tmp_path, finished_trainings):
+def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(
+    tmp_path, finished_trainings, tiny_config
+):
     finished, _ = finished_trainings
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     grid = {"seeds": 1, "tune": {"optim.lr": [1e30, 0.05]}}
     result = compare_methods(config, tmp_path / "cmp", ["ew"], **grid)
     assert [row.chosen for row in result.rows] == ["optim.lr=0.05"]
@@ -241,7 +241,9 @@ def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(tmp_path, finished
         compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1, tune={"optim.lr": [1e30]})
 
 
-def test_a_method_diverging_at_every_value_gets_a_row_and_exit_1(tmp_path, monkeypatch, capsys):
+def test_a_method_diverging_at_every_value_gets_a_row_and_exit_1(
+    tmp_path, monkeypatch, capsys, tiny_config
+):
     """Its cells diverge (the training of mgda-ub raises what a non-finite loss raises); the
     baselines and ew are compared, the row of mgda-ub says it diverged, and compare exits 1."""
     real_train = cells_module.train
@@ -253,7 +255,7 @@ def test_a_method_diverging_at_every_value_gets_a_row_and_exit_1(tmp_path, monke
 
     monkeypatch.setattr(cells_module, "train", train)
     out, config_file = tmp_path / "cmp", tmp_path / "tiny.yaml"
-    config_file.write_text(yaml.safe_dump(TINY))
+    config_file.write_text(yaml.safe_dump(tiny_config()))
     argv = ["compare", str(config_file), "--methods", "ew,mgda-ub", "--seeds", "1"]
     assert main([*argv, "--tune", "optim.lr=0.05,0.01", "--out", str(out)]) == 1
     err = capsys.readouterr().err
