@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from balancing_checks import assert_permutation_equivariant, assert_resumes_exactly
+from balancing_checks import assert_permutation_equivariant, assert_resumes_exactly, reload
 from mtlkit.balancing import GramianWeighting, create, describe, method_class
 from mtlkit.balancing.solvers.min_norm import min_norm_point
 
@@ -620,16 +620,13 @@ def _project_simplex_reference(v: np.ndarray) -> np.ndarray:
     return np.maximum(v - css[rho] / (rho + 1), 0)
 
 
-def test_moco_state_round_trips_through_state_dict():
-    jacs = [_jacobian(30 + i, 3, p=12) for i in range(5)]
+def test_moco_keeps_its_step_count_in_the_state_dict():
+    """(Its exact resume from ``state_dict`` is the contract's, test_balancing_contract.py.)"""
     losses = torch.tensor([1.0, 0.5, 2.0], dtype=torch.float64)
     moco = create("moco", num_tasks=3)
-    for jac in jacs[:3]:
-        moco.aggregate(jac, losses)
-    resumed = assert_resumes_exactly(
-        moco, create("moco", num_tasks=3), lambda m, i: m.aggregate(jacs[3 + i], losses), steps=2
-    )
-    assert resumed.step == moco.step == 5
+    for i in range(3):
+        moco.aggregate(_jacobian(30 + i, 3, p=12), losses)
+    assert reload(moco, create("moco", num_tasks=3)).step == moco.step == 3
 
 
 def test_moco_needs_the_losses_for_its_loss_normalization():
