@@ -205,6 +205,7 @@ def test_pcgrad_is_reproducible_by_seed():
     assert any(not torch.equal(x, c.weights_from_gramian(gram)) for x in first)
 
 
+@pytest.mark.slow
 def test_pcgrad_matches_torchjd_with_the_same_orders(monkeypatch, tja):
     # torchjd draws a permutation of all K tasks per task i from the global RNG (skipping i);
     # K=2 needs no order, and for K=5 we feed it the orders our generator drew.

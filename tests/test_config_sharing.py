@@ -19,6 +19,7 @@ def test_sharing_defaults_to_hard_and_resolves_an_architectures_defaults():
     assert again.sharing_options == model.sharing_options  # a resolved config re-reads as itself
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "expected"),
     [

@@ -82,6 +82,7 @@ def trained(tmp_path, offline_data, tiny_config):
     return train(parse_config(raw), tmp_path / "run").run_dir
 
 
+@pytest.mark.slow
 def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys):
     result = ensemble_heads(trained, ["left", "right"])
     assert list(result.rows) == ["left", "right", "ensemble"] and result.target == "left"
@@ -94,6 +95,7 @@ def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys
     assert record["target"] == "right" and set(record["test"]) == {"left", "right", "ensemble"}
 
 
+@pytest.mark.slow
 def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data, tiny_config):
     raw = tiny_config(
         model={"backbone_options": {"hidden": [16]}},
@@ -132,6 +134,7 @@ def test_an_ensemble_without_validation_is_refused_before_training(tmp_path, off
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before any training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tasks", "target", "message"),
     [

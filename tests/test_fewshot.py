@@ -65,6 +65,7 @@ def test_draws_leave_out_unlabelled_rows_and_refuse_too_many_shots():
         _draws(split, "t", 2, 6, 1, seed=0)
 
 
+@pytest.mark.slow
 def test_a_held_out_task_gives_one_row_per_trunk_and_count_reproducibly(trained):
     result = fewshot(trained, "right", shots=(1, 2), draws=3, steps=5)
     assert [(r.trunk, r.shots) for r in result.rows] == [
@@ -81,6 +82,7 @@ def test_a_held_out_task_gives_one_row_per_trunk_and_count_reproducibly(trained)
     assert "2-shot accuracy" in result.table().splitlines()[0]
 
 
+@pytest.mark.slow
 def test_tuning_the_last_stage_leaves_the_run_untouched(trained):
     before = (trained / "best.pt").read_bytes()
     result = fewshot(
@@ -97,6 +99,7 @@ def test_a_baselines_folder_compares_its_multi_task_and_single_task_trunks(tmp_p
     assert list(trunk_runs(tmp_path)) == ["multi-task", "single-left", "single-right"]
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_table_and_writes_every_draw(trained, tmp_path, capsys):
     out = tmp_path / "few.json"
     args = ["fewshot", str(trained), "--task", "right", "--shots", "1", "--draws", "2"]
@@ -106,6 +109,7 @@ def test_the_cli_prints_the_table_and_writes_every_draw(trained, tmp_path, capsy
     assert record["task"] == "right" and len(record["rows"][0]["scores"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

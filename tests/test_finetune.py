@@ -42,6 +42,7 @@ def _best(run_dir) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "best.pt")["model"]
 
 
+@pytest.mark.slow
 def test_groups_lists_stages_and_heads_with_their_sizes(trained, capsys):
     sizes = group_sizes(trained)
     assert sizes == {"stage1": 784 * 16 + 16, "stage2": 16 * 8 + 8, "heads": 8 * 10 + 10}
@@ -49,6 +50,7 @@ def test_groups_lists_stages_and_heads_with_their_sizes(trained, capsys):
     assert "stage1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_frozen_group_keeps_the_runs_weights_bit_for_bit(trained, tmp_path):
     change = _file(tmp_path, {"finetune": {"freeze": ["stage1"]}, "optim": {"lr": 0.2}})
     result = finetune(trained, change, tmp_path / "tuned")
@@ -61,6 +63,7 @@ def test_a_frozen_group_keeps_the_runs_weights_bit_for_bit(trained, tmp_path):
     assert restore_run(result.run_dir).tasks[0].name == "left"  # a run folder like any other
 
 
+@pytest.mark.slow
 def test_gradual_unfreezing_follows_its_schedule(trained, tmp_path):
     plan = {"freeze": ["stage1", "stage2"], "unfreeze": {"stage2": 2, "stage1": 3}}
     change = {"finetune": plan, "train": {"epochs": 3}, "data": {"val_fraction": 0.0}}
@@ -73,6 +76,7 @@ def test_gradual_unfreezing_follows_its_schedule(trained, tmp_path):
     assert not torch.equal(before["trunk.1.weight"], after["trunk.1.weight"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -110,6 +114,7 @@ def test_not_a_run_folder_is_refused_by_the_cli(tmp_path, capsys):
     assert "is not a run folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_adding_a_task_with_the_trunk_frozen_leaves_the_old_tasks_exactly(trained, tmp_path):
     change = {"tasks": {"include": ["right"]}, "finetune": {"freeze": ["stage1", "stage2"]}}
     added = add_task(trained, _file(tmp_path, change), tmp_path / "added")
@@ -125,6 +130,7 @@ def test_adding_a_task_with_the_trunk_frozen_leaves_the_old_tasks_exactly(traine
     assert reports["right"].accuracy == added.run.test["right"].accuracy
 
 
+@pytest.mark.slow
 def test_adding_a_task_with_the_trunk_learning_reports_the_old_tasks_change(
     trained, tmp_path, capsys
 ):
@@ -139,6 +145,7 @@ def test_adding_a_task_with_the_trunk_learning_reports_the_old_tasks_change(
     assert torch.equal(before["heads.left.weight"], after["heads.left.weight"])  # not trained
 
 
+@pytest.mark.slow
 def test_adding_no_new_task_is_refused(trained, tmp_path):
     with pytest.raises(ConfigError, match="every task of the data .* is a task of the run"):
         add_task(trained, None, tmp_path / "added")
@@ -154,6 +161,7 @@ def test_backward_transfer_flips_lower_is_better_metrics():
     assert bwt == pytest.approx(((0.8 - 0.9) + (1.0 - 0.5)) / 2)
 
 
+@pytest.mark.slow
 def test_finetuning_trains_with_the_configs_precision(trained, tmp_path, monkeypatch):
     """``train.precision`` reaches the fine-tuning trainer (no silent float32 fallback)."""
     seen, original = [], Trainer.__init__
@@ -180,6 +188,7 @@ def _write_flat_layout(run_dir) -> None:
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
+@pytest.mark.slow
 def test_a_run_folder_of_the_flat_layout_is_read_and_a_new_config_of_it_refused(
     trained, tmp_path, capsys
 ):
@@ -197,6 +206,7 @@ def test_a_run_folder_of_the_flat_layout_is_read_and_a_new_config_of_it_refused(
     assert "Traceback" not in error and not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_a_soft_sharing_run_is_refused_by_the_transfer_commands_with_exit_2(
     tmp_path, offline_data, capsys, tiny_config
 ):

@@ -10,6 +10,7 @@ A planted violation (modules written to a temporary folder) shows that each chec
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,7 @@ class Graph:
     third_party: dict[str, set[str]]
 
 
+@functools.cache
 def _graph(root: Path = ROOT, package: str = "mtlkit") -> Graph:
     modules = _modules(root, package)
     edges = {name: _imports(name, path, modules) for name, path in modules.items()}

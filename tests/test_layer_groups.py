@@ -157,6 +157,7 @@ TWO_EPOCHS = {"train": {"epochs": 2}, "schedule": {"name": "cosine"}}
 """The tiny config (``tiny_config``) trained for two epochs under a cosine schedule."""
 
 
+@pytest.mark.slow
 def test_per_task_rates_in_the_config_reach_the_optimizer_the_schedule_and_the_log(
     tmp_path,
     offline_data,

@@ -156,6 +156,7 @@ def reference(tmp_path, fake_base_data) -> tuple[Path, Path]:
     return config, tmp_path / "reference"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_one_process_killed_anywhere_resumes_bit_identical(reference, fake_base_data, capfd):
     config, reference = reference
@@ -182,6 +183,7 @@ def test_one_process_killed_anywhere_resumes_bit_identical(reference, fake_base_
     assert "resuming from" in err  # the renames' kill left previous.pt only
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_sigterm_stops_after_a_checkpoint_and_says_how_to_resume(reference, fake_base_data, capfd):
     config, reference = reference
@@ -197,6 +199,7 @@ def test_sigterm_stops_after_a_checkpoint_and_says_how_to_resume(reference, fake
     _assert_same(out, reference, f"SIGTERM at step {at} (MTLKIT_FAULT_SEED={SEED})")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_two_processes_stopped_and_killed_resume_bit_identical(tmp_path, fake_base_data, capfd):
     """FAMO through DDP: SIGTERM to one rank only (both agree to stop at the next read of the
@@ -232,6 +235,7 @@ def _killed_while_loading(rank: int, fake, argv: list[str]) -> int:
     return main(argv)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_run_killed_while_its_data_loads_resumes_from_the_start(reference, fake_base_data, capfd):
     config, reference = reference

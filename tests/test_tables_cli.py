@@ -82,6 +82,7 @@ def test_the_issues_config_is_valid_as_written(project):
     ] == [256, 128]
 
 
+@pytest.mark.slow
 def test_train_predict_and_eval_a_table_with_string_labels(project, capsys):
     run = project / "run"
     assert main(["train", str(project / "config.yaml"), *FAST, "--out", str(run)]) == 0
@@ -163,6 +164,7 @@ def _set(frame: pd.DataFrame, row: int, column: str, value: object) -> pd.DataFr
     return frame
 
 
+@pytest.mark.slow
 def test_baselines_compare_each_task_on_its_primary_metric(project, capsys):
     out = project / "cmp"
     one_epoch = [*FAST, "--set", "train.epochs=1"]
@@ -182,6 +184,7 @@ def test_baselines_compare_each_task_on_its_primary_metric(project, capsys):
     assert features[0] == features[1]  # a baseline reads exactly the multi-task run's features
 
 
+@pytest.mark.slow
 def test_one_dataset_per_task_trains_and_predicts_images(tmp_path, offline_data, capsys):
     config = tmp_path / "mf.yaml"
     config.write_text(yaml.safe_dump({"name": "mf", "data": {"benchmark": "mnist+fashion"}}))
@@ -205,6 +208,7 @@ def test_one_dataset_per_task_trains_and_predicts_images(tmp_path, offline_data,
     assert "images of shape (1, 20, 20), but the model reads (1, 28, 28)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone(project):
     import torch
 
@@ -227,6 +231,7 @@ def test_a_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone(proj
         assert torch.equal(value, states[1][key]), key
 
 
+@pytest.mark.slow
 def test_a_table_per_task_trains_each_task_on_its_own_rows(tmp_path, capsys):
     churn = customers(80, seed=1).drop(columns=["plan", "monthly_spend"])
     spend = customers(60, seed=2).drop(columns=["churned", "plan"])

@@ -26,6 +26,7 @@ LENET = {"model": {"backbone": "lenet", "backbone_options": {"batch_norm": True}
 """The tiny config (``tiny_config``) on a LeNet trunk with batch normalisation."""
 
 
+@pytest.mark.slow
 def test_a_run_with_every_technique_reproduces_its_test_metrics(tmp_path, tiny_config):
     config = parse_config(
         tiny_config(
@@ -65,6 +66,7 @@ def test_a_run_with_every_technique_reproduces_its_test_metrics(tmp_path, tiny_c
     assert len(predict(result.run_dir, images, device="cpu").table) == 5
 
 
+@pytest.mark.slow
 def test_distillation_from_a_baselines_folder_and_from_a_run_folder(tmp_path, tiny_config):
     teacher = train(
         parse_config(tiny_config(LENET, tasks={"include": ["left"]})),
@@ -93,6 +95,7 @@ def test_distillation_from_a_baselines_folder_and_from_a_run_folder(tmp_path, ti
         evaluate_run(both.run_dir, device="cpu", views=3)
 
 
+@pytest.mark.slow
 def test_a_missing_teacher_is_refused_with_the_fix(tmp_path, tiny_config):
     config = parse_config(
         tiny_config(LENET, tasks={"distill": {"teacher": str(tmp_path / "nowhere")}})
@@ -101,6 +104,7 @@ def test_a_missing_teacher_is_refused_with_the_fix(tmp_path, tiny_config):
         train(config, tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_the_ema_teacher_averages_the_student(tiny_config):
     config = parse_config(tiny_config(LENET))
     data = load_data(config)
@@ -146,6 +150,7 @@ def _weighted_table(tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_weight_column_weighs_each_row_of_its_task(tmp_path):
     path = _weighted_table(tmp_path)
     tasks = [

@@ -26,6 +26,7 @@ TWO_EPOCHS = {"train": {"epochs": 2}, "schedule": {"name": "cosine"}}
 """The tiny config (``tiny_config``) trained for two epochs under a cosine schedule."""
 
 
+@pytest.mark.slow
 def test_config_yaml_holds_every_default_of_the_method(tmp_path, offline_data, tiny_config):
     """A cagrad run saves c and rescale, so a later change of defaults cannot change a re-run."""
     config = parse_config(tiny_config(TWO_EPOCHS, balancer={"name": "cagrad"}))
@@ -48,6 +49,7 @@ def test_a_seeded_method_follows_the_run_seed_unless_it_sets_its_own(tiny_config
     assert own.balancer.options == {"seed": 1} and build_balancer(own, 2).seed == 1
 
 
+@pytest.mark.slow
 def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data, tiny_config):
     """``last.pt`` restores model, optimizer (momentum), schedule and balancer state exactly."""
     config = parse_config(
@@ -90,6 +92,7 @@ def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data, 
     assert state["balancer"]  # DWA keeps its loss history: there is a state to restore
 
 
+@pytest.mark.slow
 def test_metrics_json_holds_what_the_grid_workflows_read(tmp_path, offline_data, tiny_config):
     """The selection score, the test losses, the primary metrics and the step time."""
     config = parse_config(tiny_config(TWO_EPOCHS, balancer={"name": "mgda-ub"}))

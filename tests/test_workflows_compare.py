@@ -58,6 +58,7 @@ def finished_trainings(monkeypatch):
     return finished, crash_at
 
 
+@pytest.mark.slow
 def test_an_interrupted_compare_resumes_and_trains_nothing_twice(
     tmp_path, finished_trainings, tiny_config
 ):
@@ -83,6 +84,7 @@ def test_an_interrupted_compare_resumes_and_trains_nothing_twice(
     assert again.rows == result.rows
 
 
+@pytest.mark.slow
 def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trainings, tiny_config):
     finished, _ = finished_trainings
     config = parse_config(tiny_config())
@@ -94,6 +96,7 @@ def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trai
     assert names == ["ew-seed0", "pcgrad-seed0", "single-left-seed0", "single-right-seed0"]
 
 
+@pytest.mark.slow
 def test_the_table_is_the_cells_statistics_and_test_metrics_never_choose(
     tmp_path,
     finished_trainings,
@@ -218,6 +221,7 @@ def _cells(root) -> list[Cell]:
     return found
 
 
+@pytest.mark.slow
 def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(
     tmp_path, finished_trainings, tiny_config
 ):
@@ -241,6 +245,7 @@ def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(
         compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1, tune={"optim.lr": [1e30]})
 
 
+@pytest.mark.slow
 def test_a_method_diverging_at_every_value_gets_a_row_and_exit_1(
     tmp_path, monkeypatch, capsys, tiny_config
 ):
