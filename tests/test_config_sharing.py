@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mtlkit.cli.main import main
-from mtlkit.config import ConfigError, parse_config
+from mtlkit.config import ConfigError, parse_config, upgrade_saved_config
 from mtlkit.models import ARCHITECTURES, Architecture, HardSharing, MMoE
 from mtlkit.tasks import ClassificationTask
 from mtlkit.workflows.build import build_model
@@ -152,3 +152,29 @@ def test_architectures_lists_every_architecture_with_its_options(capsys):
     for name in ARCHITECTURES:
         assert f"\n{name} " in f"\n{out}"
     assert "options: experts=4, expert='mlp'" in out
+
+
+def test_a_saved_config_of_the_flat_layout_reads_as_the_nested_one():
+    nested = parse_config(
+        {
+            "model": {
+                "backbone": "mlp",
+                "backbone_options": {"hidden": [8]},
+                "sharing": "dselect-k",
+                "sharing_options": {"k": 1},
+            }
+        }
+    )
+    flat = nested.to_dict()
+    model = flat["model"]
+    unused = dict.fromkeys(("width", "blocks", "task_experts", "levels", "stages", "self_weight"))
+    flat["model"] = {
+        **{key: model[key] for key in ("backbone", "head_hidden", "sharing")},
+        **unused,
+        **model["backbone_options"],
+        **model["sharing_options"],
+    }
+    with pytest.raises(ConfigError, match="^model.width moved: use model.backbone_options.width"):
+        parse_config(flat)
+    assert parse_config(upgrade_saved_config(flat)) == nested
+    assert upgrade_saved_config(nested.to_dict()) == nested.to_dict()  # the current layout as is

@@ -10,6 +10,7 @@ edit here. :func:`moved_model_key` says where a key of the former flat layout we
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Mapping
@@ -90,7 +91,7 @@ def upgrade_saved_config(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(model, dict) or all(moved_model_key(str(key)) is None for key in model):
         return raw
     nested: dict[str, Any] = {k: v for k, v in model.items() if moved_model_key(str(k)) is None}
-    nested |= {key: {} for key in OPTION_KEYS}
+    nested |= {key: dict(nested.get(key) or {}) for key in OPTION_KEYS}
     for key, value in model.items():
         home = moved_model_key(str(key))
         if home is not None and value is not None:
@@ -146,7 +147,7 @@ def _resolved(
         hint = hints.get(option)
         if hint is not None:
             try:
-                TypeAdapter(hint, config=_STRICT).validate_python(value)
+                value = _adapter(hint).validate_python(value)
             except ValidationError as error:
                 message = error.errors()[0]["msg"]
                 raise ConfigError(f"{key}: {message} (got {_short_repr(value)})") from None
@@ -157,8 +158,11 @@ def _resolved(
     }
 
 
-_STRICT = ConfigDict(strict=True, allow_inf_nan=False)
-"""How an option's value is checked against its type hint: as strictly as the config's keys."""
+@functools.cache
+def _adapter(hint: Any) -> TypeAdapter:
+    """The check of a value against the type ``hint``, as strict as the config's own keys (no
+    coercion from strings or booleans, finite numbers); an integer for a float becomes one."""
+    return TypeAdapter(hint, config=ConfigDict(strict=True, allow_inf_nan=False))
 
 
 def _type_hints(constructor: Callable[..., Any]) -> dict[str, Any]:
