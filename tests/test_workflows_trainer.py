@@ -16,20 +16,19 @@ from mtlkit.workflows.restore import restore_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp", "hidden": [16]},
-    "data": {"val_fraction": 0.3},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False},
-    "noise": {"gaussian": 1.5},
-    "eval": {"views": 3, "combine": "mean"},
-}
 
-
-def test_validation_scores_over_the_configured_views(tmp_path, offline_data):
+@pytest.mark.slow
+def test_validation_scores_over_the_configured_views(tmp_path, offline_data, tiny_config):
     """The epoch's validation metrics are those of the views the test evaluation uses, not of
     the inputs as they are (which differ: the views are noisy)."""
-    config = parse_config(TINY)
+    config = parse_config(
+        tiny_config(
+            model={"backbone_options": {"hidden": [16]}},
+            data={"val_fraction": 0.3},
+            noise={"gaussian": 1.5},
+            eval={"views": 3, "combine": "mean"},
+        )
+    )
     result = train(config, tmp_path / "run")
     recorded = json.loads((tmp_path / "run" / "metrics.json").read_text())["history"][0]["val"]
     run = restore_run(tmp_path / "run")
