@@ -245,6 +245,7 @@ def _record(record) -> dict:
     return fields
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("at", [3, STEPS_PER_EPOCH + 5])
 def test_a_resumed_fit_records_what_the_uninterrupted_one_did(at):
     """Noise, an EMA teacher, L2 penalties, task cosines: stopped at step ``at`` (mid-epoch),
