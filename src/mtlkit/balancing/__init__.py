@@ -26,6 +26,7 @@ from mtlkit.balancing.methods import (  # noqa: F401
     config_method,
     db_mtl,
     dwa,
+    epo,
     fairgrad,
     famo,
     fixed,
