@@ -270,3 +270,42 @@ def test_the_config_keys(tiny_config):
         parse_config(tiny_config(model={"preference_options": {"dirichlet": 1}}))
     with pytest.raises(ConfigError, match="preference"):
         parse_config(tiny_config(model={"preference": "nope"}))
+
+
+@pytest.fixture
+def pamal_run(tmp_path, offline_data, tiny_config):
+    """A trained PaMaL run (one epoch of the fake multi-mnist)."""
+    from mtlkit.workflows import train
+
+    train(parse_config(tiny_config(model={"preference": "pamal"})), tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_eval_serves_the_fronts_point_of_preference(pamal_run, capsys):
+    from mtlkit.cli.main import main
+    from mtlkit.workflows import evaluate_run
+
+    ends = [evaluate_run(pamal_run, "cpu", preference=p) for p in ("1,0", [0.0, 1.0])]
+    assert ends[0]["left"].summary() != ends[1]["left"].summary()
+    assert evaluate_run(pamal_run, "cpu", preference="0.5,0.5")["left"].summary() == (
+        evaluate_run(pamal_run, "cpu")["left"].summary()  # the default is the uniform one
+    )
+    assert main(["eval", str(pamal_run), "--device", "cpu", "--preference", "0.3,0.7"]) == 0
+
+
+@pytest.mark.parametrize("bad", ["0.5", "0.6,0.6", "-0.5,1.5", "a,b", "0.3,0.3,0.4"])
+def test_a_bad_preference_exits_2_naming_the_fix(pamal_run, capsys, bad):
+    from mtlkit.cli.main import main
+
+    for command in (["eval", str(pamal_run)], ["predict", str(pamal_run), "in.npy"]):
+        assert main([*command, "--device", "cpu", f"--preference={bad}"]) == 2
+        assert "2 numbers >= 0 that sum to 1" in capsys.readouterr().err
+
+
+def test_a_preference_for_a_run_without_one_exits_2(tmp_path, offline_data, tiny_config, capsys):
+    from mtlkit.cli.main import main
+    from mtlkit.workflows import train
+
+    train(parse_config(tiny_config()), tmp_path / "plain")
+    assert main(["eval", str(tmp_path / "plain"), "--preference", "0.5,0.5"]) == 2
+    assert "no preference-conditioned model" in capsys.readouterr().err

@@ -11,6 +11,7 @@ task the positive label's) or ``<task>_prob_<label>`` (multilabel).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +22,7 @@ import torch
 from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
 from mtlkit.data.tables import write_table
 from mtlkit.workflows.build import build_views
-from mtlkit.workflows.restore import TrainedRun, restore_run
+from mtlkit.workflows.restore import TrainedRun, restore_run, serve_preference
 
 
 @dataclass
@@ -41,6 +42,7 @@ def predict(
     quiet: bool = False,
     views: int | None = None,
     combine: str | None = None,
+    preference: str | Sequence[float] | None = None,
 ) -> Predictions:
     """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``
     (combined over the run's ``eval.views`` noisy views of each input when it sets more than
@@ -56,16 +58,19 @@ def predict(
         quiet: print no notes (e.g. on categories unseen in training).
         views, combine: predict from this many noisy views (of the run's noise), combined this
             way, instead of the run's ``eval.views`` and ``eval.combine``.
+        preference: for a preference-conditioned run, the front's point to predict with (K
+            numbers ≥ 0 summing to 1, or ``"0.3,0.7"``; default: the uniform one).
 
     Returns:
         The prediction table (one row per input row, in order) and the path written.
 
     Raises:
-        ConfigError: not a run folder.
+        ConfigError: not a run folder, or a bad ``preference``.
         InputError: inputs that do not fit the run (missing or extra columns, values that are
             not numbers, images of another shape), or an output name clashing with a column.
     """
     run = restore_run(run_dir, device)
+    serve_preference(run.model, preference)
     kept, features = _read_inputs(run, Path(inputs), quiet)
     columns: dict[str, list[Any]] = {}
     chosen = build_views(run.config, views, combine)
