@@ -309,3 +309,31 @@ def test_a_preference_for_a_run_without_one_exits_2(tmp_path, offline_data, tiny
     train(parse_config(tiny_config()), tmp_path / "plain")
     assert main(["eval", str(tmp_path / "plain"), "--preference", "0.5,0.5"]) == 2
     assert "no preference-conditioned model" in capsys.readouterr().err
+
+
+def test_pareto_on_a_set_learning_run_evaluates_its_rays(pamal_run, capsys):
+    import json
+
+    from mtlkit.cli.main import main
+    from mtlkit.evaluation.pareto import hypervolume
+
+    assert main(["pareto", str(pamal_run), "--rays", "5"]) == 0
+    assert "hypervolume (5 test rays" in capsys.readouterr().out
+    saved = json.loads((pamal_run / "pareto-set" / "pareto-set.json").read_text())
+    assert sorted(p["preference"] for p in saved["points"]) == [
+        [0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]
+    ]
+    losses = [[p["losses"]["left"], p["losses"]["right"]] for p in saved["points"]]
+    assert len({tuple(x) for x in losses}) == 5  # each ray serves another network
+    assert saved["reference"] == [2.0, 2.0]
+    assert saved["hypervolume"] == hypervolume(losses, (2.0, 2.0))
+    assert (pamal_run / "pareto-set" / "report.md").is_file()
+
+
+def test_the_test_rays_are_das_dennis_on_the_simplex():
+    from mtlkit.workflows.pareto_set import test_rays
+
+    assert len(test_rays(2)) == 25
+    three = test_rays(3)
+    assert len(three) == 21  # 5 divisions: the largest lattice not above 25 points
+    assert all(min(r) >= 0 and abs(sum(r) - 1) < 1e-12 for r in three)
