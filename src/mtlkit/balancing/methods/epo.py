@@ -16,7 +16,7 @@ from mtlkit.balancing.registry import register
 
 @register("epo")
 class EPO(GramianWeighting):
-    """EPO: the update that moves the losses onto the ray of ``preference`` r, then along it.
+    """EPO: the update that moves the losses onto a preference ray r, then along it.
 
     Mahapatra, Rajan. "Multi-Task Learning with User Preferences: Gradient Descent with
     Controlled Ascent in Pareto Optimization." ICML 2020.
