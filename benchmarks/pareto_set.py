@@ -115,12 +115,16 @@ def _table(args: argparse.Namespace) -> None:
                 continue
             volume = sum(c["hypervolume"] for c in found) / len(found)
             ratio = sum(c["seconds"] for c in found) / len(found) / sweep_time
-            print(f"| {benchmark} | {method} | {len(found)} | {volume:.4f} | {published} | "
-                  f"{ratio:.3f} |")
+            print(
+                f"| {benchmark} | {method} | {len(found)} | {volume:.4f} | {published} | "
+                f"{ratio:.3f} |"
+            )
             if method == "sweep":
                 single = sum(c["single_task_hypervolume"] for c in found) / len(found)
-                print(f"| {benchmark} | single-task point | {len(found)} | {single:.4f} | "
-                      f"{PUBLISHED['single-task'][b]} (published) | |")
+                print(
+                    f"| {benchmark} | single-task point | {len(found)} | {single:.4f} | "
+                    f"{PUBLISHED['single-task'][b]} (published) | |"
+                )
 
 
 def main() -> None:

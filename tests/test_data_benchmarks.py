@@ -251,7 +251,10 @@ def test_the_published_pareto_protocol_has_paretomtls_sizes_on_the_real_mnist(tm
         pytest.skip("the real MNIST files are not in $MTLKIT_DATA/mnist")
     (tmp_path / "mnist").symlink_to(real)
     data = load_benchmark(
-        "multi-mnist", protocol="pareto-published", val_fraction=0.1, data_dir=tmp_path,
+        "multi-mnist",
+        protocol="pareto-published",
+        val_fraction=0.1,
+        data_dir=tmp_path,
         quiet=True,
     )
     assert tuple(data.train.inputs.shape) == (108_000, 1, 36, 36)

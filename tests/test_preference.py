@@ -141,22 +141,21 @@ def _trainer(family: str, balancer: str = "ew", replicas=None) -> Trainer:
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = create_optimizer("sgd", trainable, bal.parameters(), lr=0.1)
     hook = PreferenceHook(model, bal, concentration=0.5, seed=7)
-    return Trainer(model, _tasks(), bal, optimizer, progress=False, hooks=[hook],
-                   replicas=replicas)
+    return Trainer(model, _tasks(), bal, optimizer, progress=False, hooks=[hook], replicas=replicas)
 
 
 def _batches(size: int, rank: int = 0, world: int = 1):
     def make(epoch: int) -> TensorBatches:
-        loader = TensorBatches(_split(16), size, shuffle=True, seed=3, rank=rank,
-                               world_size=world)
+        loader = TensorBatches(_split(16), size, shuffle=True, seed=3, rank=rank, world_size=world)
         loader.set_epoch(epoch)
         return loader
 
     return make
 
 
-@pytest.mark.parametrize(("family", "balancer"), [("cosmos", "ew"), ("phn", "epo"),
-                                                  ("pamal", "ew")])
+@pytest.mark.parametrize(
+    ("family", "balancer"), [("cosmos", "ew"), ("phn", "epo"), ("pamal", "ew")]
+)
 def test_a_resumed_fit_trains_what_the_uninterrupted_one_did(family, balancer):
     """Two epochs of 4 steps in one go, or stopped at step 3 (mid-epoch) and resumed in a fresh
     trainer from the checkpoint: the same parameters bit for bit (the generator's state
@@ -176,8 +175,10 @@ def test_a_resumed_fit_trains_what_the_uninterrupted_one_did(family, balancer):
     assert progress.global_step == 3
     resumed.fit(_batches(4), 2, progress=progress)
     torch.testing.assert_close(
-        dict(resumed.model.named_parameters()), dict(whole.model.named_parameters()),
-        rtol=0, atol=0,
+        dict(resumed.model.named_parameters()),
+        dict(whole.model.named_parameters()),
+        rtol=0,
+        atol=0,
     )
 
 
@@ -250,8 +251,9 @@ def test_epo_follows_its_ray(ray):
 
 
 def test_epo_reads_its_preference_and_refuses_a_bad_one():
-    assert torch.equal(create("epo", num_tasks=2, preference=[1, 3]).preference,
-                       torch.tensor([0.25, 0.75]))
+    assert torch.equal(
+        create("epo", num_tasks=2, preference=[1, 3]).preference, torch.tensor([0.25, 0.75])
+    )
     with pytest.raises(ValueError, match="preference"):
         create("epo", num_tasks=3, preference=[1.0, 1.0])
 
@@ -264,8 +266,9 @@ def test_the_config_keys(tiny_config):
     with pytest.raises(ConfigError, match="preference_options.width"):
         parse_config(tiny_config(model={"preference": "phn", "preference_options": {"width": 3}}))
     with pytest.raises(ConfigError, match="dirichlet"):
-        parse_config(tiny_config(model={"preference": "pamal",
-                                        "preference_options": {"dirichlet": 0}}))
+        parse_config(
+            tiny_config(model={"preference": "pamal", "preference_options": {"dirichlet": 0}})
+        )
     with pytest.raises(ConfigError, match="model.preference"):
         parse_config(tiny_config(model={"preference_options": {"dirichlet": 1}}))
     with pytest.raises(ConfigError, match="preference"):
@@ -321,7 +324,11 @@ def test_pareto_on_a_set_learning_run_evaluates_its_rays(pamal_run, capsys):
     assert "hypervolume (5 test rays" in capsys.readouterr().out
     saved = json.loads((pamal_run / "pareto-set" / "pareto-set.json").read_text())
     assert sorted(p["preference"] for p in saved["points"]) == [
-        [0.0, 1.0], [0.25, 0.75], [0.5, 0.5], [0.75, 0.25], [1.0, 0.0]
+        [0.0, 1.0],
+        [0.25, 0.75],
+        [0.5, 0.5],
+        [0.75, 0.25],
+        [1.0, 0.0],
     ]
     losses = [[p["losses"]["left"], p["losses"]["right"]] for p in saved["points"]]
     assert len({tuple(x) for x in losses}) == 5  # each ray serves another network

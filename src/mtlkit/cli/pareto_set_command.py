@@ -12,7 +12,11 @@ def print_set_front(args: argparse.Namespace, reference: Sequence[float] | None)
     from mtlkit.workflows.pareto_set import pareto_set_front
 
     result = pareto_set_front(
-        args.config, args.out, rays=args.rays, reference=reference, sweep=args.sweep,
+        args.config,
+        args.out,
+        rays=args.rays,
+        reference=reference,
+        sweep=args.sweep,
     )
     reference_text = ", ".join(f"{value:g}" for value in result.reference)
     print(

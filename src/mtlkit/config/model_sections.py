@@ -170,8 +170,9 @@ def resolve_preference_options(
             f"with {' or '.join(PREFERENCE_BALANCERS)}, not {balancer!r}."
         )
     cls = PREFERENCE_MODELS.get(name)
-    options = _resolved(cls.__init__, preference_options(name), given, f"preference {name!r}",
-                        "preference")
+    options = _resolved(
+        cls.__init__, preference_options(name), given, f"preference {name!r}", "preference"
+    )
     dirichlet = options["dirichlet"]
     if isinstance(dirichlet, bool) or not isinstance(dirichlet, int | float) or not dirichlet > 0:
         raise ConfigError(

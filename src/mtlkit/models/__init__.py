@@ -1,9 +1,9 @@
 """Networks for multi-task learning: shared trunks, task heads, sharing architectures."""
 
-from mtlkit.models import resnet as _resnet  # noqa: F401  (registers the resnet trunk)
 from mtlkit.models import cosmos as _cosmos  # noqa: F401  (registers the preference families)
 from mtlkit.models import pamal as _pamal  # noqa: F401
 from mtlkit.models import phn as _phn  # noqa: F401
+from mtlkit.models import resnet as _resnet  # noqa: F401  (registers the resnet trunk)
 from mtlkit.models.architectures import (
     ARCHITECTURES,
     Architecture,

@@ -42,8 +42,10 @@ class COSMOS(PreferenceModel):
 
     def _conditioned(self, x: Tensor) -> Tensor:
         shape = (x.shape[0], self.num_tasks) + (1,) * (x.dim() - 2)
-        extra = self.preference.to(x.dtype).reshape(1, -1, *shape[2:]).expand(
-            shape[0], -1, *x.shape[2:]
+        extra = (
+            self.preference.to(x.dtype)
+            .reshape(1, -1, *shape[2:])
+            .expand(shape[0], -1, *x.shape[2:])
         )
         return torch.cat([x, extra], dim=1)
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from mtlkit.models.sharing import Features, Inputs, MultiTaskModel
-from mtlkit.registry import Registry
+from mtlkit.registry import Registry, check_option_names
 
 __all__ = [
     "PREFERENCE_MODELS",
@@ -175,12 +175,7 @@ def wrap_preference(name: str, model: MultiTaskModel, **options: Any) -> Prefere
             take, or a bad option value.
     """
     known = preference_options(name)
-    unknown = [option for option in options if option not in known]
-    if unknown:
-        raise ValueError(
-            f"preference {name!r} takes no option {unknown[0]!r}; its options: "
-            f"{', '.join(known) or 'none'}."
-        )
+    check_option_names(f"preference {name!r}", options, known)
     dirichlet = float(options.pop("dirichlet", PreferenceModel.dirichlet))
     if not dirichlet > 0:
         raise ValueError(f"dirichlet must be a number > 0, got {dirichlet!r}.")

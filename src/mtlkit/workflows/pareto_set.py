@@ -105,8 +105,12 @@ def pareto_set_front(
     for preference in test_rays(len(names), rays):
         run.model.set_preference(preference)
         reports, losses = evaluate_with_losses(
-            run.model, run.tasks, eval_batches(run.config, data.test), run.device,
-            run.memory_format, views,
+            run.model,
+            run.tasks,
+            eval_batches(run.config, data.test),
+            run.device,
+            run.memory_format,
+            views,
         )
         metrics = {t.name: float(getattr(reports[t.name], t.primary_metric)) for t in run.tasks}
         measured.append((preference, metrics, losses))
@@ -132,11 +136,21 @@ def _read_sweep(folder: Path) -> dict:
 
 
 def _write(result: SetFront, name: str, tasks: list[str], family: str, sweep: dict | None) -> None:
-    header = ["preference", *(f"{t} metric" for t in tasks), *(f"{t} loss" for t in tasks),
-              "front (metrics)", "front (losses)"]
+    header = [
+        "preference",
+        *(f"{t} metric" for t in tasks),
+        *(f"{t} loss" for t in tasks),
+        "front (metrics)",
+        "front (losses)",
+    ]
     rows = [
-        [" ".join(f"{v:.4f}" for v in p.preference), *(p.metrics[t] for t in tasks),
-         *(p.losses[t] for t in tasks), p.on_metric_front, p.on_loss_front]
+        [
+            " ".join(f"{v:.4f}" for v in p.preference),
+            *(p.metrics[t] for t in tasks),
+            *(p.losses[t] for t in tasks),
+            p.on_metric_front,
+            p.on_loss_front,
+        ]
         for p in result.points
     ]
     summary = {
@@ -144,8 +158,13 @@ def _write(result: SetFront, name: str, tasks: list[str], family: str, sweep: di
         "hypervolume": result.hypervolume,
         "points": [asdict(p) for p in result.points],
     }
-    write_results(result.out_dir, "pareto-set", (header, rows), summary,
-                  _document(result, name, tasks, family, sweep))
+    write_results(
+        result.out_dir,
+        "pareto-set",
+        (header, rows),
+        summary,
+        _document(result, name, tasks, family, sweep),
+    )
 
 
 def _document(
@@ -153,9 +172,9 @@ def _document(
 ) -> Document:
     from mtlkit.evaluation.plots import tradeoff_png
 
-    groups: dict[str, list[list[float]]] = {f"{family} rays": [
-        [p.losses[t] for t in tasks] for p in result.points
-    ]}
+    groups: dict[str, list[list[float]]] = {
+        f"{family} rays": [[p.losses[t] for t in tasks] for p in result.points]
+    }
     singles: dict[str, list[float]] = {}
     if sweep is not None:
         for point in sweep["points"]:
@@ -187,8 +206,11 @@ def _document(
         Table(
             ["preference", *(f"{t} metric" for t in tasks), *(f"{t} loss" for t in tasks)],
             [
-                [" ".join(f"{v:.3f}" for v in p.preference),
-                 *(f"{p.metrics[t]:.4f}" for t in tasks), *(f"{p.losses[t]:.4f}" for t in tasks)]
+                [
+                    " ".join(f"{v:.3f}" for v in p.preference),
+                    *(f"{p.metrics[t]:.4f}" for t in tasks),
+                    *(f"{p.losses[t]:.4f}" for t in tasks),
+                ]
                 for p in result.points
             ],
         ),

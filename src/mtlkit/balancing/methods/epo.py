@@ -69,8 +69,9 @@ class EPO(GramianWeighting):
             raise ValueError("epo reads the loss values; the engine passes them.")
         k = gramian.shape[0]
         ray = self.preference if self.preference.numel() == k else torch.full((k,), 1.0 / k)
-        weights = epo_weights(gramian.double(), losses.detach().double(), ray.double(),
-                              self.tolerance)
+        weights = epo_weights(
+            gramian.double(), losses.detach().double(), ray.double(), self.tolerance
+        )
         return weights.to(gramian.dtype)
 
 
