@@ -114,7 +114,8 @@ def test_backward_is_the_aggregate_of_the_explicit_jacobian(
         for p, g in zip(model.task_parameters(f"t{k}"), head_grads[k]):
             torch.testing.assert_close(p.grad, g, rtol=0, atol=ATOL)
     if isinstance(balancer, GramianWeighting):
-        torch.testing.assert_close(balancer.seen, jacobian @ jacobian.T, rtol=1e-4, atol=1e-7)
+        wide = jacobian.double()  # the engine's Gramian is float64 (issue 23)
+        torch.testing.assert_close(balancer.seen, wide @ wide.T, rtol=1e-4, atol=1e-7)
         assert torch.equal(info.weights, torch.tensor(_WEIGHTS[:num_tasks]))
     else:
         assert info.weights is None

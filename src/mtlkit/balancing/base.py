@@ -28,8 +28,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 
+import torch
 from torch import Tensor, nn
 
+from mtlkit.balancing.engine.accumulate import wide_gramian
 from mtlkit.balancing.engine.backward import (
     gramian_backward,
     jacobian_backward,
@@ -189,7 +191,10 @@ class GramianWeighting(GradientAggregator):
         """
 
     def aggregate(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
-        return self.weights_from_gramian(jacobian @ jacobian.T, losses) @ jacobian
+        """``wᵀJ`` with ``w`` read off ``J Jᵀ``, both products in float64 as in the engine."""
+        weights = self.weights_from_gramian(wide_gramian(jacobian), losses)
+        wide = torch.promote_types(weights.dtype, jacobian.dtype)
+        return (weights.to(wide) @ jacobian.to(wide)).to(jacobian.dtype)
 
     def backward(
         self,

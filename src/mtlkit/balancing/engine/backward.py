@@ -6,7 +6,8 @@ does not depend on those classes):
 
 * :func:`jacobian_backward`: the shared parameters get ``method.aggregate(J)``;
 * :func:`gramian_backward`: the shared parameters get ``wᵀJ`` with ``w`` read off ``G = J Jᵀ``,
-  written one parameter at a time from the materialised J (no further backward pass);
+  written one parameter at a time from the materialised J (no further backward pass); G and
+  ``wᵀJ`` are computed in float64 (:func:`~mtlkit.balancing.engine.accumulate.wide_gramian`);
 * :func:`representation_backward`: Sener & Koltun's MGDA-UB shortcut, ``w`` read off the Gramian
   of the K gradients ``∂Lₖ/∂z`` of the shared representation, then one backward of ``Σₖ wₖLₖ``;
 * :func:`weighted_backward`: ``wᵀJ`` for weights already known (reused between two solves), by one
@@ -42,6 +43,7 @@ from mtlkit.balancing.engine.accumulate import (
     accumulate_combination,
     accumulate_extra,
     accumulate_flat,
+    wide_gramian,
 )
 from mtlkit.balancing.engine.average import average_acquired, average_in_place
 from mtlkit.balancing.engine.gradients import Gradients, acquire, check_shared, head_pass
@@ -137,9 +139,9 @@ def gramian_backward(
     shared, grads = _replica_gradients(losses, stacked, shared_params, features, engine, replicas)
     jacobian = grads.jacobian
     with _exact(jacobian):
-        weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
+        weights = method.weights_from_gramian(wide_gramian(jacobian), stacked.detach())
         _write_combination(shared, weights, grads)
-    return BalanceInfo(weights=weights.detach())
+    return BalanceInfo(weights=weights.detach().to(jacobian.dtype))
 
 
 def _write_combination(shared: list[Tensor], weights: Tensor, grads: Gradients) -> None:
