@@ -37,6 +37,8 @@ from mtlkit.balancing.engine.backward import (
     jacobian_backward,
     representation_backward,
 )
+from mtlkit.balancing.engine.blocks import blocked_gramian_backward
+from mtlkit.balancing.engine.gradients import check_shared
 from mtlkit.balancing.engine.strategy import DEFAULT_ENGINE, Engine
 from mtlkit.balancing.replicas import Replicas, replica_mean_values
 from mtlkit.balancing.types import BalanceInfo, Need, stack_losses
@@ -203,13 +205,17 @@ class GramianWeighting(GradientAggregator):
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
         """Shared parameters get ``wᵀJ``, ``w`` read off ``G = J Jᵀ`` (or, with ``on_features``,
-        off the Gramian of ``∂Lₖ/∂z``); the applied weights are returned in ``info.weights``."""
+        off the Gramian of ``∂Lₖ/∂z``); the applied weights are returned in ``info.weights``.
+        Where the engine keeps J in blocks (:class:`~mtlkit.balancing.engine.strategy.Engine`'s
+        ``gramian_path`` and ``memory_budget``), G is accumulated block by block and ``wᵀJ``
+        written by one more backward pass."""
         stacked = self._stack(losses)
         if self.on_features:
             return representation_backward(
                 self, list(losses), stacked, shared_params, features, self.replicas
             )
         engine = self.engine or DEFAULT_ENGINE
-        return gramian_backward(
-            self, list(losses), stacked, shared_params, features, engine, self.replicas
-        )
+        shared = check_shared(shared_params)
+        blocks = engine.uses_blocks(len(losses), shared)
+        path = blocked_gramian_backward if blocks else gramian_backward
+        return path(self, list(losses), stacked, shared, features, engine, self.replicas)
