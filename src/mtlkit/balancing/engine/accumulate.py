@@ -31,8 +31,8 @@ __all__ = [
     "wide_gramian",
 ]
 
-_WIDE_CHUNK = 1 << 22
-"""Entries of J (K × columns) converted to the working precision at once: 32 MiB in float64."""
+_WIDE_CHUNK = 1 << 20
+"""Entries of J (K × columns) converted to the working precision at once: 8 MiB in float64."""
 
 
 def _column_chunks(jacobian: Tensor, start: int = 0, stop: int | None = None) -> list[Tensor]:
