@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from balancing_checks import combination_mass, rounding_gamma
+from balancing_checks import combination_mass, hard_sharing_problem, rounding_gamma
 from mtlkit.balancing import GramianWeighting, available, create, method_class
 from mtlkit.balancing.engine import blocks as blocks_module
 from mtlkit.balancing.engine import task_jacobian
 from mtlkit.balancing.engine.blocks import parameter_blocks
 from mtlkit.balancing.engine.gradients import acquire
-from mtlkit.models import HardSharing, classification_head, create_backbone
 
 K = 3
 GRAMIAN_METHODS = [
@@ -31,20 +29,8 @@ by up to this much relative to the direction."""
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _setup(seed: int = 0):
-    torch.manual_seed(seed)
-    trunk = create_backbone("mlp", (1, 8, 8))
-    heads = {f"t{k}": classification_head(trunk.out_features, 4, hidden=6) for k in range(K)}
-    model = HardSharing(trunk, heads)
-    x = torch.randn(6, 1, 8, 8)
-    ys = [torch.randint(0, 4, (6,)) for _ in range(K)]
-
-    def forward():
-        z = model.encode(x)
-        out = model.decode(z)
-        return z, [F.cross_entropy(out[f"t{k}"], y) for k, y in enumerate(ys)]
-
-    return model, forward
+def _setup():
+    return hard_sharing_problem("mlp", K)
 
 
 def _shared_bytes(model) -> int:

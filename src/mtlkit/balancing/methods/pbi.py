@@ -15,8 +15,7 @@ from mtlkit.balancing.registry import register
 
 @register("pbi")
 class PBI(LossWeighting):
-    """PBI: d₁ + θ·d₂, the losses' distance along the preference ray and θ times their distance
-    off it.
+    """PBI: d₁ + θ·d₂, the losses' distance along the preference ray plus θ times that off it.
 
     Zhang & Li, "MOEA/D: A Multiobjective Evolutionary Algorithm Based on Decomposition", IEEE
     TEVC 11(6), 2007 (§III-C); torchjd's ``PBI`` scalariser.
