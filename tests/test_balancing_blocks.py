@@ -135,3 +135,18 @@ def test_weights_every_reuses_its_weights_on_the_blocks_too(with_features):
         # the solves' direction accuracy, plus float32 sums in another order (≈1e-7 relative)
         atol = (DIRECTION_RTOL + 1e-6) * float(expected.norm())
         torch.testing.assert_close(got, expected, rtol=0, atol=atol)
+
+
+def test_the_config_sets_the_path_and_names_a_misplaced_budget():
+    from mtlkit.config import ConfigError, parse_config
+    from mtlkit.workflows.build import build_balancer
+
+    raw = {"balancer": {"name": "upgrad", "memory_budget": 1 << 20, "gramian_path": "blocks"}}
+    config = parse_config(raw)
+    assert config.balancer.options["memory_budget"] == 1 << 20  # kept in config.yaml
+    engine = build_balancer(config, 2).engine
+    assert (engine.gramian_path, engine.memory_budget) == ("blocks", 1 << 20)
+    with pytest.raises(ConfigError, match="memory_budget"):
+        parse_config({"balancer": {"name": "ew", "memory_budget": 1 << 20}})
+    with pytest.raises(ConfigError, match="gramian_path must be one of"):
+        parse_config({"balancer": {"name": "mgda", "gramian_path": "half"}})
