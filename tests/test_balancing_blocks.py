@@ -80,8 +80,8 @@ def test_no_more_than_the_budget_of_the_jacobian_is_held_at_once(monkeypatch):
     budget = K * 4 * 300
     sizes = []
 
-    def spy(losses, stacked, shared, features, engine, retain_graph):
-        grads = acquire(losses, stacked, shared, features, engine, retain_graph)
+    def spy(*args, **kwargs):
+        grads = acquire(*args, **kwargs)
         sizes.append(grads.jacobian.numel() * grads.jacobian.element_size())
         return grads
 

@@ -12,7 +12,8 @@ backward of ``Σₖ wₖ·∂Lₖ/∂z`` through the trunk (or of ``Σₖ wₖL�
 the features) — no J at all.
 
 Cost against the full path: K backward passes per block instead of K in all (each stopping at its
-block, so the blocks nearer the output cost less), plus one for the update; memory: one block's
+block and computing no other parameter's gradient, so the blocks nearer the output cost less),
+plus one for the update; memory: one block's
 K rows plus what a plain backward needs. The result equals the full path's up to float rounding
 (G summed in another order; ``wᵀJ`` summed by autograd in float32).
 """
@@ -65,7 +66,8 @@ def blocked_gramian_backward(
     gramian: Tensor | None = None
     dtype = stacked.dtype
     for block in parameter_blocks(shared, len(losses), engine.memory_budget):
-        grads = acquire(losses, stacked, block, features, engine, retain_graph=True)
+        others = [p for p in shared if all(p is not q for q in block)]
+        grads = acquire(losses, stacked, block, features, engine, True, skip=others)
         if replicas is not None:
             with torch.no_grad():
                 replicas.mean_(grads.jacobian)
