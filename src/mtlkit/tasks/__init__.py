@@ -24,7 +24,7 @@ from mtlkit.tasks.metrics import (
 )
 from mtlkit.tasks.multilabel import MultilabelMetrics, MultilabelReport, MultilabelTask
 from mtlkit.tasks.normals import NormalsMetrics, NormalsReport, NormalsTask
-from mtlkit.tasks.registry import TASK_TYPES, TaskType, create_task
+from mtlkit.tasks.registry import TASK_TYPES, TaskType, create_task, delta_m_metrics
 from mtlkit.tasks.regression import RegressionMetrics, RegressionReport, RegressionTask
 from mtlkit.tasks.segmentation import (
     IGNORE_INDEX,
@@ -62,6 +62,7 @@ __all__ = [
     "TaskMetrics",
     "TaskType",
     "create_task",
+    "delta_m_metrics",
     "higher_is_better",
     "masked_mean",
 ]

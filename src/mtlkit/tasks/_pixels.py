@@ -26,8 +26,8 @@ def check_maps(task: str, output: Tensor, target: Tensor, channels: int) -> None
         )
     if target.dim() < 3 or output.shape[0] != target.shape[0]:
         raise ValueError(
-            f"task {task!r}: targets must be per-pixel maps, one per output, shaped (N, ..., H, W); "
-            f"got {tuple(target.shape)} for outputs {tuple(output.shape)}."
+            f"task {task!r}: targets must be per-pixel maps, one per output, shaped "
+            f"(N, ..., H, W); got {tuple(target.shape)} for outputs {tuple(output.shape)}."
         )
     if target.shape[-2:] != output.shape[-2:]:
         raise ValueError(

@@ -43,8 +43,6 @@ class DepthReport(ScalarSummary):
     num_pixels: int
     num_samples: int
     SUMMARY: ClassVar[tuple[str, ...]] = ("abs_err", "rel_err")
-    DELTA_M: ClassVar[tuple[str, ...]] = SUMMARY
-    """The metrics Δm% averages over (all of them, as the NYUv2 literature reports)."""
 
     def to_dict(self) -> dict[str, object]:
         """Every field as plain values, NaN as ``None``."""
@@ -162,6 +160,7 @@ TASK_TYPES.register(
         losses=("l1",),
         metrics=("abs_err", "rel_err"),
         options={},
+        delta_m_all=True,
         build=lambda spec, primary_metric: DepthTask(spec.name, primary_metric),
     ),
 )

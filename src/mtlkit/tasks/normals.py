@@ -65,8 +65,6 @@ class NormalsReport(ScalarSummary):
         "within_22_5",
         "within_30",
     )
-    DELTA_M: ClassVar[tuple[str, ...]] = SUMMARY
-    """The metrics Δm% averages over (all of them, as the NYUv2 literature reports)."""
 
     def to_dict(self) -> dict[str, object]:
         """Every field as plain values, NaN as ``None``."""
@@ -83,7 +81,8 @@ class AngleErrors(Metric):
         bins = round(180.0 / BIN_DEGREES)
         self.add_state("histogram", torch.zeros(bins, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("within", torch.zeros(len(THRESHOLDS), dtype=torch.long), dist_reduce_fx="sum")
+        within = torch.zeros(len(THRESHOLDS), dtype=torch.long)
+        self.add_state("within", within, dist_reduce_fx="sum")
 
     def update(self, degrees: Tensor) -> None:
         """Add a 1-D tensor of angles in [0, 180]."""
@@ -205,6 +204,7 @@ TASK_TYPES.register(
         losses=("cosine",),
         metrics=NormalsReport.SUMMARY,
         options={},
+        delta_m_all=True,
         build=lambda spec, primary_metric: NormalsTask(spec.name, primary_metric),
     ),
 )

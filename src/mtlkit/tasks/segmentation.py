@@ -49,8 +49,6 @@ class SegmentationReport(ScalarSummary):
     num_pixels: int
     num_samples: int
     SUMMARY: ClassVar[tuple[str, ...]] = ("miou", "pixel_accuracy")
-    DELTA_M: ClassVar[tuple[str, ...]] = SUMMARY
-    """The metrics Δm% averages over (all of them, as the NYUv2 literature reports)."""
 
     @classmethod
     def from_confusion_matrix(cls, matrix: Tensor, num_samples: int) -> SegmentationReport:
@@ -196,6 +194,7 @@ TASK_TYPES.register(
         losses=("cross_entropy",),
         metrics=("miou", "pixel_accuracy"),
         options={},
+        delta_m_all=True,
         build=_build,
     ),
 )

@@ -36,6 +36,7 @@ from mtlkit.config import ConfigError, ExperimentConfig, parse_config, set_value
 from mtlkit.evaluation import compare_values, delta_m
 from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
 from mtlkit.evaluation.stats import MeanCI, mean_ci
+from mtlkit.tasks import delta_m_metrics, higher_is_better
 from mtlkit.training import DivergedError
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
@@ -385,11 +386,18 @@ def _cell_config(
 
 
 def _delta_m(run: Cell, baselines: Sequence[Cell]) -> float:
-    tasks = run.tasks
+    """Δm% of ``run`` against each task's baseline, over each task's primary metric (every
+    metric of a per-pixel task, :func:`~mtlkit.tasks.delta_m_metrics`)."""
+    measures = {
+        f"{task}/{metric}": (task, metric)
+        for task in run.tasks
+        for metric in delta_m_metrics(run.primary(task)[0])
+    }
+    base = dict(zip(run.tasks, baselines))
     rows = compare_values(
-        {task: run.test_metric(task) for task in tasks},
-        {task: base.test_metric(task) for task, base in zip(tasks, baselines)},
-        {task: run.primary(task)[1] for task in tasks},
+        {key: float(run.metrics["test"][t][m]) for key, (t, m) in measures.items()},
+        {key: float(base[t].metrics["test"][t][m]) for key, (t, m) in measures.items()},
+        {key: higher_is_better(m) for key, (_, m) in measures.items()},
     )
     return delta_m(rows)
 

@@ -82,8 +82,8 @@ def _scene(
     shade = WALL_SHADE * (depth - (WALL_DEPTH - WALL_TILT)) / (2 * WALL_TILT)
     classes = np.zeros((CANVAS, CANVAS), dtype=np.int8)
     picks = rng.integers(0, len(images), size=2)
-    digit_depths = DIGIT_DEPTH + DIGIT_STEP * labels[picks] + rng.uniform(
-        -DIGIT_JITTER, DIGIT_JITTER, size=2
+    digit_depths = (
+        DIGIT_DEPTH + DIGIT_STEP * labels[picks] + rng.uniform(-DIGIT_JITTER, DIGIT_JITTER, size=2)
     )
     strokes = np.zeros((CANVAS, CANVAS))
     for k in np.argsort(-digit_depths):  # the farther digit first, the nearer over it
