@@ -139,7 +139,7 @@ def run_document(
     if comparison is not None:
         document.add(*_comparison_blocks(comparison))
     if figures is not None:
-        document.add(*figures.training_blocks())
+        document.add(*figures.training_blocks(), *figures.map_blocks())
     if history is not None:
         document.add(*_history_blocks(history))
     for name, report in task_reports.items():
