@@ -92,6 +92,15 @@ def offline_data(monkeypatch, fake_base_data):
 
 
 @pytest.fixture
+def small_dense(monkeypatch):
+    """``multi-mnist-dense`` generated at 24 training and 8 test scenes (from whatever MNIST the
+    test gives it, e.g. :func:`fake_base_data`)."""
+    from mtlkit.data.benchmarks import dense_mnist
+
+    monkeypatch.setattr(dense_mnist, "SIZES", {"train": 24, "test": 8})
+
+
+@pytest.fixture
 def one_torch_thread():
     """Run a test on one intra-op thread, then restore the count.
 

@@ -8,7 +8,6 @@ import torch
 
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.data import TaskSpec, load_benchmark
-from mtlkit.data.benchmarks import dense_mnist
 from mtlkit.models import ARCHITECTURES, SegNet, create_backbone, create_model, task_head
 from mtlkit.tasks import create_task
 from mtlkit.workflows import train
@@ -22,12 +21,6 @@ SPECS = [
     TaskSpec("normals", type="normals"),
     TaskSpec("digit", 10),
 ]
-
-
-@pytest.fixture
-def small_dense(monkeypatch):
-    """``multi-mnist-dense`` generated at 24 training and 8 test scenes."""
-    monkeypatch.setattr(dense_mnist, "SIZES", {"train": 24, "test": 8})
 
 
 @pytest.mark.parametrize("sharing", ["hard", "mtan"])

@@ -12,7 +12,8 @@ methods. Then, per method:
 * each task's test metric is reported as the mean over seeds ± the 95 % confidence interval
   (Student's t, n − 1 degrees of freedom, :func:`~mtlkit.evaluation.stats.mean_ci`);
 * Δm% (Maninis et al. 2019) is computed per seed against the single-task baselines of that seed
-  — the mean over tasks of the relative change of the test metric, its sign flipped for
+  — the mean over tasks of the relative change of the test metric (over every metric of a
+  per-pixel task: mIoU, pixel accuracy, depth errors, normal angles), its sign flipped for
   lower-is-better metrics, positive = multi-task better — and reported as mean ± CI;
 * the mean rank is the method's rank on each task's mean test metric (1 = best, ties share the
   mean rank), averaged over tasks;
@@ -45,9 +46,9 @@ from mtlkit.workflows.run_dir import write_results
 OUTPUTS = ("compare.csv", "compare.json", "report.md", "report.html")
 """The files a compare folder holds besides its cells."""
 DELTA_M_CONVENTION = (
-    "Δm%: mean over tasks of the relative change of the test metric against the single-task "
-    "baseline of the same seed, sign flipped for lower-is-better metrics; positive = "
-    "multi-task better (Maninis et al. 2019)."
+    "Δm%: mean over tasks of the relative change of the test metric (every metric of a "
+    "per-pixel task) against the single-task baseline of the same seed, sign flipped for "
+    "lower-is-better metrics; positive = multi-task better (Maninis et al. 2019)."
 )
 _UNTUNABLE = ("name", "seed", "balancer.name", "tasks.include")
 

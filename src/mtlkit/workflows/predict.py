@@ -114,6 +114,7 @@ def _write_maps(run: TrainedRun, maps: dict[str, list[Any]], path: Path) -> dict
         if values is None or kind is None:
             continue
         stacked = np.stack(values)
+        path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path.with_name(f"{path.stem}-{task.name}.npy"), stacked)
         pictures = write_map_pngs(path.with_name(f"{path.stem}-{task.name}"), kind, stacked)
         columns[f"{task.name}_map"] = [str(p.relative_to(path.parent)) for p in pictures]
