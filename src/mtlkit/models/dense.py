@@ -89,10 +89,10 @@ class SegNet(nn.Module):
 
 
 def _segnet(input_shape: tuple[int, ...], *, width: int = 16, batch_norm: bool = True) -> SegNet:
-    """``segnet`` of a config: two encoder and two decoder stages (``SegNet(depth=...)`` from
-    Python for others)."""
+    """``segnet`` of a config: two encoder and two decoder stages, so image sides must be
+    multiples of 4 (``SegNet(depth=...)`` from Python for other depths)."""
     channels, size = _image_shape("segnet", input_shape)
-    return SegNet(channels, size, width=width, batch_norm=batch_norm)
+    return SegNet(channels, size, width=width, depth=2, batch_norm=batch_norm)
 
 
 BACKBONES.register("segnet", _segnet)
