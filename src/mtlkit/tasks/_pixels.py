@@ -9,12 +9,43 @@ Cityscapes sets mark them; the (N,) label mask of the data protocol leaves whole
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from mtlkit.tasks._accumulate import check_batch
+from mtlkit.tasks.base import Task
+from mtlkit.tasks.metrics import higher_is_better
+
+
+class PixelTask(Task):
+    """The base of the per-pixel task types: a map per input, the loss over valid pixels.
+
+    Subclasses are dataclasses with the fields ``name``, ``primary_metric`` and
+    ``instance_weights`` (per-image weights); :meth:`pixel_loss` ends their ``loss``.
+    """
+
+    per_pixel: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        higher_is_better(self.primary_metric)
+
+    def pixel_loss(
+        self,
+        per_pixel: Tensor,
+        valid: Tensor,
+        output: Tensor,
+        target: Tensor,
+        mask: Tensor | None,
+        weights: Tensor | None,
+    ) -> Tensor:
+        """The mean of the (N, H, W) ``per_pixel`` losses over the ``valid`` pixels of the
+        labelled images (:func:`pixel_mean`), weighted per image by ``weights`` or else by the
+        task's :attr:`instance_weights`."""
+        if weights is None and self.instance_weights is not None:
+            weights = self.instance_weights(output.detach(), target)
+        return pixel_mean(per_pixel, valid, mask, weights)
 
 
 def check_maps(task: str, output: Tensor, target: Tensor, channels: int) -> None:

@@ -19,9 +19,9 @@ from torch import Tensor
 from torchmetrics.regression import MeanAbsoluteError, MeanAbsolutePercentageError
 
 from mtlkit.tasks._accumulate import MetricSet
-from mtlkit.tasks._pixels import check_maps, maps, pixel_mean, scored_rows
-from mtlkit.tasks.base import Combine, InstanceWeights, Task
-from mtlkit.tasks.metrics import ScalarSummary, higher_is_better
+from mtlkit.tasks._pixels import PixelTask, check_maps, maps, scored_rows
+from mtlkit.tasks.base import Combine, InstanceWeights
+from mtlkit.tasks.metrics import ScalarSummary
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 __all__ = ["DepthMetrics", "DepthReport", "DepthTask", "valid_depth"]
@@ -102,7 +102,7 @@ class DepthMetrics(MetricSet):
 
 
 @dataclass
-class DepthTask(Task):
+class DepthTask(PixelTask):
     """A depth per pixel, L1 over the valid pixels.
 
     Args:
@@ -114,10 +114,6 @@ class DepthTask(Task):
     name: str
     primary_metric: str = "abs_err"
     instance_weights: InstanceWeights | None = None
-    per_pixel: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        higher_is_better(self.primary_metric)
 
     @property
     def output_size(self) -> int:
@@ -136,9 +132,7 @@ class DepthTask(Task):
         predicted, true = _depth_map(self.name, output, target)
         valid = valid_depth(true)
         per_pixel = F.l1_loss(predicted.float(), torch.where(valid, true, 0.0), reduction="none")
-        if weights is None and self.instance_weights is not None:
-            weights = self.instance_weights(output.detach(), target)
-        return pixel_mean(per_pixel, valid, mask, weights)
+        return self.pixel_loss(per_pixel, valid, output, target, mask, weights)
 
     def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
         """Per pixel, the median of the views' depths (``vote``) or their mean (``mean``)."""

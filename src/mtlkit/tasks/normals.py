@@ -23,9 +23,9 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from mtlkit.tasks._accumulate import MetricSet
-from mtlkit.tasks._pixels import check_maps, maps, pixel_mean, scored_rows
-from mtlkit.tasks.base import Combine, InstanceWeights, Task
-from mtlkit.tasks.metrics import ScalarSummary, higher_is_better
+from mtlkit.tasks._pixels import PixelTask, check_maps, maps, scored_rows
+from mtlkit.tasks.base import Combine, InstanceWeights
+from mtlkit.tasks.metrics import ScalarSummary
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 __all__ = ["BIN_DEGREES", "THRESHOLDS", "AngleErrors", "NormalsMetrics", "NormalsReport"]
@@ -146,7 +146,7 @@ class NormalsMetrics(MetricSet):
 
 
 @dataclass
-class NormalsTask(Task):
+class NormalsTask(PixelTask):
     """A unit normal per pixel, 1 − cosine over the valid pixels.
 
     Args:
@@ -158,10 +158,6 @@ class NormalsTask(Task):
     name: str
     primary_metric: str = "mean_angle"
     instance_weights: InstanceWeights | None = None
-    per_pixel: ClassVar[bool] = True
-
-    def __post_init__(self) -> None:
-        higher_is_better(self.primary_metric)
 
     @property
     def output_size(self) -> int:
@@ -179,9 +175,7 @@ class NormalsTask(Task):
         self.refuse_teacher(teacher)
         _check_normals(self.name, output, target)
         per_pixel = 1.0 - (_unit(output) * _unit(target)).sum(1)
-        if weights is None and self.instance_weights is not None:
-            weights = self.instance_weights(output.detach(), target)
-        return pixel_mean(per_pixel, _valid(target), mask, weights)
+        return self.pixel_loss(per_pixel, _valid(target), output, target, mask, weights)
 
     def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
         """Per pixel, the mean of the views' unit normals (both ``vote`` and ``mean``: a normal

@@ -22,9 +22,9 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mtlkit.data.types import TaskSpec
 from mtlkit.tasks._accumulate import MetricSet
-from mtlkit.tasks._pixels import check_maps, maps, pixel_mean, scored_rows
-from mtlkit.tasks.base import Combine, InstanceWeights, Task
-from mtlkit.tasks.metrics import ScalarSummary, higher_is_better, json_float, nanmean, ratio
+from mtlkit.tasks._pixels import PixelTask, check_maps, maps, scored_rows
+from mtlkit.tasks.base import Combine, InstanceWeights
+from mtlkit.tasks.metrics import ScalarSummary, json_float, nanmean, ratio
 from mtlkit.tasks.registry import TASK_TYPES, TaskType
 
 IGNORE_INDEX = -1
@@ -117,7 +117,7 @@ def _check_classes(target: Tensor, num_classes: int) -> None:
 
 
 @dataclass
-class SegmentationTask(Task):
+class SegmentationTask(PixelTask):
     """A class per pixel, cross-entropy over the non-ignored pixels.
 
     Args:
@@ -131,14 +131,13 @@ class SegmentationTask(Task):
     num_classes: int
     primary_metric: str = "miou"
     instance_weights: InstanceWeights | None = None
-    per_pixel: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
             raise ValueError(
                 f"task {self.name!r}: num_classes must be ≥ 2, got {self.num_classes}."
             )
-        higher_is_better(self.primary_metric)
+        super().__post_init__()
 
     @property
     def output_size(self) -> int:
@@ -158,9 +157,7 @@ class SegmentationTask(Task):
         per_pixel = F.cross_entropy(
             output.float(), target, ignore_index=IGNORE_INDEX, reduction="none"
         )
-        if weights is None and self.instance_weights is not None:
-            weights = self.instance_weights(output.detach(), target)
-        return pixel_mean(per_pixel, target != IGNORE_INDEX, mask, weights)
+        return self.pixel_loss(per_pixel, target != IGNORE_INDEX, output, target, mask, weights)
 
     def combine_views(self, outputs: Tensor, how: Combine) -> Tensor:
         """Per pixel, the log of the share of views voting for each class (``vote``) or of the
