@@ -101,25 +101,33 @@ ARCHITECTURE_RUNS = [
 ]
 
 
+def _dense_run(tmp_path, model: dict, **train_settings):
+    config = parse_config(
+        {
+            "name": "dense",
+            "data": {"benchmark": "multi-mnist-dense", "limit": 8},
+            "model": {"backbone": "segnet", "width": 4, **model},
+            "optim": {"name": "adam", "lr": 0.01},
+            "train": {"epochs": 1, "batch_size": 4, "progress": False, **train_settings},
+        }
+    )
+    return train(config, tmp_path / "run")
+
+
 @pytest.mark.parametrize(("sharing", "expert"), ARCHITECTURE_RUNS)
 def test_every_architecture_trains_on_the_dense_benchmark(
     tmp_path, small_dense, offline_data, sharing, expert
 ):
     """A few steps of every sharing architecture on the three per-pixel tasks: finite losses,
     and a test report with every metric of every task."""
-    model = {"backbone": "segnet", "width": 4, "sharing": sharing}
-    if expert is not None:
-        model["expert"] = expert
-    config = parse_config(
-        {
-            "name": "dense",
-            "data": {"benchmark": "multi-mnist-dense", "limit": 8},
-            "model": model,
-            "optim": {"name": "adam", "lr": 0.01},
-            "train": {"epochs": 1, "batch_size": 4, "progress": False},
-        }
-    )
-    result = train(config, tmp_path / "run")
+    model = {"sharing": sharing} | ({} if expert is None else {"expert": expert})
+    result = _dense_run(tmp_path, model)
     assert set(result.test) == {"segmentation", "depth", "normals"}
+    for report in result.test.values():
+        assert all(value == value for value in report.summary().values())  # no NaN
+
+
+def test_mtan_trains_on_dense_tasks_in_bf16_and_channels_last(tmp_path, small_dense, offline_data):
+    result = _dense_run(tmp_path, {"sharing": "mtan"}, precision="bf16", channels_last=True)
     for report in result.test.values():
         assert all(value == value for value in report.summary().values())  # no NaN
