@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,9 @@ import torch
 
 from mtlkit.config import parse_config
 from mtlkit.workflows import predict, train, train_with_baselines
+from mtlkit.workflows.affinity import measure_affinity
+from mtlkit.workflows.cells import Cell
+from mtlkit.workflows.compare import _delta_m as compare_delta_m
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "small_dense", "offline_data")
 
@@ -62,3 +67,34 @@ def test_baselines_compare_every_metric_of_every_per_pixel_task(tmp_path):
         ("normals", "within_30"),
     }
     assert all(torch.isfinite(torch.tensor(row.relative_difference)) for row in comparison.rows)
+
+
+def test_affinity_measures_every_pair_of_per_pixel_tasks(tmp_path):
+    """The look-ahead affinity and the gradient cosines of the three per-pixel tasks: finite
+    3×3 matrices, cosines 1 on the diagonal (to float32 rounding of a normalised dot product)."""
+    result = measure_affinity(parse_config(TINY_DENSE), tmp_path / "affinity", every=1)
+    assert result.tasks == ["segmentation", "depth", "normals"]
+    affinity, cosine = np.array(result.affinity), np.array(result.cosine)
+    assert affinity.shape == cosine.shape == (3, 3) and np.isfinite(affinity).all()
+    assert np.allclose(np.diag(cosine), 1.0, atol=1e-5)
+
+
+def _cell(values: dict[str, dict[str, float]], primary: dict[str, str]) -> Cell:
+    metrics = {
+        "test": values,
+        "primary_metric": {t: {"name": m, "higher_is_better": True} for t, m in primary.items()},
+    }
+    return Cell(path=Path("cell"), config=None, metrics=metrics, trained=False)
+
+
+def test_compare_delta_m_averages_every_metric_of_a_per_pixel_task():
+    """A segmentation task (2 metrics) and a classification task (its primary metric only):
+    mIoU 10 % better, pixel accuracy equal, accuracy 20 % worse: Δm% = (10 + 0 − 20) / 3."""
+    primary = {"seg": "miou", "digit": "accuracy"}
+    run = _cell(
+        {"seg": {"miou": 0.55, "pixel_accuracy": 0.9}, "digit": {"accuracy": 0.4, "f1": 9.0}},
+        primary,
+    )
+    seg_alone = _cell({"seg": {"miou": 0.5, "pixel_accuracy": 0.9}}, {"seg": "miou"})
+    digit_alone = _cell({"digit": {"accuracy": 0.5, "f1": 1.0}}, {"digit": "accuracy"})
+    assert compare_delta_m(run, [seg_alone, digit_alone]) == pytest.approx(-10 / 3, rel=1e-12)
