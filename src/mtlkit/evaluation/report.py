@@ -43,6 +43,15 @@ _METRIC_NAMES = {
     "mse": "MSE",
     "r2": "R²",
     "ece": "ECE",
+    "miou": "mIoU",
+    "pixel_accuracy": "pixel accuracy",
+    "abs_err": "abs. error",
+    "rel_err": "rel. error",
+    "mean_angle": "mean angle °",
+    "median_angle": "median angle °",
+    "within_11_25": "% < 11.25°",
+    "within_22_5": "% < 22.5°",
+    "within_30": "% < 30°",
 }
 """How a metric is headed in a table (others: their own name)."""
 
