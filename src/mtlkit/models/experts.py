@@ -16,7 +16,8 @@ The first level's experts are, by ``expert``:
   re-initialised copies); the gates read the flattened input, as in the MMoE paper.
 
 Experts of later levels are small MLPs. Every task's features have the trunk's width, so the
-heads are those of hard sharing.
+heads are those of hard sharing. On a dense trunk (feature maps, :func:`~mtlkit.models.is_dense`)
+the MLP experts are 1×1 convolutions, mixed per pixel, and the gates read the maps' spatial mean.
 """
 
 from __future__ import annotations
