@@ -106,7 +106,7 @@ def _dense_run(tmp_path, model: dict, **train_settings):
         {
             "name": "dense",
             "data": {"benchmark": "multi-mnist-dense", "limit": 8},
-            "model": {"backbone": "segnet", "width": 4, **model},
+            "model": {"backbone": "segnet", "backbone_options": {"width": 4}, **model},
             "optim": {"name": "adam", "lr": 0.01},
             "train": {"epochs": 1, "batch_size": 4, "progress": False, **train_settings},
         }
@@ -120,7 +120,8 @@ def test_every_architecture_trains_on_the_dense_benchmark(
 ):
     """A few steps of every sharing architecture on the three per-pixel tasks: finite losses,
     and a test report with every metric of every task."""
-    model = {"sharing": sharing} | ({} if expert is None else {"expert": expert})
+    options = {} if expert is None else {"expert": expert}
+    model = {"sharing": sharing, "sharing_options": options}
     result = _dense_run(tmp_path, model)
     assert set(result.test) == {"segmentation", "depth", "normals"}
     for report in result.test.values():

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread", "small_dense", "offline
 TINY_DENSE = {
     "name": "dense",
     "data": {"benchmark": "multi-mnist-dense", "limit": 8, "val_fraction": 0.25},
-    "model": {"backbone": "segnet", "width": 4},
+    "model": {"backbone": "segnet", "backbone_options": {"width": 4}},
     "optim": {"name": "adam", "lr": 0.01},
     "train": {"epochs": 1, "batch_size": 4, "progress": False},
 }

@@ -88,11 +88,11 @@ class SegNet(nn.Module):
         return list(self.chain)
 
 
-def _segnet(input_shape: tuple[int, ...], *, width: int = 16, batch_norm: bool = True) -> SegNet:
-    """``segnet`` of a config: two encoder and two decoder stages, so image sides must be
-    multiples of 4 (``SegNet(depth=...)`` from Python for other depths)."""
+def _segnet(
+    input_shape: tuple[int, ...], *, width: int = 16, depth: int = 2, batch_norm: bool = True
+) -> SegNet:
     channels, size = _image_shape("segnet", input_shape)
-    return SegNet(channels, size, width=width, depth=2, batch_norm=batch_norm)
+    return SegNet(channels, size, width=width, depth=depth, batch_norm=batch_norm)
 
 
 BACKBONES.register("segnet", _segnet)
