@@ -103,10 +103,15 @@ def _markdown(result: MethodComparison, args: argparse.Namespace, steps: int, se
             *lines,
             "",
             f"({seconds:.0f} s for the runs trained now: {result.trained}; full report: "
-            f"{result.out_dir / 'report.md'})",
+            f"{_shown(result.out_dir / 'report.md')})",
             "",
         ]
     )
+
+
+def _shown(path: Path) -> Path:
+    """``path`` relative to the repository when it lies inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def _load() -> tuple[float, ...]:
