@@ -81,7 +81,7 @@ class Task(ABC):
     ``combine_views(outputs, how)``: one output per row from the (M, N, ...) outputs of M views,
     shaped like one view's output, with ``how`` ``"vote"`` (each view votes for its prediction)
     or ``"mean"`` (the mean probability). Every built-in type has it; a task class of one's own
-    needs it only for views (:meth:`mtlkit.training.views.Views.check` refuses it otherwise).
+    needs it only for views (:meth:`mtlkit.measure.views.Views.check` refuses it otherwise).
     """
 
     name: str
