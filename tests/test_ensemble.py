@@ -14,6 +14,7 @@ from mtlkit.config import ConfigError, parse_config
 from mtlkit.evaluation import HeadEnsemble, fit_weights
 from mtlkit.workflows import train
 from mtlkit.workflows.ensemble import ensemble_heads
+from processes import run_group
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -78,16 +79,12 @@ def test_bad_arguments_are_refused():
 
 
 @pytest.fixture
-def trained(tmp_path, offline_data):
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-    }
-    return train(parse_config(yaml.safe_load(yaml.safe_dump(raw))), tmp_path / "run").run_dir
+def trained(tmp_path, offline_data, tiny_config):
+    raw = tiny_config(model={"backbone_options": {"hidden": [16]}})
+    return train(parse_config(raw), tmp_path / "run").run_dir
 
 
+@pytest.mark.slow
 def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys):
     result = ensemble_heads(trained, ["left", "right"])
     assert list(result.rows) == ["left", "right", "ensemble"] and result.target == "left"
@@ -100,14 +97,12 @@ def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys
     assert record["target"] == "right" and set(record["test"]) == {"left", "right", "ensemble"}
 
 
-def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data):
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-        "ensembles": {"digits": {"tasks": ["left", "right"]}},
-    }
+@pytest.mark.slow
+def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data, tiny_config):
+    raw = tiny_config(
+        model={"backbone_options": {"hidden": [16]}},
+        ensembles={"digits": {"tasks": ["left", "right"]}},
+    )
     config = parse_config(raw)
     assert config.ensembles["digits"].target == "left"  # resolved: written in config.yaml
     result = train(config, tmp_path / "run")
@@ -118,6 +113,37 @@ def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_da
     assert set(digits["test"]) == {"left", "right", "ensemble"}
     assert digits["test"]["left"]["accuracy"] == pytest.approx(result.test["left"].accuracy)
     assert "digits (ensemble → left)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def _train_ensembles(rank: int, fake, config: str, out: str) -> int:
+    from mtlkit.data import load_benchmark
+    from mtlkit.workflows import build
+
+    build.load_benchmark = lambda name, **options: load_benchmark(
+        name, **{**options, **fake.kwargs}
+    )
+    return main(["train", config, "--out", out])
+
+
+@pytest.mark.slow
+def test_configured_ensembles_under_two_processes_score_the_whole_test_split(
+    tmp_path, fake_base_data, tiny_config
+):
+    """The main process scores the ensembles alone (on the whole split) while the others wait:
+    no collective of its metrics may wait for processes that never join it."""
+    raw = tiny_config(
+        model={"backbone_options": {"hidden": [16]}},
+        ensembles={"digits": {"tasks": ["left", "right"]}},
+    )
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    codes = run_group(_train_ensembles, 2, fake_base_data, str(config), str(out), timeout=90)
+    assert codes == [0, 0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    left = metrics["ensembles"]["digits"]["test"]["left"]
+    assert left["support"] == metrics["test"]["left"]["support"]  # every test row, once
+    assert left["accuracy"] == pytest.approx(metrics["test"]["left"]["accuracy"])
 
 
 @pytest.mark.parametrize(
@@ -141,6 +167,7 @@ def test_an_ensemble_without_validation_is_refused_before_training(tmp_path, off
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before any training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tasks", "target", "message"),
     [

@@ -26,10 +26,11 @@ from mtlkit.balancing.engine.accumulate import wide_gramian
 from mtlkit.balancing.types import Need
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.data import Batch, Split, TensorBatches
+from mtlkit.measure.precision import autocast_context, check_precision
 from mtlkit.models import HardSharing, classification_head
 from mtlkit.tasks import ClassificationTask
 from mtlkit.training import Trainer
-from mtlkit.training.precision import LossScale, autocast_context, check_precision
+from mtlkit.training.precision import LossScale
 
 K = 3
 TASKS = [ClassificationTask(f"t{k}", num_classes=4) for k in range(K)]

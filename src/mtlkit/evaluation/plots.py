@@ -9,15 +9,44 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from mtlkit.evaluation.document import Block, Figure, Heading, Paragraph
+from mtlkit.evaluation.maps import MapSamples, maps_png
 from mtlkit.tasks.metrics import ClassificationReport
-from mtlkit.training import CosineSample, EpochRecord
 
 _DPI = 100
+
+
+class EpochPoint(Protocol):
+    """What the learning curves read of one epoch (e.g. a
+    :class:`~mtlkit.training.EpochRecord`)."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def train_loss(self) -> Mapping[str, float]: ...
+
+    @property
+    def val(self) -> Mapping[str, Mapping[str, float]] | None: ...
+
+    @property
+    def task_weights(self) -> Mapping[str, float] | None: ...
+
+
+class CosinePoint(Protocol):
+    """What the cosine plot reads of one recorded step (e.g. a
+    :class:`~mtlkit.training.CosineSample`)."""
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def cosines(self) -> Mapping[str, float]: ...
 
 
 def _png(figure: MplFigure) -> bytes:
@@ -26,7 +55,7 @@ def _png(figure: MplFigure) -> bytes:
     return buffer.getvalue()
 
 
-def learning_curves_png(records: Sequence[EpochRecord], metrics: Mapping[str, str]) -> bytes:
+def learning_curves_png(records: Sequence[EpochPoint], metrics: Mapping[str, str]) -> bytes:
     """Per task, by epoch: the mean training loss (log scale), the validation metric
     (``metrics[task]``, when there is validation) and the task weight the balancer applied."""
     tasks = list(records[0].train_loss)
@@ -63,7 +92,7 @@ def learning_curves_png(records: Sequence[EpochRecord], metrics: Mapping[str, st
     return _png(figure)
 
 
-def cosine_png(samples: Sequence[CosineSample]) -> bytes:
+def cosine_png(samples: Sequence[CosinePoint]) -> bytes:
     """The cosine between each pair of task gradients on the shared parameters, by step."""
     figure = MplFigure(figsize=(8.0, 3.2), layout="constrained")
     axis = figure.subplots()
@@ -206,17 +235,32 @@ class RunFigures:
         records: the run's epoch records.
         cosines: the recorded task-gradient cosines (empty: not recorded).
         metrics: the validation metric to plot per task (its primary metric).
+        maps: a few test images' per-pixel targets and predictions (``None``: no such task).
     """
 
     def __init__(
         self,
-        records: Sequence[EpochRecord],
-        cosines: Sequence[CosineSample],
+        records: Sequence[EpochPoint],
+        cosines: Sequence[CosinePoint],
         metrics: Mapping[str, str],
+        *,
+        maps: MapSamples | None = None,
     ) -> None:
         self.records = list(records)
         self.cosines = list(cosines)
         self.metrics = dict(metrics)
+        self.maps = maps
+
+    def map_blocks(self) -> list[Block]:
+        """The "Predicted maps" section: each sample's input, then every per-pixel task's
+        target beside its prediction (none without per-pixel tasks)."""
+        if self.maps is None:
+            return []
+        caption = (
+            f"the first {len(self.maps.inputs)} test images: input, then per task the target "
+            "and the prediction (black: void or invalid pixels)"
+        )
+        return [Heading("Predicted maps"), Figure(maps_png(self.maps), caption)]
 
     def training_blocks(self) -> list[Block]:
         """The "Training" section: learning curves with task weights, then gradient cosines."""

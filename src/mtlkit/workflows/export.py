@@ -31,7 +31,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None) -> tuple[Path
     folder = RunDir(Path(run_dir))
     if not folder.config.is_file():
         raise ConfigError(f"{folder.path} is not a run folder: it has no config.yaml.")
-    config = load_config(folder.config)
+    config = load_config(folder.config, saved=True)
     state = load_checkpoint(folder.best)
     weights = Path(out) if out is not None else folder.path / "model.safetensors"
     description = weights.with_suffix(".json")

@@ -19,23 +19,22 @@ from mtlkit.atomic import write_text_atomic
 from mtlkit.balancing import Balancer, Need
 from mtlkit.config import ConfigError, ExperimentConfig, FinetuneConfig, derive_config
 from mtlkit.data import MultiTaskData
-from mtlkit.models import HEADS, GroupFreezer, MultiTaskModel
+from mtlkit.models import ARCHITECTURES, HEADS, GroupFreezer, HardSharing, MultiTaskModel
 from mtlkit.tasks import Task
-from mtlkit.training import CheckpointError, EpochRecord, Trainer
+from mtlkit.training import CheckpointError, EpochRecord
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
-    build_optimization,
     eval_batches,
     resolve_device,
     train_batches,
-    trainer_settings,
 )
 from mtlkit.workflows.ensemble import check_ensembles
 from mtlkit.workflows.restore import TrainedRun, restore_run
 from mtlkit.workflows.run_dir import RunDir, SavedData
 from mtlkit.workflows.train import RunResult, complete_run
+from mtlkit.workflows.trainer import build_trainer
 
 
 @dataclass
@@ -53,6 +52,23 @@ class Derived:
     plan: FinetuneConfig
 
 
+def require_layer_groups(config: ExperimentConfig, run_dir: str | Path, workflow: str) -> None:
+    """Refuse, for ``workflow``, the run in ``run_dir`` (trained with ``config``) when its
+    network has no layer groups: a soft-sharing architecture, whose tasks read features of
+    their own (:func:`~mtlkit.models.layer_groups`).
+
+    Raises:
+        ConfigError: naming the run, its ``model.sharing`` and the fix.
+    """
+    sharing = config.model.sharing
+    if not issubclass(ARCHITECTURES.get(sharing).cls, HardSharing):
+        raise ConfigError(
+            f"{run_dir}: model.sharing is {sharing!r}, whose tasks read features of their own; "
+            f"{workflow} needs the layer groups (stage1, ..., heads) of one shared trunk: use a "
+            "run trained with model.sharing: hard."
+        )
+
+
 def derive_from_run(
     run_dir: str | Path, config_path: str | Path | None, overrides: Sequence[str] = ()
 ) -> Derived:
@@ -60,11 +76,13 @@ def derive_from_run(
     ``config_path`` (only what differs, and a ``finetune:`` section) and ``overrides``.
 
     Raises:
-        ConfigError: not a run folder, a bad config, or a change of the network (``model.*``):
-            the run's weights fit its own network only.
+        ConfigError: not a run folder, a network without layer groups (soft sharing), a bad
+            config, or a change of the network (``model.*``): the run's weights fit its own
+            network only.
         CheckpointError: the run has no readable ``best.pt``.
     """
     base = RunDir(Path(run_dir)).read_config()
+    require_layer_groups(base, run_dir, "fine-tuning")
     config, plan = derive_config(base, config_path, overrides)
     for key, value in config.model.model_dump().items():
         if value != getattr(base.model, key):
@@ -180,17 +198,7 @@ def fit_into_run_dir(
     check_ensembles(config, tasks, data)
     balancer = build_balancer(config, len(tasks))
     schedule = UnfreezeSchedule(model, plan, balancer, config.train.epochs)
-    optimizer, scheduler = build_optimization(config, model, balancer)
-    trainer = Trainer(
-        model,
-        tasks,
-        balancer,
-        optimizer,
-        scheduler,
-        device=device,
-        progress=config.train.progress,
-        **trainer_settings(config),
-    )
+    trainer = build_trainer(config, model, tasks, balancer, device)
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.write_config(config)
     folder.write_saved(saved)
