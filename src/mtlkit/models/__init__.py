@@ -20,6 +20,7 @@ from mtlkit.models.backbones import (
     create_backbone,
 )
 from mtlkit.models.cross_stitch import CrossStitch
+from mtlkit.models.dense import SegNet, is_dense
 from mtlkit.models.experts import CGC, EXPERT_KINDS, PLE, DSelectK, ExpertLevels, MMoE
 from mtlkit.models.gates import DSelectGate, SoftmaxGate, smooth_step
 from mtlkit.models.groups import (
@@ -31,7 +32,7 @@ from mtlkit.models.groups import (
     layer_groups,
     trunk_stages,
 )
-from mtlkit.models.heads import TemperatureScaled, classification_head
+from mtlkit.models.heads import TemperatureScaled, classification_head, dense_head, task_head
 from mtlkit.models.mtan import MTAN
 from mtlkit.models.preference import (
     PREFERENCE_MODELS,
@@ -76,6 +77,7 @@ __all__ = [
     "MultiTaskModel",
     "PLE",
     "ResNet",
+    "SegNet",
     "SeedCNN",
     "SoftSharing",
     "SoftmaxGate",
@@ -87,6 +89,9 @@ __all__ = [
     "classification_head",
     "create_backbone",
     "create_model",
+    "dense_head",
+    "is_dense",
+    "task_head",
     "fresh_copy",
     "require_stages",
     "smooth_step",
