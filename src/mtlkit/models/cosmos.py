@@ -41,13 +41,9 @@ class COSMOS(PreferenceModel):
         return (first + num_tasks, *rest)
 
     def _conditioned(self, x: Tensor) -> Tensor:
-        shape = (x.shape[0], self.num_tasks) + (1,) * (x.dim() - 2)
-        extra = (
-            self.preference.to(x.dtype)
-            .reshape(1, -1, *shape[2:])
-            .expand(shape[0], -1, *x.shape[2:])
-        )
-        return torch.cat([x, extra], dim=1)
+        """``x`` with the preference appended along dimension 1 (features or channels)."""
+        column = self.preference.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
+        return torch.cat([x, column.expand(x.shape[0], -1, *x.shape[2:])], dim=1)
 
     def encode(self, x: Inputs) -> Features:
         if isinstance(x, Tensor):

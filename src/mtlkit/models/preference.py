@@ -14,6 +14,7 @@ class's keyword-only constructor arguments (``model.preference_options``).
 from __future__ import annotations
 
 import inspect
+from abc import abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -105,10 +106,10 @@ class GeneratedWeights(PreferenceModel):
             parameter.requires_grad_(False)
         self._generated: dict[str, Tensor] | None = None
 
+    @abstractmethod
     def weights(self, preference: Tensor) -> dict[str, Tensor]:
         """The target network's parameters (name → tensor of the target's shape) for
         ``preference``; differentiable in this model's own parameters."""
-        raise NotImplementedError(f"{type(self).__name__} must define weights().")
 
     def _call(self, method: str, argument: Any, weights: Mapping[str, Tensor]) -> Any:
         """``target.<method>(argument)`` with the parameters ``weights``."""
