@@ -333,6 +333,7 @@ def test_pareto_on_a_set_learning_run_evaluates_its_rays(pamal_run, capsys):
     losses = [[p["losses"]["left"], p["losses"]["right"]] for p in saved["points"]]
     assert len({tuple(x) for x in losses}) == 5  # each ray serves another network
     assert saved["reference"] == [2.0, 2.0]
+    assert saved["protocol"] == "multi-mnist (sener), 20 test samples"  # the fake data
     assert saved["hypervolume"] == hypervolume(losses, (2.0, 2.0))
     assert (pamal_run / "pareto-set" / "report.md").is_file()
 

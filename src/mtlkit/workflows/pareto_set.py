@@ -124,7 +124,8 @@ def pareto_set_front(
     volume = hypervolume([[p.losses[n] for n in names] for p in points], ref)
     result = SetFront(points, ref, volume, Path(out) if out else Path(run_dir) / "pareto-set")
     result.out_dir.mkdir(parents=True, exist_ok=True)
-    _write(result, run.config.name, names, str(run.config.model.preference), swept)
+    protocol = f"{data.name} ({data.protocol}), {len(data.test)} test samples"
+    _write(result, run.config.name, names, str(run.config.model.preference), swept, protocol)
     return result
 
 
@@ -135,7 +136,14 @@ def _read_sweep(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _write(result: SetFront, name: str, tasks: list[str], family: str, sweep: dict | None) -> None:
+def _write(
+    result: SetFront,
+    name: str,
+    tasks: list[str],
+    family: str,
+    sweep: dict | None,
+    protocol: str,
+) -> None:
     header = [
         "preference",
         *(f"{t} metric" for t in tasks),
@@ -156,6 +164,7 @@ def _write(result: SetFront, name: str, tasks: list[str], family: str, sweep: di
     summary = {
         "reference": result.reference,
         "hypervolume": result.hypervolume,
+        "protocol": protocol,
         "points": [asdict(p) for p in result.points],
     }
     write_results(
@@ -163,12 +172,17 @@ def _write(result: SetFront, name: str, tasks: list[str], family: str, sweep: di
         "pareto-set",
         (header, rows),
         summary,
-        _document(result, name, tasks, family, sweep),
+        _document(result, name, tasks, family, sweep, protocol),
     )
 
 
 def _document(
-    result: SetFront, name: str, tasks: list[str], family: str, sweep: dict | None
+    result: SetFront,
+    name: str,
+    tasks: list[str],
+    family: str,
+    sweep: dict | None,
+    protocol: str,
 ) -> Document:
     from mtlkit.evaluation.plots import tradeoff_png
 
@@ -191,7 +205,7 @@ def _document(
         Paragraph(
             f"**Hypervolume of the {len(result.points)} rays' test losses: "
             f"{result.hypervolume:.4f}** at reference ({reference}); one {family} network, "
-            "served at each ray. Higher is better."
+            f"served at each ray, on {protocol}. Higher is better."
         ),
         Figure(
             tradeoff_png(
