@@ -14,7 +14,7 @@ import mtlkit
 ROOT = Path(mtlkit.__file__).parent
 
 LAYERS = [
-    {"mtlkit", "mtlkit.atomic", "mtlkit.registry"},
+    {"mtlkit.atomic", "mtlkit.registry", "mtlkit.version"},
     {"mtlkit.data"},
     {"mtlkit.models"},
     {"mtlkit.tasks"},
@@ -24,8 +24,10 @@ LAYERS = [
     {"mtlkit.config"},
     {"mtlkit.workflows"},
     {"mtlkit.cli", "mtlkit.__main__"},
+    {"mtlkit", "mtlkit.lightning"},
 ]
-"""DESIGN.md's table, top to bottom: a module may import its own layer and the ones above."""
+"""DESIGN.md's table, top to bottom: a module may import its own layer and the ones above. The
+package itself (``mtlkit.load``) and the optional integrations come last: nothing imports them."""
 
 
 def _modules() -> dict[str, Path]:

@@ -213,11 +213,21 @@ def _parser() -> argparse.ArgumentParser:
     _add_view_options(predict)
     predict.set_defaults(handler=_predict)
     export = commands.add_parser(
-        "export", help="write a finished run's selected weights as safetensors (+ JSON)"
+        "export",
+        help="write a finished run's selected weights as safetensors, or its network as one "
+        "ONNX graph checked by onnxruntime (+ JSON)",
     )
     export.add_argument("run_dir", type=Path)
     export.add_argument(
-        "--out", type=Path, help="the weights file (default: RUN_DIR/model.safetensors)"
+        "--format",
+        choices=("safetensors", "onnx"),
+        default="safetensors",
+        help="safetensors (weights only) or onnx (the graph; pip install 'mtlkit[onnx]')",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        help="the file to write (default: RUN_DIR/model.safetensors or RUN_DIR/model.onnx)",
     )
     export.set_defaults(handler=_export)
 

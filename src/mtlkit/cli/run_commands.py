@@ -32,6 +32,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "onnx":
+        from mtlkit.workflows import export_onnx
+
+        graph, description, check = export_onnx(args.run_dir, args.out)
+        sizes = " and ".join(map(str, check.batches))
+        print(
+            f"graph: {graph} ({graph.stat().st_size / 1024:.1f} KiB)\ndescription: {description}"
+            f"\nonnxruntime at batch sizes {sizes}: largest difference from PyTorch "
+            f"{check.largest_difference:.2g} (float32 rounding allows {check.tolerance:.2g})"
+        )
+        return 0
     from mtlkit.workflows import export_run
 
     weights, description = export_run(args.run_dir, args.out)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -22,6 +23,9 @@ from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
 from mtlkit.data.tables import write_table
 from mtlkit.workflows.build import build_views
 from mtlkit.workflows.restore import TrainedRun, restore_run
+
+PredictionInputs = str | os.PathLike[str] | pd.DataFrame | torch.Tensor | np.ndarray
+"""What :func:`predict_table` reads: a file, a DataFrame, or the model's inputs."""
 
 
 @dataclass
@@ -66,7 +70,34 @@ def predict(
             not numbers, images of another shape), or an output name clashing with a column.
     """
     run = restore_run(run_dir, device)
-    kept, features = _read_inputs(run, Path(inputs), quiet)
+    table = predict_table(run, inputs, quiet=quiet, views=views, combine=combine)
+    path = (
+        Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
+    )
+    return Predictions(table, write_table(table, path))
+
+
+def predict_table(
+    run: TrainedRun,
+    inputs: PredictionInputs,
+    *,
+    quiet: bool = False,
+    views: int | None = None,
+    combine: str | None = None,
+) -> pd.DataFrame:
+    """Every task's prediction of ``run`` for ``inputs``, as :func:`predict` writes it.
+
+    Args:
+        run: a restored run.
+        inputs: a file (as :func:`predict` reads), a DataFrame (table runs), or the model's
+            inputs as a tensor or array of shape ``(N, *input_shape)`` (already prepared; for
+            image runs, the images scaled to [0, 1]).
+        quiet, views, combine: as :func:`predict`.
+
+    Raises:
+        InputError: as :func:`predict`.
+    """
+    kept, features = _read_inputs(run, inputs, quiet)
     columns: dict[str, list[Any]] = {}
     chosen = build_views(run.config, views, combine)
     generator = None if chosen is None else chosen.generator(run.device)
@@ -86,18 +117,25 @@ def predict(
     clash = [name for name in columns if name in kept.columns]
     if clash:
         raise InputError(
-            f"{inputs}: column(s) {', '.join(map(repr, clash))} would be overwritten by the "
-            "predictions; rename them."
+            f"{_name(inputs)}: column(s) {', '.join(map(repr, clash))} would be overwritten by "
+            "the predictions; rename them."
         )
-    table = pd.concat([kept.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
-    path = (
-        Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
-    )
-    return Predictions(table, write_table(table, path))
+    return pd.concat([kept.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
 
 
-def _read_inputs(run: TrainedRun, path: Path, quiet: bool) -> tuple[pd.DataFrame, torch.Tensor]:
+def _read_inputs(
+    run: TrainedRun, inputs: PredictionInputs, quiet: bool
+) -> tuple[pd.DataFrame, torch.Tensor]:
     """The input columns to copy to the output, and the model's inputs."""
+    if isinstance(inputs, torch.Tensor | np.ndarray):
+        features = torch.as_tensor(inputs, dtype=torch.float32)
+        shape = tuple(run.input_shape)
+        if features.dim() != len(shape) + 1 or tuple(features.shape[1:]) != shape:
+            raise InputError(
+                f"the model's inputs have shape (N, {', '.join(map(str, shape))}); got "
+                f"{tuple(features.shape)}. Pass the table (or image file) to prepare them."
+            )
+        return pd.DataFrame(index=range(len(features))), features
     preprocessing = run.preprocessing
     if preprocessing is None:
         raise InputError(
@@ -105,10 +143,20 @@ def _read_inputs(run: TrainedRun, path: Path, quiet: bool) -> tuple[pd.DataFrame
             "cannot be prepared as in training."
         )
     if isinstance(preprocessing, TablePreprocessing):
-        frame, origin = read_table(path)
+        frame, origin = read_table(inputs)
         preprocessing.check_columns(frame, origin)
         features = preprocessing.inputs(frame, origin, quiet=quiet)
         kept = [c for c in frame.columns if c not in preprocessing.features.columns]
         return frame[kept], features
-    images = cast(ImageInputs, preprocessing).read(path)
+    if isinstance(inputs, pd.DataFrame):
+        raise InputError(
+            f"{run.folder.path} was trained on images; give an image file or an (N, "
+            f"{', '.join(map(str, run.input_shape))}) array, not a table."
+        )
+    images = cast(ImageInputs, preprocessing).read(inputs)
     return pd.DataFrame(index=range(len(images))), images
+
+
+def _name(inputs: PredictionInputs) -> str:
+    """How messages name ``inputs``."""
+    return str(inputs) if isinstance(inputs, str | os.PathLike) else "the inputs"
