@@ -74,3 +74,26 @@ def test_load_imports_no_optional_extra(customers_run):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_missing_extra_is_named_with_its_install_command(customers_run, monkeypatch, capsys):
+    """Without Lightning, ``import mtlkit.lightning`` says which extra installs it; without
+    onnxscript, ``mtlkit export --format onnx`` does (exit 2)."""
+    code = (
+        "import sys\n"
+        "sys.modules['lightning'] = None  # as if not installed\n"
+        "try:\n"
+        "    import mtlkit.lightning\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert "mtlkit.lightning needs Lightning" in result.stdout
+    assert "pip install 'mtlkit[lightning]'" in result.stdout
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    assert main(["export", str(customers_run), "--format", "onnx"]) == 2
+    error = capsys.readouterr().err
+    assert "ONNX export needs onnxscript" in error and "pip install 'mtlkit[onnx]'" in error
+    assert not (customers_run / "model.onnx").exists()

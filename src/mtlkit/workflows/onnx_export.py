@@ -17,6 +17,7 @@ JSON says how to apply them.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import re
@@ -279,11 +280,13 @@ def _quiet_exporter() -> Iterator[None]:
 
 
 def _require(module: str) -> None:
-    """Raise :class:`ExportError` naming the extra when ``module`` is not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec(module) is None:
-        raise ExportError(f"ONNX export needs {module}, which is not installed: {INSTALL}.")
+    """Import ``module``, or raise :class:`ExportError` naming the extra that installs it."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ExportError(
+            f"ONNX export needs {module}, which is not installed: {INSTALL}."
+        ) from None
 
 
 _NO_FUNCTION = re.compile(r"No ONNX function found for <OpOverload\(op='([\w.:]+)'")
