@@ -9,9 +9,9 @@ regression head, is exported by :func:`mtlkit.workflows.onnx_export.onnx_graph` 
 exporter) and checked by onnxruntime within float32 rounding (:func:`check_graph`). A network
 that does not export is listed with the exporter's reason. For those that do: the ``.onnx`` file
 against the same weights as safetensors (what ``mtlkit export`` writes), and at each batch size
-onnxruntime's median time of one forward pass divided by PyTorch's (``torch.inference_mode``),
-both on one intra-op thread, measured round-robin in the same run (:mod:`timing`). Needs the
-``onnx`` extra.
+onnxruntime's median time over ``--rounds`` rounds of ``--samples`` rows divided by PyTorch's
+(``torch.inference_mode``), both on one intra-op thread, measured round-robin in the same run
+(:mod:`timing`). Needs the ``onnx`` extra (about 4 minutes on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _model(sharing: str, trunk: str) -> torch.nn.Module:
     return create_model(sharing, body, heads, shape).eval()
 
 
-def _measure(model, shape, folder: Path, batches, rounds, calls, clock) -> dict[str, object]:
+def _measure(model, shape, folder: Path, batches, rounds, samples, clock) -> dict[str, object]:
     """Export, check, sizes and time ratios of one network."""
     graph = folder / "model.onnx"
     onnx_graph(model, shape, graph)
@@ -62,15 +62,16 @@ def _measure(model, shape, folder: Path, batches, rounds, calls, clock) -> dict[
     session = onnxruntime.InferenceSession(str(graph), options, ["CPUExecutionProvider"])
     ratios = {}
     for batch in batches:
+        calls = max(1, samples // batch)
         inputs = torch.randn(batch, *shape)
         array = inputs.numpy()
 
-        def pytorch(_: int, inputs: torch.Tensor = inputs) -> None:
+        def pytorch(_: int, inputs: torch.Tensor = inputs, calls: int = calls) -> None:
             with torch.inference_mode():
                 for _ in range(calls):
                     model(inputs)
 
-        def runtime(_: int, array=array) -> None:
+        def runtime(_: int, array=array, calls: int = calls) -> None:
             for _ in range(calls):
                 session.run(None, {INPUT_NAME: array})
 
@@ -89,8 +90,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trunks", nargs="+", choices=list(TRUNKS), default=list(TRUNKS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 256])
-    parser.add_argument("--rounds", type=int, default=7, help="timed rounds per network")
-    parser.add_argument("--calls", type=int, default=20, help="forward passes per round")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per network")
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=512,
+        help="rows (or images) per timed round: 512 forward passes at batch 1, 2 at batch 256",
+    )
     add_timing_arguments(parser)
     args = parser.parse_args()
     clock = timing_setup(args)
@@ -111,7 +117,7 @@ def main() -> None:
                         Path(folder),
                         args.batches,
                         args.rounds,
-                        args.calls,
+                        args.samples,
                         clock,
                     )
                 except ExportError as error:

@@ -20,20 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EXAMPLE = Path(__file__).parents[1] / "examples" / "customers"
 
 
-@pytest.fixture(scope="module")
-def customers_run(tmp_path_factory):
-    """The customers example trained briefly (one epoch on 200 rows)."""
-    run = tmp_path_factory.mktemp("customers") / "run"
-    toy = ["--set", "train.epochs=1", "--set", "data.limit=200", "--set", "train.progress=false"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["train", str(EXAMPLE / "config.yaml"), *toy, "--out", str(run)]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return run
-
-
 def test_load_and_predict_equal_mtlkit_predict_row_for_row(customers_run, tmp_path):
     out = tmp_path / "predictions.csv"
     new = EXAMPLE / "new_customers.csv"

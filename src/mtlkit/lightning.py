@@ -156,9 +156,10 @@ class MultiTaskModule(pl.LightningModule):
         """One mtlkit step on ``batch``; logs each task's loss (and weight)."""
         assert self._steps is not None, "on_fit_start builds the step"
         # Lightning's autocast stays out: mtlkit's step autocasts the forward pass alone
+        batch = _as_batch(batch)
         with torch.autocast(self.device.type, enabled=False):
-            losses, weights = self._steps.train_step(_as_batch(batch))
-        size = len(_as_batch(batch))
+            losses, weights = self._steps.train_step(batch)
+        size = len(batch)
         for k, task in enumerate(self.tasks):
             self.log(f"train/loss/{task.name}", losses[k], batch_size=size)
             if weights is not None:

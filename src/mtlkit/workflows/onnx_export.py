@@ -223,10 +223,13 @@ def export_onnx(
             ``onnx`` extra is missing.
         CheckpointError: ``best.pt`` is missing or unreadable (the run has not finished).
     """
+    _require("onnxscript")
+    _require("onnxruntime")
     folder = RunDir(Path(run_dir))
     config = folder.read_config()
     saved = folder.read_preprocessing()
     run = load_weights(folder, config, saved, "cpu")
+    specs = {spec.name: spec for spec in saved.specs}
     graph = Path(out) if out is not None else folder.path / "model.onnx"
     description = graph.with_name(f"{graph.name}.json")
     try:
@@ -240,17 +243,13 @@ def export_onnx(
         ) from None
     summary: dict[str, Any] = {
         "graph": graph.name,
-        "input": {
-            "name": INPUT_NAME,
-            "shape": ["batch", *saved.input_shape],
-            "dtype": "float32",
-            "made_by": "the preprocessing below, from the training table's feature columns"
-            if saved.preprocessing is not None and saved.preprocessing.kind == "table"
-            else "the preprocessing below",
-        },
-        "outputs": {
-            spec.name: {"type": spec.type, "meaning": OUTPUT_MEANINGS.get(spec.type, "raw")}
-            for spec in saved.specs
+        "input": {"name": INPUT_NAME, "shape": ["batch", *saved.input_shape], "dtype": "float32"},
+        "outputs": {  # in the graph's order
+            name: {
+                "type": specs[name].type,
+                "meaning": OUTPUT_MEANINGS.get(specs[name].type, "the head's raw output"),
+            }
+            for name in run.model.task_names
         },
         "preprocessing": json.loads(folder.preprocessing.read_text()),
         "onnxruntime_check": {
