@@ -146,6 +146,8 @@ def test_export_writes_the_graph_and_what_a_deployment_needs(customers_run, tmp_
     assert described["preprocessing"] == json.loads((run / "preprocessing.json").read_text())
     assert described["input"]["name"] == INPUT_NAME
     assert described["input"]["shape"] == ["batch", *described["preprocessing"]["input_shape"]]
+    source = str(Path(mtlkit.__file__).parent).encode()
+    assert source not in (run / "model.onnx").read_bytes()  # no stack traces of local files
     check = described["onnxruntime_check"]
     assert check["largest_difference"] <= check["tolerance"]
     # the new customers, prepared as the JSON says, give the model's outputs through onnxruntime

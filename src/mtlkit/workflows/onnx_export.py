@@ -113,6 +113,7 @@ def onnx_graph(model: MultiTaskModel, input_shape: tuple[int, ...], path: Path) 
             translation (named in the message).
     """
     _require("onnxscript")
+    _require("onnx")
     example = torch.zeros(EXAMPLE_BATCH, *input_shape)
     training = model.training
     try:
@@ -131,6 +132,19 @@ def onnx_graph(model: MultiTaskModel, input_shape: tuple[int, ...], path: Path) 
         raise ExportError(_blocking(error)) from None
     finally:
         model.train(training)
+    _strip_notes(path)
+
+
+def _strip_notes(path: Path) -> None:
+    """Remove the exporter's notes on every node (the PyTorch source and stack trace it came
+    from: local file paths, and most of a small graph's size); the computation is untouched."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    for nodes in [graph.graph.node, *(function.node for function in graph.functions)]:
+        for node in nodes:
+            del node.metadata_props[:]
+    onnx.save(graph, str(path))
 
 
 def check_graph(
