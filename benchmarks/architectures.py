@@ -124,8 +124,11 @@ def _regression(config: Any) -> dict[str, Any]:
 def correlation(seeds: int, epochs: int, hidden: int, limit: int | None) -> None:
     sharing = {
         "hard": {"sharing": "hard"},
-        "mmoe": {"sharing": "mmoe", "expert": "trunk", "experts": 4},
-        "ple": {"sharing": "ple", "expert": "trunk", "experts": 2, "task_experts": 1},
+        "mmoe": {"sharing": "mmoe", "sharing_options": {"expert": "trunk", "experts": 4}},
+        "ple": {
+            "sharing": "ple",
+            "sharing_options": {"expert": "trunk", "experts": 2, "task_experts": 1},
+        },
     }
     table: dict[tuple[str, float], list[float]] = {}
     for p in (1.0, 0.9, 0.7, 0.5):
@@ -140,7 +143,12 @@ def correlation(seeds: int, epochs: int, hidden: int, limit: int | None) -> None
                             "limit": limit,
                             "val_fraction": 0.1,
                         },
-                        "model": {"backbone": "mlp", "hidden": [hidden], "head_hidden": 8, **model},
+                        "model": {
+                            "backbone": "mlp",
+                            "backbone_options": {"hidden": [hidden]},
+                            "head_hidden": 8,
+                            **model,
+                        },
                         "optim": {"name": "adam", "lr": 0.003},
                         "train": {"epochs": epochs, "batch_size": 128, "progress": False},
                     }
@@ -177,7 +185,10 @@ def toy(num_tasks: int, epochs: int, seeds: int, limit: int | None) -> None:
                         "limit": limit,
                         "val_fraction": 0.1,
                     },
-                    "model": {"backbone": "mlp", "hidden": [100, 100, 100, 100]},
+                    "model": {
+                        "backbone": "mlp",
+                        "backbone_options": {"hidden": [100, 100, 100, 100]},
+                    },
                     "balancer": {"name": method},
                     "optim": {"name": "adam", "lr": 0.001},
                     "train": {"epochs": epochs, "batch_size": 128, "progress": False},

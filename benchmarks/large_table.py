@@ -92,7 +92,7 @@ def main() -> None:
                     "plan": {"type": "classification", "column": "plan"},
                     "spend": {"type": "regression", "column": "spend", "loss": "huber"},
                 },
-                "model": {"backbone": "mlp", "hidden": [256, 128]},
+                "model": {"backbone": "mlp", "backbone_options": {"hidden": [256, 128]}},
                 "optim": {"name": "adam", "lr": 0.001},
                 "train": {"batch_size": args.batch_size, "progress": False, "device": "cpu"},
             }

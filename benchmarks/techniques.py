@@ -53,7 +53,7 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "L1 1e-5 trunk": {"regularization": {"trunk": {"l1": 1e-5}}},
     "noise (gauss .1, shift 2)": {"noise": NOISE},
     "noise per task": {"noise": {**NOISE, "per_task": True}},
-    "batch norm": {"model": {"batch_norm": True}},
+    "batch norm": {"model": {"backbone_options": {"batch_norm": True}}},
 }
 
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262}

@@ -42,7 +42,7 @@ def _config(num_tasks: int, epochs: int, method: str, every: int) -> ExperimentC
     return parse_config(
         {
             "data": {"benchmark": "gradnorm-toy", "num_tasks": num_tasks, "val_fraction": 0.1},
-            "model": {"backbone": "mlp", "hidden": [100, 100, 100, 100]},
+            "model": {"backbone": "mlp", "backbone_options": {"hidden": [100, 100, 100, 100]}},
             "balancer": balancer,
             "optim": {"name": "adam", "lr": 0.001},
             "train": {"epochs": epochs, "batch_size": 128, "progress": False},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,6 +91,41 @@ def offline_data(monkeypatch, fake_base_data):
         return load_benchmark(name, **{**options, **fake_base_data.kwargs})
 
     monkeypatch.setattr(build, "load_benchmark", load_fake)
+
+
+TINY_CONFIG: dict[str, Any] = {
+    "name": "tiny",
+    "model": {"backbone": "mlp"},
+    "data": {"val_fraction": 0.2},
+    "train": {"epochs": 1, "batch_size": 16, "progress": False},
+}
+"""The smallest config that trains a run end to end: one epoch of multi-mnist (fake, through
+``offline_data``) in batches of 16, an mlp trunk, a validation split, no progress bar."""
+
+
+def _merged(raw: dict[str, Any], changes: Mapping[str, Any]) -> None:
+    """Apply ``changes`` to ``raw``: a mapping updates its section key by key, a value
+    replaces the key."""
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **copy.deepcopy(dict(value))}
+        else:
+            raw[key] = copy.deepcopy(value)
+
+
+@pytest.fixture
+def tiny_config() -> Callable[..., dict[str, Any]]:
+    """The maker of :data:`TINY_CONFIG` variants: ``tiny_config(*changes, **sections)`` is a
+    fresh raw config with each mapping of ``changes``, then ``sections``, merged in (a mapping
+    updates its section key by key, a value replaces the key)."""
+
+    def make(*changes: Mapping[str, Any], **sections: Any) -> dict[str, Any]:
+        raw = copy.deepcopy(TINY_CONFIG)
+        for change in (*changes, sections):
+            _merged(raw, change)
+        return raw
+
+    return make
 
 
 @pytest.fixture

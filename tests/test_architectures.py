@@ -186,6 +186,7 @@ def _trainer(name: str, method: str, **options) -> Trainer:
     return Trainer(model, tasks, balancer, optimizer, progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ew", "upgrad", "mgda-ub"])
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_architecture_trains_above_chance_or_refuses_clearly(name, method):
@@ -220,6 +221,7 @@ def _table(n: int, seed: int) -> Split:
     return Split(x, {"value": value, "sign": (x[:, 0] > 0).long()})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ew", "upgrad"])
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
 def test_every_architecture_learns_a_table(name, method):
@@ -236,6 +238,7 @@ def test_every_architecture_learns_a_table(name, method):
     assert reports["value"].r2 > 0.5 and reports["sign"].accuracy > _above_chance(2), reports
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["ew", "upgrad"])
 @pytest.mark.parametrize("name", SOFT)
 def test_every_architecture_trains_on_one_dataset_per_task(fake_base_data, name, method):

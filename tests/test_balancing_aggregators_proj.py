@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from balancing_checks import assert_permutation_equivariant, assert_resumes_exactly
+from balancing_checks import assert_permutation_equivariant, reload
 from mtlkit.balancing import create, method_class
 from mtlkit.balancing.base import GramianWeighting
 from mtlkit.balancing.methods import gradvac as gradvac_module
@@ -196,15 +196,16 @@ def test_pcgrad_non_conflicting_and_orthogonal_inputs_give_the_plain_sum():
     torch.testing.assert_close(create("pcgrad").aggregate(orthogonal), orthogonal.sum(0))
 
 
-def test_pcgrad_is_reproducible_by_seed_and_resumes_from_state_dict():
+def test_pcgrad_is_reproducible_by_seed():
+    """(Its exact resume from ``state_dict`` is the contract's, test_balancing_contract.py.)"""
     gram = _gramian(_jacobian(8, 20, seed=5))
     a, b, c = create("pcgrad", seed=7), create("pcgrad", seed=7), create("pcgrad", seed=8)
     first = [a.weights_from_gramian(gram) for _ in range(3)]
     assert all(torch.equal(x, b.weights_from_gramian(gram)) for x in first)
     assert any(not torch.equal(x, c.weights_from_gramian(gram)) for x in first)
-    assert_resumes_exactly(a, create("pcgrad", seed=0), lambda m, _: m.weights_from_gramian(gram))
 
 
+@pytest.mark.slow
 def test_pcgrad_matches_torchjd_with_the_same_orders(monkeypatch, tja):
     # torchjd draws a permutation of all K tasks per task i from the global RNG (skipping i);
     # K=2 needs no order, and for K=5 we feed it the orders our generator drew.
@@ -275,18 +276,14 @@ def test_gradvac_matches_torchjd_over_several_steps(monkeypatch, tja):
     torch.testing.assert_close(ours.targets, theirs.gramian_weighting._phi_t, rtol=1e-5, atol=1e-7)
 
 
-def test_gradvac_state_round_trip_resumes_exactly():
+def test_gradvac_keeps_its_targets_and_its_draws_in_the_state_dict():
+    """(Its exact resume from ``state_dict`` is the contract's, test_balancing_contract.py.)"""
     k = 5
-    grams = [_gramian(_jacobian(k, 20, seed=30 + s)) for s in range(6)]
     original = create("gradvac", num_tasks=k, seed=4)
-    for gram in grams[:3]:
-        original.weights_from_gramian(gram)
+    for s in range(3):
+        original.weights_from_gramian(_gramian(_jacobian(k, 20, seed=30 + s)))
     assert set(original.state_dict()) == {"targets", "_extra_state"}
-
-    def step(method, i):
-        return method.weights_from_gramian(grams[3 + i]), method.targets.clone()
-
-    assert_resumes_exactly(original, create("gradvac", num_tasks=k, seed=0), step)
+    assert torch.equal(reload(original, create("gradvac", num_tasks=k)).targets, original.targets)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -459,11 +456,11 @@ def test_graddrop_keeps_one_sign_with_probability_equal_to_purity():
     torch.testing.assert_close(create("graddrop", leak=1.0).aggregate(mixed), mixed.sum(0))
 
 
-def test_graddrop_seed_and_state_round_trip():
+def test_graddrop_is_reproducible_by_seed():
+    """(Its exact resume from ``state_dict`` is the contract's, test_balancing_contract.py.)"""
     jac = _jacobian(3, 200, seed=21)
     a, b = create("graddrop", seed=3), create("graddrop", seed=3)
     assert torch.equal(a.aggregate(jac), b.aggregate(jac))
-    assert_resumes_exactly(a, create("graddrop"), lambda m, _: m.aggregate(jac))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -522,18 +519,16 @@ def test_db_mtl_needs_losses_and_a_stable_jacobian_shape():
         method.aggregate(_jacobian(2, 11), _losses(2))
 
 
-def test_db_mtl_state_round_trip_resumes_exactly():
+def test_db_mtl_state_matters_after_a_reload():
+    """Its running average is state (its exact resume is the contract's,
+    test_balancing_contract.py): a reloaded method differs from a fresh one."""
     k = 3
-    jacs = [_jacobian(k, 40, seed=70 + s) for s in range(5)]
-    losses = [_losses(k, seed=s) for s in range(5)]
+    jacs = [_jacobian(k, 40, seed=70 + s) for s in range(3)]
+    losses = [_losses(k, seed=s) for s in range(3)]
     original = create("db-mtl", num_tasks=k, beta_sigma=0.5)
     for jac, loss in zip(jacs[:2], losses[:2]):
         original.aggregate(jac, loss)
-    resumed = assert_resumes_exactly(
-        original,
-        create("db-mtl", num_tasks=k, beta_sigma=0.5),
-        lambda m, i: m.aggregate(jacs[2 + i], losses[2 + i]),
-    )
+    resumed = reload(original, create("db-mtl", num_tasks=k, beta_sigma=0.5))
     fresh = create("db-mtl", num_tasks=k, beta_sigma=0.5)  # the state does matter
     assert not torch.equal(
         fresh.aggregate(jacs[2], losses[2]), resumed.aggregate(jacs[2], losses[2])

@@ -100,6 +100,7 @@ def _step_then_weights(run: _Checkpoint, step: int):
     return losses, weights, [p.detach().clone() for p in run.model.parameters()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", METHODS)
 def test_trains_steps_and_epochs_and_resumes_exactly_from_its_state_dict(name):
     trainer = _trainer(name, seed=1)

@@ -147,6 +147,7 @@ def _jacobian(rng: np.random.Generator, k: int, rank: int, p: int = 40) -> np.nd
     return (rng.standard_normal((k, rank)) @ rng.standard_normal((rank, p))) * scales
 
 
+@pytest.mark.slow
 def test_min_norm_point_is_the_min_norm_element_of_the_hull():
     rng = np.random.default_rng(3)
     for _ in range(20):
@@ -166,6 +167,7 @@ def test_min_norm_point_is_the_min_norm_element_of_the_hull():
         assert value <= np.einsum("ni,ij,nj->n", others, g, others).min() + 1e-10 * scale
 
 
+@pytest.mark.slow
 def test_min_norm_point_matches_quadprog():
     rng = np.random.default_rng(4)
     for _ in range(20):
@@ -259,6 +261,7 @@ def _cagrad_case(rng: np.random.Generator, row_scales: float):
     return jac, c
 
 
+@pytest.mark.slow
 def test_max_min_in_ball_is_optimal_by_a_duality_certificate(scipy_optimize):
     """Primal d feasible with minᵢ gᵢᵀd equal to the dual objective at some w ∈ Δ ⇒ optimal.
 
@@ -298,6 +301,7 @@ def test_max_min_in_ball_is_optimal_by_a_duality_certificate(scipy_optimize):
         assert upper - primal <= (1e-4 if degenerate else 1e-6) * scale**2
 
 
+@pytest.mark.slow
 def test_max_min_in_ball_is_never_worse_than_the_official_slsqp_solve(scipy_optimize):
     """The official code's algorithm (SLSQP on the dual), compared by weak duality: SLSQP's w
     gives a feasible d_ref (on the sphere) with value P_ref ≤ optimum ≤ its dual value D_ref. Ours
@@ -399,6 +403,7 @@ def _adversarial_jacobians():
             yield scale * jac, (torch.float64, torch.float32)[(k + j) % 2]
 
 
+@pytest.mark.slow
 def test_max_min_in_ball_stays_in_its_ball_on_adversarial_gramians():
     """Whatever the Gramian, the update stays in the ball: ‖d‖ ≤ (1 + c)‖g₀‖ (CAGrad's bound).
 

@@ -415,6 +415,7 @@ def test_gradnorm_targets_are_mean_norm_times_inverse_training_rate_to_the_alpha
     torch.testing.assert_close(bal.weights, 2 * expected / expected.sum())
 
 
+@pytest.mark.slow
 def test_gradnorm_equalises_the_gradient_norms_of_the_last_shared_layer():
     model, x, y = _gradnorm_setup(scale=5.0)
     bal = create("gradnorm", num_tasks=2)  # Adam, lr 0.025

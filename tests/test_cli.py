@@ -48,6 +48,7 @@ def test_config_errors_exit_2_naming_the_key(config_file, capsys, override, key)
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_folder_and_eval_reproduces_it(
     config_file, tmp_path, offline_data, capsys
 ):
@@ -66,6 +67,7 @@ def test_train_writes_a_complete_run_folder_and_eval_reproduces_it(
         assert again[task]["accuracy"] == report["accuracy"]
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_overwritten_by_accident(config_file, tmp_path, offline_data, capsys):
     out = tmp_path / "run"
     assert main(["train", str(config_file), *TINY, "--out", str(out)]) == 0
@@ -76,6 +78,7 @@ def test_a_finished_run_is_not_overwritten_by_accident(config_file, tmp_path, of
     assert main(["train", str(config_file), *TINY, "--out", str(out), "--overwrite"]) == 0
 
 
+@pytest.mark.slow
 def test_overwrite_removes_the_previous_runs_files_first(config_file, tmp_path, offline_data):
     out = tmp_path / "run"
     assert main(["train", str(config_file), *TINY, "--out", str(out)]) == 0
@@ -87,6 +90,7 @@ def test_overwrite_removes_the_previous_runs_files_first(config_file, tmp_path, 
     assert not stale.exists() and keep.read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_a_finished_comparison_is_not_overwritten_by_accident(
     config_file, tmp_path, offline_data, capsys
 ):
@@ -98,6 +102,7 @@ def test_a_finished_comparison_is_not_overwritten_by_accident(
     assert (out / "comparison.json").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_baselines_compares_against_one_single_task_run_per_task(
     config_file, tmp_path, offline_data, capsys
 ):
@@ -138,6 +143,7 @@ def test_fetching_an_unknown_dataset_exits_1_with_the_known_names(tmp_path, caps
     assert "Known datasets: fashion-mnist, mnist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_compare_prints_the_table_and_resumes(config_file, tmp_path, offline_data, capsys):
     out = tmp_path / "cmp"
@@ -152,6 +158,7 @@ def test_compare_prints_the_table_and_resumes(config_file, tmp_path, offline_dat
     assert "(runs trained now: 0)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_pareto_sweeps_the_tradeoff_and_writes_the_front(
     config_file, tmp_path, offline_data, capsys
@@ -175,6 +182,7 @@ def test_pareto_sweeps_the_tradeoff_and_writes_the_front(
     assert "(runs trained now: 0)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_affinity_writes_the_matrices_and_refuses_to_overwrite(
     config_file, tmp_path, offline_data, capsys
@@ -218,6 +226,7 @@ def test_grid_usage_errors_exit_2_in_one_line(config_file, tmp_path, capsys, arg
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_a_diverged_sweep_exits_1_and_keeps_its_runs(config_file, tmp_path, offline_data, capsys):
     out = tmp_path / "front"

@@ -165,6 +165,7 @@ def _is_valid(path: Path, overrides: list[str]) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_a_thousand_malformed_configs_exit_2_with_one_line(monkeypatch, capsys):
     def no_work(*args, **kwargs):
         raise AssertionError("a malformed config reached training")

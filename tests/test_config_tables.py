@@ -71,12 +71,12 @@ def _with(base: dict, **sections) -> dict:
         ),
         (_with(TABLE, data={"epoch": "shortest"}), r"^data\.epoch: only multi-input data"),
         (
-            _with(TABLE, model={"backbone": "cnn", "dropout": 0.1}),
-            r"^model\.dropout: backbone 'cnn' takes no option 'dropout'",
+            _with(TABLE, model={"backbone": "cnn", "backbone_options": {"dropout": 0.1}}),
+            r"^model\.backbone_options\.dropout: backbone 'cnn' takes no option 'dropout'",
         ),
         (
-            _with(TABLE, model={"hidden": []}),
-            r"^model\.hidden: must list one or more positive widths",
+            _with(TABLE, model={"backbone_options": {"hidden": [1.5]}}),
+            r"^model\.backbone_options\.hidden: Input should be a valid integer",
         ),
         (
             _with(TABLE, data={"features": "some"}),
@@ -103,7 +103,7 @@ def test_mistakes_name_the_key_and_what_is_allowed(raw, expected):
 def test_defaults_are_resolved_and_the_resolved_config_reads_back_the_same():
     table = parse_config(_with(TABLE, tasks={"c": {"type": "classification", "column": "c"}}))
     assert table.source == "table" and table.model.backbone == "mlp"
-    assert table.model.options == {
+    assert table.model.backbone_options == {
         "hidden": [128, 128],
         "activation": "relu",
         "dropout": 0.0,
@@ -112,10 +112,10 @@ def test_defaults_are_resolved_and_the_resolved_config_reads_back_the_same():
     assert table.tasks.entries["y"].loss == "mse" and table.tasks.entries["y"].metric == "rmse"
     assert table.tasks.entries["c"].label_smoothing == 0.0
     images = parse_config({"data": {"benchmark": "mnist+fashion", "epoch": 5}})
-    assert (images.data.protocol, images.model.backbone, images.model.hidden) == (
+    assert (images.data.protocol, images.model.backbone, images.model.backbone_options) == (
         "standard",
         "cnn",
-        None,
+        {"batch_norm": False},
     )
     assert parse_config({"data": {"benchmark": "multi-fashion"}}).data.protocol == "pareto"
     for config in (table, images):

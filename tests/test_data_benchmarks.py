@@ -54,6 +54,7 @@ def test_list_benchmarks():
     assert all(description for description in benchmarks.values())
 
 
+@pytest.mark.slow
 def test_sener_multi_mnist(fake_base_data):
     data = _load(fake_base_data, protocol="sener")
     assert (data.name, data.protocol, data.val) == ("multi-mnist", "sener", None)
@@ -74,6 +75,7 @@ def test_sener_multi_mnist(fake_base_data):
             assert got.targets["right"][i].item() in labels[matches]
 
 
+@pytest.mark.slow
 def test_pareto_same_dataset_has_distinct_classes(fake_base_data):
     for name, dataset in (("multi-mnist", "mnist"), ("multi-fashion", "fashion-mnist")):
         data = _load(fake_base_data, name, protocol="pareto", seed=3)
@@ -85,6 +87,7 @@ def test_pareto_same_dataset_has_distinct_classes(fake_base_data):
             assert (split.targets["left"] != split.targets["right"]).all()
 
 
+@pytest.mark.slow
 def test_pareto_multi_fashion_mnist_takes_one_item_from_each(fake_base_data):
     data = _load(fake_base_data, "multi-fashion-mnist", protocol="pareto")
     mnist_images, mnist_labels = _base(fake_base_data, "mnist", "test")
@@ -97,6 +100,7 @@ def test_pareto_multi_fashion_mnist_takes_one_item_from_each(fake_base_data):
         assert data.test.targets["right"][i].item() in fashion_labels[partners]
 
 
+@pytest.mark.slow
 def test_same_seed_same_data_different_seed_different(fake_base_data, tmp_path):
     first = _load(fake_base_data, protocol="pareto", seed=1)
     fresh = dataclasses.replace(fake_base_data, data_dir=tmp_path / "other")
@@ -129,6 +133,7 @@ def test_cache_hit_returns_the_same(fake_base_data, capsys):
     assert torch.equal(second.train.inputs, first.train.inputs)
 
 
+@pytest.mark.slow
 def test_tampered_cache_is_rebuilt(fake_base_data, capsys):
     first = _load(fake_base_data)
     cache = fake_base_data.data_dir / "benchmarks" / "multi-mnist-sener-seed0.npz"
@@ -146,6 +151,7 @@ def test_tampered_cache_is_rebuilt(fake_base_data, capsys):
     assert _load(fake_base_data).fingerprint == first.fingerprint
 
 
+@pytest.mark.slow
 def test_cache_of_other_base_data_is_not_reused(fake_base_data, make_fake_dataset, tmp_path):
     first = _load(fake_base_data)
     other_mnist = make_fake_dataset(tmp_path / "elsewhere", "mnist", seed=9)
@@ -157,6 +163,7 @@ def test_cache_of_other_base_data_is_not_reused(fake_base_data, make_fake_datase
     assert _load(other).fingerprint != first.fingerprint
 
 
+@pytest.mark.slow
 def test_validation_split_and_limit(fake_base_data):
     full = _load(fake_base_data)
     data = _load(fake_base_data, val_fraction=0.2)
@@ -176,6 +183,7 @@ def test_validation_split_and_limit(fake_base_data):
     assert torch.equal(limited.test.targets["right"], full.test.targets["right"][:7])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "options", "message"),
     [

@@ -36,6 +36,7 @@ def test_correlation_weights_and_labels_follow_the_mmoe_paper(p):
         assert abs(noise.mean()) < 5 * CORRELATION_NOISE_STD / np.sqrt(TRAIN_SIZE)
 
 
+@pytest.mark.slow
 def test_label_correlation_falls_with_the_correlation_parameter():
     pearson = [
         np.corrcoef(*(correlation_arrays(0, p)[f"train.{t}"] for t in ("y1", "y2")))[0, 1]
@@ -44,6 +45,7 @@ def test_label_correlation_falls_with_the_correlation_parameter():
     assert pearson == sorted(pearson, reverse=True) and pearson[0] > 0.99
 
 
+@pytest.mark.slow
 def test_gradnorm_toy_targets_are_the_papers_functions():
     arrays = gradnorm_toy_arrays(1, 4)
     b, eps, sigma = arrays["B"], arrays["eps"], arrays["sigma"]
@@ -56,6 +58,7 @@ def test_gradnorm_toy_targets_are_the_papers_functions():
     assert eps.shape == (4, 250) and b.shape == (250,)
 
 
+@pytest.mark.slow
 def test_benchmarks_are_seeded_cached_and_fingerprinted(tmp_path):
     def load(**options):
         return load_benchmark("synthetic-correlation", data_dir=tmp_path, quiet=True, **options)

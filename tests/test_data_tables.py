@@ -54,6 +54,7 @@ def rows_of(frame: pd.DataFrame, split: str) -> pd.DataFrame:
     return frame[frame["split"] == split]
 
 
+@pytest.mark.slow
 def test_every_source_gives_the_same_data(tmp_path):
     frame = table()
     frame.to_csv(tmp_path / "t.csv", index=False)

@@ -109,6 +109,7 @@ def two_processes(tmp_path_factory):
     return [torch.load(folder / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "data"), CASES)
 def test_two_processes_at_batch_b_equal_one_at_batch_2b(two_processes, method, data):
     """To 1e-6 (float32 sums in another order), for every method, label masks included (each
@@ -119,6 +120,7 @@ def test_two_processes_at_batch_b_equal_one_at_batch_2b(two_processes, method, d
         torch.testing.assert_close(got[(method, data)]["params"], one["params"], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "data"), CASES)
 def test_every_process_applies_the_same_update_and_keeps_the_same_state(
     two_processes, method, data
@@ -150,6 +152,7 @@ def _free_before_leaving(rank: int) -> None:
     assert freed_in_group == [True, True]
 
 
+@pytest.mark.slow
 def test_ddp_wrappers_are_freed_before_the_process_group_is_destroyed():
     """DDP's reducer holds the process group: freed after the group's destruction (when its
     frame ends, or by the garbage collector), it would destroy the group while holding the GIL

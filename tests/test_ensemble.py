@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-import yaml
 
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
@@ -78,16 +77,12 @@ def test_bad_arguments_are_refused():
 
 
 @pytest.fixture
-def trained(tmp_path, offline_data):
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-    }
-    return train(parse_config(yaml.safe_load(yaml.safe_dump(raw))), tmp_path / "run").run_dir
+def trained(tmp_path, offline_data, tiny_config):
+    raw = tiny_config(model={"backbone_options": {"hidden": [16]}})
+    return train(parse_config(raw), tmp_path / "run").run_dir
 
 
+@pytest.mark.slow
 def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys):
     result = ensemble_heads(trained, ["left", "right"])
     assert list(result.rows) == ["left", "right", "ensemble"] and result.target == "left"
@@ -100,14 +95,12 @@ def test_a_runs_heads_of_one_label_space_give_a_row_of_their_own(trained, capsys
     assert record["target"] == "right" and set(record["test"]) == {"left", "right", "ensemble"}
 
 
-def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data):
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "mlp", "hidden": [16]},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-        "ensembles": {"digits": {"tasks": ["left", "right"]}},
-    }
+@pytest.mark.slow
+def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_data, tiny_config):
+    raw = tiny_config(
+        model={"backbone_options": {"hidden": [16]}},
+        ensembles={"digits": {"tasks": ["left", "right"]}},
+    )
     config = parse_config(raw)
     assert config.ensembles["digits"].target == "left"  # resolved: written in config.yaml
     result = train(config, tmp_path / "run")
@@ -141,6 +134,7 @@ def test_an_ensemble_without_validation_is_refused_before_training(tmp_path, off
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before any training
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("tasks", "target", "message"),
     [

@@ -130,6 +130,7 @@ def _train(probes, task_cosine_every=0):
     return model, fit
 
 
+@pytest.mark.slow
 def test_probes_leave_the_training_unchanged_and_measure_every_n_steps():
     plain, _ = _train([])
     probe = TaskAffinityProbe(["a", "b"], every=4)

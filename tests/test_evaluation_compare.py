@@ -10,6 +10,7 @@ import torch
 from mtlkit.evaluation import (
     ClassificationReport,
     ComparisonRow,
+    choose_by_validation,
     compare_reports,
     compare_values,
     delta_m,
@@ -93,3 +94,18 @@ def test_bad_rows_raise() -> None:
         ComparisonRow("t", "accuracy", 0.0, 0.5, True)
     with pytest.raises(ValueError, match="rows is empty"):
         delta_m([])
+
+
+def test_choose_by_validation_takes_the_best_mean_and_the_first_of_equals():
+    choice = choose_by_validation([[0.5, 0.7], [0.6, 0.62]])
+    assert choice.index == 1 and choice.val_scores == pytest.approx([0.6, 0.61])
+    assert choose_by_validation([[0.5], [0.5]]).index == 0
+
+
+def test_a_value_with_a_diverged_seed_is_never_chosen_and_all_diverged_choose_none():
+    diverged = -math.inf
+    assert choose_by_validation([[0.9, diverged], [0.1, 0.1]]).index == 1
+    choice = choose_by_validation([[0.9, diverged], [diverged]])
+    assert choice.index is None and choice.val_scores == [diverged, diverged]
+    with pytest.raises(ValueError, match="one or more values"):
+        choose_by_validation([[0.5], []])

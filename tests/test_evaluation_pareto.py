@@ -46,6 +46,7 @@ def test_hypervolume_equals_inclusion_exclusion(dims: int) -> None:
         )
 
 
+@pytest.mark.slow
 def test_hypervolume_in_3d_against_monte_carlo() -> None:
     rng = np.random.default_rng(0)
     points = rng.random((15, 3))

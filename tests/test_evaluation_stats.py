@@ -7,7 +7,7 @@ import math
 import pytest
 from scipy import stats as scipy_stats
 
-from mtlkit.evaluation.stats import mean_ci, t_central_probability, t_quantile
+from mtlkit.evaluation.stats import mean_ci, mean_ranks, t_central_probability, t_quantile
 
 # Two-sided 95 % critical values as printed in every t table (3 decimals).
 TABLE_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 29: 2.045}
@@ -57,3 +57,15 @@ def test_one_value_has_no_error_bar_and_bad_input_is_refused() -> None:
         t_quantile(1.0, 3)
     with pytest.raises(ValueError, match="df"):
         t_quantile(0.95, 0)
+
+
+def test_mean_ranks_follow_each_tasks_direction_and_ties_share_their_mean_rank():
+    means = {
+        "a": {"acc": 0.9, "rmse": 2.0},
+        "b": {"acc": 0.8, "rmse": 1.0},
+        "c": {"acc": 0.8, "rmse": 3.0},
+    }
+    ranks = mean_ranks(means, {"acc": True, "rmse": False})
+    assert ranks == {"a": (1 + 2) / 2, "b": (2.5 + 1) / 2, "c": (2.5 + 3) / 2}
+    with pytest.raises(ValueError, match="method 'a' has no mean for 'loss'"):
+        mean_ranks(means, {"loss": False})

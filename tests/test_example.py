@@ -28,6 +28,7 @@ def test_the_bundled_tables_are_what_the_generator_makes(tmp_path):
     assert (EXAMPLE / "customers.csv").stat().st_size < 200_000
 
 
+@pytest.mark.slow
 def test_the_example_trains_and_predicts(tmp_path, capsys):
     run = tmp_path / "run"
     toy = ["--set", "train.epochs=1", "--set", "data.limit=200", "--set", "train.progress=false"]

@@ -136,6 +136,7 @@ class _Evil:
         return (Path.write_text, (self.marker, "code ran"))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path, capsys):
     marker = tmp_path / "pwned"
     run = tmp_path / "run"
@@ -155,6 +156,7 @@ def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(tmp_path,
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_stops_the_resume_and_nothing_is_overwritten(
     config_file, tmp_path, offline_data, capsys
 ):
@@ -222,6 +224,7 @@ def test_an_unwritable_run_folder_is_refused_before_any_work(
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_export_writes_the_selected_weights_as_safetensors(config_file, tmp_path, offline_data):
     run = tmp_path / "run"
     assert main(["train", str(config_file), "--out", str(run)]) == 0
@@ -236,6 +239,7 @@ def test_export_writes_the_selected_weights_as_safetensors(config_file, tmp_path
     assert main(["export", str(tmp_path)]) == 2  # no run folder
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_finished_run_another_config_and_misuse(
     config_file, tmp_path, offline_data, capsys
 ):
@@ -284,6 +288,7 @@ class _Crash(Exception):
     """Stands for a kill: the process stops where it is, with what is on disk."""
 
 
+@pytest.mark.slow
 def test_baselines_resume_reads_finished_runs_and_resumes_the_interrupted_one(
     config_file, tmp_path, offline_data, monkeypatch
 ):

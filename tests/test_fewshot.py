@@ -8,7 +8,6 @@ import re
 
 import pytest
 import torch
-import yaml
 
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
@@ -19,13 +18,8 @@ from mtlkit.workflows.fewshot import _draws, fewshot, trunk_runs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp", "hidden": [16, 8]},
-    "data": {"val_fraction": 0.2},
-    "tasks": {"include": ["left"]},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False},
-}
+SMALL_TRUNK = {"model": {"backbone_options": {"hidden": [16, 8]}}, "tasks": {"include": ["left"]}}
+"""The tiny config (``tiny_config``) with a two-stage trunk, trained on ``left`` only."""
 
 
 @pytest.fixture
@@ -45,8 +39,8 @@ def roomier_data(monkeypatch, tmp_path, make_fake_dataset):
 
 
 @pytest.fixture
-def trained(tmp_path, roomier_data):
-    return train(parse_config(yaml.safe_load(yaml.safe_dump(TINY))), tmp_path / "source").run_dir
+def trained(tmp_path, roomier_data, tiny_config):
+    return train(parse_config(tiny_config(SMALL_TRUNK)), tmp_path / "source").run_dir
 
 
 def test_draws_are_per_class_and_reproducible():
@@ -71,6 +65,7 @@ def test_draws_leave_out_unlabelled_rows_and_refuse_too_many_shots():
         _draws(split, "t", 2, 6, 1, seed=0)
 
 
+@pytest.mark.slow
 def test_a_held_out_task_gives_one_row_per_trunk_and_count_reproducibly(trained):
     result = fewshot(trained, "right", shots=(1, 2), draws=3, steps=5)
     assert [(r.trunk, r.shots) for r in result.rows] == [
@@ -87,6 +82,7 @@ def test_a_held_out_task_gives_one_row_per_trunk_and_count_reproducibly(trained)
     assert "2-shot accuracy" in result.table().splitlines()[0]
 
 
+@pytest.mark.slow
 def test_tuning_the_last_stage_leaves_the_run_untouched(trained):
     before = (trained / "best.pt").read_bytes()
     result = fewshot(
@@ -103,6 +99,7 @@ def test_a_baselines_folder_compares_its_multi_task_and_single_task_trunks(tmp_p
     assert list(trunk_runs(tmp_path)) == ["multi-task", "single-left", "single-right"]
 
 
+@pytest.mark.slow
 def test_the_cli_prints_the_table_and_writes_every_draw(trained, tmp_path, capsys):
     out = tmp_path / "few.json"
     args = ["fewshot", str(trained), "--task", "right", "--shots", "1", "--draws", "2"]
@@ -112,6 +109,7 @@ def test_the_cli_prints_the_table_and_writes_every_draw(trained, tmp_path, capsy
     assert record["task"] == "right" and len(record["rows"][0]["scores"]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

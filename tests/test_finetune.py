@@ -4,6 +4,7 @@ they were, the unfreezing schedule, backward transfer, and what is refused."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -18,21 +19,16 @@ from mtlkit.workflows.finetune import finetune, group_sizes
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp", "hidden": [16, 8]},
-    "data": {"val_fraction": 0.2},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False},
-}
+SMALL_TRUNK = {"model": {"backbone_options": {"hidden": [16, 8]}}}
+"""The tiny config (``tiny_config``) with a two-stage trunk."""
 STAGE1 = ("trunk.1.weight", "trunk.1.bias")
 """The parameters of the first stage of an mlp trunk (after its Flatten)."""
 
 
 @pytest.fixture
-def trained(tmp_path, offline_data):
+def trained(tmp_path, offline_data, tiny_config):
     """A tiny finished multi-mnist run on task ``left`` only."""
-    raw = yaml.safe_load(yaml.safe_dump(TINY))
-    raw["tasks"] = {"include": ["left"]}
+    raw = tiny_config(SMALL_TRUNK, tasks={"include": ["left"]})
     return train(parse_config(raw), tmp_path / "source").run_dir
 
 
@@ -46,6 +42,7 @@ def _best(run_dir) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "best.pt")["model"]
 
 
+@pytest.mark.slow
 def test_groups_lists_stages_and_heads_with_their_sizes(trained, capsys):
     sizes = group_sizes(trained)
     assert sizes == {"stage1": 784 * 16 + 16, "stage2": 16 * 8 + 8, "heads": 8 * 10 + 10}
@@ -53,6 +50,7 @@ def test_groups_lists_stages_and_heads_with_their_sizes(trained, capsys):
     assert "stage1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_frozen_group_keeps_the_runs_weights_bit_for_bit(trained, tmp_path):
     change = _file(tmp_path, {"finetune": {"freeze": ["stage1"]}, "optim": {"lr": 0.2}})
     result = finetune(trained, change, tmp_path / "tuned")
@@ -65,6 +63,7 @@ def test_a_frozen_group_keeps_the_runs_weights_bit_for_bit(trained, tmp_path):
     assert restore_run(result.run_dir).tasks[0].name == "left"  # a run folder like any other
 
 
+@pytest.mark.slow
 def test_gradual_unfreezing_follows_its_schedule(trained, tmp_path):
     plan = {"freeze": ["stage1", "stage2"], "unfreeze": {"stage2": 2, "stage1": 3}}
     change = {"finetune": plan, "train": {"epochs": 3}, "data": {"val_fraction": 0.0}}
@@ -77,6 +76,7 @@ def test_gradual_unfreezing_follows_its_schedule(trained, tmp_path):
     assert not torch.equal(before["trunk.1.weight"], after["trunk.1.weight"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -91,7 +91,10 @@ def test_gradual_unfreezing_follows_its_schedule(trained, tmp_path):
             {"finetune": {"freeze": ["stage1"], "unfreeze": {"stage1": 3}}},
             "finetune.unfreeze.stage1: epoch 3 comes after the last one",
         ),
-        ({"model": {"hidden": [32, 8]}}, "model.hidden: the run's weights fit its own network"),
+        (
+            {"model": {"backbone_options": {"hidden": [32, 8]}}},
+            "model.backbone_options: the run's weights fit its own network",
+        ),
         ({"tasks": {"include": ["right"]}}, "the run has no task 'right'.*mtlkit add-task"),
         ({"data": {"benchmark": "multi-mnist", "protocol": "pareto"}}, "inputs of shape"),
         (
@@ -111,6 +114,7 @@ def test_not_a_run_folder_is_refused_by_the_cli(tmp_path, capsys):
     assert "is not a run folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_adding_a_task_with_the_trunk_frozen_leaves_the_old_tasks_exactly(trained, tmp_path):
     change = {"tasks": {"include": ["right"]}, "finetune": {"freeze": ["stage1", "stage2"]}}
     added = add_task(trained, _file(tmp_path, change), tmp_path / "added")
@@ -126,6 +130,7 @@ def test_adding_a_task_with_the_trunk_frozen_leaves_the_old_tasks_exactly(traine
     assert reports["right"].accuracy == added.run.test["right"].accuracy
 
 
+@pytest.mark.slow
 def test_adding_a_task_with_the_trunk_learning_reports_the_old_tasks_change(
     trained, tmp_path, capsys
 ):
@@ -140,6 +145,7 @@ def test_adding_a_task_with_the_trunk_learning_reports_the_old_tasks_change(
     assert torch.equal(before["heads.left.weight"], after["heads.left.weight"])  # not trained
 
 
+@pytest.mark.slow
 def test_adding_no_new_task_is_refused(trained, tmp_path):
     with pytest.raises(ConfigError, match="every task of the data .* is a task of the run"):
         add_task(trained, None, tmp_path / "added")
@@ -155,6 +161,7 @@ def test_backward_transfer_flips_lower_is_better_metrics():
     assert bwt == pytest.approx(((0.8 - 0.9) + (1.0 - 0.5)) / 2)
 
 
+@pytest.mark.slow
 def test_finetuning_trains_with_the_configs_precision(trained, tmp_path, monkeypatch):
     """``train.precision`` reaches the fine-tuning trainer (no silent float32 fallback)."""
     seen, original = [], Trainer.__init__
@@ -167,3 +174,58 @@ def test_finetuning_trains_with_the_configs_precision(trained, tmp_path, monkeyp
     change = _file(tmp_path, {"train": {"precision": "bf16"}})
     finetune(trained, change, tmp_path / "tuned")
     assert seen == ["bf16"]
+
+
+def _write_flat_layout(run_dir) -> None:
+    """Rewrite a run's ``config.yaml`` as mtlkit wrote it before the backbone and sharing options
+    were nested: every option flat under ``model``, those the run does not use as null."""
+    path = run_dir / "config.yaml"
+    raw = yaml.safe_load(path.read_text())
+    model = raw["model"]
+    unused = dict.fromkeys(("width", "blocks", "experts", "k", "gamma", "stages", "self_weight"))
+    flat = {key: model[key] for key in ("backbone", "head_hidden", "sharing")}
+    raw["model"] = flat | unused | model["backbone_options"] | model["sharing_options"]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_a_run_folder_of_the_flat_layout_is_read_and_a_new_config_of_it_refused(
+    trained, tmp_path, capsys
+):
+    before = evaluate_run(trained, quiet=True)["left"].to_dict()
+    _write_flat_layout(trained)
+    assert "hidden:" in (trained / "config.yaml").read_text()
+    assert evaluate_run(trained, quiet=True)["left"].to_dict() == before
+    tuned = finetune(trained, _file(tmp_path, {"optim": {"lr": 0.2}}), tmp_path / "tuned")
+    assert tuned.run_dir.joinpath("metrics.json").is_file()
+    assert main(["train", str(trained / "config.yaml"), "--out", str(tmp_path / "new")]) == 2
+    error = capsys.readouterr().err
+    assert re.fullmatch(
+        r"mtlkit: config error: model\.(\w+) moved: use model\.\w+_options\.\1\.\n", error
+    )
+    assert "Traceback" not in error and not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_a_soft_sharing_run_is_refused_by_the_transfer_commands_with_exit_2(
+    tmp_path, offline_data, capsys, tiny_config
+):
+    sharing = {"sharing": "mmoe", "sharing_options": {"experts": 2}}
+    raw = tiny_config(SMALL_TRUNK, model=SMALL_TRUNK["model"] | sharing)
+    run = train(parse_config(raw), tmp_path / "mmoe").run_dir
+    fewshot = ["--task", "left", "--shots", "1", "--draws", "1", "--no-random"]
+    for command in (
+        ["finetune", str(run), "--out", str(tmp_path / "tuned")],
+        ["add-task", str(run), "--out", str(tmp_path / "added")],
+        ["fewshot", str(run), *fewshot, "--out", str(tmp_path / "few.json")],
+    ):
+        capsys.readouterr()
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err == (
+            f"mtlkit: config error: {run}: model.sharing is 'mmoe', whose tasks read features of "
+            f"their own; {'few-shot transfer' if command[0] == 'fewshot' else 'fine-tuning'} "
+            "needs the layer groups (stage1, ..., heads) of one shared trunk: use a run trained "
+            "with model.sharing: hard.\n"
+        ), command
+    assert not any((tmp_path / name).exists() for name in ("tuned", "added", "few.json"))

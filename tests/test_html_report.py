@@ -33,18 +33,12 @@ window.addEventListener("load", () => {
 </script>"""
 
 
-def test_the_report_of_a_run_renders_in_chromium(tmp_path, offline_data):
+def test_the_report_of_a_run_renders_in_chromium(tmp_path, offline_data, tiny_config):
     browser = shutil.which("chromium")
     if browser is None:
         pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
     config = parse_config(
-        {
-            "name": "tiny",
-            "model": {"backbone": "mlp"},
-            "data": {"val_fraction": 0.2},
-            "balancer": {"name": "upgrad"},
-            "train": {"epochs": 1, "batch_size": 16, "progress": False, "log_task_cosine_every": 1},
-        }
+        tiny_config(balancer={"name": "upgrad"}, train={"log_task_cosine_every": 1})
     )
     run = train(config, tmp_path / "run").run_dir
     page = (run / "report.html").read_text(encoding="utf-8")

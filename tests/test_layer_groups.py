@@ -153,25 +153,22 @@ def test_group_rates_set_stages_and_heads():
     ]
 
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp"},
-    "data": {"val_fraction": 0.2},
-    "train": {"epochs": 2, "batch_size": 16, "progress": False},
-    "schedule": {"name": "cosine"},
-}
+TWO_EPOCHS = {"train": {"epochs": 2}, "schedule": {"name": "cosine"}}
+"""The tiny config (``tiny_config``) trained for two epochs under a cosine schedule."""
 
 
-def _config(**optim):
-    raw = yaml.safe_load(yaml.safe_dump(TINY))
-    raw["optim"] = optim
-    return parse_config(raw)
-
-
+@pytest.mark.slow
 def test_per_task_rates_in_the_config_reach_the_optimizer_the_schedule_and_the_log(
-    tmp_path, offline_data
+    tmp_path,
+    offline_data,
+    tiny_config,
 ):
-    config = _config(lr=0.1, task_lr={"left": 0.02}, task_lr_scale={"right": 3.0})
+    config = parse_config(
+        tiny_config(
+            TWO_EPOCHS,
+            optim={"lr": 0.1, "task_lr": {"left": 0.02}, "task_lr_scale": {"right": 3.0}},
+        )
+    )
     data = load_data(config)
     model = build_model(config, data.input_shape, build_tasks(config, data.tasks))
     optimizer, _ = build_optimization(config, model, create("ew", num_tasks=2))
@@ -196,13 +193,13 @@ def test_per_task_rates_in_the_config_reach_the_optimizer_the_schedule_and_the_l
         ({"task_lr_scale": {"left": -1}}, "optim.task_lr_scale: left: must be a positive"),
     ],
 )
-def test_bad_task_rates_are_refused(optim, message):
+def test_bad_task_rates_are_refused(optim, message, tiny_config):
     with pytest.raises(ConfigError, match=message):
-        _config(**optim)
+        parse_config(tiny_config(TWO_EPOCHS, optim=optim))
 
 
-def test_an_unknown_group_rate_is_refused_when_the_network_is_built(offline_data):
-    config = _config(group_lr_scale={"stage7": 0.1})
+def test_an_unknown_group_rate_is_refused_when_the_network_is_built(offline_data, tiny_config):
+    config = parse_config(tiny_config(TWO_EPOCHS, optim={"group_lr_scale": {"stage7": 0.1}}))
     data = load_data(config)
     model = build_model(config, data.input_shape, build_tasks(config, data.tasks))
     with pytest.raises(ConfigError, match="optim.group_lr_scale: no layer group 'stage7'"):

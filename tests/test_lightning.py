@@ -19,7 +19,7 @@ from processes import run_group
 pl = pytest.importorskip("lightning.pytorch", reason="the lightning extra: mtlkit[lightning]")
 from mtlkit.lightning import MultiTaskModule  # noqa: E402 - after the extra's check
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 ROWS, FEATURES, BATCH, EPOCHS = 32, 6, 8, 2
 """A small table: 32 rows of 6 features, 4 steps of 8 rows per epoch, 2 epochs."""

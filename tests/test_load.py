@@ -15,7 +15,7 @@ import mtlkit
 from mtlkit.cli.main import main
 from mtlkit.data import InputError, read_table
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "customers"
 

@@ -6,6 +6,7 @@ import torch
 from mtlkit.models import BACKBONES, HardSharing, classification_head, create_backbone
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 @pytest.mark.parametrize("size", [(28, 28), (36, 36)])
 def test_every_trunk_maps_images_to_its_declared_feature_width(name, size):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from mtlkit.workflows.onnx_export import INPUT_NAME, check_graph, onnx_graph, ro
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the onnx extra: pip install mtlkit[onnx]")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.slow]
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "customers"
 FEATURES = 12
@@ -116,7 +117,14 @@ class _TwistedMLP(MLP):
         return twist(super().forward(x))
 
 
-def _twisted(input_shape, *, hidden=(128, 128), activation="relu", dropout=0.0, batch_norm=False):
+def _twisted(
+    input_shape: tuple[int, ...],
+    *,
+    hidden: Sequence[int] = (128, 128),
+    activation: str = "relu",
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+) -> _TwistedMLP:
     """The trunk factory registered as ``twisted`` (the options of ``mlp``)."""
     return _TwistedMLP(
         int(np.prod(input_shape)),

@@ -9,6 +9,7 @@ set ``MTLKIT_FAULT_SEED`` to replay one).
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
@@ -155,6 +156,7 @@ def reference(tmp_path, fake_base_data) -> tuple[Path, Path]:
     return config, tmp_path / "reference"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_one_process_killed_anywhere_resumes_bit_identical(reference, fake_base_data, capfd):
     config, reference = reference
@@ -181,6 +183,7 @@ def test_one_process_killed_anywhere_resumes_bit_identical(reference, fake_base_
     assert "resuming from" in err  # the renames' kill left previous.pt only
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_sigterm_stops_after_a_checkpoint_and_says_how_to_resume(reference, fake_base_data, capfd):
     config, reference = reference
@@ -196,6 +199,7 @@ def test_sigterm_stops_after_a_checkpoint_and_says_how_to_resume(reference, fake
     _assert_same(out, reference, f"SIGTERM at step {at} (MTLKIT_FAULT_SEED={SEED})")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_two_processes_stopped_and_killed_resume_bit_identical(tmp_path, fake_base_data, capfd):
     """FAMO through DDP: SIGTERM to one rank only (both agree to stop at the next read of the
@@ -217,3 +221,29 @@ def test_two_processes_stopped_and_killed_resume_bit_identical(tmp_path, fake_ba
     assert _resume(fake_base_data, out, world=2) == [0, 0]
     what = f"two processes, SIGTERM at step {stop_at}, SIGKILL {kill_at} steps after resuming"
     _assert_same(out, reference, what)
+
+
+def _killed_while_loading(rank: int, fake, argv: list[str]) -> int:
+    """Run ``argv`` in a process that dies (SIGKILL) while its data loads."""
+    _use_fake_data(fake)
+    training = importlib.import_module("mtlkit.workflows.train")
+
+    def load_and_die(config):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    training.load_data = load_and_die
+    return main(argv)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_run_killed_while_its_data_loads_resumes_from_the_start(reference, fake_base_data, capfd):
+    config, reference = reference
+    out = reference.parent / "killed-loading"
+    argv = ["train", str(config), "--out", str(out)]
+    assert run_group(_killed_while_loading, 1, fake_base_data, argv) == [-signal.SIGKILL]
+    assert (out / "config.yaml").is_file() and not (out / "last.pt").exists()
+    capfd.readouterr()
+    assert _resume(fake_base_data, out) == [0]
+    assert "has no checkpoint yet; starting it again" in capfd.readouterr().err
+    _assert_same(out, reference, "SIGKILL while the data loads")

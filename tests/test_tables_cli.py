@@ -27,10 +27,18 @@ tasks:
   spend: {type: regression, column: monthly_spend, loss: huber}
 model:
   backbone: mlp
-  hidden: [256, 128]          # widths; also activation, dropout, batch_norm
+  backbone_options:
+    hidden: [256, 128]        # widths; also activation, dropout, batch_norm
 """
 FAST = ["--set", "train.epochs=6", "--set", "train.batch_size=16", "--set", "train.progress=false"]
-FAST += ["--set", "optim.name=adam", "--set", "optim.lr=0.02", "--set", "model.hidden=[16]"]
+FAST += [
+    "--set",
+    "optim.name=adam",
+    "--set",
+    "optim.lr=0.02",
+    "--set",
+    "model.backbone_options.hidden=[16]",
+]
 
 
 def customers(rows: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -69,9 +77,12 @@ def test_the_issues_config_is_valid_as_written(project):
         "plan": "classification",
         "spend": "regression",
     }
-    assert config.tasks.entries["spend"].loss == "huber" and config.model.hidden == [256, 128]
+    assert config.tasks.entries["spend"].loss == "huber" and config.model.backbone_options[
+        "hidden"
+    ] == [256, 128]
 
 
+@pytest.mark.slow
 def test_train_predict_and_eval_a_table_with_string_labels(project, capsys):
     run = project / "run"
     assert main(["train", str(project / "config.yaml"), *FAST, "--out", str(run)]) == 0
@@ -153,6 +164,7 @@ def _set(frame: pd.DataFrame, row: int, column: str, value: object) -> pd.DataFr
     return frame
 
 
+@pytest.mark.slow
 def test_baselines_compare_each_task_on_its_primary_metric(project, capsys):
     out = project / "cmp"
     one_epoch = [*FAST, "--set", "train.epochs=1"]
@@ -172,6 +184,7 @@ def test_baselines_compare_each_task_on_its_primary_metric(project, capsys):
     assert features[0] == features[1]  # a baseline reads exactly the multi-task run's features
 
 
+@pytest.mark.slow
 def test_one_dataset_per_task_trains_and_predicts_images(tmp_path, offline_data, capsys):
     config = tmp_path / "mf.yaml"
     config.write_text(yaml.safe_dump({"name": "mf", "data": {"benchmark": "mnist+fashion"}}))
@@ -195,13 +208,17 @@ def test_one_dataset_per_task_trains_and_predicts_images(tmp_path, offline_data,
     assert "images of shape (1, 20, 20), but the model reads (1, 28, 28)" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone(project):
     import torch
 
     from mtlkit.training import load_checkpoint
     from mtlkit.workflows import train
 
-    config = load_config(project / "config.yaml", ["model.dropout=0.5", "model.hidden=[8]"])
+    config = load_config(
+        project / "config.yaml",
+        ["model.backbone_options.dropout=0.5", "model.backbone_options.hidden=[8]"],
+    )
     config = config.model_copy(update={"train": config.train.model_copy(update={"epochs": 1})})
     states = []
     for caller_seed in (1, 2):  # whatever the caller's random state, the run's is its own
@@ -214,6 +231,7 @@ def test_a_run_with_dropout_is_reproducible_and_leaves_the_global_rng_alone(proj
         assert torch.equal(value, states[1][key]), key
 
 
+@pytest.mark.slow
 def test_a_table_per_task_trains_each_task_on_its_own_rows(tmp_path, capsys):
     churn = customers(80, seed=1).drop(columns=["plan", "monthly_spend"])
     spend = customers(60, seed=2).drop(columns=["churned", "plan"])

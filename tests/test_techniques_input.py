@@ -249,6 +249,7 @@ def _noisy_distilling_trainer() -> Trainer:
     )
 
 
+@pytest.mark.slow
 def test_a_resumed_run_with_noise_and_an_ema_teacher_is_bit_identical():
     """The noise generator and the averaged teacher are part of the training state."""
     split = _split(24)

@@ -22,20 +22,15 @@ from mtlkit.workflows.teachers import build_teachers
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
 
 
-def _raw(**sections) -> dict:
-    raw = {
-        "name": "tiny",
-        "model": {"backbone": "lenet", "batch_norm": True},
-        "data": {"val_fraction": 0.2},
-        "train": {"epochs": 1, "batch_size": 16, "progress": False},
-    }
-    raw.update(sections)
-    return raw
+LENET = {"model": {"backbone": "lenet", "backbone_options": {"batch_norm": True}}}
+"""The tiny config (``tiny_config``) on a LeNet trunk with batch normalisation."""
 
 
-def test_a_run_with_every_technique_reproduces_its_test_metrics(tmp_path):
+@pytest.mark.slow
+def test_a_run_with_every_technique_reproduces_its_test_metrics(tmp_path, tiny_config):
     config = parse_config(
-        _raw(
+        tiny_config(
+            LENET,
             tasks={
                 "label_smoothing": 0.1,
                 "temperature": "fit",
@@ -71,17 +66,20 @@ def test_a_run_with_every_technique_reproduces_its_test_metrics(tmp_path):
     assert len(predict(result.run_dir, images, device="cpu").table) == 5
 
 
-def test_distillation_from_a_baselines_folder_and_from_a_run_folder(tmp_path):
+@pytest.mark.slow
+def test_distillation_from_a_baselines_folder_and_from_a_run_folder(tmp_path, tiny_config):
     teacher = train(
-        parse_config(_raw(tasks={"include": ["left"]})), tmp_path / "base" / "single-left"
+        parse_config(tiny_config(LENET, tasks={"include": ["left"]})),
+        tmp_path / "base" / "single-left",
     )
-    both = train(parse_config(_raw()), tmp_path / "both")
+    both = train(parse_config(tiny_config(LENET)), tmp_path / "both")
     config = parse_config(
-        _raw(
+        tiny_config(
+            LENET,
             tasks={
                 "left": {"distill": {"teacher": str(tmp_path / "base")}},
                 "right": {"distill": {"teacher": str(both.run_dir), "alpha": 1.0}},
-            }
+            },
         )
     )
     data = load_data(config)
@@ -97,14 +95,18 @@ def test_distillation_from_a_baselines_folder_and_from_a_run_folder(tmp_path):
         evaluate_run(both.run_dir, device="cpu", views=3)
 
 
-def test_a_missing_teacher_is_refused_with_the_fix(tmp_path):
-    config = parse_config(_raw(tasks={"distill": {"teacher": str(tmp_path / "nowhere")}}))
+@pytest.mark.slow
+def test_a_missing_teacher_is_refused_with_the_fix(tmp_path, tiny_config):
+    config = parse_config(
+        tiny_config(LENET, tasks={"distill": {"teacher": str(tmp_path / "nowhere")}})
+    )
     with pytest.raises(ConfigError, match=r"distill\.teacher: .* neither a run folder"):
         train(config, tmp_path / "run")
 
 
-def test_the_ema_teacher_averages_the_student():
-    config = parse_config(_raw())
+@pytest.mark.slow
+def test_the_ema_teacher_averages_the_student(tiny_config):
+    config = parse_config(tiny_config(LENET))
     data = load_data(config)
     tasks = build_tasks(config, data.tasks)
     student = build_model(config, data.input_shape, tasks)
@@ -120,8 +122,8 @@ def test_the_ema_teacher_averages_the_student():
         assert torch.allclose(teacher.average.module.state_dict()[name], expected, atol=1e-6)
 
 
-def test_a_fixed_temperature_wraps_the_head_and_one_leaves_it_as_it_was():
-    config = parse_config(_raw(tasks={"right": {"temperature": 2.0}}))
+def test_a_fixed_temperature_wraps_the_head_and_one_leaves_it_as_it_was(tiny_config):
+    config = parse_config(tiny_config(LENET, tasks={"right": {"temperature": 2.0}}))
     data = load_data(config)
     model = build_model(config, data.input_shape, build_tasks(config, data.tasks))
     assert isinstance(model.heads["right"], TemperatureScaled)
@@ -148,6 +150,7 @@ def _weighted_table(tmp_path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_weight_column_weighs_each_row_of_its_task(tmp_path):
     path = _weighted_table(tmp_path)
     tasks = [

@@ -85,6 +85,7 @@ def epoch_batches(split: Split, seed: int = 0):
     return make
 
 
+@pytest.mark.slow
 def test_training_learns_both_tasks():
     train, test = learnable_split(512, 0), learnable_split(256, 1)
     trainer = make_trainer()
@@ -181,6 +182,7 @@ def test_bad_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(foreign)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("balancer", ["upgrad", "mgda-ub", "dwa", "uw", "famo", "pcgrad"])
 def test_gradient_and_stateful_balancers_train_through_the_loop(balancer):
     """Aggregators (through the engine), the representation path, and stateful methods (whose

@@ -41,6 +41,7 @@ def _trained(name: str, compiled: bool) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ew", "upgrad", "pcgrad", "mgda-ub", "gradnorm"])
 def test_a_compiled_encoder_trains_like_the_eager_one(name):
     eager, compiled = _trained(name, False), _trained(name, True)

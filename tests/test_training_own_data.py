@@ -82,6 +82,7 @@ def test_every_method_trains_on_a_table_with_missing_labels(customers, method):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_on_one_dataset_per_task(fake_base_data, method):
     data = load_benchmark("mnist+fashion", limit=16, **fake_base_data.kwargs)

@@ -22,29 +22,14 @@ from mtlkit.workflows.build import (
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp"},
-    "data": {"val_fraction": 0.2},
-    "train": {"epochs": 2, "batch_size": 16, "progress": False},
-    "schedule": {"name": "cosine"},
-}
+TWO_EPOCHS = {"train": {"epochs": 2}, "schedule": {"name": "cosine"}}
+"""The tiny config (``tiny_config``) trained for two epochs under a cosine schedule."""
 
 
-def _config(**settings) -> dict:
-    """TINY with ``settings`` merged in (a dict updates its section, a value replaces the key)."""
-    raw = yaml.safe_load(yaml.safe_dump(TINY))
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            raw.setdefault(key, {}).update(value)
-        else:
-            raw[key] = value
-    return raw
-
-
-def test_config_yaml_holds_every_default_of_the_method(tmp_path, offline_data):
+@pytest.mark.slow
+def test_config_yaml_holds_every_default_of_the_method(tmp_path, offline_data, tiny_config):
     """A cagrad run saves c and rescale, so a later change of defaults cannot change a re-run."""
-    config = parse_config(_config(balancer={"name": "cagrad"}))
+    config = parse_config(tiny_config(TWO_EPOCHS, balancer={"name": "cagrad"}))
     assert config.balancer.options == {"c": 0.4, "rescale": 1}
     train(config, tmp_path / "run")
     saved = yaml.safe_load(RunDir(tmp_path / "run").config.read_text())
@@ -52,21 +37,24 @@ def test_config_yaml_holds_every_default_of_the_method(tmp_path, offline_data):
     assert parse_config(saved) == config
 
 
-def test_a_seeded_method_follows_the_run_seed_unless_it_sets_its_own():
+def test_a_seeded_method_follows_the_run_seed_unless_it_sets_its_own(tiny_config):
     """The method's seed is the one option not written out: a saved config re-run with
     ``--set seed=N`` changes the method's draws along with the data's and the model's."""
-    follows = parse_config(_config(seed=5, balancer={"name": "pcgrad"}))
+    follows = parse_config(tiny_config(TWO_EPOCHS, seed=5, balancer={"name": "pcgrad"}))
     assert follows.balancer.options == {}
     assert build_balancer(follows, 2).seed == 5
     reseeded = parse_config({**follows.to_dict(), "seed": 8})
     assert build_balancer(reseeded, 2).seed == 8
-    own = parse_config(_config(seed=5, balancer={"name": "pcgrad", "seed": 1}))
+    own = parse_config(tiny_config(TWO_EPOCHS, seed=5, balancer={"name": "pcgrad", "seed": 1}))
     assert own.balancer.options == {"seed": 1} and build_balancer(own, 2).seed == 1
 
 
-def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
+@pytest.mark.slow
+def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data, tiny_config):
     """``last.pt`` restores model, optimizer (momentum), schedule and balancer state exactly."""
-    config = parse_config(_config(balancer={"name": "dwa"}, optim={"weight_decay": 1e-3}))
+    config = parse_config(
+        tiny_config(TWO_EPOCHS, balancer={"name": "dwa"}, optim={"weight_decay": 1e-3})
+    )
     result = train(config, tmp_path / "run")
     state = load_checkpoint(RunDir(result.run_dir).last)
     assert set(state) == {
@@ -104,9 +92,10 @@ def test_last_checkpoint_holds_the_whole_training_state(tmp_path, offline_data):
     assert state["balancer"]  # DWA keeps its loss history: there is a state to restore
 
 
-def test_metrics_json_holds_what_the_grid_workflows_read(tmp_path, offline_data):
+@pytest.mark.slow
+def test_metrics_json_holds_what_the_grid_workflows_read(tmp_path, offline_data, tiny_config):
     """The selection score, the test losses, the primary metrics and the step time."""
-    config = parse_config(_config(balancer={"name": "mgda-ub"}))
+    config = parse_config(tiny_config(TWO_EPOCHS, balancer={"name": "mgda-ub"}))
     result = train(config, tmp_path / "run")
     metrics = json.loads(RunDir(result.run_dir).metrics.read_text())
     scores = [record["score"] for record in metrics["history"]]

@@ -5,25 +5,21 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 
 import pytest
 import yaml
 
+from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.evaluation import compare_values, delta_m, mean_ci
 from mtlkit.training import DivergedError
 from mtlkit.workflows import cells as cells_module
 from mtlkit.workflows.cells import CELLS, Cell, config_fingerprint
-from mtlkit.workflows.compare import choose_by_validation, compare_methods, tuning_grid
+from mtlkit.workflows.compare import DIVERGED_ROW, compare_methods, tuning_grid
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
 
-TINY = {
-    "name": "tiny",
-    "model": {"backbone": "mlp"},
-    "data": {"val_fraction": 0.2},
-    "train": {"epochs": 1, "batch_size": 16, "progress": False},
-}
 GRID = {"methods": ["ew", "mgda-ub"], "seeds": 2, "tune": {"optim.lr": [0.3, 0.01]}}
 CELL_COUNT = (2 + 2) * 2 * 2  # (methods + single-task tasks) × seeds × values
 SMALL_GRID = {"methods": ["ew", "mgda-ub"], "seeds": 2}
@@ -62,9 +58,12 @@ def finished_trainings(monkeypatch):
     return finished, crash_at
 
 
-def test_an_interrupted_compare_resumes_and_trains_nothing_twice(tmp_path, finished_trainings):
+@pytest.mark.slow
+def test_an_interrupted_compare_resumes_and_trains_nothing_twice(
+    tmp_path, finished_trainings, tiny_config
+):
     finished, crash_at = finished_trainings
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     crash_at[0] = 3
     with pytest.raises(_Crash):
         compare_methods(config, tmp_path / "cmp", **SMALL_GRID)
@@ -85,9 +84,10 @@ def test_an_interrupted_compare_resumes_and_trains_nothing_twice(tmp_path, finis
     assert again.rows == result.rows
 
 
-def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trainings):
+@pytest.mark.slow
+def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trainings, tiny_config):
     finished, _ = finished_trainings
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1)
     assert len(finished) == 3  # ew, single-left, single-right
     compare_methods(config, tmp_path / "cmp", ["ew", "pcgrad"], seeds=1)
@@ -96,13 +96,16 @@ def test_single_task_baselines_are_shared_across_methods(tmp_path, finished_trai
     assert names == ["ew-seed0", "pcgrad-seed0", "single-left-seed0", "single-right-seed0"]
 
 
+@pytest.mark.slow
 def test_the_table_is_the_cells_statistics_and_test_metrics_never_choose(
-    tmp_path, finished_trainings
+    tmp_path,
+    finished_trainings,
+    tiny_config,
 ):
     finished, _ = finished_trainings
-    result = compare_methods(parse_config(TINY), tmp_path / "cmp", **GRID)
+    result = compare_methods(parse_config(tiny_config()), tmp_path / "cmp", **GRID)
     _table_numbers_are_the_cells_statistics(result, tmp_path)
-    _poisoned_test_metrics_change_no_choice(result, tmp_path, finished)
+    _poisoned_test_metrics_change_no_choice(result, tmp_path, finished, tiny_config)
 
 
 def _table_numbers_are_the_cells_statistics(result, tmp_path) -> None:
@@ -162,10 +165,10 @@ def _table_numbers_are_the_cells_statistics(result, tmp_path) -> None:
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["seeds"] == [0, 1]
 
 
-def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished) -> None:
+def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished, tiny_config) -> None:
     """Poison every run's test metrics so that the unchosen values look far better on test:
     the resumed compare shows the poisoned test numbers and still makes the same choice."""
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     chosen = {row.method: row.chosen for row in before.rows}
     chosen.update({f"single-{t}": row.chosen for t, row in before.baselines.items()})
     for path in (tmp_path / "cmp" / CELLS).iterdir():
@@ -189,23 +192,8 @@ def _poisoned_test_metrics_change_no_choice(before, tmp_path, finished) -> None:
     assert all(row.test[t].mean == 0.01 for row in after.rows for t in ("left", "right"))
 
 
-def test_choose_by_validation_reads_only_validation_scores():
-    def cell(val: float, test: float) -> Cell:
-        metrics = {
-            "best_val_score": val,
-            "test": {"a": {"accuracy": test}},
-            "primary_metric": {"a": {"name": "accuracy", "higher_is_better": True}},
-        }
-        return Cell(path=None, config=None, metrics=metrics, trained=False)
-
-    grid = [[cell(0.5, 0.99), cell(0.7, 0.99)], [cell(0.6, 0.1), cell(0.62, 0.1)]]
-    choice = choose_by_validation(grid)
-    assert choice.index == 1 and choice.val_scores == pytest.approx([0.6, 0.61])
-    assert choose_by_validation([[cell(0.5, 0.0)], [cell(0.5, 1.0)]]).index == 0  # first of equals
-
-
-def test_grid_errors_are_one_line_before_any_work(tmp_path):
-    config = parse_config(TINY)
+def test_grid_errors_are_one_line_before_any_work(tmp_path, tiny_config):
+    config = parse_config(tiny_config())
     with pytest.raises(ConfigError, match="--tune seed: cannot be tuned"):
         compare_methods(config, tmp_path / "a", ["ew"], tune={"seed": [1, 2]})
     with pytest.raises(ConfigError, match="optim.lr"):
@@ -216,7 +204,7 @@ def test_grid_errors_are_one_line_before_any_work(tmp_path):
         compare_methods(config, tmp_path / "d", ["ew", "ew"])
     with pytest.raises(ConfigError, match="--seeds"):
         compare_methods(config, tmp_path / "e", ["ew"], seeds=0)
-    no_validation = parse_config({**TINY, "data": {"val_fraction": 0.0}})
+    no_validation = parse_config(tiny_config(data={"val_fraction": 0.0}))
     with pytest.raises(ConfigError, match="data.val_fraction"):
         compare_methods(no_validation, tmp_path / "f", ["ew"])
     assert not any((tmp_path / name).exists() for name in "abcdef")
@@ -233,9 +221,12 @@ def _cells(root) -> list[Cell]:
     return found
 
 
-def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(tmp_path, finished_trainings):
+@pytest.mark.slow
+def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(
+    tmp_path, finished_trainings, tiny_config
+):
     finished, _ = finished_trainings
-    config = parse_config(TINY)
+    config = parse_config(tiny_config())
     grid = {"seeds": 1, "tune": {"optim.lr": [1e30, 0.05]}}
     result = compare_methods(config, tmp_path / "cmp", ["ew"], **grid)
     assert [row.chosen for row in result.rows] == ["optim.lr=0.05"]
@@ -248,5 +239,37 @@ def test_a_diverged_run_finishes_its_cell_and_is_never_chosen(tmp_path, finished
     assert marked == ["ew-seed0", "single-left-seed0", "single-right-seed0"]
     assert result.rows[0].val_scores["optim.lr=1e+30"] == -math.inf
     assert compare_methods(config, tmp_path / "cmp", ["ew"], **grid).trained == 0
-    with pytest.raises(DivergedError, match="every tuned value has a run that diverged"):
+    with pytest.raises(
+        DivergedError, match=r"single-task baseline of left diverged at every tuned value \("
+    ):
         compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1, tune={"optim.lr": [1e30]})
+
+
+@pytest.mark.slow
+def test_a_method_diverging_at_every_value_gets_a_row_and_exit_1(
+    tmp_path, monkeypatch, capsys, tiny_config
+):
+    """Its cells diverge (the training of mgda-ub raises what a non-finite loss raises); the
+    baselines and ew are compared, the row of mgda-ub says it diverged, and compare exits 1."""
+    real_train = cells_module.train
+
+    def train(config, path, probes=()):
+        if config.balancer.name == "mgda-ub":
+            raise DivergedError("non-finite loss at step 1")
+        return real_train(config, path, probes)
+
+    monkeypatch.setattr(cells_module, "train", train)
+    out, config_file = tmp_path / "cmp", tmp_path / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_config()))
+    argv = ["compare", str(config_file), "--methods", "ew,mgda-ub", "--seeds", "1"]
+    assert main([*argv, "--tune", "optim.lr=0.05,0.01", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "mgda-ub diverged at every tuned value (mgda-ub-seed0-" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    rows = {row["method"]: row for row in csv.DictReader((out / "compare.csv").open())}
+    assert rows["mgda-ub"]["chosen"] == DIVERGED_ROW and rows["mgda-ub"]["mean_rank"] == ""
+    assert rows["ew"]["chosen"].startswith("optim.lr=") and float(rows["ew"]["mean_rank"]) == 1
+    summary = json.loads((out / "compare.json").read_text())
+    assert [row["method"] for row in summary["rows"]] == ["ew"]
+    assert list(summary["diverged"]) == ["mgda-ub"]
+    assert re.search(rf"\| mgda-ub +\| {DIVERGED_ROW} +\|", (out / "report.md").read_text())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mtlkit.cli.options import Commands, config_command
 from mtlkit.config import ConfigError, load_config
 
 
@@ -133,3 +134,62 @@ def _tune_option(text: str) -> tuple[str, list[object]]:
             f"--tune {text!r}: write it as key=value1,value2, e.g. optim.lr=0.1,0.01."
         )
     return key.strip(), [yaml.safe_load(value) for value in _split_top_level(values, ",")]
+
+
+def add_parsers(commands: Commands) -> None:
+    """Add ``compare``, ``pareto`` and ``affinity`` to the ``mtlkit`` command."""
+    compare = config_command(
+        commands,
+        "compare",
+        "compare balancing methods over seeds, each with its tuned value, against single-task "
+        "baselines (resumable)",
+        _compare,
+    )
+    compare.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated methods, options after colons: ew,pcgrad,cagrad:c=0.2",
+    )
+    compare.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    compare.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,…",
+        help="a setting tuned per method on validation, e.g. optim.lr=0.1,0.03,0.01 (repeatable)",
+    )
+    compare.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of the intervals"
+    )
+    pareto = config_command(
+        commands,
+        "pareto",
+        "sweep the trade-off between the tasks: preference vectors, the non-dominated front, its "
+        "hypervolume and plot (resumable)",
+        _pareto,
+    )
+    pareto.add_argument(
+        "--points",
+        type=int,
+        default=11,
+        help="most preference vectors per method (11 for two tasks: λ = 0, 0.1, …, 1)",
+    )
+    pareto.add_argument(
+        "--methods",
+        default="fixed",
+        help="preference-aware methods: fixed, stch, upgrad, dualproj (default: fixed)",
+    )
+    pareto.add_argument(
+        "--reference",
+        help="hypervolume reference point on the test losses, one value per task (default 2,2)",
+    )
+    affinity = config_command(
+        commands,
+        "affinity",
+        "train once and measure which tasks help each other (TAG affinity, gradient cosines) "
+        "and suggest a grouping",
+        _affinity,
+    )
+    affinity.add_argument(
+        "--every", type=int, default=10, help="measure every N training steps (default 10)"
+    )

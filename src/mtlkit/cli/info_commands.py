@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from mtlkit.cli.options import Commands
+
 
 def _methods(args: argparse.Namespace) -> int:
     from mtlkit.balancing import available
@@ -46,3 +48,25 @@ def _data_list(args: argparse.Namespace) -> int:
     for name, description in list_benchmarks().items():
         print(f"  {name}: {description}")
     return 0
+
+
+def add_parsers(commands: Commands) -> None:
+    """Add ``methods``, ``architectures`` and ``data`` (``fetch``, ``list``) to the ``mtlkit``
+    command."""
+    methods = commands.add_parser("methods", help="list the balancing methods and their options")
+    methods.set_defaults(handler=_methods)
+
+    architectures = commands.add_parser(
+        "architectures", help="list the sharing architectures (model.sharing) and their options"
+    )
+    architectures.set_defaults(handler=_architectures)
+
+    data = commands.add_parser("data", help="fetch or list datasets")
+    data_commands = data.add_subparsers(title="data commands", metavar="ACTION")
+    fetch = data_commands.add_parser("fetch", help="download and verify a base dataset")
+    fetch.add_argument("name", help="mnist or fashion-mnist")
+    fetch.add_argument("--data-dir", help="where datasets live (default: $MTLKIT_DATA or a cache)")
+    fetch.set_defaults(handler=_data_fetch)
+    listing = data_commands.add_parser("list", help="list datasets and benchmarks")
+    listing.add_argument("--data-dir")
+    listing.set_defaults(handler=_data_list)

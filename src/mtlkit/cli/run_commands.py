@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from mtlkit.cli.options import Commands
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -48,3 +51,72 @@ def _export(args: argparse.Namespace) -> int:
     weights, description = export_run(args.run_dir, args.out)
     print(f"weights: {weights}\ndescription: {description}")
     return 0
+
+
+def add_parsers(commands: Commands) -> None:
+    """Add ``eval``, ``predict`` and ``export`` to the ``mtlkit`` command."""
+    evaluate = commands.add_parser(
+        "eval", help="re-evaluate a finished run on its test split, or on a labelled table"
+    )
+    evaluate.add_argument("run_dir", type=Path)
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="a labelled table (.csv, .parquet, .npz) not used in training, instead of the test "
+        "split",
+    )
+    _add_view_options(evaluate)
+    evaluate.set_defaults(handler=_eval)
+
+    predict = commands.add_parser(
+        "predict", help="apply a finished run to new rows (or images); write every prediction"
+    )
+    predict.add_argument("run_dir", type=Path)
+    predict.add_argument(
+        "input", type=Path, help="a table (.csv, .parquet, .npz), or images (.npy, .npz, IDX)"
+    )
+    predict.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="a .csv or .parquet file (default: RUN_DIR/predictions-INPUT.csv)",
+    )
+    predict.add_argument("--device", default="auto")
+    _add_view_options(predict)
+    predict.set_defaults(handler=_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="write a finished run's selected weights as safetensors, or its network as one "
+        "ONNX graph checked by onnxruntime (+ JSON)",
+    )
+    export.add_argument("run_dir", type=Path)
+    export.add_argument(
+        "--format",
+        choices=("safetensors", "onnx"),
+        default="safetensors",
+        help="safetensors (weights only) or onnx (the graph; pip install 'mtlkit[onnx]')",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        help="the file to write (default: RUN_DIR/model.safetensors or RUN_DIR/model.onnx)",
+    )
+    export.set_defaults(handler=_export)
+
+
+def _add_view_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--views",
+        type=int,
+        default=None,
+        help="M noisy views of each input, drawn from the run's noise (default: its eval.views)",
+    )
+    command.add_argument(
+        "--combine",
+        choices=("vote", "mean"),
+        default=None,
+        help="combine the views by majority vote or mean probability (default: eval.combine)",
+    )

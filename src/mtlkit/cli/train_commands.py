@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mtlkit.cli.options import Commands, config_command
 from mtlkit.config import ConfigError, ExperimentConfig, config_difference, load_config
 
 
@@ -25,9 +26,11 @@ def _config_and_folder(args: argparse.Namespace) -> tuple[ExperimentConfig, Path
     if args.out is not None or args.overwrite:
         raise ConfigError("--resume DIR continues the run in DIR: drop --out and --overwrite.")
     args.folder = prepare_resume(args.resume)
-    config = load_config(args.folder / "config.yaml")
+    config = load_config(args.folder / "config.yaml", saved=True)
     if args.config is not None or args.overrides:
-        given = load_config(args.config or args.folder / "config.yaml", args.overrides)
+        given = load_config(
+            args.config or args.folder / "config.yaml", args.overrides, saved=args.config is None
+        )
         difference = config_difference(config.to_dict(), given.to_dict())
         if difference is not None:
             raise ConfigError(
@@ -74,3 +77,21 @@ def _baselines(args: argparse.Namespace) -> int:
             print(f"mean {label} {metric}: {sum(values) / len(values):.4f}")
     print(f"\nreport: {comparison.report_path}   wall time: {comparison.seconds:.0f}s")
     return 0
+
+
+def add_parsers(commands: Commands) -> None:
+    """Add ``train`` and ``baselines`` to the ``mtlkit`` command."""
+    config_command(
+        commands,
+        "train",
+        "train one configuration and write its run folder",
+        _train,
+        resumable=True,
+    )
+    config_command(
+        commands,
+        "baselines",
+        "train the multi-task model and one single-task model per task, and compare them",
+        _baselines,
+        resumable=True,
+    )

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from mtlkit.cli.options import Commands, run_options
 from mtlkit.cli.train_commands import _summary
 from mtlkit.config import ConfigError
 
@@ -93,3 +94,100 @@ def _ensemble(args: argparse.Namespace) -> int:
     write_text_atomic(out, json.dumps(record, indent=2))
     print(f"weights and scores: {out}")
     return 0
+
+
+def add_parsers(commands: Commands) -> None:
+    """Add ``groups``, ``finetune``, ``add-task``, ``fewshot`` and ``ensemble`` to the
+    ``mtlkit`` command."""
+    groups = commands.add_parser(
+        "groups", help="list a trained run's layer groups (stage1, ..., heads) and their sizes"
+    )
+    groups.add_argument("run_dir", type=Path)
+    groups.set_defaults(handler=_groups)
+
+    finetune = commands.add_parser(
+        "finetune",
+        help="continue a trained run with layer groups frozen, unfrozen on a schedule, or "
+        "with their own learning rates",
+    )
+    _from_run(finetune, "epochs, learning rates, data of the run's tasks")
+    finetune.set_defaults(handler=_finetune)
+
+    add_task = commands.add_parser(
+        "add-task",
+        help="add a task (a new head) to a trained run; report the old tasks' backward transfer",
+    )
+    _from_run(add_task, "data holding the new task")
+    add_task.set_defaults(handler=_add_task)
+
+    _add_fewshot(commands)
+
+    ensemble = commands.add_parser(
+        "ensemble",
+        help="combine the heads of tasks with the same classes (weights fitted on validation); "
+        "score each head and the ensemble on the test split",
+    )
+    ensemble.add_argument("run_dir", type=Path)
+    ensemble.add_argument("--tasks", required=True, help="two or more tasks, comma-separated")
+    ensemble.add_argument("--target", help="the task whose labels to score (default: the first)")
+    ensemble.add_argument("--device", default="cpu")
+    ensemble.set_defaults(handler=_ensemble)
+
+
+def _from_run(command: argparse.ArgumentParser, what: str) -> None:
+    """The arguments of a command that starts from a trained run and a config of changes."""
+    command.add_argument("run_dir", type=Path, help="the trained run to start from")
+    command.add_argument(
+        "config",
+        nargs="?",
+        help=f"a YAML file of what differs from the run's config ({what}), and a "
+        "finetune: section (freeze, unfreeze)",
+    )
+    run_options(command, "finetune.freeze=[stage1]", "the new run folder (default: runs/...)")
+
+
+def _add_fewshot(commands: Commands) -> None:
+    fewshot = commands.add_parser(
+        "fewshot",
+        help="train a new head on N examples per class of a task, on a run's trunk, other "
+        "runs' trunks and a random one; print mean ± 95%% CI over draws",
+    )
+    fewshot.add_argument("run_dir", type=Path, help="a trained run or an mtlkit baselines folder")
+    fewshot.add_argument("--task", required=True, help="a classification task of the data")
+    fewshot.add_argument(
+        "--shots", default="1,5,10,50", help="examples per class, comma-separated (1,5,10,50)"
+    )
+    fewshot.add_argument("--draws", type=int, default=10, help="random draws per count (10)")
+    fewshot.add_argument(
+        "--with",
+        dest="others",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="RUN_DIR",
+        help="another trained run whose trunk to compare (repeatable)",
+    )
+    fewshot.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the run's config to select the data, e.g. --set data.benchmark=mnist+fashion",
+    )
+    fewshot.add_argument(
+        "--tune", choices=("head", "last"), default="head", help="train the head (and last stage)"
+    )
+    fewshot.add_argument("--steps", type=int, default=100, help="full-batch Adam steps (100)")
+    fewshot.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate (0.01)")
+    fewshot.add_argument(
+        "--no-random", action="store_true", help="leave out the randomly initialised trunk"
+    )
+    fewshot.add_argument("--device", default="cpu")
+    fewshot.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="JSON of every draw (default: RUN_DIR/fewshot-TASK.json)",
+    )
+    fewshot.set_defaults(handler=_fewshot)

@@ -11,7 +11,8 @@ Where each part lives:
 - ``section``: the base of every section (strict types, finite numbers, no unknown keys).
 - ``data_sections``: the ``data`` and ``tasks`` sections (a benchmark, a table, a table per
   task; the loss techniques).
-- ``model_sections``: the ``model`` section (trunk, heads, sharing architecture).
+- ``model_sections``: the ``model`` section (trunk, heads, sharing architecture, each
+  architecture's and backbone's options checked against its signature).
 - ``training_sections``: ``balancer``, ``optim``, ``schedule``, ``train``, ``regularization``,
   ``noise``, ``eval``.
 - ``experiment``: :class:`ExperimentConfig` (every section, the head ensembles) and
@@ -27,6 +28,7 @@ Where each part lives:
 from mtlkit.config.errors import ConfigError
 from mtlkit.config.experiment import ExperimentConfig, FinetuneConfig
 from mtlkit.config.load import derive_config, load_config
+from mtlkit.config.model_sections import upgrade_saved_config
 from mtlkit.config.overrides import balancer_options, config_difference, set_override, set_value
 from mtlkit.config.resolve import parse_config
 
@@ -41,4 +43,5 @@ __all__ = [
     "parse_config",
     "set_override",
     "set_value",
+    "upgrade_saved_config",
 ]

@@ -1,53 +1,48 @@
-"""The ``model`` section: the trunk, the heads, and how the tasks share the trunk."""
+"""The ``model`` section: the trunk, the heads, and how the tasks share the trunk.
+
+The options of the backbone and of the sharing architecture are nested under their own keys
+(``model.backbone_options``, ``model.sharing_options``) and checked against the registered
+entry's constructor (its keyword-only arguments, their type hints and defaults, and an
+architecture's ``check_options``), so that a new backbone or architecture with options needs no
+edit here. :func:`moved_model_key` says where a key of the former flat layout went, and
+:func:`upgrade_saved_config` reads a run folder written with it.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from mtlkit.config.errors import ConfigError
+from mtlkit.config.overrides import _short_repr
 from mtlkit.config.section import _one_of, _Section
-from mtlkit.models import ACTIVATIONS, ARCHITECTURES, BACKBONES, EXPERT_KINDS
+from mtlkit.models import ARCHITECTURES, BACKBONES, architecture_options, backbone_options
 
-_BACKBONE_KEYS = ("hidden", "activation", "dropout", "batch_norm", "width", "blocks")
-"""The ``model`` keys that are options of a backbone (``mlp``; ``resnet``)."""
-_SHARING_KEYS = (
-    "experts",
-    "task_experts",
-    "levels",
-    "k",
-    "gamma",
-    "expert",
-    "stages",
-    "self_weight",
-)
-"""The ``model`` keys that are options of a sharing architecture (see ``mtlkit architectures``)."""
+OPTION_KEYS = ("backbone_options", "sharing_options")
+"""The ``model`` keys that hold the options of the backbone and of the sharing architecture."""
 
 
 class ModelConfig(_Section):
-    """The network: a trunk (``backbone``, with its options), the heads, and how the tasks share
-    it (``sharing``, with its options). ``batch_norm`` is an option of every built-in backbone
-    but ``resnet`` (which always normalises), ``hidden``, ``activation`` and ``dropout`` of
-    ``mlp``, ``width`` and ``blocks`` of ``resnet``; ``experts`` … ``self_weight`` of the sharing
-    architectures."""
+    """The network: a trunk (``backbone``, with its ``backbone_options``), the heads, and how
+    the tasks share it (``sharing``, with its ``sharing_options``). ``mtlkit architectures``
+    lists each architecture's options; a backbone's are its factory's keyword-only arguments
+    (``batch_norm`` for every built-in one but ``resnet``; ``hidden``, ``activation``,
+    ``dropout`` for ``mlp``; ``width``, ``blocks`` for ``resnet``)."""
 
     backbone: str | None = Field(None, description="default: mlp for tables, else cnn")
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
     sharing: str = Field("hard", description="how the tasks share the trunk")
-    hidden: list[int] | None = Field(None, description="mlp: hidden widths, first to last")
-    activation: str | None = None
-    dropout: float | None = Field(None, ge=0.0, lt=1.0)
-    batch_norm: bool | None = None
-    width: int | None = Field(None, ge=1, description="resnet: channels of the first stage")
-    blocks: list[int] | None = Field(None, description="resnet: basic blocks per stage")
-    experts: int | None = Field(None, ge=1, description="mmoe/cgc/ple/dselect-k: shared experts")
-    task_experts: int | None = Field(None, ge=0, description="cgc/ple: experts per task")
-    levels: int | None = Field(None, ge=1, description="ple: levels of experts")
-    k: int | None = Field(None, ge=1, description="dselect-k: experts selected per task")
-    gamma: float | None = Field(None, gt=0.0, description="dselect-k: smooth-step width")
-    expert: str | None = Field(None, description="mlp or trunk: what a first-level expert is")
-    stages: list[int] | None = Field(None, description="cross-stitch/mtan: stage indices")
-    self_weight: float | None = Field(None, gt=0.0, le=1.0, description="cross-stitch")
+    backbone_options: dict[str, Any] = Field(
+        default_factory=dict, description="the backbone's options, e.g. {hidden: [256, 128]}"
+    )
+    sharing_options: dict[str, Any] = Field(
+        default_factory=dict, description="the sharing architecture's options, e.g. {experts: 4}"
+    )
 
     @field_validator("backbone")
     @classmethod
@@ -59,36 +54,127 @@ class ModelConfig(_Section):
     def _known_sharing(cls, value: str) -> str:
         return _one_of(ARCHITECTURES, value)
 
-    @field_validator("hidden")
-    @classmethod
-    def _widths(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or min(value) < 1):
-            raise ValueError("must list one or more positive widths")
-        return value
 
-    @field_validator("blocks")
-    @classmethod
-    def _depths(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and (not value or min(value) < 1):
-            raise ValueError("must list one or more positive numbers of blocks")
-        return value
+def moved_model_key(key: str) -> str | None:
+    """Where ``model.<key>`` of the former flat layout lives now (``backbone_options`` or
+    ``sharing_options``, when some registered backbone or architecture takes an option of
+    that name); ``None`` for any other key."""
+    if key in ModelConfig.model_fields:
+        return None
+    if any(key in backbone_options(name) for name in BACKBONES):
+        return "backbone_options"
+    if any(key in ARCHITECTURES.get(name).options for name in ARCHITECTURES):
+        return "sharing_options"
+    return None
 
-    @field_validator("activation")
-    @classmethod
-    def _known_activation(cls, value: str | None) -> str | None:
-        return value if value is None else _one_of(tuple(ACTIVATIONS), value)
 
-    @field_validator("expert")
-    @classmethod
-    def _known_expert(cls, value: str | None) -> str | None:
-        return value if value is None else _one_of(EXPERT_KINDS, value)
+def check_moved_keys(raw_model: Any) -> None:
+    """Refuse a flat backbone or sharing option in a raw ``model`` section, naming its new key.
 
-    @property
-    def options(self) -> dict[str, Any]:
-        """The backbone's options that are set."""
-        return {key: getattr(self, key) for key in _BACKBONE_KEYS if getattr(self, key) is not None}
+    Raises:
+        ConfigError: e.g. ``model.experts moved: use model.sharing_options.experts``.
+    """
+    if not isinstance(raw_model, dict):
+        return
+    for key in raw_model:
+        home = moved_model_key(str(key))
+        if home is not None:
+            raise ConfigError(f"model.{key} moved: use model.{home}.{key}.")
 
-    @property
-    def sharing_options(self) -> dict[str, Any]:
-        """The sharing architecture's options that are set."""
-        return {key: getattr(self, key) for key in _SHARING_KEYS if getattr(self, key) is not None}
+
+def upgrade_saved_config(raw: dict[str, Any]) -> dict[str, Any]:
+    """A raw config as a run saved it, in the current layout: a ``config.yaml`` (or a
+    checkpoint's config) written before the backbone and sharing options were nested has them
+    moved under ``model.backbone_options`` and ``model.sharing_options`` (``None`` values,
+    options the run did not use, dropped). Any other config is returned as it is."""
+    model = raw.get("model")
+    if not isinstance(model, dict) or all(moved_model_key(str(key)) is None for key in model):
+        return raw
+    nested: dict[str, Any] = {k: v for k, v in model.items() if moved_model_key(str(k)) is None}
+    nested |= {key: dict(nested.get(key) or {}) for key in OPTION_KEYS}
+    for key, value in model.items():
+        home = moved_model_key(str(key))
+        if home is not None and value is not None:
+            nested.setdefault(home, {})[key] = value
+    return {**raw, "model": nested}
+
+
+def resolve_backbone_options(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of backbone ``name``: its defaults updated by ``given``, each checked
+    against the factory's signature (name and type).
+
+    Raises:
+        ConfigError: naming ``model.backbone_options.<option>``.
+    """
+    factory = BACKBONES.get(name)
+    return _resolved(factory, backbone_options(name), given, f"backbone {name!r}", "backbone")
+
+
+def resolve_sharing_options(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options of sharing architecture ``name``: its defaults updated by ``given``, each
+    checked against the class's constructor (name and type) and its ``check_options``.
+
+    Raises:
+        ConfigError: naming ``model.sharing_options.<option>``.
+    """
+    entry = ARCHITECTURES.get(name)
+    options = _resolved(entry.cls.__init__, entry.options, given, f"sharing {name!r}", "sharing")
+    try:
+        architecture_options(name, options)
+    except ValueError as error:
+        raise ConfigError(f"model.sharing_options.{error}") from None
+    return options
+
+
+def _resolved(
+    constructor: Callable[..., Any],
+    defaults: dict[str, Any],
+    given: Mapping[str, Any],
+    owner: str,
+    section: str,
+) -> dict[str, Any]:
+    """``defaults`` updated by ``given``, whose names and types are checked against
+    ``constructor``'s keyword-only arguments; sequences as lists (as YAML writes them)."""
+    hints = _type_hints(constructor)
+    resolved = dict(defaults)
+    for option, value in given.items():
+        key = f"model.{section}_options.{option}"
+        if option not in defaults:
+            raise ConfigError(
+                f"{key}: {owner} takes no option {option!r}; its options: "
+                f"{', '.join(defaults) or 'none'}."
+            )
+        hint = hints.get(option)
+        if hint is not None:
+            try:
+                value = _adapter(hint).validate_python(value)
+            except ValidationError as error:
+                message = error.errors()[0]["msg"]
+                raise ConfigError(f"{key}: {message} (got {_short_repr(value)})") from None
+        resolved[option] = value
+    return {
+        option: list(value) if isinstance(value, tuple) else value
+        for option, value in resolved.items()
+    }
+
+
+@functools.cache
+def _adapter(hint: Any) -> TypeAdapter:
+    """The check of a value against the type ``hint``, as strict as the config's own keys (no
+    coercion from strings or booleans, finite numbers); an integer for a float becomes one."""
+    return TypeAdapter(hint, config=ConfigDict(strict=True, allow_inf_nan=False))
+
+
+def _type_hints(constructor: Callable[..., Any]) -> dict[str, Any]:
+    """The type hints of ``constructor``'s keyword-only arguments (none for an argument whose
+    hint cannot be resolved: its values are then passed on unchecked)."""
+    keyword_only = [
+        parameter.name
+        for parameter in inspect.signature(constructor).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+    try:
+        hints = typing.get_type_hints(constructor)
+    except (NameError, TypeError):
+        hints = {}
+    return {name: hints[name] for name in keyword_only if name in hints}

@@ -28,12 +28,17 @@ from mtlkit.config.data_sections import (
 )
 from mtlkit.config.errors import ConfigError
 from mtlkit.config.experiment import ExperimentConfig
-from mtlkit.config.model_sections import ModelConfig
+from mtlkit.config.model_sections import (
+    ModelConfig,
+    check_moved_keys,
+    resolve_backbone_options,
+    resolve_sharing_options,
+)
 from mtlkit.config.overrides import _short_repr, balancer_options
 from mtlkit.config.training_sections import BalancerConfig, OptimConfig
 from mtlkit.data import BENCHMARKS, DataError, benchmark_tasks
 from mtlkit.data.tables import TARGETS
-from mtlkit.models import ARCHITECTURES, architecture_options, backbone_options
+from mtlkit.models import ARCHITECTURES
 from mtlkit.tasks import TASK_TYPES
 
 
@@ -43,6 +48,7 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(
             f"the config must be a mapping of keys to values, got {type(raw).__name__}."
         )
+    check_moved_keys(raw.get("model"))
     config = _validated(ExperimentConfig, raw, ())
     entries = {
         name: _validated(TaskEntry, value, ("tasks", name))
@@ -280,35 +286,12 @@ def _resolve_model(config: ExperimentConfig) -> None:
     backbone = model.backbone
     if backbone is None:
         backbone = "cnn" if config.source == "benchmark" else "mlp"
-    known = backbone_options(backbone)
-    for option in model.options:
-        if option not in known:
-            raise ConfigError(
-                f"model.{option}: backbone {backbone!r} takes no option {option!r}; its options: "
-                f"{', '.join(known) or 'none'}."
-            )
-    resolved = {**known, **model.options}
-    for key in ("hidden", "blocks"):
-        if key in resolved:
-            resolved[key] = list(resolved[key])
-    sharing, given = model.sharing, model.sharing_options
-    own = ARCHITECTURES.get(sharing).options
-    for option in given:
-        if option not in own:
-            raise ConfigError(
-                f"model.{option}: sharing {sharing!r} takes no option {option!r}; its options: "
-                f"{', '.join(own) or 'none'}."
-            )
-    try:
-        sharing_resolved = architecture_options(sharing, given)
-    except ValueError as error:
-        raise ConfigError(f"model.{error}") from None
     config.model = ModelConfig(
         backbone=backbone,
         head_hidden=model.head_hidden,
-        sharing=sharing,
-        **resolved,
-        **{k: v for k, v in sharing_resolved.items() if v is not None},
+        sharing=model.sharing,
+        backbone_options=resolve_backbone_options(backbone, model.backbone_options),
+        sharing_options=resolve_sharing_options(model.sharing, model.sharing_options),
     )
 
 

@@ -158,3 +158,35 @@ def _check_same_keys(
         parts.append(f"{first_name} lacks {', '.join(map(repr, only_second))}")
     if parts:
         raise ValueError(f"{'; '.join(parts)}: give both the same tasks.")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The tuned value chosen for one method (or baseline) by validation.
+
+    Attributes:
+        index: the chosen value's position in the grid; ``None`` when every value scores −∞
+            (each has a run that diverged): there is nothing to choose.
+        val_scores: per value (grid order), the mean over seeds of the validation score.
+    """
+
+    index: int | None
+    val_scores: list[float]
+
+
+def choose_by_validation(val_scores: Sequence[Sequence[float]]) -> Choice:
+    """Choose among tuned values by their mean validation score over seeds (the first of
+    equals); a seed whose run diverged scores −∞, so its value is never chosen.
+
+    Args:
+        val_scores: per value (grid order), one validation score per seed. Only validation
+            scores are read: test metrics cannot change the choice.
+
+    Raises:
+        ValueError: no value, or a value without scores.
+    """
+    if not val_scores or any(len(seeds) == 0 for seeds in val_scores):
+        raise ValueError("val_scores: give one or more values, each with one or more scores.")
+    means = [math.fsum(seeds) / len(seeds) for seeds in val_scores]
+    index = max(range(len(means)), key=lambda i: (means[i], -i))
+    return Choice(index=None if means[index] == -math.inf else index, val_scores=means)

@@ -9,15 +9,43 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from mtlkit.evaluation.document import Block, Figure, Heading, Paragraph
 from mtlkit.tasks.metrics import ClassificationReport
-from mtlkit.training import CosineSample, EpochRecord
 
 _DPI = 100
+
+
+class EpochPoint(Protocol):
+    """What the learning curves read of one epoch (e.g. a
+    :class:`~mtlkit.training.EpochRecord`)."""
+
+    @property
+    def epoch(self) -> int: ...
+
+    @property
+    def train_loss(self) -> Mapping[str, float]: ...
+
+    @property
+    def val(self) -> Mapping[str, Mapping[str, float]] | None: ...
+
+    @property
+    def task_weights(self) -> Mapping[str, float] | None: ...
+
+
+class CosinePoint(Protocol):
+    """What the cosine plot reads of one recorded step (e.g. a
+    :class:`~mtlkit.training.CosineSample`)."""
+
+    @property
+    def step(self) -> int: ...
+
+    @property
+    def cosines(self) -> Mapping[str, float]: ...
 
 
 def _png(figure: MplFigure) -> bytes:
@@ -26,7 +54,7 @@ def _png(figure: MplFigure) -> bytes:
     return buffer.getvalue()
 
 
-def learning_curves_png(records: Sequence[EpochRecord], metrics: Mapping[str, str]) -> bytes:
+def learning_curves_png(records: Sequence[EpochPoint], metrics: Mapping[str, str]) -> bytes:
     """Per task, by epoch: the mean training loss (log scale), the validation metric
     (``metrics[task]``, when there is validation) and the task weight the balancer applied."""
     tasks = list(records[0].train_loss)
@@ -63,7 +91,7 @@ def learning_curves_png(records: Sequence[EpochRecord], metrics: Mapping[str, st
     return _png(figure)
 
 
-def cosine_png(samples: Sequence[CosineSample]) -> bytes:
+def cosine_png(samples: Sequence[CosinePoint]) -> bytes:
     """The cosine between each pair of task gradients on the shared parameters, by step."""
     figure = MplFigure(figsize=(8.0, 3.2), layout="constrained")
     axis = figure.subplots()
@@ -210,8 +238,8 @@ class RunFigures:
 
     def __init__(
         self,
-        records: Sequence[EpochRecord],
-        cosines: Sequence[CosineSample],
+        records: Sequence[EpochPoint],
+        cosines: Sequence[CosinePoint],
         metrics: Mapping[str, str],
     ) -> None:
         self.records = list(records)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -107,3 +107,31 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
         return MeanCI(mean, math.nan, len(data))
     spread = statistics.stdev(data) / math.sqrt(len(data))
     return MeanCI(mean, t_quantile(confidence, len(data) - 1) * spread, len(data))
+
+
+def mean_ranks(
+    means: Mapping[str, Mapping[str, float]], higher_is_better: Mapping[str, bool]
+) -> dict[str, float]:
+    """Per method, its rank on each task's mean (1 = best; ties share their mean rank),
+    averaged over the tasks of ``higher_is_better``.
+
+    Args:
+        means: per method, per task, the mean test metric.
+        higher_is_better: per task, the direction of its metric.
+
+    Raises:
+        ValueError: no method, no task, or a method without a task's mean.
+    """
+    if not means or not higher_is_better:
+        raise ValueError("mean_ranks: give one or more methods and one or more tasks.")
+    missing = [(m, t) for m, row in means.items() for t in higher_is_better if t not in row]
+    if missing:
+        raise ValueError(f"mean_ranks: method {missing[0][0]!r} has no mean for {missing[0][1]!r}.")
+    ranks: dict[str, list[float]] = {method: [] for method in means}
+    for task, higher in higher_is_better.items():
+        values = {method: row[task] for method, row in means.items()}
+        for method, value in values.items():
+            better = sum(1 for v in values.values() if (v > value if higher else v < value))
+            equal = sum(1 for v in values.values() if v == value)
+            ranks[method].append(better + (equal + 1) / 2)
+    return {method: statistics.fmean(values) for method, values in ranks.items()}

@@ -175,19 +175,25 @@ def build_model(
     RNG state.
 
     Raises:
-        ConfigError: architecture options the trunk cannot take (e.g. ``model.stages`` beyond
-            its stages).
+        ConfigError: backbone options it cannot build (e.g. ``hidden: []``), or architecture
+            options the trunk cannot take (e.g. ``model.sharing_options.stages`` beyond its
+            stages).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        trunk = create_backbone(config.model.backbone, input_shape, **config.model.options)
+        try:
+            trunk = create_backbone(
+                config.model.backbone, input_shape, **config.model.backbone_options
+            )
+        except ValueError as error:
+            raise ConfigError(f"model.backbone_options: {error}") from None
         heads = {task.name: _head(config, task, trunk.out_features) for task in tasks}
         try:
             return create_model(
                 config.model.sharing, trunk, heads, input_shape, **config.model.sharing_options
             )
         except ValueError as error:
-            raise ConfigError(f"model.{error}") from None
+            raise ConfigError(f"model.sharing_options.{error}") from None
 
 
 def _head(config: ExperimentConfig, task: Task, in_features: int) -> torch.nn.Module:

@@ -28,14 +28,14 @@ import itertools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config, set_value
-from mtlkit.evaluation import compare_values, delta_m
+from mtlkit.evaluation import Choice, choose_by_validation, compare_values, delta_m
 from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
-from mtlkit.evaluation.stats import MeanCI, mean_ci
+from mtlkit.evaluation.stats import MeanCI, mean_ci, mean_ranks
 from mtlkit.training import DivergedError
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
@@ -49,6 +49,8 @@ DELTA_M_CONVENTION = (
     "multi-task better (Maninis et al. 2019)."
 )
 _UNTUNABLE = ("name", "seed", "balancer.name", "tasks.include")
+DIVERGED_ROW = "diverged at every tuned value"
+"""What a method's row says when each of its tuned values has a run that diverged."""
 
 MethodSpec = str | Mapping[str, Any]
 """A method: its name (``"pcgrad"``), or a balancer section with options
@@ -87,42 +89,15 @@ def combo_label(combo: Mapping[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in combo.items()) or "(as configured)"
 
 
-@dataclass(frozen=True)
-class Choice:
-    """The tuned value chosen for one method (or baseline) by validation.
-
-    Attributes:
-        index: the chosen combination's position in the grid.
-        val_scores: per combination (grid order), the mean over seeds of the validation score.
-    """
-
-    index: int
-    val_scores: list[float]
+def _choice(cells: Sequence[Sequence[Cell]]) -> Choice:
+    """The value chosen on validation among ``cells`` (per value, its cells over the seeds; a
+    diverged cell scores −∞), :func:`~mtlkit.evaluation.choose_by_validation`."""
+    return choose_by_validation([[cell.val_score for cell in seeds] for seeds in cells])
 
 
-def choose_by_validation(cells: Sequence[Sequence[Cell]]) -> Choice:
-    """Choose among combinations by their mean validation score over seeds (the first of equals).
-
-    Args:
-        cells: per combination (grid order), its cells over the seeds.
-
-    Only :attr:`Cell.val_score` is read: the test metrics cannot change the choice. A value
-    with a diverged run scores −∞.
-
-    Raises:
-        DivergedError: every value has a diverged run.
-    """
-    scores = [statistics.fmean(cell.val_score for cell in seeds) for seeds in cells]
-    index = max(range(len(scores)), key=lambda i: (scores[i], -i))
-    if scores[index] == -math.inf:
-        failed = ", ".join(
-            str(cell.path.name) for seeds in cells for cell in seeds if cell.diverged
-        )
-        raise DivergedError(
-            f"every tuned value has a run that diverged ({failed}); tune smaller values, e.g. a "
-            "lower optim.lr."
-        )
-    return Choice(index=index, val_scores=scores)
+def _diverged_runs(cells: Sequence[Sequence[Cell]]) -> str:
+    """The names of the diverged cells among ``cells``."""
+    return ", ".join(str(cell.path.name) for seeds in cells for cell in seeds if cell.diverged)
 
 
 @dataclass(frozen=True)
@@ -170,6 +145,8 @@ class MethodComparison:
     reference: str
     out_dir: Path
     trained: int
+    diverged: dict[str, str] = field(default_factory=dict)
+    """Per method that diverged at every tuned value, the names of its diverged runs."""
 
     @property
     def table(self) -> Table:
@@ -194,6 +171,9 @@ class MethodComparison:
                 f"{row.step_time:.2f}",
             ]
             for row in self.rows
+        ]
+        body += [
+            [method, DIVERGED_ROW, *("—" for _ in tasks), "—", "—", "—"] for method in self.diverged
         ]
         chosen = "; ".join(f"{task}: {self.baselines[task].chosen}" for task in tasks)
         body.append(
@@ -256,7 +236,8 @@ def compare_methods(
     Raises:
         ConfigError: no validation split, or a method, seed list or tuned value that makes an
             invalid configuration (checked for the whole grid before any training).
-        DivergedError: a method (or baseline) diverged at every tuned value.
+        DivergedError: a baseline diverged at every tuned value (nothing is written), or a
+            method did (the others are compared and written first; its row says it diverged).
     """
     if config.data.val_fraction == 0:
         raise ConfigError(
@@ -289,7 +270,13 @@ def compare_methods(
     combo_names = [combo_label(combo) for combo in combos]
     baselines, baseline_runs = {}, {}
     for task in tasks:
-        choice = choose_by_validation(baseline_cells[task])
+        choice = _choice(baseline_cells[task])
+        if choice.index is None:
+            raise DivergedError(
+                f"the single-task baseline of {task} diverged at every tuned value "
+                f"({_diverged_runs(baseline_cells[task])}); tune smaller values, e.g. a lower "
+                "optim.lr."
+            )
         baseline_runs[task] = baseline_cells[task][choice.index]
         baselines[task] = BaselineRow(
             task=task,
@@ -297,16 +284,23 @@ def compare_methods(
             test=mean_ci([cell.test_metric(task) for cell in baseline_runs[task]], confidence),
             val_scores=dict(zip(combo_names, choice.val_scores)),
         )
-    reference = "ew" if "ew" in labels else labels[0]
+    choices = {label: _choice(method_cells[label]) for label in labels}
+    diverged = {
+        label: _diverged_runs(method_cells[label])
+        for label in labels
+        if choices[label].index is None
+    }
+    compared = [label for label in labels if label not in diverged]
+    reference = "ew" if "ew" in compared else (compared or labels)[0]
     step_times = {
         label: statistics.median(
             cell.step_seconds for per in method_cells[label] for cell in per if not cell.diverged
         )
-        for label in labels
+        for label in compared
     }
     rows = []
-    for label in labels:
-        choice = choose_by_validation(method_cells[label])
+    for label in compared:
+        choice = choices[label]
         runs = method_cells[label][choice.index]
         deltas = [_delta_m(run, [baseline_runs[t][i] for t in tasks]) for i, run in enumerate(runs)]
         rows.append(
@@ -321,7 +315,8 @@ def compare_methods(
             )
         )
     directions = {task: baseline_runs[task][0].primary(task)[1] for task in tasks}
-    ranks = _mean_ranks({row.method: row.test for row in rows}, directions)
+    means = {row.method: {task: ci.mean for task, ci in row.test.items()} for row in rows}
+    ranks = mean_ranks(means, directions) if rows else {}
     result = MethodComparison(
         rows=[replace(row, mean_rank=ranks[row.method]) for row in rows],
         baselines=baselines,
@@ -331,8 +326,18 @@ def compare_methods(
         reference=reference,
         out_dir=out_dir,
         trained=runner.trained,
+        diverged=diverged,
     )
     _write_outputs(result, config, combo_names)
+    if diverged:
+        raise DivergedError(
+            "; ".join(
+                f"{label} diverged at every tuned value ({runs})"
+                for label, runs in diverged.items()
+            )
+            + f"; tune smaller values, e.g. a lower optim.lr. The other methods are compared in "
+            f"{out_dir / 'compare.csv'}, where its row says so."
+        )
     return result
 
 
@@ -394,21 +399,6 @@ def _delta_m(run: Cell, baselines: Sequence[Cell]) -> float:
     return delta_m(rows)
 
 
-def _mean_ranks(
-    tests: Mapping[str, Mapping[str, MeanCI]], higher_is_better: Mapping[str, bool]
-) -> dict[str, float]:
-    """Per method, its rank on each task's mean (1 = best; ties share their mean rank),
-    averaged over tasks."""
-    ranks: dict[str, list[float]] = {method: [] for method in tests}
-    for task, higher in higher_is_better.items():
-        values = {method: test[task].mean for method, test in tests.items()}
-        for method, value in values.items():
-            better = sum(1 for v in values.values() if (v > value if higher else v < value))
-            equal = sum(1 for v in values.values() if v == value)
-            ranks[method].append(better + (equal + 1) / 2)
-    return {method: statistics.fmean(values) for method, values in ranks.items()}
-
-
 def _signed(value: MeanCI) -> str:
     text = value.format(2)
     return text if text.startswith("-") else f"+{text}"
@@ -441,6 +431,7 @@ def _write_outputs(result: MethodComparison, config: ExperimentConfig, combos: l
         ]
         for row in result.rows
     ]
+    rows += [[method, DIVERGED_ROW, *("" for _ in header[2:])] for method in result.diverged]
     baselines = [result.baselines[task] for task in tasks]
     rows.append(
         [
@@ -461,6 +452,7 @@ def _write_outputs(result: MethodComparison, config: ExperimentConfig, combos: l
         "metrics": result.metrics,
         "grid": combos,
         "rows": [asdict(row) for row in result.rows],
+        "diverged": result.diverged,
         "baselines": {task: asdict(row) for task, row in result.baselines.items()},
     }
     write_results(
@@ -476,14 +468,20 @@ def _document(result: MethodComparison, config: ExperimentConfig, combos: list[s
         Heading("Methods against single-task baselines"),
         result.table,
         *(Paragraph(note) for note in result.notes()),
-        Figure(
-            interval_png(
-                [row.method for row in result.rows],
-                [row.delta_m.mean for row in result.rows],
-                [row.delta_m.half_width for row in result.rows],
-                title=f"Δm% vs single-task, mean ± {round(result.confidence * 100)} % CI",
-            ),
-            "Δm% per method with its confidence interval (positive: multi-task better)",
+        *(
+            [
+                Figure(
+                    interval_png(
+                        [row.method for row in result.rows],
+                        [row.delta_m.mean for row in result.rows],
+                        [row.delta_m.half_width for row in result.rows],
+                        title=f"Δm% vs single-task, mean ± {round(result.confidence * 100)} % CI",
+                    ),
+                    "Δm% per method with its confidence interval (positive: multi-task better)",
+                )
+            ]
+            if result.rows
+            else []
         ),
         Heading("Validation score per tuned value"),
         Paragraph(

@@ -30,6 +30,7 @@ from mtlkit.tasks import ClassificationTask
 from mtlkit.workflows.build import build_model, build_tasks, load_data
 from mtlkit.workflows.restore import restore_run
 from mtlkit.workflows.run_dir import RunDir
+from mtlkit.workflows.transfer import require_layer_groups
 
 Tune = Literal["head", "last"]
 """What few-shot training updates: a new head on the frozen trunk, or the head and the trunk's
@@ -135,7 +136,8 @@ def fewshot(
 
     Raises:
         ConfigError: a task the data lacks or that is not a classification, a bad shot or draw
-            count, too few labelled examples of a class, a trunk of another input shape.
+            count, too few labelled examples of a class, a trunk of another input shape, a run
+            whose network has no layer groups (soft sharing).
     """
     if tune not in TUNES:
         raise ConfigError(f"--tune: {tune!r} is not one of: {', '.join(TUNES)}.")
@@ -145,6 +147,8 @@ def fewshot(
             "class and of draws."
         )
     runs = trunk_runs(run_dir) | {Path(p).name: Path(p) for p in others}
+    for path in runs.values():
+        require_layer_groups(RunDir(path).read_config(), path, "few-shot transfer")
     first = next(iter(runs.values()))
     # every task of the data, not only those the run trained (``tasks.include``)
     config, _ = derive_config(RunDir(first).read_config(), None, ["tasks.include=null", *overrides])

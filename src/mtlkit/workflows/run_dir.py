@@ -119,6 +119,12 @@ class RunDir:
         """Write the resolved configuration (every default included)."""
         write_text_atomic(self.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
+    def forget_unstarted(self) -> None:
+        """Remove the ``config.yaml`` of a run refused before its first checkpoint (nothing to
+        resume); a run with a checkpoint keeps it."""
+        if not self.last.exists() and not self.previous.exists():
+            self.config.unlink(missing_ok=True)
+
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """Write ``metrics.json``."""
         write_text_atomic(self.metrics, json.dumps(metrics, indent=2))
@@ -131,7 +137,7 @@ class RunDir:
         """
         if not self.config.is_file():
             raise ConfigError(f"{self.path} is not a run folder: it has no config.yaml.")
-        return load_config(self.config)
+        return load_config(self.config, saved=True)
 
     def write_preprocessing(self, data: MultiTaskData) -> None:
         """Write the data's task specs, input shape and fitted preprocessing, so that new inputs

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mtlkit.config import ConfigError, ExperimentConfig, config_difference
+from mtlkit.config import ConfigError, ExperimentConfig, config_difference, upgrade_saved_config
 from mtlkit.data import MultiTaskData
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.plots import RunFigures
@@ -138,6 +138,9 @@ def train(
 
     Raises:
         OSError: the run folder cannot be written (checked before any work).
+        ConfigError: the config does not fit the data (e.g. a fitted temperature without a
+            validation split); a new run's ``config.yaml``, written first so that a run killed
+            while its data loads can be resumed, is removed again.
         CheckpointError: ``resume`` and no checkpoint of the folder is readable.
         TrainingInterrupted: SIGINT or SIGTERM stopped the run after a checkpoint.
         DivergedError: a non-finite loss or gradient (``train.on_nonfinite: stop``).
@@ -147,6 +150,10 @@ def train(
     caller = capture_rng()
     try:
         return _train(config, Path(run_dir), probes, resume)
+    except ConfigError:
+        if not resume and is_main_process():
+            RunDir(Path(run_dir)).forget_unstarted()
+        raise
     finally:
         restore_rng(caller)
 
@@ -158,6 +165,7 @@ def _train(
     folder = RunDir(run_dir)
     if is_main_process():
         folder.check_writable()
+        folder.write_config(config)  # first: a run killed while its data loads can be resumed
     device = local_device(resolve_device(config.train.device))
     with process_group(device) as replicas, contextlib.ExitStack() as before_leaving:
         rank = 0 if replicas is None else replicas.rank
@@ -201,7 +209,6 @@ def _train(
         log = None
         if main:
             folder.remove_temporaries()
-            folder.write_config(config)
             folder.write_preprocessing(data)
             log = RunLog(folder.path, history=[] if progress is None else progress.history)
 
@@ -393,7 +400,7 @@ def _read_checkpoint(folder: RunDir, config: ExperimentConfig, size: int) -> dic
             f"mtlkit: {folder.last} is missing or unreadable; resuming from {path}.",
             file=sys.stderr,
         )
-    difference = config_difference(state["config"], config.to_dict())
+    difference = config_difference(upgrade_saved_config(state["config"]), config.to_dict())
     if difference is not None:
         raise ConfigError(f"{path} was written with another config ({difference}).")
     if state["processes"] != size:

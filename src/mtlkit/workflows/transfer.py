@@ -19,7 +19,7 @@ from mtlkit.atomic import write_text_atomic
 from mtlkit.balancing import Balancer, Need
 from mtlkit.config import ConfigError, ExperimentConfig, FinetuneConfig, derive_config
 from mtlkit.data import MultiTaskData
-from mtlkit.models import HEADS, GroupFreezer, MultiTaskModel
+from mtlkit.models import ARCHITECTURES, HEADS, GroupFreezer, HardSharing, MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training import CheckpointError, EpochRecord, Trainer
 from mtlkit.training.run_log import RunLog
@@ -53,6 +53,23 @@ class Derived:
     plan: FinetuneConfig
 
 
+def require_layer_groups(config: ExperimentConfig, run_dir: str | Path, workflow: str) -> None:
+    """Refuse, for ``workflow``, the run in ``run_dir`` (trained with ``config``) when its
+    network has no layer groups: a soft-sharing architecture, whose tasks read features of
+    their own (:func:`~mtlkit.models.layer_groups`).
+
+    Raises:
+        ConfigError: naming the run, its ``model.sharing`` and the fix.
+    """
+    sharing = config.model.sharing
+    if not issubclass(ARCHITECTURES.get(sharing).cls, HardSharing):
+        raise ConfigError(
+            f"{run_dir}: model.sharing is {sharing!r}, whose tasks read features of their own; "
+            f"{workflow} needs the layer groups (stage1, ..., heads) of one shared trunk: use a "
+            "run trained with model.sharing: hard."
+        )
+
+
 def derive_from_run(
     run_dir: str | Path, config_path: str | Path | None, overrides: Sequence[str] = ()
 ) -> Derived:
@@ -60,11 +77,13 @@ def derive_from_run(
     ``config_path`` (only what differs, and a ``finetune:`` section) and ``overrides``.
 
     Raises:
-        ConfigError: not a run folder, a bad config, or a change of the network (``model.*``):
-            the run's weights fit its own network only.
+        ConfigError: not a run folder, a network without layer groups (soft sharing), a bad
+            config, or a change of the network (``model.*``): the run's weights fit its own
+            network only.
         CheckpointError: the run has no readable ``best.pt``.
     """
     base = RunDir(Path(run_dir)).read_config()
+    require_layer_groups(base, run_dir, "fine-tuning")
     config, plan = derive_config(base, config_path, overrides)
     for key, value in config.model.model_dump().items():
         if value != getattr(base.model, key):
