@@ -24,8 +24,7 @@ from overhead import plain_epoch
 from timing import add_timing_arguments, timing_setup
 
 from mtlkit.config import load_config
-from mtlkit.training import Trainer
-from mtlkit.training.trainer import evaluate
+from mtlkit.training import evaluate
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
@@ -34,15 +33,15 @@ from mtlkit.workflows.build import (
     eval_batches,
     load_data,
     train_batches,
-    trainer_settings,
 )
+from mtlkit.workflows.trainer import build_trainer
 
 
 def measure(
     config_path: str, overrides: list[str], target: float, clock: Callable[[], float]
 ) -> list[str]:
     """Markdown rows: epochs and training time to ``target`` for the plain loop and mtlkit."""
-    config = load_config(config_path, overrides)
+    config = load_config(config_path, [*overrides, "train.progress=false"])
     data = load_data(config)
     tasks = build_tasks(config, data.tasks)
     template = build_model(config, data.input_shape, tasks)
@@ -51,16 +50,7 @@ def measure(
     plain_model = copy.deepcopy(template)
     plain_opt, plain_sched = build_optimization(config, plain_model, balancer)
     model = copy.deepcopy(template)
-    optimizer, scheduler = build_optimization(config, model, balancer)
-    trainer = Trainer(
-        model,
-        tasks,
-        balancer,
-        optimizer,
-        scheduler,
-        progress=False,
-        **trainer_settings(config),
-    )
+    trainer = build_trainer(config, model, tasks, balancer, torch.device("cpu"))
 
     def accuracy(net: torch.nn.Module, **kwargs) -> float:
         reports = evaluate(
@@ -77,7 +67,7 @@ def measure(
         spent["plain"] += clock() - start
         start = clock()
         trainer.train_epoch(train_batches(config, data.train, epoch), epoch)
-        scheduler.step()
+        trainer.scheduler.step()
         spent["mtlkit"] += clock() - start
         scores = {
             "plain": accuracy(plain_model),

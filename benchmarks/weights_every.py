@@ -19,6 +19,7 @@ import argparse
 import statistics
 from collections.abc import Callable
 
+import torch
 from timing import add_timing_arguments, timing_setup
 
 from mtlkit.config import ExperimentConfig, parse_config
@@ -28,13 +29,12 @@ from mtlkit.training import Trainer
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
-    build_optimization,
     build_tasks,
     eval_batches,
     load_data,
     train_batches,
-    trainer_settings,
 )
+from mtlkit.workflows.trainer import build_trainer
 
 
 def _config(num_tasks: int, epochs: int, method: str, every: int) -> ExperimentConfig:
@@ -54,10 +54,7 @@ def _trainer(config: ExperimentConfig, data: MultiTaskData) -> Trainer:
     tasks = build_tasks(config, data.tasks)
     model = build_model(config, data.input_shape, tasks)
     balancer = build_balancer(config, len(tasks))
-    optimizer, scheduler = build_optimization(config, model, balancer)
-    return Trainer(
-        model, tasks, balancer, optimizer, scheduler, progress=False, **trainer_settings(config)
-    )
+    return build_trainer(config, model, tasks, balancer, torch.device("cpu"))
 
 
 def measure(

@@ -7,12 +7,14 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.evaluation import HeadEnsemble, fit_weights
 from mtlkit.workflows import train
 from mtlkit.workflows.ensemble import ensemble_heads
+from processes import run_group
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -111,6 +113,37 @@ def test_a_configured_ensemble_is_a_row_of_the_runs_results(tmp_path, offline_da
     assert set(digits["test"]) == {"left", "right", "ensemble"}
     assert digits["test"]["left"]["accuracy"] == pytest.approx(result.test["left"].accuracy)
     assert "digits (ensemble → left)" in (tmp_path / "run" / "report.md").read_text()
+
+
+def _train_ensembles(rank: int, fake, config: str, out: str) -> int:
+    from mtlkit.data import load_benchmark
+    from mtlkit.workflows import build
+
+    build.load_benchmark = lambda name, **options: load_benchmark(
+        name, **{**options, **fake.kwargs}
+    )
+    return main(["train", config, "--out", out])
+
+
+@pytest.mark.slow
+def test_configured_ensembles_under_two_processes_score_the_whole_test_split(
+    tmp_path, fake_base_data, tiny_config
+):
+    """The main process scores the ensembles alone (on the whole split) while the others wait:
+    no collective of its metrics may wait for processes that never join it."""
+    raw = tiny_config(
+        model={"backbone_options": {"hidden": [16]}},
+        ensembles={"digits": {"tasks": ["left", "right"]}},
+    )
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    out = tmp_path / "run"
+    codes = run_group(_train_ensembles, 2, fake_base_data, str(config), str(out), timeout=90)
+    assert codes == [0, 0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    left = metrics["ensembles"]["digits"]["test"]["left"]
+    assert left["support"] == metrics["test"]["left"]["support"]  # every test row, once
+    assert left["accuracy"] == pytest.approx(metrics["test"]["left"]["accuracy"])
 
 
 @pytest.mark.parametrize(

@@ -11,17 +11,12 @@ from torch import nn
 
 from mtlkit.balancing import create
 from mtlkit.data import Batch, Split, TensorBatches
-from mtlkit.evaluation.affinity import (
-    TaskAffinityProbe,
-    best_groupings,
-    grouping_score,
-    lookahead_affinity,
-    suggested_grouping,
-)
+from mtlkit.evaluation.affinity import best_groupings, grouping_score, suggested_grouping
+from mtlkit.measure.affinity import TaskAffinityProbe, lookahead_affinity
+from mtlkit.measure.task_cosine import gramian_cosines
 from mtlkit.models import HardSharing
 from mtlkit.tasks import ClassificationTask
 from mtlkit.training import Trainer
-from mtlkit.training.task_cosine import gramian_cosines
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -174,6 +174,27 @@ def test_a_corrupt_checkpoint_stops_the_resume_and_nothing_is_overwritten(
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.slow
+def test_a_checkpoint_of_an_earlier_loop_is_refused_clearly_before_any_work(
+    config_file, tmp_path, offline_data, capsys
+):
+    """A ``last.pt`` without the hooks' states (written before they were saved) is refused with
+    one line naming it (exit 1, no traceback), and the run folder is left as it was."""
+    run = tmp_path / "run"
+    assert main(["train", str(config_file), "--out", str(run)]) == 0
+    (run / "metrics.json").unlink()  # as if killed before the end
+    state = torch.load(run / "last.pt", weights_only=True)
+    del state["hooks"]
+    torch.save(state, run / "last.pt")
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "last.pt was written by an mtlkit whose training loop did not save" in err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_a_full_disk_leaves_the_previous_checkpoints_whole(tmp_path, monkeypatch):
     folder = RunDir(tmp_path)
     folder.save_state({"model": {"w": torch.ones(3)}, "n": 1})

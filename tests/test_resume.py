@@ -247,3 +247,22 @@ def test_a_run_killed_while_its_data_loads_resumes_from_the_start(reference, fak
     assert _resume(fake_base_data, out) == [0]
     assert "has no checkpoint yet; starting it again" in capfd.readouterr().err
     _assert_same(out, reference, "SIGKILL while the data loads")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_torch_thread")
+def test_two_processes_with_input_noise_killed_mid_epoch_resume_bit_identical(
+    tmp_path, fake_base_data
+):
+    """Each rank draws its noise from its own generator (seed + rank): the checkpoint keeps
+    every rank's, and each rank gets its own back."""
+    rng = random.Random(SEED)
+    path = tmp_path / "noise.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "noise": {"gaussian": 0.3, "shift": 1}}))
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    assert _train(fake_base_data, path, reference, world=2) == [0, 0]
+    kill_at = rng.choice([3, 4, 5, 6])  # after a checkpoint (3 steps an epoch, one every 2)
+    codes = _train(fake_base_data, path, out, ("step", kill_at), world=2, armed=1)
+    assert codes[1] == -signal.SIGKILL
+    assert _resume(fake_base_data, out, world=2) == [0, 0]
+    _assert_same(out, reference, f"two processes with noise, SIGKILL before step {kill_at}")

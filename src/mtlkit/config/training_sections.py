@@ -9,8 +9,8 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from mtlkit.config.section import _one_of, _Section
+from mtlkit.measure.precision import PRECISIONS, check_precision
 from mtlkit.training.optim import OPTIMIZERS, SCHEDULES
-from mtlkit.training.precision import PRECISIONS, check_precision
 
 
 class BalancerConfig(_Section):

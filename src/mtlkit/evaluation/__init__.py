@@ -13,7 +13,8 @@
 * :class:`HeadEnsemble` and :func:`fit_weights` — heads of one label space combined by the
   weighted mean of their probabilities, the weights fitted on validation.
 * :func:`pareto_front`, :func:`hypervolume` (exact) and :func:`das_dennis` (preference vectors)
-  for trade-off sweeps; :mod:`mtlkit.evaluation.affinity` for inter-task affinity (TAG).
+  for trade-off sweeps; :mod:`mtlkit.evaluation.affinity` for task groupings from inter-task
+  affinity (TAG).
 
 The per-task metrics themselves (:class:`ClassificationMetrics`, :class:`ClassificationReport`)
 belong to the tasks (:mod:`mtlkit.tasks.metrics`) and are re-exported here.

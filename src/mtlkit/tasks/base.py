@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -81,13 +81,16 @@ class Task(ABC):
     ``combine_views(outputs, how)``: one output per row from the (M, N, ...) outputs of M views,
     shaped like one view's output, with ``how`` ``"vote"`` (each view votes for its prediction)
     or ``"mean"`` (the mean probability). Every built-in type has it; a task class of one's own
-    needs it only for views (:meth:`mtlkit.training.views.Views.check` refuses it otherwise).
+    needs it only for views (:meth:`mtlkit.measure.views.Views.check` refuses it otherwise).
     """
 
     name: str
     primary_metric: str
     instance_weights: InstanceWeights | None = None
     """Per-row loss weights computed from each batch (``None``: every row weighs the same)."""
+    per_pixel: ClassVar[bool] = False
+    """Whether the task predicts a map per input ((N, C, H, W) outputs, a dense trunk and a
+    convolutional head), not one output per row."""
 
     @property
     def higher_is_better(self) -> bool:

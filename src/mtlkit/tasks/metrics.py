@@ -46,6 +46,15 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
         "rmse": False,
         "r2": True,
         "ece": False,
+        "miou": True,
+        "pixel_accuracy": True,
+        "abs_err": False,
+        "rel_err": False,
+        "mean_angle": False,
+        "median_angle": False,
+        "within_11_25": True,
+        "within_22_5": True,
+        "within_30": True,
     }
 )
 """Whether a larger value is better, per metric name (read-only)."""
@@ -195,19 +204,25 @@ class ClassificationMetrics:
 
     The state is a torchmetrics ``MulticlassConfusionMatrix`` and, for scores, its
     ``MulticlassCalibrationError`` (ECE); under ``torch.distributed`` the states of all processes
-    are reduced in :meth:`compute`. Inputs must live on :attr:`device`
-    (move the metric with :meth:`to`).
+    are reduced in :meth:`compute` (a collective every process must join), unless ``sync`` is
+    False: then this process's alone (one process scoring data it holds whole). Inputs must live
+    on :attr:`device` (move the metric with :meth:`to`).
     """
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, *, sync: bool = True) -> None:
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}.")
         self.num_classes = num_classes
         self._confmat = MulticlassConfusionMatrix(
-            num_classes, ignore_index=_UNLABELLED, validate_args=False
+            num_classes, ignore_index=_UNLABELLED, validate_args=False, sync_on_compute=sync
         )
         self._calibration = MulticlassCalibrationError(
-            num_classes, n_bins=ECE_BINS, norm="l1", ignore_index=_UNLABELLED, validate_args=False
+            num_classes,
+            n_bins=ECE_BINS,
+            norm="l1",
+            ignore_index=_UNLABELLED,
+            validate_args=False,
+            sync_on_compute=sync,
         )
         self._scored = False
 

@@ -1,14 +1,20 @@
 """Training: the loop, the training state (exact resume), processes training together
 (torchrun/DDP), non-finite detection, stop signals, optimizers and schedules, checkpoints, logs;
 the practitioner's techniques (input noise, noisy views, distillation teachers, L1/L2 penalties,
-temperature scaling)."""
+temperature scaling). The evaluation pass, the noise and views, the epoch record and the task
+cosines live in :mod:`mtlkit.measure` (evaluation reads them too) and are re-exported here."""
 
+from mtlkit.measure.evaluation_pass import evaluate, evaluate_with_losses
+from mtlkit.measure.noise import InputNoise, noise_generator
+from mtlkit.measure.records import CosineSample, EpochRecord
+from mtlkit.measure.task_cosine import TaskCosineRecorder
+from mtlkit.measure.views import Views
 from mtlkit.training.calibration import fit_temperatures
 from mtlkit.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from mtlkit.training.distill import EMATeacher, FrozenTeachers, Teacher
 from mtlkit.training.distributed import LaunchError, ProcessGroupReplicas, process_group
 from mtlkit.training.finite import DivergedError
-from mtlkit.training.noise import InputNoise, noise_generator
+from mtlkit.training.hooks import Hook, StepState
 from mtlkit.training.optim import (
     ParamGroup,
     create_optimizer,
@@ -16,15 +22,14 @@ from mtlkit.training.optim import (
     learning_rates,
 )
 from mtlkit.training.penalties import GROUPS, ParameterPenalties, Penalty
-from mtlkit.training.records import EpochRecord
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
 from mtlkit.training.state import FitProgress, capture_rng, restore_rng, seed_process
-from mtlkit.training.task_cosine import CosineSample, TaskCosineRecorder
-from mtlkit.training.trainer import FitResult, Trainer, evaluate, evaluate_with_losses
-from mtlkit.training.views import Views
+from mtlkit.training.trainer import FitResult, Trainer
 
 __all__ = [
     "GROUPS",
+    "Hook",
+    "StepState",
     "CheckpointError",
     "CosineSample",
     "DivergedError",

@@ -14,6 +14,21 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable or not one of ours."""
 
 
+def require_hook_states(state: dict[str, Any], source: str = "this checkpoint") -> None:
+    """Refuse a training state written before the loop saved its hooks' state (no ``hooks``):
+    it cannot resume exactly.
+
+    Raises:
+        CheckpointError: naming ``source`` and what to do instead.
+    """
+    if "hooks" not in state:
+        raise CheckpointError(
+            f"{source} was written by an mtlkit whose training loop did not save its hooks' "
+            "state (noise generators per process, the loss scale, penalty sums, task cosines), "
+            "so it cannot resume exactly: finish the run with that version, or train it again."
+        )
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``path`` atomically.
 

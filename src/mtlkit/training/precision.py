@@ -4,8 +4,8 @@ The forward pass and the task losses run under :func:`torch.autocast`; the balan
 runs outside it, so that the per-task gradients of the (float32) parameters, their Gramian and
 the small solvers stay in float32/float64 whatever the activations' dtype (the engine also turns
 autocast off around its own linear algebra, for loops that call ``balancer.backward`` inside
-autocast). BatchNorm runs in float32 under autocast (it is on autocast's float32 list), so a
-BatchNorm trunk needs nothing special.
+autocast). The precisions and their autocast are :mod:`mtlkit.measure.precision` (evaluation
+uses them too).
 
 ``fp16`` has too few exponent bits for small gradients, so it comes with a dynamic loss scale
 (:class:`LossScale`): the gradient flowing back from the task heads' outputs is multiplied by a
@@ -17,48 +17,12 @@ and MGDA's normalisations read them) and its own parameters' gradients are not s
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["PRECISIONS", "LossScale", "autocast_context", "check_precision", "precision_dtype"]
-
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-"""The values of ``train.precision``; the first is the default."""
-
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-_DEVICES = {"fp32": None, "bf16": ("cpu", "cuda"), "fp16": ("cuda",)}
-
-
-def precision_dtype(precision: str) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` (``None`` for ``fp32``: no autocast)."""
-    return _DTYPES.get(precision)
-
-
-def check_precision(precision: str, device: torch.device | str) -> None:
-    """Raise a clear ``ValueError`` if ``precision`` is unknown or not offered on ``device``."""
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f"train.precision must be one of {', '.join(PRECISIONS)}; got {precision!r}."
-        )
-    devices = _DEVICES[precision]
-    kind = torch.device(device).type
-    if devices is not None and kind not in devices:
-        fix = "use 'bf16' (CPU and CUDA) or 'fp32'" if precision == "fp16" else "use 'fp32'"
-        raise ValueError(
-            f"train.precision {precision!r} runs on {' and '.join(devices)} only, not on "
-            f"{kind!r}: {fix}."
-        )
-
-
-def autocast_context(precision: str, device: torch.device) -> AbstractContextManager[Any]:
-    """The autocast context of ``precision`` on ``device`` (a no-op for ``fp32``)."""
-    dtype = precision_dtype(precision)
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+__all__ = ["LossScale"]
 
 
 class _ScaleGradient(torch.autograd.Function):
@@ -122,3 +86,11 @@ class LossScale:
         if self._good_steps == self.growth_interval:
             self.scale *= 2.0
             self._good_steps = 0
+
+    def state_dict(self) -> dict[str, float | int]:
+        """The scale and the clean steps since it last changed."""
+        return {"scale": self.scale, "good_steps": self._good_steps}
+
+    def load_state_dict(self, state: dict[str, float | int]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.scale, self._good_steps = float(state["scale"]), int(state["good_steps"])

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mtlkit.atomic import write_text_atomic
-from mtlkit.training.records import EpochRecord
+from mtlkit.measure.records import EpochRecord
 
 
 class RunLog:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlkit.training.records import EpochRecord
+from mtlkit.measure.records import EpochRecord
 
 __all__ = ["FitProgress", "capture_rng", "restore_rng", "seed_process"]
 

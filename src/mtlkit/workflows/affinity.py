@@ -13,13 +13,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mtlkit.config import ConfigError, ExperimentConfig
-from mtlkit.evaluation.affinity import (
-    Grouping,
-    TaskAffinityProbe,
-    best_groupings,
-    suggested_grouping,
-)
+from mtlkit.evaluation.affinity import Grouping, best_groupings, suggested_grouping
 from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
+from mtlkit.measure.affinity import TaskAffinityProbe
 from mtlkit.workflows.cells import refuse_several_processes
 from mtlkit.workflows.run_dir import prepare_run_dir, write_results
 from mtlkit.workflows.train import train

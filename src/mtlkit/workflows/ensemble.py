@@ -19,6 +19,7 @@ from mtlkit.data import MultiTaskData, Split
 from mtlkit.evaluation import HeadEnsemble, fit_weights
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import ClassificationTask, Task
+from mtlkit.tasks.metrics import ClassificationMetrics
 from mtlkit.workflows.build import load_data
 from mtlkit.workflows.restore import restore_run
 
@@ -212,7 +213,8 @@ def _outputs(
 
 
 def _score(task: ClassificationTask, output: Tensor, labels: Tensor) -> Any:
-    """The report of ``task``'s metrics for ``output`` against ``labels``."""
-    metrics = task.metrics()
+    """The report of ``task``'s metrics for ``output`` against ``labels`` (this process's alone:
+    under torchrun the main process scores the whole split while the others wait)."""
+    metrics = ClassificationMetrics(task.num_classes, sync=False)
     metrics.update(output, labels)
     return metrics.compute()

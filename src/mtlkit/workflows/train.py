@@ -16,10 +16,12 @@ from typing import Any
 import torch
 
 from mtlkit.config import ConfigError, ExperimentConfig, config_difference, upgrade_saved_config
-from mtlkit.data import MultiTaskData
+from mtlkit.data import MultiTaskData, Split
 from mtlkit.evaluation.document import write_reports
+from mtlkit.evaluation.maps import MapSamples, sample_maps
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
+from mtlkit.measure.probes import StepProbe
 from mtlkit.tasks import ClassificationTask, Task
 from mtlkit.training import (
     CheckpointError,
@@ -41,22 +43,18 @@ from mtlkit.training import (
     save_checkpoint,
     seed_process,
 )
+from mtlkit.training.checkpoint import require_hook_states
 from mtlkit.training.distributed import is_main_process, local_device
-from mtlkit.training.probes import StepProbe
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
-    build_noise,
-    build_optimization,
-    build_penalties,
     build_tasks,
     build_views,
     eval_batches,
     load_data,
     resolve_device,
     train_batches,
-    trainer_settings,
 )
 from mtlkit.workflows.ensemble import (
     check_ensembles,
@@ -66,7 +64,7 @@ from mtlkit.workflows.ensemble import (
 )
 from mtlkit.workflows.evaluate import evaluate_run
 from mtlkit.workflows.run_dir import RunDir, run_info
-from mtlkit.workflows.teachers import build_teachers
+from mtlkit.workflows.trainer import build_trainer
 
 
 @dataclass
@@ -83,6 +81,8 @@ class RunResult:
     test_loss: dict[str, float] = field(default_factory=dict)
     fit: FitResult = field(default_factory=FitResult)
     primary_metrics: dict[str, str] = field(default_factory=dict)
+    maps: MapSamples | None = None
+    """A few test images' per-pixel targets and predictions (``None`` without such tasks)."""
 
     @property
     def skipped(self) -> int:
@@ -91,7 +91,9 @@ class RunResult:
 
     def figures(self) -> RunFigures:
         """The plots of this run for a report (learning curves, cosines, confusion maps)."""
-        return RunFigures(self.fit.history, self.fit.task_cosines, self.primary_metrics)
+        return RunFigures(
+            self.fit.history, self.fit.task_cosines, self.primary_metrics, maps=self.maps
+        )
 
 
 def finished_run(run_dir: str | Path) -> RunResult:
@@ -182,23 +184,9 @@ def _train(
         check_ensembles(config, tasks, data)
         model = build_model(config, data.input_shape, tasks)
         balancer = build_balancer(config, len(tasks))
-        optimizer, scheduler = build_optimization(config, model, balancer)
         main = rank == 0
-        trainer = Trainer(
-            model,
-            tasks,
-            balancer,
-            optimizer,
-            scheduler,
-            device=device,
-            progress=config.train.progress and main,
-            replicas=replicas,
-            probes=probes,
-            noise=build_noise(config),
-            seed=config.seed + rank,
-            teachers=build_teachers(config, tasks, model),
-            penalties=build_penalties(config, model, balancer),
-            **trainer_settings(config),
+        trainer = build_trainer(
+            config, model, tasks, balancer, device, replicas=replicas, probes=probes
         )
         before_leaving.callback(trainer.release_replicas)  # before the group is destroyed
         progress = None
@@ -312,6 +300,8 @@ def complete_run(
         )
         folder.previous.unlink(missing_ok=True)
     result = RunResult(folder.path, test, fit.best_epoch, seconds, test_loss, fit, primary)
+    if main and isinstance(data.test, Split):
+        result.maps = sample_maps(trainer.model, tasks, data.test.inputs, data.test.targets)
     if main:
         document = run_document(
             title=f"mtlkit run: {config.name}",
@@ -358,8 +348,8 @@ class _Checkpoints:
 
     def __call__(self, progress: FitProgress) -> None:
         rng = [capture_rng()] if self.replicas is None else self.replicas.gather(capture_rng())
-        if rng is not None:  # the main process
-            state = self.trainer.state_dict(progress)
+        state = self.trainer.state_dict(progress)  # every process: per-process hook states
+        if rng is not None and state is not None:  # the main process
             state.update(rng=rng, processes=len(rng), config=self.config.to_dict())
             self.folder.save_state(state)
         self.saved = progress.label
@@ -395,6 +385,7 @@ def _read_checkpoint(folder: RunDir, config: ExperimentConfig, size: int) -> dic
         print(f"mtlkit: {folder.path} has no checkpoint yet; starting it again.", file=sys.stderr)
         return None
     state, path = found
+    require_hook_states(state, str(path))
     if path != folder.last:
         print(
             f"mtlkit: {folder.last} is missing or unreadable; resuming from {path}.",

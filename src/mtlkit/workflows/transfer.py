@@ -21,21 +21,20 @@ from mtlkit.config import ConfigError, ExperimentConfig, FinetuneConfig, derive_
 from mtlkit.data import MultiTaskData
 from mtlkit.models import ARCHITECTURES, HEADS, GroupFreezer, HardSharing, MultiTaskModel
 from mtlkit.tasks import Task
-from mtlkit.training import CheckpointError, EpochRecord, Trainer
+from mtlkit.training import CheckpointError, EpochRecord
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
     build_model,
-    build_optimization,
     eval_batches,
     resolve_device,
     train_batches,
-    trainer_settings,
 )
 from mtlkit.workflows.ensemble import check_ensembles
 from mtlkit.workflows.restore import TrainedRun, restore_run
 from mtlkit.workflows.run_dir import RunDir, SavedData
 from mtlkit.workflows.train import RunResult, complete_run
+from mtlkit.workflows.trainer import build_trainer
 
 
 @dataclass
@@ -199,17 +198,7 @@ def fit_into_run_dir(
     check_ensembles(config, tasks, data)
     balancer = build_balancer(config, len(tasks))
     schedule = UnfreezeSchedule(model, plan, balancer, config.train.epochs)
-    optimizer, scheduler = build_optimization(config, model, balancer)
-    trainer = Trainer(
-        model,
-        tasks,
-        balancer,
-        optimizer,
-        scheduler,
-        device=device,
-        progress=config.train.progress,
-        **trainer_settings(config),
-    )
+    trainer = build_trainer(config, model, tasks, balancer, device)
     folder.path.mkdir(parents=True, exist_ok=True)
     folder.write_config(config)
     folder.write_saved(saved)

@@ -1,4 +1,5 @@
-"""What one epoch of training did: :class:`EpochRecord`."""
+"""What training records: one epoch (:class:`EpochRecord`) and the task-gradient cosines of one
+step (:class:`CosineSample`); plain values, read by evaluation's plots and reports."""
 
 from __future__ import annotations
 
@@ -65,3 +66,18 @@ class EpochRecord:
         row["seconds"] = self.seconds
         row["step_seconds"] = self.step_seconds
         return row
+
+
+@dataclass(frozen=True)
+class CosineSample:
+    """The pairwise gradient cosines at one training step.
+
+    Attributes:
+        step: the global step (1-based) the gradients were taken at, before its update.
+        epoch: the epoch of that step.
+        cosines: ``pair_name(a, b)`` → cos(∇L_a, ∇L_b) on the shared parameters.
+    """
+
+    step: int
+    epoch: int
+    cosines: dict[str, float]

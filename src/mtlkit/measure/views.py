@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
+from mtlkit.measure.noise import InputNoise, noise_generator
 from mtlkit.models import Inputs, MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.base import Combine
-from mtlkit.training.noise import InputNoise, noise_generator
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,13 @@ training step is unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import combinations
 
 from torch import Tensor
 
 from mtlkit.balancing.engine import task_gramian
-from mtlkit.training.probes import EveryNSteps, StepView
+from mtlkit.measure.probes import EveryNSteps, StepView
+from mtlkit.measure.records import CosineSample
 
 
 def pair_name(first: str, second: str) -> str:
@@ -33,24 +33,9 @@ def gramian_cosines(gramian: Tensor) -> Tensor:
     return gramian / (norms[:, None] * norms[None, :])
 
 
-@dataclass(frozen=True)
-class CosineSample:
-    """The pairwise gradient cosines at one training step.
-
-    Attributes:
-        step: the global step (1-based) the gradients were taken at, before its update.
-        epoch: the epoch of that step.
-        cosines: ``pair_name(a, b)`` → cos(∇L_a, ∇L_b) on the shared parameters.
-    """
-
-    step: int
-    epoch: int
-    cosines: dict[str, float]
-
-
 class TaskCosineRecorder(EveryNSteps):
     """Records the pairwise cosines of the task gradients every ``every`` steps (a
-    :class:`~mtlkit.training.probes.StepProbe`).
+    :class:`~mtlkit.measure.probes.StepProbe`).
 
     Args:
         task_names: the tasks, in the order of the losses.
