@@ -52,12 +52,18 @@ class SetFront:
         reference: the hypervolume's reference point (test loss per task).
         hypervolume: of the rays' test-loss points.
         out_dir: where ``pareto-set.csv``, ``pareto-set.json`` and the report were written.
+        tasks: the task names, in the preferences' order.
+        family: the run's ``model.preference``.
+        protocol: the test data: benchmark (protocol), number of test samples.
     """
 
     points: list[RayPoint]
     reference: tuple[float, ...]
     hypervolume: float
     out_dir: Path
+    tasks: list[str]
+    family: str
+    protocol: str
 
 
 def test_rays(num_tasks: int, rays: int = DEFAULT_RAYS) -> list[tuple[float, ...]]:
@@ -122,10 +128,17 @@ def pareto_set_front(
         for i, (p, metrics, losses) in enumerate(measured)
     ]
     volume = hypervolume([[p.losses[n] for n in names] for p in points], ref)
-    result = SetFront(points, ref, volume, Path(out) if out else Path(run_dir) / "pareto-set")
+    result = SetFront(
+        points,
+        ref,
+        volume,
+        Path(out) if out else Path(run_dir) / "pareto-set",
+        list(names),
+        str(run.config.model.preference),
+        f"{data.name} ({data.protocol}), {len(data.test)} test samples",
+    )
     result.out_dir.mkdir(parents=True, exist_ok=True)
-    protocol = f"{data.name} ({data.protocol}), {len(data.test)} test samples"
-    _write(result, run.config.name, names, str(run.config.model.preference), swept, protocol)
+    _write(result, run.config.name, swept)
     return result
 
 
@@ -136,14 +149,8 @@ def _read_sweep(folder: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _write(
-    result: SetFront,
-    name: str,
-    tasks: list[str],
-    family: str,
-    sweep: dict | None,
-    protocol: str,
-) -> None:
+def _write(result: SetFront, name: str, sweep: dict | None) -> None:
+    tasks = result.tasks
     header = [
         "preference",
         *(f"{t} metric" for t in tasks),
@@ -164,7 +171,7 @@ def _write(
     summary = {
         "reference": result.reference,
         "hypervolume": result.hypervolume,
-        "protocol": protocol,
+        "protocol": result.protocol,
         "points": [asdict(p) for p in result.points],
     }
     write_results(
@@ -172,19 +179,14 @@ def _write(
         "pareto-set",
         (header, rows),
         summary,
-        _document(result, name, tasks, family, sweep, protocol),
+        _document(result, name, sweep),
     )
 
 
-def _document(
-    result: SetFront,
-    name: str,
-    tasks: list[str],
-    family: str,
-    sweep: dict | None,
-    protocol: str,
-) -> Document:
+def _document(result: SetFront, name: str, sweep: dict | None) -> Document:
     from mtlkit.evaluation.plots import tradeoff_png
+
+    tasks, family = result.tasks, result.family
 
     groups: dict[str, list[list[float]]] = {
         f"{family} rays": [[p.losses[t] for t in tasks] for p in result.points]
@@ -205,7 +207,7 @@ def _document(
         Paragraph(
             f"**Hypervolume of the {len(result.points)} rays' test losses: "
             f"{result.hypervolume:.4f}** at reference ({reference}); one {family} network, "
-            f"served at each ray, on {protocol}. Higher is better."
+            f"served at each ray, on {result.protocol}. Higher is better."
         ),
         Figure(
             tradeoff_png(
