@@ -211,3 +211,55 @@ def test_split_subset(fake_base_data):
     assert right_only.inputs is data.train.inputs and len(right_only) == 50
     with pytest.raises(DataError, match="unknown task"):
         data.train.subset(["middle"])
+
+
+@pytest.mark.parametrize("name", ["multi-mnist", "multi-fashion", "multi-fashion-mnist"])
+def test_the_published_pareto_protocol_pairs_every_base_image_twice(fake_base_data, name):
+    """ParetoMTL's size: twice the base split, 36×36; the second round composes the same base
+    images in the same order with partners drawn anew; cached like every benchmark."""
+    data = _load(fake_base_data, name, protocol="pareto-published", seed=3)
+    one = _load(fake_base_data, name, protocol="pareto", seed=3)
+    left_base = "fashion-mnist" if name == "multi-fashion" else "mnist"
+    for split in ("train", "test"):
+        composed, base = getattr(data, split), _base(fake_base_data, left_base, split)
+        n = len(base[1])
+        assert tuple(composed.inputs.shape) == (2 * n, 1, 36, 36)
+        assert len(getattr(one, split).inputs) == n
+        left = composed.targets["left"].numpy()
+        np.testing.assert_array_equal(left, np.concatenate([base[1], base[1]]))
+        right = composed.targets["right"].numpy()
+        assert not np.array_equal(right[:n], right[n:])  # each round draws its partners
+    cache = fake_base_data.data_dir / "benchmarks" / f"{name}-pareto-published-seed3.npz"
+    assert cache.is_file()
+    again = _load(fake_base_data, name, protocol="pareto-published", seed=3)
+    assert again.fingerprint == data.fingerprint
+
+
+def test_the_published_pareto_protocol_holds_out_a_tenth_for_validation(fake_base_data):
+    data = _load(fake_base_data, protocol="pareto-published", val_fraction=0.1)
+    total = len(data.train.inputs) + len(data.val.inputs)
+    assert len(data.val.inputs) == round(0.1 * total)
+
+
+@pytest.mark.slow
+def test_the_published_pareto_protocol_has_paretomtls_sizes_on_the_real_mnist(tmp_path):
+    """120,000 training (108,000 + 12,000 validation at COSMOS's 10 %) and 20,000 test images
+    of 36×36, from the real MNIST files of ``$MTLKIT_DATA`` (linked into a scratch data dir,
+    so the build's cache lands there)."""
+    import os
+    from pathlib import Path
+
+    real = Path(os.environ.get("MTLKIT_DATA", "")) / "mnist"
+    if not (real / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("the real MNIST files are not in $MTLKIT_DATA/mnist")
+    (tmp_path / "mnist").symlink_to(real)
+    data = load_benchmark(
+        "multi-mnist",
+        protocol="pareto-published",
+        val_fraction=0.1,
+        data_dir=tmp_path,
+        quiet=True,
+    )
+    assert tuple(data.train.inputs.shape) == (108_000, 1, 36, 36)
+    assert tuple(data.val.inputs.shape) == (12_000, 1, 36, 36)
+    assert tuple(data.test.inputs.shape) == (20_000, 1, 36, 36)

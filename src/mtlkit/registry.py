@@ -10,10 +10,10 @@ and the config, ``mtlkit`` and the error messages pick it up from there: no seco
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["Registry", "UnknownNameError"]
+__all__ = ["Registry", "UnknownNameError", "check_option_names"]
 
 T = TypeVar("T")
 
@@ -73,3 +73,17 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def check_option_names(owner: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Refuse an option that the entry ``owner`` (e.g. ``"backbone 'mlp'"``) does not take.
+
+    Raises:
+        ValueError: naming the first unknown option and listing the ``known`` ones.
+    """
+    known = list(known)
+    unknown = [option for option in given if option not in known]
+    if unknown:
+        raise ValueError(
+            f"{owner} takes no option {unknown[0]!r}; its options: {', '.join(known) or 'none'}."
+        )

@@ -28,6 +28,7 @@ from mtlkit.balancing.methods import (  # noqa: F401
     cr_mogm,
     db_mtl,
     dwa,
+    epo,
     excess_mtl,
     fairgrad,
     famo,

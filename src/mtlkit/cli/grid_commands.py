@@ -38,7 +38,6 @@ def _compare(args: argparse.Namespace) -> int:
 def _pareto(args: argparse.Namespace) -> int:
     from mtlkit.workflows.pareto import pareto_sweep
 
-    config = load_config(args.config, args.overrides)
     reference = None
     if args.reference is not None:
         try:
@@ -47,6 +46,11 @@ def _pareto(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--reference {args.reference!r}: give numbers separated by commas, e.g. 2,2."
             ) from None
+    if Path(args.config).is_dir():  # a preference-conditioned run: its front on test rays
+        from mtlkit.cli.pareto_set_command import print_set_front
+
+        return print_set_front(args, reference)
+    config = load_config(args.config, args.overrides)
     result = pareto_sweep(
         config,
         args.out or Path("runs") / f"{config.name}-pareto",
@@ -182,6 +186,18 @@ def add_parsers(commands: Commands) -> None:
     pareto.add_argument(
         "--reference",
         help="hypervolume reference point on the test losses, one value per task (default 2,2)",
+    )
+    pareto.add_argument(
+        "--rays",
+        type=int,
+        default=25,
+        help="given a preference-conditioned run folder instead of a config: its test rays",
+    )
+    pareto.add_argument(
+        "--sweep",
+        type=Path,
+        metavar="DIR",
+        help="with a run folder: a mtlkit pareto sweep folder to draw beside its front",
     )
     affinity = config_command(
         commands,

@@ -13,7 +13,12 @@ def _eval(args: argparse.Namespace) -> int:
     from mtlkit.workflows import evaluate_run
 
     reports = evaluate_run(
-        args.run_dir, args.device, args.data, views=args.views, combine=args.combine
+        args.run_dir,
+        args.device,
+        args.data,
+        views=args.views,
+        combine=args.combine,
+        preference=args.preference,
     )
     print(json.dumps({name: report.summary() for name, report in reports.items()}, indent=2))
     return 0
@@ -29,6 +34,7 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device,
         views=args.views,
         combine=args.combine,
+        preference=args.preference,
     )
     print(f"{len(result.table)} rows predicted: {result.path}")
     return 0
@@ -119,4 +125,11 @@ def _add_view_options(command: argparse.ArgumentParser) -> None:
         choices=("vote", "mean"),
         default=None,
         help="combine the views by majority vote or mean probability (default: eval.combine)",
+    )
+    command.add_argument(
+        "--preference",
+        metavar="A1,...,AK",
+        default=None,
+        help="a preference-conditioned run's point of the front: one number >= 0 per task, "
+        "summing to 1 (default: the uniform preference)",
     )

@@ -21,9 +21,19 @@ from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_vali
 from mtlkit.config.errors import ConfigError
 from mtlkit.config.overrides import _short_repr
 from mtlkit.config.section import _one_of, _Section
-from mtlkit.models import ARCHITECTURES, BACKBONES, architecture_options, backbone_options
+from mtlkit.models import (
+    ARCHITECTURES,
+    BACKBONES,
+    PREFERENCE_MODELS,
+    architecture_options,
+    backbone_options,
+    preference_options,
+)
 
 OPTION_KEYS = ("backbone_options", "sharing_options")
+PREFERENCE_BALANCERS = ("ew", "epo")
+"""The balancing methods a preference-conditioned network trains with: ``ew`` (the preference's
+scalarisation, with COSMOS's cosine term) and ``epo`` (EPO on each batch's preference ray)."""
 """The ``model`` keys that hold the options of the backbone and of the sharing architecture."""
 
 
@@ -43,6 +53,12 @@ class ModelConfig(_Section):
     sharing_options: dict[str, Any] = Field(
         default_factory=dict, description="the sharing architecture's options, e.g. {experts: 4}"
     )
+    preference: str | None = Field(
+        None, description="one model for the whole front: cosmos, phn or pamal (default: none)"
+    )
+    preference_options: dict[str, Any] = Field(
+        default_factory=dict, description="the preference model's options, e.g. {dirichlet: 0.2}"
+    )
 
     @field_validator("backbone")
     @classmethod
@@ -53,6 +69,11 @@ class ModelConfig(_Section):
     @classmethod
     def _known_sharing(cls, value: str) -> str:
         return _one_of(ARCHITECTURES, value)
+
+    @field_validator("preference")
+    @classmethod
+    def _known_preference(cls, value: str | None) -> str | None:
+        return value if value is None else _one_of(PREFERENCE_MODELS, value)
 
 
 def moved_model_key(key: str) -> str | None:
@@ -123,6 +144,45 @@ def resolve_sharing_options(name: str, given: Mapping[str, Any]) -> dict[str, An
         architecture_options(name, options)
     except ValueError as error:
         raise ConfigError(f"model.sharing_options.{error}") from None
+    return options
+
+
+def resolve_preference_options(
+    name: str | None, given: Mapping[str, Any], balancer: str
+) -> dict[str, Any]:
+    """The options of preference family ``name`` (its defaults updated by ``given``, checked
+    against its constructor; ``dirichlet``, the concentration of the training preferences, a
+    number > 0), and the check that ``balancer`` trains it.
+
+    Raises:
+        ConfigError: naming ``model.preference_options.<option>``, options without a family, or
+            a balancing method other than those of :data:`PREFERENCE_BALANCERS`.
+    """
+    if name is None:
+        if given:
+            raise ConfigError(
+                "model.preference_options: set model.preference (cosmos, phn or pamal) first."
+            )
+        return {}
+    if balancer not in PREFERENCE_BALANCERS:
+        raise ConfigError(
+            f"balancer.name: a preference-conditioned model (model.preference: {name}) trains "
+            f"with {' or '.join(PREFERENCE_BALANCERS)}, not {balancer!r}."
+        )
+    cls = PREFERENCE_MODELS.get(name)
+    options = _resolved(
+        cls.__init__, preference_options(name), given, f"preference {name!r}", "preference"
+    )
+    dirichlet = options["dirichlet"]
+    if isinstance(dirichlet, bool) or not isinstance(dirichlet, int | float) or not dirichlet > 0:
+        raise ConfigError(
+            f"model.preference_options.dirichlet: the concentration must be a number > 0, got "
+            f"{_short_repr(dirichlet)}."
+        )
+    try:
+        cls.check_options(**{k: v for k, v in options.items() if k != "dirichlet"})
+    except ValueError as error:
+        raise ConfigError(f"model.preference_options: {error}") from None
     return options
 
 

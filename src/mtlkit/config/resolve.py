@@ -32,6 +32,7 @@ from mtlkit.config.model_sections import (
     ModelConfig,
     check_moved_keys,
     resolve_backbone_options,
+    resolve_preference_options,
     resolve_sharing_options,
 )
 from mtlkit.config.overrides import _short_repr, balancer_options
@@ -292,6 +293,10 @@ def _resolve_model(config: ExperimentConfig) -> None:
         sharing=model.sharing,
         backbone_options=resolve_backbone_options(backbone, model.backbone_options),
         sharing_options=resolve_sharing_options(model.sharing, model.sharing_options),
+        preference=model.preference,
+        preference_options=resolve_preference_options(
+            model.preference, model.preference_options, config.balancer.name
+        ),
     )
 
 

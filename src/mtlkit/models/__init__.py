@@ -1,5 +1,8 @@
 """Networks for multi-task learning: shared trunks, task heads, sharing architectures."""
 
+from mtlkit.models import cosmos as _cosmos  # noqa: F401  (registers the preference families)
+from mtlkit.models import pamal as _pamal  # noqa: F401
+from mtlkit.models import phn as _phn  # noqa: F401
 from mtlkit.models import resnet as _resnet  # noqa: F401  (registers the resnet trunk)
 from mtlkit.models.architectures import (
     ARCHITECTURES,
@@ -31,6 +34,14 @@ from mtlkit.models.groups import (
 )
 from mtlkit.models.heads import TemperatureScaled, classification_head, dense_head, task_head
 from mtlkit.models.mtan import MTAN
+from mtlkit.models.preference import (
+    PREFERENCE_MODELS,
+    GeneratedWeights,
+    PreferenceModel,
+    check_preference,
+    preference_options,
+    wrap_preference,
+)
 from mtlkit.models.resnet import ResNet
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
 from mtlkit.models.soft import SoftSharing
@@ -38,6 +49,12 @@ from mtlkit.models.stages import StagedTrunk, fresh_copy, require_stages
 
 __all__ = [
     "ACTIVATIONS",
+    "PREFERENCE_MODELS",
+    "GeneratedWeights",
+    "PreferenceModel",
+    "check_preference",
+    "preference_options",
+    "wrap_preference",
     "ARCHITECTURES",
     "Architecture",
     "BACKBONES",

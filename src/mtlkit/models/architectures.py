@@ -22,7 +22,7 @@ from mtlkit.models.cross_stitch import CrossStitch
 from mtlkit.models.experts import CGC, PLE, DSelectK, MMoE
 from mtlkit.models.mtan import MTAN
 from mtlkit.models.sharing import HardSharing, MultiTaskModel
-from mtlkit.registry import Registry
+from mtlkit.registry import Registry, check_option_names
 
 __all__ = ["ARCHITECTURES", "Architecture", "architecture_options", "create_model"]
 
@@ -78,12 +78,7 @@ def architecture_options(name: str, options: Mapping[str, Any] | None = None) ->
     entry = ARCHITECTURES.get(name)
     known = entry.options
     given = dict(options or {})
-    unknown = [option for option in given if option not in known]
-    if unknown:
-        raise ValueError(
-            f"sharing {name!r} takes no option {unknown[0]!r}; its options: "
-            f"{', '.join(known) or 'none'}."
-        )
+    check_option_names(f"sharing {name!r}", given, known)
     check = getattr(entry.cls, "check_options", None)
     if check is not None:
         check(**given)

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mtlkit.models.groups import trunk_stages
-from mtlkit.registry import Registry
+from mtlkit.registry import Registry, check_option_names
 
 BackboneFactory = Callable[..., nn.Module]
 
@@ -243,12 +243,7 @@ def create_backbone(name: str, input_shape: Sequence[int], **options: Any) -> nn
     if not shape or any(n < 1 for n in shape):
         raise ValueError(f"input_shape must be non-empty positive sizes, got {tuple(input_shape)}.")
     known = backbone_options(name)
-    unknown = [option for option in options if option not in known]
-    if unknown:
-        raise ValueError(
-            f"backbone {name!r} takes no option {unknown[0]!r}; its options: "
-            f"{', '.join(known) or 'none'}."
-        )
+    check_option_names(f"backbone {name!r}", options, known)
     trunk = BACKBONES.get(name)(shape, **options)
     trunk.eval()
     with torch.no_grad():

@@ -13,6 +13,7 @@ from typing import cast
 import torch
 
 from mtlkit.balancing import Balancer, create
+from mtlkit.balancing.preference import PreferenceScalarisation
 from mtlkit.config import ConfigError, ExperimentConfig, balancer_options
 from mtlkit.data import (
     Batch,
@@ -28,12 +29,14 @@ from mtlkit.data import (
     load_table,
 )
 from mtlkit.models import (
+    PREFERENCE_MODELS,
     MultiTaskModel,
     TemperatureScaled,
     create_backbone,
     create_model,
     is_dense,
     task_head,
+    wrap_preference,
 )
 from mtlkit.tasks import ClassificationTask, Task, create_task
 from mtlkit.tasks.base import Combine
@@ -182,6 +185,9 @@ def build_model(
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
+        if config.model.preference is not None:  # COSMOS reads a wider input
+            family = PREFERENCE_MODELS.get(config.model.preference)
+            input_shape = family.inner_input_shape(input_shape, len(tasks))
         try:
             trunk = create_backbone(
                 config.model.backbone, input_shape, **config.model.backbone_options
@@ -193,11 +199,19 @@ def build_model(
         except ValueError as error:
             raise ConfigError(f"model.backbone: {error}") from None
         try:
-            return create_model(
+            model = create_model(
                 config.model.sharing, trunk, heads, input_shape, **config.model.sharing_options
             )
         except ValueError as error:
             raise ConfigError(f"model.sharing_options.{error}") from None
+        if config.model.preference is None:
+            return model
+        try:
+            return wrap_preference(
+                config.model.preference, model, **config.model.preference_options
+            )
+        except ValueError as error:
+            raise ConfigError(f"model.preference_options: {error}") from None
 
 
 def _head(config: ExperimentConfig, task: Task, trunk: torch.nn.Module) -> torch.nn.Module:
@@ -266,8 +280,13 @@ def build_penalties(
 
 def build_balancer(config: ExperimentConfig, num_tasks: int) -> Balancer:
     """The balancing method with its resolved options (a seeded one follows the run's seed
-    unless the config sets its own)."""
+    unless the config sets its own); for a preference-conditioned model, ``ew`` is the
+    preference's scalarisation (:class:`~mtlkit.balancing.preference.PreferenceScalarisation`,
+    with COSMOS's ``cosine_weight``)."""
     name = config.balancer.name
+    if config.model.preference is not None and name == "ew":
+        cosine_weight = config.model.preference_options.get("cosine_weight", 0.0)
+        return PreferenceScalarisation(num_tasks, cosine_weight=cosine_weight)
     options = balancer_options(name, config.balancer.options, config.seed)
     return create(name, num_tasks=num_tasks, **options)
 

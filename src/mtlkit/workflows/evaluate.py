@@ -4,6 +4,7 @@ was not part of training (prepared with the run's saved preprocessing)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from mtlkit.data import InputError, TablePreprocessing, TensorBatches, read_tabl
 from mtlkit.data.notes import note
 from mtlkit.training import Views, evaluate
 from mtlkit.workflows.build import build_views, eval_batches, load_data
-from mtlkit.workflows.restore import TrainedRun, load_weights, restore_run
+from mtlkit.workflows.restore import TrainedRun, load_weights, restore_run, serve_preference
 from mtlkit.workflows.run_dir import RunDir, SavedData
 
 
@@ -23,6 +24,7 @@ def evaluate_run(
     quiet: bool = False,
     views: int | None = None,
     combine: str | None = None,
+    preference: str | Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Every task's metrics of the run's ``best.pt`` (over the run's ``eval.views`` noisy views
     of each input when it sets more than one).
@@ -35,14 +37,17 @@ def evaluate_run(
         quiet: print no notes.
         views, combine: evaluate over this many noisy views (of the run's noise), combined
             this way, instead of the run's ``eval.views`` and ``eval.combine``.
+        preference: for a preference-conditioned run, the front's point to evaluate (K numbers
+            ≥ 0 summing to 1, or ``"0.3,0.7"``; default: the uniform one).
 
     Raises:
-        ConfigError: not a run folder.
+        ConfigError: not a run folder, or a bad ``preference``.
         InputError: the data does not fit the run (columns, values, labels unknown to it), or
             the run's table changed since training.
     """
     if data is not None:
         run = restore_run(run_dir, device)
+        serve_preference(run.model, preference)
         return _evaluate_table(run, data, quiet, build_views(run.config, views, combine))
     folder = RunDir(Path(run_dir))
     config = folder.read_config()
@@ -60,6 +65,7 @@ def evaluate_run(
             "fitted preprocessing changed); evaluate on a file with --data, or retrain."
         )
     run = load_weights(folder, config, saved, device)
+    serve_preference(run.model, preference)
     tasks = [task for task in run.tasks if task.name in names]
     return evaluate(
         run.model,

@@ -13,6 +13,7 @@ maps beside the table, as ``.npy`` (all of them) and one PNG per input, and its 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -25,7 +26,7 @@ from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
 from mtlkit.data.tables import write_table
 from mtlkit.evaluation.maps import map_kind, write_map_pngs
 from mtlkit.workflows.build import build_views
-from mtlkit.workflows.restore import TrainedRun, restore_run
+from mtlkit.workflows.restore import TrainedRun, restore_run, serve_preference
 
 PredictionInputs = str | os.PathLike[str] | pd.DataFrame | torch.Tensor | np.ndarray
 """What :func:`predict_table` reads: a file, a DataFrame, or the model's inputs."""
@@ -48,6 +49,7 @@ def predict(
     quiet: bool = False,
     views: int | None = None,
     combine: str | None = None,
+    preference: str | Sequence[float] | None = None,
 ) -> Predictions:
     """Predict every task of the run in ``run_dir`` for the rows (or images) in ``inputs``
     (combined over the run's ``eval.views`` noisy views of each input when it sets more than
@@ -63,16 +65,19 @@ def predict(
         quiet: print no notes (e.g. on categories unseen in training).
         views, combine: predict from this many noisy views (of the run's noise), combined this
             way, instead of the run's ``eval.views`` and ``eval.combine``.
+        preference: for a preference-conditioned run, the front's point to predict with (K
+            numbers ≥ 0 summing to 1, or ``"0.3,0.7"``; default: the uniform one).
 
     Returns:
         The prediction table (one row per input row, in order) and the path written.
 
     Raises:
-        ConfigError: not a run folder.
+        ConfigError: not a run folder, or a bad ``preference``.
         InputError: inputs that do not fit the run (missing or extra columns, values that are
             not numbers, images of another shape), or an output name clashing with a column.
     """
     run = restore_run(run_dir, device)
+    serve_preference(run.model, preference)
     path = (
         Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
     )

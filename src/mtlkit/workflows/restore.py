@@ -3,14 +3,15 @@ without the training data."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from mtlkit.config import ExperimentConfig
+from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.data import Preprocessing, TaskSpec
-from mtlkit.models import MultiTaskModel
+from mtlkit.models import MultiTaskModel, PreferenceModel
 from mtlkit.tasks import Task
 from mtlkit.training import CheckpointError, load_checkpoint
 from mtlkit.workflows.build import build_model, build_tasks, memory_format, resolve_device
@@ -91,3 +92,34 @@ def load_weights(
         layout,
         tuple(saved.input_shape),
     )
+
+
+def serve_preference(model: MultiTaskModel, preference: str | Sequence[float] | None) -> None:
+    """Set a preference-conditioned ``model`` on the front's point of ``preference`` (K numbers
+    ≥ 0 summing to 1, or their text ``"0.3,0.7"``); ``None`` leaves it as it is (uniform).
+
+    Raises:
+        ConfigError: a preference for a run that takes none, or a bad one (the message says
+            what a good one is).
+    """
+    if preference is None:
+        return
+    if not isinstance(model, PreferenceModel):
+        raise ConfigError(
+            "--preference: this run has no preference-conditioned model (model.preference); "
+            "leave --preference out."
+        )
+    values: Sequence[float]
+    try:
+        values = (
+            [float(item) for item in preference.split(",")]
+            if isinstance(preference, str)
+            else [float(item) for item in preference]
+        )
+        model.set_preference(values)
+    except ValueError as error:
+        raise ConfigError(
+            f"--preference {preference!r}: {error} Give {model.num_tasks} numbers >= 0 that sum "
+            f"to 1, one per task ({', '.join(model.task_names)}), e.g. "
+            f"{','.join(['%g' % (1 / model.num_tasks)] * model.num_tasks)}."
+        ) from None

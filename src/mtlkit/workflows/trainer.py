@@ -11,9 +11,10 @@ import torch
 from mtlkit.balancing import Balancer
 from mtlkit.config import ExperimentConfig
 from mtlkit.measure.probes import StepProbe
-from mtlkit.models import MultiTaskModel
+from mtlkit.models import MultiTaskModel, PreferenceModel
 from mtlkit.tasks import Task
 from mtlkit.training import ProcessGroupReplicas, Trainer
+from mtlkit.training.hooks.preference import PreferenceHook
 from mtlkit.workflows.build import (
     build_noise,
     build_optimization,
@@ -41,7 +42,9 @@ def build_trainer(
     and the hooks of ``train:``, ``noise:``, ``regularization:``, the tasks' ``distill`` and
     ``eval.views`` (validation scores over the same views as the test evaluation). Across
     ``replicas`` each process draws its noise from ``seed + rank`` and only the main process
-    shows a progress bar."""
+    shows a progress bar. A preference-conditioned model trains on a preference drawn for
+    every batch (:class:`~mtlkit.training.hooks.preference.PreferenceHook`, the same on every
+    process)."""
     rank = 0 if replicas is None else replicas.rank
     optimizer, scheduler = build_optimization(config, model, balancer)
     return Trainer(
@@ -59,5 +62,8 @@ def build_trainer(
         teachers=build_teachers(config, list(tasks), model),
         penalties=build_penalties(config, model, balancer),
         views=build_views(config),
+        hooks=[PreferenceHook(model, balancer, model.dirichlet, config.seed)]
+        if isinstance(model, PreferenceModel)
+        else [],
         **trainer_settings(config),
     )

@@ -78,8 +78,23 @@ def _compose_pareto(
     return pareto_images(left[0], right[0][partners], shifts), left[1], right[1][partners]
 
 
+def _compose_pareto_published(
+    rng: np.random.Generator, left: Labelled, right: Labelled, same_dataset: bool
+) -> Composed:
+    """ParetoMTL's published size (Lin et al., 2019: 120,000 training and 20,000 test images):
+    every base image composed twice, each time with a partner and shifts drawn as in
+    :func:`_compose_pareto`; the first round, then the second."""
+    rounds = [_compose_pareto(rng, left, right, same_dataset) for _ in range(2)]
+    images, left_labels, right_labels = (np.concatenate(part) for part in zip(*rounds))
+    return images, left_labels, right_labels
+
+
 _PROTOCOLS: Mapping[str, Composer] = MappingProxyType(
-    {"sener": _compose_sener, "pareto": _compose_pareto}
+    {
+        "sener": _compose_sener,
+        "pareto": _compose_pareto,
+        "pareto-published": _compose_pareto_published,
+    }
 )
 
 
@@ -108,7 +123,9 @@ def _build_pair(
 
     Args:
         pair: the family member.
-        protocol: ``"sener"`` (28x28, ``multi-mnist`` only) or ``"pareto"`` (36x36).
+        protocol: ``"sener"`` (28x28, ``multi-mnist`` only), ``"pareto"`` (36x36, one image
+            per base image: 60,000/10,000) or ``"pareto-published"`` (36x36, each base image
+            twice: ParetoMTL's 120,000/20,000).
         seed: non-negative seed of every random draw; the same seed gives the same data.
         val_fraction: share of train carved out, by a seeded permutation, as the validation
             split, in [0, 1); 0 means no validation split.
@@ -224,19 +241,19 @@ _register_pair(
     "two overlapping MNIST digits; tasks: the left and the right digit",
     "mnist",
     "mnist",
-    ("sener", "pareto"),
+    ("sener", "pareto", "pareto-published"),
 )
 _register_pair(
     "multi-fashion",
     "two overlapping Fashion-MNIST items of different classes",
     "fashion-mnist",
     "fashion-mnist",
-    ("pareto",),
+    ("pareto", "pareto-published"),
 )
 _register_pair(
     "multi-fashion-mnist",
     "an MNIST digit (top-left) over a Fashion-MNIST item (bottom-right)",
     "mnist",
     "fashion-mnist",
-    ("pareto",),
+    ("pareto", "pareto-published"),
 )
