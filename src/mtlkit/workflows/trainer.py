@@ -14,6 +14,7 @@ from mtlkit.measure.probes import StepProbe
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.training import ProcessGroupReplicas, Trainer
+from mtlkit.training.hooks import Hook
 from mtlkit.workflows.build import (
     build_noise,
     build_optimization,
@@ -35,13 +36,14 @@ def build_trainer(
     *,
     replicas: ProcessGroupReplicas | None = None,
     probes: Sequence[StepProbe] = (),
+    hooks: Sequence[Hook] = (),
 ) -> Trainer:
     """The trainer of ``config`` for ``model``, its ``tasks`` and ``balancer`` on ``device``:
     the optimizer and schedule over the model's trainable parameters (freeze groups before),
     and the hooks of ``train:``, ``noise:``, ``regularization:``, the tasks' ``distill`` and
     ``eval.views`` (validation scores over the same views as the test evaluation). Across
     ``replicas`` each process draws its noise from ``seed + rank`` and only the main process
-    shows a progress bar."""
+    shows a progress bar. ``hooks`` are the caller's own, called after the configured ones."""
     rank = 0 if replicas is None else replicas.rank
     optimizer, scheduler = build_optimization(config, model, balancer)
     return Trainer(
@@ -59,5 +61,6 @@ def build_trainer(
         teachers=build_teachers(config, list(tasks), model),
         penalties=build_penalties(config, model, balancer),
         views=build_views(config),
+        hooks=hooks,
         **trainer_settings(config),
     )
