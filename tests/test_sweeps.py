@@ -266,3 +266,33 @@ def test_pareto_runs_on_the_engine(tmp_path, tiny_config):
     result = pareto_sweep(config, tmp_path / "front", points=2)
     assert (tmp_path / "front" / JOURNAL).is_file() and result.trained == 4
     assert _complete_trials_per_cell(tmp_path / "front") == {i: 1 for i in range(4)}
+
+
+@pytest.fixture
+def postgres_url():
+    """The URL of a PostgreSQL server started for the test (Debian's ``postgresql``, which
+    .ci/run installs); the test skips, saying why, where it is not installed."""
+    from postgres_server import postgres_server, server_binaries
+
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
+    with postgres_server(binaries) as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_two_workers_on_a_postgresql_study_run_every_cell_once(
+    tmp_path, tiny_config, monkeypatch, postgres_url
+):
+    monkeypatch.setattr(sweeps, "START_METHOD", "fork")
+    raw = tiny_config()
+    _compare_worker(tmp_path / "journal", raw, SweepOptions(threads=1))
+    options = SweepOptions(storage=postgres_url, workers=2, threads=1)
+    _compare_worker(tmp_path / "db", raw, options)
+    assert not (tmp_path / "db" / JOURNAL).exists()
+    assert _complete_trials_per_cell(tmp_path / "db", postgres_url) == {
+        i: 1 for i in range((2 + 2) * 2)
+    }
+    assert _cell_metrics(tmp_path / "db") == _cell_metrics(tmp_path / "journal")
+    assert _table(tmp_path / "db") == _table(tmp_path / "journal")
