@@ -99,9 +99,7 @@ def pruning_figure(config, out: Path) -> list[str]:
         "|---|---|---|",
     ]
     for full, pruned in zip(results["none"].studies, results["median"].studies):
-        lines.append(
-            f"| {full.subject}: chosen | {full.chosen_label} | {pruned.chosen_label} |"
-        )
+        lines.append(f"| {full.subject}: chosen | {full.chosen_label} | {pruned.chosen_label} |")
         lines.append(
             f"| {full.subject}: trial-epochs (pruned trials) | {full.counts.trial_epochs} "
             f"({full.counts.pruned}) | {pruned.counts.trial_epochs} ({pruned.counts.pruned}) |"
