@@ -2,9 +2,10 @@
 
     python benchmarks/bench.py [--out benchmarks/RESULTS.md] [--quick] [--skip time-to-accuracy]
 
-Sections, in order: framework overhead, data pipeline, many tasks, ``weights_every``'s accuracy
-cost, mixed precision and compile, time to accuracy. Every figure is a ratio of medians measured
-interleaved within its section, on one intra-op thread. Each section is sized so that the whole
+Sections, in order: framework overhead, data pipeline, many tasks, the Gramian paths (full J
+against blocks), ``weights_every``'s accuracy cost, mixed precision and compile, time to
+accuracy. Every figure is a ratio of medians measured interleaved within its section, on one
+intra-op thread. Each section is sized so that the whole
 run stays within 20 minutes on a shared 2-core machine (docs/performance.md says which sizes and
 why); its wall and CPU seconds, and the total, close the file. The file is rewritten after each
 section, so an interrupted run keeps what it measured. ``--quick`` shrinks every section (a smoke
@@ -55,6 +56,12 @@ def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
         ks = [2, 10] if quick else [2, 5, 10, 20, 40, 100]
         return cnn + many_tasks.measure(ks, 64, r, clock, ["mlp"])
 
+    def run_gramian_paths() -> list[str]:
+        # K = 100 (two thirds of the section's time) is left to many_tasks.py for time
+        ks = [10] if quick else [10, 40]
+        rows = many_tasks.measure(ks, 16, 1, clock, ["cnn"], "gramian-paths")
+        return rows + many_tasks.measure(ks, 4, 1, clock, ["resnet"], "gramian-paths")
+
     def run_weights_every() -> list[str]:
         if quick:
             return weights_every.measure(10, 1, [1, 10], ["upgrad"], clock)
@@ -76,6 +83,7 @@ def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
         "overhead": run_overhead,
         "data-pipeline": lambda: data_pipeline.measure(mnist(limit * 2), 256, rounds, clock),
         "many-tasks": run_many_tasks,
+        "gramian-paths": run_gramian_paths,
         "weights-every": run_weights_every,
         "precision-compile": run_precision,
         "time-to-accuracy": run_time_to_accuracy,
@@ -90,6 +98,7 @@ TITLES = {
     "overhead": "Framework overhead (target ≥ 0.97)",
     "data-pipeline": "Data pipeline (target ≥ 10×)",
     "many-tasks": "Many tasks",
+    "gramian-paths": "Gramian paths: the full Jacobian against blocks of a quarter of it",
     "weights-every": "Accuracy cost of weights_every (gradnorm-toy)",
     "precision-compile": "Mixed precision and torch.compile",
     "time-to-accuracy": f"Time to {TIME_TO_ACCURACY_TARGET:.0%} mean test accuracy (demo config, "

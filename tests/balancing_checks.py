@@ -1,5 +1,6 @@
 """Assertions the balancing tests share: a checkpoint round trip that resumes bit for bit,
-permutation equivariance of a weighting of the Gramian, and the rounding bounds of a Jacobian.
+permutation equivariance of a weighting of the Gramian, and the rounding bounds of a Jacobian;
+and the small seeded hard-sharing problem the engine's tests train on.
 
 Imported by the ``test_balancing_*`` modules (pytest puts ``tests/`` on the path).
 """
@@ -11,7 +12,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from mtlkit.models import HardSharing, classification_head, create_backbone
 
 Module = TypeVar("Module", bound=nn.Module)
 
@@ -101,3 +105,24 @@ def rounding_gamma(jacobian: Tensor) -> float:
 def combination_mass(weights: Tensor, jacobian: Tensor) -> float:
     """S = Σⱼ|wⱼ|·‖gⱼ‖, the size the rounding errors of wᵀJ and of Gw scale with."""
     return float(weights.double().abs() @ jacobian.double().norm(dim=1))
+
+
+def hard_sharing_problem(backbone: str, num_tasks: int, seed: int = 0):
+    """A seeded HardSharing model (2-layer heads) and a function running its forward pass on a
+    fixed batch of 6: ``forward() -> (features, [K cross-entropy losses])``."""
+    torch.manual_seed(seed)
+    size = (28, 28) if backbone == "lenet" else (8, 8)
+    trunk = create_backbone(backbone, (1, *size))
+    heads = {
+        f"t{k}": classification_head(trunk.out_features, 4, hidden=6) for k in range(num_tasks)
+    }
+    model = HardSharing(trunk, heads)
+    x = torch.randn(6, 1, *size)
+    ys = [torch.randint(0, 4, (6,)) for _ in range(num_tasks)]
+
+    def forward():
+        z = model.encode(x)
+        out = model.decode(z)
+        return z, [F.cross_entropy(out[f"t{k}"], y) for k, y in enumerate(ys)]
+
+    return model, forward

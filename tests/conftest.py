@@ -129,6 +129,15 @@ def tiny_config() -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
+def small_dense(monkeypatch):
+    """``multi-mnist-dense`` generated at 24 training and 8 test scenes (from whatever MNIST the
+    test gives it, e.g. :func:`fake_base_data`)."""
+    from mtlkit.data.benchmarks import dense_mnist
+
+    monkeypatch.setattr(dense_mnist, "SIZES", {"train": 24, "test": 8})
+
+
+@pytest.fixture
 def one_torch_thread():
     """Run a test on one intra-op thread, then restore the count.
 

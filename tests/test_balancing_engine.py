@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from balancing_checks import hard_sharing_problem
 from mtlkit.balancing.base import GradientAggregator, GramianWeighting
 from mtlkit.balancing.engine import STRATEGIES, Engine, task_gramian, task_jacobian
-from mtlkit.models import HardSharing, classification_head, create_backbone
+from mtlkit.models import HardSharing
 
 ATOL = 1e-5
 _WEIGHTS = (0.3, 0.7, 1.1)
@@ -56,26 +56,6 @@ def _reference_update(aggregator: GradientAggregator, jacobian: Tensor) -> Tenso
     return jacobian[0] + jacobian.mean(dim=0)
 
 
-def _setup(backbone: str, num_tasks: int, seed: int = 0):
-    """A seeded HardSharing model (2-layer heads) and a function running its forward pass."""
-    torch.manual_seed(seed)
-    size = (28, 28) if backbone == "lenet" else (8, 8)
-    trunk = create_backbone(backbone, (1, *size))
-    heads = {
-        f"t{k}": classification_head(trunk.out_features, 4, hidden=6) for k in range(num_tasks)
-    }
-    model = HardSharing(trunk, heads)
-    x = torch.randn(6, 1, *size)
-    ys = [torch.randint(0, 4, (6,)) for _ in range(num_tasks)]
-
-    def forward():
-        z = model.encode(x)
-        out = model.decode(z)
-        return z, [F.cross_entropy(out[f"t{k}"], y) for k, y in enumerate(ys)]
-
-    return model, forward
-
-
 def _definition(model: HardSharing, forward):
     """J by K separate autograd.grad calls, and each head's own task gradient."""
     _, losses = forward()
@@ -100,7 +80,7 @@ def _shared_grad(model: HardSharing) -> Tensor:
 def test_backward_is_the_aggregate_of_the_explicit_jacobian(
     backbone, num_tasks, method, strategy, with_features
 ):
-    model, forward = _setup(backbone, num_tasks)
+    model, forward = hard_sharing_problem(backbone, num_tasks)
     jacobian, head_grads = _definition(model, forward)
     balancer = method(num_tasks)
     balancer.engine = Engine(strategy=strategy)
@@ -114,7 +94,8 @@ def test_backward_is_the_aggregate_of_the_explicit_jacobian(
         for p, g in zip(model.task_parameters(f"t{k}"), head_grads[k]):
             torch.testing.assert_close(p.grad, g, rtol=0, atol=ATOL)
     if isinstance(balancer, GramianWeighting):
-        torch.testing.assert_close(balancer.seen, jacobian @ jacobian.T, rtol=1e-4, atol=1e-7)
+        wide = jacobian.double()  # the engine's Gramian is float64 (issue 23)
+        torch.testing.assert_close(balancer.seen, wide @ wide.T, rtol=1e-4, atol=1e-7)
         assert torch.equal(info.weights, torch.tensor(_WEIGHTS[:num_tasks]))
     else:
         assert info.weights is None
@@ -126,7 +107,7 @@ def test_every_strategy_gives_the_same_gradients(method):
     results = []
     for strategy in STRATEGIES:
         for with_features in (True, False):
-            model, forward = _setup("lenet", 3, seed=4)
+            model, forward = hard_sharing_problem("lenet", 3, seed=4)
             balancer = method(3)
             balancer.engine = Engine(strategy=strategy)
             z, losses = forward()
@@ -139,7 +120,7 @@ def test_every_strategy_gives_the_same_gradients(method):
 
 @pytest.mark.parametrize(("backbone", "num_tasks"), [("lenet", 2), ("mlp", 3)])
 def test_on_features_is_the_representation_level_shortcut(backbone, num_tasks):
-    model, forward = _setup(backbone, num_tasks, seed=1)
+    model, forward = hard_sharing_problem(backbone, num_tasks, seed=1)
     z, losses = forward()
     grads_z = torch.stack([torch.autograd.grad(loss, z, retain_graph=True)[0] for loss in losses])
     flat = grads_z.flatten(1)
@@ -160,7 +141,7 @@ def test_on_features_is_the_representation_level_shortcut(backbone, num_tasks):
 @pytest.mark.parametrize("method", [FixedGramian, RowZeroPlusMean, FixedGramianOnFeatures])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_gradients_accumulate_into_existing_grad(method, strategy):
-    model, forward = _setup("mlp", 3, seed=2)
+    model, forward = hard_sharing_problem("mlp", 3, seed=2)
     z, losses = forward()
     balancer = method(3)
     balancer.engine = Engine(strategy=strategy)
@@ -282,7 +263,7 @@ def test_several_feature_tensors_split_the_graph_exactly(strategy):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_task_that_does_not_reach_the_shared_parameters_has_a_zero_row(strategy):
-    model, forward = _setup("mlp", 2, seed=5)
+    model, forward = hard_sharing_problem("mlp", 2, seed=5)
     z, losses = forward()
     lonely = nn.Parameter(torch.tensor([1.5]))
     losses = [losses[0], lonely.pow(2).sum()]
@@ -296,7 +277,7 @@ def test_a_task_that_does_not_reach_the_shared_parameters_has_a_zero_row(strateg
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_helpers_give_jacobian_and_gramian_and_keep_the_graph(strategy):
-    model, forward = _setup("lenet", 3, seed=6)
+    model, forward = hard_sharing_problem("lenet", 3, seed=6)
     expected, _ = _definition(model, forward)
     engine = Engine(strategy)
     z, losses = forward()
@@ -314,7 +295,7 @@ def test_helpers_give_jacobian_and_gramian_and_keep_the_graph(strategy):
 
 
 def test_nothing_is_read_back_to_the_host(monkeypatch):
-    model, forward = _setup("lenet", 3)
+    model, forward = hard_sharing_problem("lenet", 3)
     z, losses = forward()
 
     def refuse(*args, **kwargs):
@@ -339,7 +320,7 @@ def test_the_default_strategy_is_loop_and_unknown_ones_are_refused():
 
 
 def test_clear_errors():
-    model, forward = _setup("mlp", 2)
+    model, forward = hard_sharing_problem("mlp", 2)
     z, losses = forward()
     with pytest.raises(ValueError, match="shared_params is empty"):
         FixedGramian(2).backward(losses, [], z)

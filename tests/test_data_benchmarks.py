@@ -50,6 +50,9 @@ def test_list_benchmarks():
         "mnist+fashion",
         "synthetic-correlation",
         "gradnorm-toy",
+        "multi-mnist-dense",
+        "nyuv2",
+        "cityscapes",
     ]
     assert all(description for description in benchmarks.values())
 

@@ -26,6 +26,14 @@ METHODS = ["ew", "mgda", "upgrad", "pcgrad", "famo", "dwa", "nash-mtl"]
 MORE = ["gradnorm", "uw", "mgda-ub", "gradvac", "moco", "rlw", "stch"]
 """Every other kind of state or path: learnt weights, the representation shortcut, seeded
 draws, tracked gradients, warm-up epochs."""
+PEERS = ["sdmgrad", "modo", "excess-mtl", "cr-mogm", "pcd", "cosmos", "pbi", "upgrad/blocks"]
+"""Issue 23's methods that are defined at K = 2 (Krum and the trimmed mean need 3 tasks), and
+UPGrad on the bounded-memory Gramian path (J averaged block by block)."""
+OPTIONS = {
+    "stch": ("stch", {"warmup_epochs": 1}),
+    "upgrad/blocks": ("upgrad", {"gramian_path": "blocks", "memory_budget": 2 * 4 * 500}),
+}
+"""Cases that are not a method with its defaults: the method's name and its options."""
 BATCH, EPOCHS, STEPS = 8, 3, 2
 """Per-process batch; 3 epochs of 2 steps: 6 steps, and epoch-level methods (DWA) change their
 weights within them."""
@@ -74,7 +82,8 @@ def _trainer(method: str, replicas) -> Trainer:
     tasks = [ClassificationTask("quadrant", 4), ClassificationTask("level", 3)]
     heads = {t.name: classification_head(trunk.out_features, t.num_classes) for t in tasks}
     model = HardSharing(trunk, heads)
-    balancer = create(method, num_tasks=2, **({"warmup_epochs": 1} if method == "stch" else {}))
+    name, options = OPTIONS.get(method, (method, {}))
+    balancer = create(name, num_tasks=2, **options)
     optimizer = create_optimizer("sgd", model.parameters(), balancer.parameters(), lr=0.1)
     return Trainer(model, tasks, balancer, optimizer, progress=False, replicas=replicas)
 
@@ -89,7 +98,7 @@ def _train(method: str, data: str, rank: int, world: int, replicas) -> dict:
     }
 
 
-CASES = [(method, "plain") for method in METHODS + MORE] + [
+CASES = [(method, "plain") for method in METHODS + MORE + PEERS] + [
     (method, data) for data in DATA[1:] for method in ("ew", "upgrad")
 ]
 

@@ -3,15 +3,18 @@
 import pytest
 import torch
 
-from mtlkit.models import BACKBONES, HardSharing, classification_head, create_backbone
+from mtlkit.models import BACKBONES, HardSharing, classification_head, create_backbone, is_dense
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BACKBONES))
 @pytest.mark.parametrize("size", [(28, 28), (36, 36)])
 def test_every_trunk_maps_images_to_its_declared_feature_width(name, size):
+    """Vectors of ``out_features``, or (a dense trunk) maps of that many channels at the
+    input's resolution."""
     trunk = create_backbone(name, (1, *size))
-    assert trunk(torch.zeros(3, 1, *size)).shape == (3, trunk.out_features)
+    spatial = size if is_dense(trunk) else ()
+    assert trunk(torch.zeros(3, 1, *size)).shape == (3, trunk.out_features, *spatial)
 
 
 def test_unknown_backbone_and_too_small_images_are_refused():

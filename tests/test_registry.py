@@ -29,7 +29,7 @@ def test_the_configs_choices_are_the_registries(monkeypatch):
     """A backbone registered in one line is a valid ``model.backbone``: no second list."""
     from mtlkit.config import ConfigError, parse_config
 
-    assert BACKBONES.names() == ["cnn", "lenet", "mlp", "resnet"]
+    assert BACKBONES.names() == ["cnn", "lenet", "mlp", "resnet", "segnet"]
     assert BENCHMARKS.names() == [
         "multi-mnist",
         "multi-fashion",
@@ -37,8 +37,11 @@ def test_the_configs_choices_are_the_registries(monkeypatch):
         "mnist+fashion",
         "synthetic-correlation",
         "gradnorm-toy",
+        "multi-mnist-dense",
+        "nyuv2",
+        "cityscapes",
     ]
-    with pytest.raises(ConfigError, match="must be one of: cnn, lenet, mlp, resnet"):
+    with pytest.raises(ConfigError, match="must be one of: cnn, lenet, mlp, resnet, segnet"):
         parse_config({"model": {"backbone": "tiny"}})
     monkeypatch.setitem(BACKBONES._entries, "tiny", BACKBONES.get("mlp"))
     assert parse_config({"model": {"backbone": "tiny"}}).model.backbone == "tiny"

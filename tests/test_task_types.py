@@ -177,7 +177,15 @@ def test_predictions_name_classes_and_give_probabilities():
 
 
 def test_the_registry_builds_every_type_and_refuses_what_it_lacks():
-    assert set(TASK_TYPES) == {"classification", "binary", "multilabel", "regression"}
+    assert set(TASK_TYPES) == {
+        "classification",
+        "binary",
+        "multilabel",
+        "regression",
+        "segmentation",
+        "depth",
+        "normals",
+    }
     task = create_task(TaskSpec("spend", type="regression", loss="l1"), metric="mae")
     assert isinstance(task, RegressionTask) and task.criterion == "l1"
     assert task.primary_metric == "mae"

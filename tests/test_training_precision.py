@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from balancing_checks import combination_mass, rounding_gamma
 from mtlkit.balancing import Balancer, GramianWeighting, available, create
 from mtlkit.balancing.engine import task_jacobian
+from mtlkit.balancing.engine.accumulate import wide_gramian
 from mtlkit.balancing.types import Need
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.data import Batch, Split, TensorBatches
@@ -78,7 +79,8 @@ def _batch() -> Batch:
 
 
 def _reference(model: HardSharing, balancer: Balancer, batch: Batch) -> tuple[Tensor, Tensor]:
-    """The float32 Jacobian of this step and what the method makes of it (on copies)."""
+    """The float32 Jacobian of this step and what the method makes of it (on copies), from the
+    float64 Gramian the engine computes."""
     model = copy.deepcopy(model).train()
     with autocast_context("bf16", torch.device("cpu")):
         features = model.encode(batch.inputs)
@@ -90,7 +92,7 @@ def _reference(model: HardSharing, balancer: Balancer, batch: Batch) -> tuple[Te
     with torch.no_grad():
         stacked = torch.stack(losses).detach()
         if isinstance(method, GramianWeighting):
-            return jacobian, method.weights_from_gramian(jacobian @ jacobian.T, stacked)
+            return jacobian, method.weights_from_gramian(wide_gramian(jacobian), stacked)
         return jacobian, method.aggregate(jacobian, stacked)
 
 

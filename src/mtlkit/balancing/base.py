@@ -28,13 +28,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 
+import torch
 from torch import Tensor, nn
 
+from mtlkit.balancing.engine.accumulate import wide_gramian
 from mtlkit.balancing.engine.backward import (
     gramian_backward,
     jacobian_backward,
     representation_backward,
 )
+from mtlkit.balancing.engine.blocks import blocked_gramian_backward
+from mtlkit.balancing.engine.gradients import check_shared
 from mtlkit.balancing.engine.strategy import DEFAULT_ENGINE, Engine
 from mtlkit.balancing.replicas import Replicas, replica_mean_values
 from mtlkit.balancing.types import BalanceInfo, Need, stack_losses
@@ -189,7 +193,10 @@ class GramianWeighting(GradientAggregator):
         """
 
     def aggregate(self, jacobian: Tensor, losses: Tensor | None = None) -> Tensor:
-        return self.weights_from_gramian(jacobian @ jacobian.T, losses) @ jacobian
+        """``wᵀJ`` with ``w`` read off ``J Jᵀ``, both products in float64 as in the engine."""
+        weights = self.weights_from_gramian(wide_gramian(jacobian), losses)
+        wide = torch.promote_types(weights.dtype, jacobian.dtype)
+        return (weights.to(wide) @ jacobian.to(wide)).to(jacobian.dtype)
 
     def backward(
         self,
@@ -198,13 +205,17 @@ class GramianWeighting(GradientAggregator):
         features: Tensor | Sequence[Tensor] | None = None,
     ) -> BalanceInfo:
         """Shared parameters get ``wᵀJ``, ``w`` read off ``G = J Jᵀ`` (or, with ``on_features``,
-        off the Gramian of ``∂Lₖ/∂z``); the applied weights are returned in ``info.weights``."""
+        off the Gramian of ``∂Lₖ/∂z``); the applied weights are returned in ``info.weights``.
+        Where the engine keeps J in blocks (:class:`~mtlkit.balancing.engine.strategy.Engine`'s
+        ``gramian_path`` and ``memory_budget``), G is accumulated block by block and ``wᵀJ``
+        written by one more backward pass."""
         stacked = self._stack(losses)
         if self.on_features:
             return representation_backward(
                 self, list(losses), stacked, shared_params, features, self.replicas
             )
         engine = self.engine or DEFAULT_ENGINE
-        return gramian_backward(
-            self, list(losses), stacked, shared_params, features, engine, self.replicas
-        )
+        shared = check_shared(shared_params)
+        blocks = engine.uses_blocks(len(losses), shared)
+        path = blocked_gramian_backward if blocks else gramian_backward
+        return path(self, list(losses), stacked, shared, features, engine, self.replicas)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from mtlkit.balancing.base import Balancer, LossWeighting
+from mtlkit.balancing.base import Balancer, GramianWeighting, LossWeighting
+from mtlkit.balancing.engine.strategy import Engine
 from mtlkit.balancing.options import check_int
 from mtlkit.balancing.periodic import PeriodicWeights
 
@@ -84,13 +85,17 @@ def create(name: str, *, num_tasks: int | None = None, **options: Any) -> Balanc
         **options: the method's own keyword options (see ``mtlkit methods``), and for a Gramian
             weighting ``weights_every=n``: solve every n steps, reuse the weights in between
             (:class:`~mtlkit.balancing.periodic.PeriodicWeights`; 1, the default, solves at
-            every step).
+            every step); and for a Gramian weighting on the shared parameters ``memory_budget``
+            (bytes of Jacobian at once, default 1 GiB) and ``gramian_path`` (``"auto"``,
+            ``"full"`` or ``"blocks"``), the settings of its
+            :class:`~mtlkit.balancing.engine.strategy.Engine`.
 
     Raises:
         ValueError: unknown name, unknown option, or an option out of range; the message names it.
     """
     cls = method_class(name)
     every = check_int(name, "weights_every", options.pop("weights_every", 1), low=1)
+    engine_options = {key: options.pop(key) for key in _ENGINE_OPTIONS if key in options}
     allowed = _describe(name, cls).options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -100,6 +105,27 @@ def create(name: str, *, num_tasks: int | None = None, **options: Any) -> Balanc
             f"{allowed_text}."
         )
     method = cls(num_tasks=num_tasks, **options)
+    if engine_options:
+        method.engine = _engine(name, method, engine_options)  # type: ignore[attr-defined]
     if every == 1:
         return method
     return PeriodicWeights(method, every)  # type: ignore[arg-type]  # it checks the method
+
+
+_ENGINE_OPTIONS = ("gramian_path", "memory_budget")
+"""Options of every Gramian weighting on the shared parameters, set on its engine."""
+
+
+def _engine(name: str, method: Balancer, options: dict[str, Any]) -> Engine:
+    """The engine that ``options`` (a subset of ``_ENGINE_OPTIONS``) ask of ``method``."""
+    if not isinstance(method, GramianWeighting) or method.on_features:
+        given = ", ".join(sorted(options))
+        raise ValueError(
+            f"balancing method {name!r} has no option {given}: the Gramian path and its memory "
+            "budget belong to the Gramian weightings on the shared parameters (upgrad, mgda, "
+            "cagrad, ...)."
+        )
+    try:
+        return Engine(**options)
+    except ValueError as error:
+        raise ValueError(f"{name}: {error}") from None

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from mtlkit.evaluation.document import Block, Figure, Heading, Paragraph
+from mtlkit.evaluation.maps import MapSamples, maps_png
 from mtlkit.tasks.metrics import ClassificationReport
 
 _DPI = 100
@@ -246,6 +247,7 @@ class RunFigures:
         records: the run's epoch records.
         cosines: the recorded task-gradient cosines (empty: not recorded).
         metrics: the validation metric to plot per task (its primary metric).
+        maps: a few test images' per-pixel targets and predictions (``None``: no such task).
     """
 
     def __init__(
@@ -253,10 +255,24 @@ class RunFigures:
         records: Sequence[EpochPoint],
         cosines: Sequence[CosinePoint],
         metrics: Mapping[str, str],
+        *,
+        maps: MapSamples | None = None,
     ) -> None:
         self.records = list(records)
         self.cosines = list(cosines)
         self.metrics = dict(metrics)
+        self.maps = maps
+
+    def map_blocks(self) -> list[Block]:
+        """The "Predicted maps" section: each sample's input, then every per-pixel task's
+        target beside its prediction (none without per-pixel tasks)."""
+        if self.maps is None:
+            return []
+        caption = (
+            f"the first {len(self.maps.inputs)} test images: input, then per task the target "
+            "and the prediction (black: void or invalid pixels)"
+        )
+        return [Heading("Predicted maps"), Figure(maps_png(self.maps), caption)]
 
     def training_blocks(self) -> list[Block]:
         """The "Training" section: learning curves with task weights, then gradient cosines."""

@@ -43,6 +43,15 @@ _METRIC_NAMES = {
     "mse": "MSE",
     "r2": "R²",
     "ece": "ECE",
+    "miou": "mIoU",
+    "pixel_accuracy": "pixel accuracy",
+    "abs_err": "abs. error",
+    "rel_err": "rel. error",
+    "mean_angle": "mean angle °",
+    "median_angle": "median angle °",
+    "within_11_25": "% < 11.25°",
+    "within_22_5": "% < 22.5°",
+    "within_30": "% < 30°",
 }
 """How a metric is headed in a table (others: their own name)."""
 
@@ -139,7 +148,7 @@ def run_document(
     if comparison is not None:
         document.add(*_comparison_blocks(comparison))
     if figures is not None:
-        document.add(*figures.training_blocks())
+        document.add(*figures.training_blocks(), *figures.map_blocks())
     if history is not None:
         document.add(*_history_blocks(history))
     for name, report in task_reports.items():

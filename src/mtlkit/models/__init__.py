@@ -17,6 +17,7 @@ from mtlkit.models.backbones import (
     create_backbone,
 )
 from mtlkit.models.cross_stitch import CrossStitch
+from mtlkit.models.dense import SegNet, is_dense
 from mtlkit.models.experts import CGC, EXPERT_KINDS, PLE, DSelectK, ExpertLevels, MMoE
 from mtlkit.models.gates import DSelectGate, SoftmaxGate, smooth_step
 from mtlkit.models.groups import (
@@ -28,7 +29,7 @@ from mtlkit.models.groups import (
     layer_groups,
     trunk_stages,
 )
-from mtlkit.models.heads import TemperatureScaled, classification_head
+from mtlkit.models.heads import TemperatureScaled, classification_head, dense_head, task_head
 from mtlkit.models.mtan import MTAN
 from mtlkit.models.resnet import ResNet
 from mtlkit.models.sharing import Features, HardSharing, Inputs, MultiTaskModel
@@ -59,6 +60,7 @@ __all__ = [
     "MultiTaskModel",
     "PLE",
     "ResNet",
+    "SegNet",
     "SeedCNN",
     "SoftSharing",
     "SoftmaxGate",
@@ -70,6 +72,9 @@ __all__ = [
     "classification_head",
     "create_backbone",
     "create_model",
+    "dense_head",
+    "is_dense",
+    "task_head",
     "fresh_copy",
     "require_stages",
     "smooth_step",

@@ -16,7 +16,8 @@ The first level's experts are, by ``expert``:
   re-initialised copies); the gates read the flattened input, as in the MMoE paper.
 
 Experts of later levels are small MLPs. Every task's features have the trunk's width, so the
-heads are those of hard sharing.
+heads are those of hard sharing. On a dense trunk (feature maps, :func:`~mtlkit.models.is_dense`)
+the MLP experts are 1×1 convolutions, mixed per pixel, and the gates read the maps' spatial mean.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtlkit.models.dense import is_dense
 from mtlkit.models.gates import DSelectGate, SoftmaxGate, check_dselect
 from mtlkit.models.soft import SoftSharing
 from mtlkit.models.stages import fresh_copy
@@ -41,13 +43,26 @@ GateFactory = Callable[[int, int], nn.Module]
 """``gate(in_features, experts)`` -> a module mapping (N, in_features) to (N, experts) weights."""
 
 
-def _mlp_expert(width: int) -> nn.Module:
+def _mlp_expert(width: int, dense: bool) -> nn.Module:
+    """``Linear(D, D)`` → ReLU over feature vectors; over a dense trunk's feature maps, the same
+    per pixel (a 1×1 convolution)."""
+    if dense:
+        return nn.Sequential(nn.Conv2d(width, width, 1), nn.ReLU())
     return nn.Sequential(nn.Linear(width, width), nn.ReLU())
 
 
+def _gate_input(features: Tensor) -> Tensor:
+    """What a gate reads of a level's input: feature maps' spatial mean, or the flattened input."""
+    return features.mean((2, 3)) if features.dim() == 4 else features.flatten(1)
+
+
 def _mix(weights: Tensor, outputs: Sequence[Tensor]) -> Tensor:
-    """``Σₑ weights[:, e] · outputs[e]`` for (N, E) weights and E (N, D) outputs."""
-    return torch.einsum("ne,end->nd", weights, torch.stack(list(outputs)))
+    """``Σₑ weights[:, e] · outputs[e]`` for (N, E) weights and E (N, D) outputs (or (N, D, H, W)
+    maps)."""
+    stacked = torch.stack(list(outputs))
+    if stacked.dim() == 5:
+        return torch.einsum("ne,endhw->ndhw", weights, stacked)
+    return torch.einsum("ne,end->nd", weights, stacked)
 
 
 class ExpertLevels(SoftSharing):
@@ -101,7 +116,7 @@ class ExpertLevels(SoftSharing):
 
         def make_expert(level: int) -> nn.Module:
             if level > 0 or self.bottom is not None:
-                return _mlp_expert(width)
+                return _mlp_expert(width, is_dense(trunk))
             return unused.pop() if unused else fresh_copy(trunk)
 
         def level_experts(level: int, count: int) -> nn.ModuleList:
@@ -136,7 +151,7 @@ class ExpertLevels(SoftSharing):
 
     def encode_tasks(self, x: Tensor, tasks: Sequence[str]) -> dict[str, Tensor]:
         level_in = x if self.bottom is None else self.bottom(x)
-        gate_in = level_in.flatten(1)
+        gate_in = level_in.flatten(1) if self.bottom is None else _gate_input(level_in)
         shared_in, shared_gate_in = level_in, gate_in
         task_in = dict.fromkeys(self.task_names, level_in)
         task_gate_in = dict.fromkeys(self.task_names, gate_in)
@@ -149,11 +164,11 @@ class ExpertLevels(SoftSharing):
                 t: _mix(self.task_gates[t][level](task_gate_in[t]), own[t] + shared_out)
                 for t in needed
             }
-            task_gate_in = task_in
+            task_gate_in = {t: _gate_input(z) for t, z in task_in.items()}
             if not last:
                 everything = shared_out + [o for t in self.task_names for o in own[t]]
                 shared_in = _mix(self.shared_gates[level](shared_gate_in), everything)
-                shared_gate_in = shared_in
+                shared_gate_in = _gate_input(shared_in)
         return {task: task_in[task] for task in tasks}
 
     def private_modules(self, task: str) -> list[nn.Module]:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional
 
+from mtlkit.models.dense import is_dense
 from mtlkit.models.soft import SoftSharing
 from mtlkit.models.stages import check_stage_indices, require_stages
 
@@ -104,6 +105,8 @@ class MTAN(SoftSharing):
             x = stage(x)
             if s in self.attended:
                 attended = {task: next(blocks[task])(x, attended[task]) for task in tasks}
+        if is_dense(self.trunk):  # feature maps stay maps for the per-pixel heads
+            return dict(attended)
         return {task: features.flatten(1) for task, features in attended.items()}
 
     def private_modules(self, task: str) -> list[nn.Module]:

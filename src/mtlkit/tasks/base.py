@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -88,6 +88,9 @@ class Task(ABC):
     primary_metric: str
     instance_weights: InstanceWeights | None = None
     """Per-row loss weights computed from each batch (``None``: every row weighs the same)."""
+    per_pixel: ClassVar[bool] = False
+    """Whether the task predicts a map per input ((N, C, H, W) outputs, a dense trunk and a
+    convolutional head), not one output per row."""
 
     @property
     def higher_is_better(self) -> bool:

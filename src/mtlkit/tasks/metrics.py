@@ -46,6 +46,15 @@ METRIC_DIRECTIONS: Mapping[str, bool] = MappingProxyType(
         "rmse": False,
         "r2": True,
         "ece": False,
+        "miou": True,
+        "pixel_accuracy": True,
+        "abs_err": False,
+        "rel_err": False,
+        "mean_angle": False,
+        "median_angle": False,
+        "within_11_25": True,
+        "within_22_5": True,
+        "within_30": True,
     }
 )
 """Whether a larger value is better, per metric name (read-only)."""

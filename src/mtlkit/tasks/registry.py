@@ -26,6 +26,8 @@ class TaskType:
             selection, comparisons); the first is the default.
         options: the further options its tasks take (e.g. ``label_smoothing``), with defaults.
         build: ``build(spec, primary_metric, **options)`` -> the task.
+        delta_m_all: whether Δm% averages all of ``metrics`` for its tasks (the per-pixel
+            types, as the NYUv2 literature reports them), not the primary metric alone.
     """
 
     description: str
@@ -33,6 +35,7 @@ class TaskType:
     metrics: tuple[str, ...]
     options: dict[str, Any]
     build: Callable[..., Task]
+    delta_m_all: bool = False
 
 
 TASK_TYPES: Registry[TaskType] = Registry("task type")
@@ -72,3 +75,14 @@ def create_task(spec: TaskSpec, *, metric: str | None = None, **options: Any) ->
             f"options: {allowed}."
         )
     return kind.build(spec, metric or kind.metrics[0], **options)
+
+
+def delta_m_metrics(primary_metric: str) -> tuple[str, ...]:
+    """The metrics that Δm% averages for a task scored by ``primary_metric``: every metric of
+    its type when the type says so (``delta_m_all``: segmentation, depth, normals), else the
+    primary metric alone."""
+    for name in TASK_TYPES:
+        kind = TASK_TYPES.get(name)
+        if kind.delta_m_all and primary_metric in kind.metrics:
+            return kind.metrics
+    return (primary_metric,)

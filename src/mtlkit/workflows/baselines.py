@@ -13,6 +13,7 @@ from mtlkit.config import ExperimentConfig, parse_config
 from mtlkit.evaluation import ComparisonRow, compare_reports, delta_m, format_comparison_table
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.report import run_document
+from mtlkit.tasks import delta_m_metrics
 from mtlkit.training.distributed import is_main_process
 from mtlkit.workflows.run_dir import RunDir
 from mtlkit.workflows.train import RunResult, finished_run, train
@@ -41,9 +42,10 @@ def train_with_baselines(
     config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False
 ) -> BaselineComparison:
     """Train ``config`` as is (``<out>/multi-task``) and, per task, the same network on that task
-    alone (``<out>/single-<task>``); compare each task's primary test metric (its sign flipped
-    where lower is better, as in Δm%) and write ``<out>/report.md`` (with ``report.html``) and
-    ``<out>/comparison.json`` (``<out>/config.yaml`` holds ``config``).
+    alone (``<out>/single-<task>``); compare each task's primary test metric (every metric of a
+    per-pixel task; the sign flipped where lower is better, as in Δm%) and write
+    ``<out>/report.md`` (with ``report.html``) and ``<out>/comparison.json``
+    (``<out>/config.yaml`` holds ``config``).
 
     With ``resume`` the finished runs are read back, the interrupted one resumed from its latest
     checkpoint and the others trained.
@@ -69,7 +71,9 @@ def train_with_baselines(
     rows = [
         row
         for task, metric in multi.primary_metrics.items()
-        for row in compare_reports({task: multi.test[task]}, {task: single[task]}, (metric,))
+        for row in compare_reports(
+            {task: multi.test[task]}, {task: single[task]}, delta_m_metrics(metric)
+        )
     ]
     seconds = time.perf_counter() - start
     report_path = out_dir / "report.md"

@@ -30,9 +30,10 @@ from mtlkit.data import (
 from mtlkit.models import (
     MultiTaskModel,
     TemperatureScaled,
-    classification_head,
     create_backbone,
     create_model,
+    is_dense,
+    task_head,
 )
 from mtlkit.tasks import ClassificationTask, Task, create_task
 from mtlkit.tasks.base import Combine
@@ -187,7 +188,10 @@ def build_model(
             )
         except ValueError as error:
             raise ConfigError(f"model.backbone_options: {error}") from None
-        heads = {task.name: _head(config, task, trunk.out_features) for task in tasks}
+        try:
+            heads = {task.name: _head(config, task, trunk) for task in tasks}
+        except ValueError as error:
+            raise ConfigError(f"model.backbone: {error}") from None
         try:
             return create_model(
                 config.model.sharing, trunk, heads, input_shape, **config.model.sharing_options
@@ -196,10 +200,20 @@ def build_model(
             raise ConfigError(f"model.sharing_options.{error}") from None
 
 
-def _head(config: ExperimentConfig, task: Task, in_features: int) -> torch.nn.Module:
-    """A task's head; temperature-scaled when the config gives the task a temperature (``fit``:
-    1 until fitted on validation after training)."""
-    head = classification_head(in_features, task.output_size, config.model.head_hidden)
+def _head(config: ExperimentConfig, task: Task, trunk: torch.nn.Module) -> torch.nn.Module:
+    """A task's head on ``trunk``'s features (convolutional for a per-pixel task); temperature-
+    scaled when the config gives the task a temperature (``fit``: 1 until fitted on validation
+    after training)."""
+    try:
+        head = task_head(
+            trunk.out_features,
+            task.output_size,
+            config.model.head_hidden,
+            per_pixel=task.per_pixel,
+            dense_features=is_dense(trunk),
+        )
+    except ValueError as error:
+        raise ValueError(f"task {task.name!r}: {error}") from None
     temperature = config.tasks.techniques(task.name)["temperature"]
     if isinstance(task, ClassificationTask) and temperature != 1.0:
         return TemperatureScaled(head, 1.0 if temperature == "fit" else temperature)

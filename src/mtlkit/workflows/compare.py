@@ -12,7 +12,8 @@ methods. Then, per method:
 * each task's test metric is reported as the mean over seeds ± the 95 % confidence interval
   (Student's t, n − 1 degrees of freedom, :func:`~mtlkit.evaluation.stats.mean_ci`);
 * Δm% (Maninis et al. 2019) is computed per seed against the single-task baselines of that seed
-  — the mean over tasks of the relative change of the test metric, its sign flipped for
+  — the mean over tasks of the relative change of the test metric (over every metric of a
+  per-pixel task: mIoU, pixel accuracy, depth errors, normal angles), its sign flipped for
   lower-is-better metrics, positive = multi-task better — and reported as mean ± CI;
 * the mean rank is the method's rank on each task's mean test metric (1 = best, ties share the
   mean rank), averaged over tasks;
@@ -36,6 +37,7 @@ from mtlkit.config import ConfigError, ExperimentConfig, parse_config, set_value
 from mtlkit.evaluation import Choice, choose_by_validation, compare_values, delta_m
 from mtlkit.evaluation.document import Block, Document, Figure, Heading, Paragraph, Table
 from mtlkit.evaluation.stats import MeanCI, mean_ci, mean_ranks
+from mtlkit.tasks import delta_m_metrics, higher_is_better
 from mtlkit.training import DivergedError
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import Cell, prepare_grid_dir
@@ -45,9 +47,9 @@ from mtlkit.workflows.sweeps import JOURNAL, CellGrid, SweepCounts, SweepOptions
 OUTPUTS = ("compare.csv", "compare.json", "report.md", "report.html", JOURNAL)
 """The files a compare folder holds besides its cells."""
 DELTA_M_CONVENTION = (
-    "Δm%: mean over tasks of the relative change of the test metric against the single-task "
-    "baseline of the same seed, sign flipped for lower-is-better metrics; positive = "
-    "multi-task better (Maninis et al. 2019)."
+    "Δm%: mean over tasks of the relative change of the test metric (every metric of a "
+    "per-pixel task) against the single-task baseline of the same seed, sign flipped for "
+    "lower-is-better metrics; positive = multi-task better (Maninis et al. 2019)."
 )
 _UNTUNABLE = ("name", "seed", "balancer.name", "tasks.include")
 DIVERGED_ROW = "diverged at every tuned value"
@@ -444,11 +446,18 @@ def cell_config(
 
 
 def _delta_m(run: Cell, baselines: Sequence[Cell]) -> float:
-    tasks = run.tasks
+    """Δm% of ``run`` against each task's baseline, over each task's primary metric (every
+    metric of a per-pixel task, :func:`~mtlkit.tasks.delta_m_metrics`)."""
+    measures = {
+        f"{task}/{metric}": (task, metric)
+        for task in run.tasks
+        for metric in delta_m_metrics(run.primary(task)[0])
+    }
+    base = dict(zip(run.tasks, baselines))
     rows = compare_values(
-        {task: run.test_metric(task) for task in tasks},
-        {task: base.test_metric(task) for task, base in zip(tasks, baselines)},
-        {task: run.primary(task)[1] for task in tasks},
+        {key: float(run.metrics["test"][t][m]) for key, (t, m) in measures.items()},
+        {key: float(base[t].metrics["test"][t][m]) for key, (t, m) in measures.items()},
+        {key: higher_is_better(m) for key, (_, m) in measures.items()},
     )
     return delta_m(rows)
 

@@ -5,7 +5,9 @@ a new table needs the training table's feature columns and may hold its other co
 identifier, the labels), which are copied to the output; a column the training table did not
 have is an error. Each task adds ``<task>_pred`` (a class name, the labels that apply, or a
 value) and, for classifiers, ``<task>_prob`` (the predicted class's probability; for a binary
-task the positive label's) or ``<task>_prob_<label>`` (multilabel).
+task the positive label's) or ``<task>_prob_<label>`` (multilabel). A per-pixel task writes its
+maps beside the table, as ``.npy`` (all of them) and one PNG per input, and its column
+``<task>_map`` names each row's PNG.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import torch
 
 from mtlkit.data import ImageInputs, InputError, TablePreprocessing, read_table
 from mtlkit.data.tables import write_table
+from mtlkit.evaluation.maps import map_kind, write_map_pngs
 from mtlkit.workflows.build import build_views
 from mtlkit.workflows.restore import TrainedRun, restore_run
 
@@ -68,6 +72,7 @@ def predict(
     run = restore_run(run_dir, device)
     kept, features = _read_inputs(run, Path(inputs), quiet)
     columns: dict[str, list[Any]] = {}
+    maps: dict[str, list[Any]] = {}
     chosen = build_views(run.config, views, combine)
     generator = None if chosen is None else chosen.generator(run.device)
     with torch.no_grad():
@@ -82,7 +87,12 @@ def predict(
                 outputs = chosen.outputs(run.model, chunk, run.tasks, generator)
             for task in run.tasks:
                 for key, values in task.predict(outputs[task.name]).items():
-                    columns.setdefault(f"{task.name}_{key}", []).extend(values)
+                    target = maps if task.per_pixel else columns
+                    target.setdefault(f"{task.name}_{key}", []).extend(values)
+    path = (
+        Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
+    )
+    columns |= _write_maps(run, maps, path)
     clash = [name for name in columns if name in kept.columns]
     if clash:
         raise InputError(
@@ -90,10 +100,25 @@ def predict(
             "predictions; rename them."
         )
     table = pd.concat([kept.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
-    path = (
-        Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
-    )
     return Predictions(table, write_table(table, path))
+
+
+def _write_maps(run: TrainedRun, maps: dict[str, list[Any]], path: Path) -> dict[str, list[str]]:
+    """Write each per-pixel task's maps beside the table ``path``: all of them stacked in
+    ``<stem>-<task>.npy`` and one picture per input in ``<stem>-<task>/<i>.png``; returns the
+    table's ``<task>_map`` columns (each row's picture, relative to the table's folder)."""
+    columns = {}
+    for task in run.tasks:
+        values = maps.get(f"{task.name}_pred")
+        kind = map_kind(task)
+        if values is None or kind is None:
+            continue
+        stacked = np.stack(values)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path.with_name(f"{path.stem}-{task.name}.npy"), stacked)
+        pictures = write_map_pngs(path.with_name(f"{path.stem}-{task.name}"), kind, stacked)
+        columns[f"{task.name}_map"] = [str(p.relative_to(path.parent)) for p in pictures]
+    return columns
 
 
 def _read_inputs(run: TrainedRun, path: Path, quiet: bool) -> tuple[pd.DataFrame, torch.Tensor]:

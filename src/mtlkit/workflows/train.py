@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from mtlkit.config import ConfigError, ExperimentConfig, config_difference, upgrade_saved_config
-from mtlkit.data import MultiTaskData
+from mtlkit.data import MultiTaskData, Split
 from mtlkit.evaluation.document import write_reports
+from mtlkit.evaluation.maps import MapSamples, sample_maps
 from mtlkit.evaluation.plots import RunFigures
 from mtlkit.evaluation.report import run_document
 from mtlkit.measure.probes import StepProbe
@@ -81,6 +82,8 @@ class RunResult:
     test_loss: dict[str, float] = field(default_factory=dict)
     fit: FitResult = field(default_factory=FitResult)
     primary_metrics: dict[str, str] = field(default_factory=dict)
+    maps: MapSamples | None = None
+    """A few test images' per-pixel targets and predictions (``None`` without such tasks)."""
 
     @property
     def skipped(self) -> int:
@@ -89,7 +92,9 @@ class RunResult:
 
     def figures(self) -> RunFigures:
         """The plots of this run for a report (learning curves, cosines, confusion maps)."""
-        return RunFigures(self.fit.history, self.fit.task_cosines, self.primary_metrics)
+        return RunFigures(
+            self.fit.history, self.fit.task_cosines, self.primary_metrics, maps=self.maps
+        )
 
 
 def finished_run(run_dir: str | Path) -> RunResult:
@@ -302,6 +307,8 @@ def complete_run(
         )
         folder.previous.unlink(missing_ok=True)
     result = RunResult(folder.path, test, fit.best_epoch, seconds, test_loss, fit, primary)
+    if main and isinstance(data.test, Split):
+        result.maps = sample_maps(trainer.model, tasks, data.test.inputs, data.test.targets)
     if main:
         document = run_document(
             title=f"mtlkit run: {config.name}",

@@ -39,7 +39,8 @@ Modules, one job each: :mod:`~mtlkit.balancing.engine.strategy` (:class:`Engine`
 :mod:`~mtlkit.balancing.engine.graph` (walking the graph, the cut at the features),
 :mod:`~mtlkit.balancing.engine.gradients` (acquiring the Jacobian),
 :mod:`~mtlkit.balancing.engine.accumulate` (writing into ``.grad``),
-:mod:`~mtlkit.balancing.engine.backward` (the aggregators' backward paths) and
+:mod:`~mtlkit.balancing.engine.backward` (the aggregators' backward paths),
+:mod:`~mtlkit.balancing.engine.blocks` (the bounded-memory Gramian path) and
 :mod:`~mtlkit.balancing.engine.jacobian` (:func:`task_jacobian`, :func:`task_gramian`).
 """
 

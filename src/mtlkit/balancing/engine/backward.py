@@ -6,10 +6,12 @@ does not depend on those classes):
 
 * :func:`jacobian_backward`: the shared parameters get ``method.aggregate(J)``;
 * :func:`gramian_backward`: the shared parameters get ``wᵀJ`` with ``w`` read off ``G = J Jᵀ``,
-  written one parameter at a time from the materialised J (no further backward pass);
+  written one parameter at a time from the materialised J (no further backward pass); G and
+  ``wᵀJ`` are computed in float64 (:func:`~mtlkit.balancing.engine.accumulate.wide_gramian`);
 * :func:`representation_backward`: Sener & Koltun's MGDA-UB shortcut, ``w`` read off the Gramian
   of the K gradients ``∂Lₖ/∂z`` of the shared representation, then one backward of ``Σₖ wₖLₖ``;
-* :func:`weighted_backward`: ``wᵀJ`` for weights already known (reused between two solves), by one
+* :func:`weighted_backward`: ``wᵀJ`` for weights already known (reused between two solves, or
+  read off a Gramian accumulated block by block, :mod:`~mtlkit.balancing.engine.blocks`), by one
   trunk backward where the graph is cut at the features.
 
 In the first two, every other parameter the losses depend on gets the gradient of ``Σₖ Lₖ`` (its
@@ -23,7 +25,7 @@ and the gradients of ``Σₖ wₖLₖ`` are averaged. Every replica then writes 
 
 Mixed precision: the Jacobian has the shared parameters' dtype (float32) whatever the dtype of
 the activations, and the Gramian, the method and the accumulation run with autocast off
-(:func:`_exact`), so that a call from inside ``torch.autocast`` does not round them to
+(:func:`exact_arithmetic`), so that a call from inside ``torch.autocast`` does not round them to
 bfloat16/float16; the gradients ``∂Lₖ/∂z`` of a reduced-precision representation are promoted to
 float32 before their Gramian.
 """
@@ -42,10 +44,17 @@ from mtlkit.balancing.engine.accumulate import (
     accumulate_combination,
     accumulate_extra,
     accumulate_flat,
+    wide_gramian,
 )
 from mtlkit.balancing.engine.average import average_acquired, average_in_place
 from mtlkit.balancing.engine.gradients import Gradients, acquire, check_shared, head_pass
-from mtlkit.balancing.engine.graph import Split, as_features, autograd_leaves, split_at_features
+from mtlkit.balancing.engine.graph import (
+    Split,
+    as_features,
+    autograd_leaves,
+    split_at_features,
+    unique,
+)
 from mtlkit.balancing.engine.strategy import Engine
 from mtlkit.balancing.replicas import Replicas
 from mtlkit.balancing.types import BalanceInfo
@@ -53,6 +62,7 @@ from mtlkit.balancing.types import BalanceInfo
 __all__ = [
     "AggregatesJacobian",
     "WeighsGramian",
+    "exact_arithmetic",
     "gramian_backward",
     "jacobian_backward",
     "representation_backward",
@@ -73,7 +83,7 @@ class WeighsGramian(Protocol):
 
 
 @contextmanager
-def _exact(tensor: Tensor) -> Iterator[None]:
+def exact_arithmetic(tensor: Tensor) -> Iterator[None]:
     """No gradient recording and no autocast on ``tensor``'s device: the balancing arithmetic
     runs in the dtype of its inputs."""
     with torch.no_grad(), torch.autocast(tensor.device.type, enabled=False):
@@ -88,7 +98,7 @@ def _float32_at_least(tensor: Tensor) -> Tensor:
 def _combined_cotangents(weights: Tensor, gz: Sequence[Tensor]) -> list[Tensor]:
     """``Σₖ wₖ·∂Lₖ/∂z`` for each feature (``gz[i]`` is (K, *zᵢ.shape)), summed in float32 or
     wider and returned in the feature's dtype."""
-    with _exact(weights):
+    with exact_arithmetic(weights):
         sums = []
         for g in gz:
             wide = _float32_at_least(g.flatten(1))
@@ -112,7 +122,7 @@ def jacobian_backward(
     """
     shared, grads = _replica_gradients(losses, stacked, shared_params, features, engine, replicas)
     jacobian = grads.jacobian
-    with _exact(jacobian):
+    with exact_arithmetic(jacobian):
         direction = method.aggregate(jacobian, stacked.detach())
         if direction.shape != (jacobian.shape[1],):
             raise ValueError(
@@ -136,10 +146,10 @@ def gramian_backward(
     """Shared parameters get ``wᵀJ`` with ``w = method.weights_from_gramian(J Jᵀ, losses)``."""
     shared, grads = _replica_gradients(losses, stacked, shared_params, features, engine, replicas)
     jacobian = grads.jacobian
-    with _exact(jacobian):
-        weights = method.weights_from_gramian(jacobian @ jacobian.T, stacked.detach())
+    with exact_arithmetic(jacobian):
+        weights = method.weights_from_gramian(wide_gramian(jacobian), stacked.detach())
         _write_combination(shared, weights, grads)
-    return BalanceInfo(weights=weights.detach())
+    return BalanceInfo(weights=weights.detach().to(jacobian.dtype))
 
 
 def _write_combination(shared: list[Tensor], weights: Tensor, grads: Gradients) -> None:
@@ -205,7 +215,7 @@ def representation_backward(
                 "read (model.encode(x))."
             )
         gz, head_grads, _ = head_pass(losses, split)
-    with _exact(stacked):
+    with exact_arithmetic(stacked):
         flat = [_float32_at_least(g.flatten(1)) for g in gz]
         gramian = sum(g @ g.T for g in flat)
         if replicas is not None:  # the whole batch's ∂L/∂z: each replica's over N (mean loss)
@@ -254,7 +264,9 @@ def weighted_backward(
     Where the graph is cut at ``features`` with no other parameter below them, J is not
     materialised: the heads' pass gives ``∂Lₖ/∂z`` and the heads' own gradients, and one trunk
     backward of ``Σₖ wₖ·∂Lₖ/∂z`` gives ``wᵀJ`` (about ``F + B`` instead of ``F + K·B``).
-    Elsewhere J is acquired with ``engine`` and ``wᵀJ`` written from it.
+    Elsewhere J is acquired with ``engine`` and ``wᵀJ`` written from it, or, where the engine
+    keeps J in blocks (``Engine.gramian_path``), the losses are differentiated twice through the
+    whole graph: ``Σₖ wₖLₖ`` for the shared parameters, ``Σₖ Lₖ`` for the others.
     """
     shared = check_shared(shared_params)
     if not stacked.requires_grad:
@@ -262,8 +274,11 @@ def weighted_backward(
     feats = as_features(features)
     split = None if feats is None else split_at_features(losses, feats, {id(p) for p in shared})
     if split is None or not split.used or split.trunk_extra:
+        if engine.uses_blocks(len(losses), shared):
+            _weighted_sums(weights, losses, shared, replicas)
+            return BalanceInfo(weights=weights)
         shared, grads = _replica_gradients(losses, stacked, shared, features, engine, replicas)
-        with _exact(grads.jacobian):
+        with exact_arithmetic(grads.jacobian):
             _write_combination(shared, weights, grads)
         return BalanceInfo(weights=weights)
     gz, head_grads, _ = head_pass(losses, split)
@@ -272,3 +287,19 @@ def weighted_backward(
     pairs += [(p, g) for task_grads in head_grads for p, g in task_grads]
     _write_gradients(pairs, replicas)
     return BalanceInfo(weights=weights)
+
+
+def _weighted_sums(
+    weights: Tensor, losses: Sequence[Tensor], shared: list[Tensor], replicas: Replicas | None
+) -> None:
+    """Shared parameters get the gradient of ``Σₖ wₖLₖ`` (``wᵀJ``), every other leaf the losses
+    reach that of ``Σₖ Lₖ``: two backward passes through the whole graph, no Jacobian."""
+    live = [(w, loss) for w, loss in zip(weights, losses) if loss.requires_grad]
+    others = unique(autograd_leaves([loss for _, loss in live]), {id(p) for p in shared})
+    weighted = sum(w.to(loss.dtype) * loss for w, loss in live)
+    grads = torch.autograd.grad(weighted, shared, retain_graph=bool(others), allow_unused=True)
+    pairs = list(zip(shared, grads))
+    if others:
+        plain = torch.autograd.grad(sum(loss for _, loss in live), others, allow_unused=True)
+        pairs += list(zip(others, plain))
+    _write_gradients(pairs, replicas)

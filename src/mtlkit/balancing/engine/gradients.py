@@ -123,9 +123,10 @@ def _whole_graph(
     shared: list[Tensor],
     strategy: str,
     retain_graph: bool,
+    skip: frozenset[int] = frozenset(),
 ) -> Gradients:
     """Per-task gradients by differentiating each loss through the whole graph."""
-    others = unique(autograd_leaves(list(losses)), {id(p) for p in shared})
+    others = unique(autograd_leaves(list(losses)), {id(p) for p in shared} | skip)
     inputs = shared + others
     n = len(shared)
     out = Gradients(_empty_jacobian(len(losses), shared, stacked.device))
@@ -222,9 +223,15 @@ def acquire(
     features: Tensor | Sequence[Tensor] | None,
     engine: Engine,
     retain_graph: bool,
+    skip: Sequence[Tensor] = (),
 ) -> Gradients:
     """The Jacobian of the shared parameters and the other parameters' gradients, by the split
-    graph where ``features`` cut it, else by the whole graph, with ``engine``'s strategy."""
+    graph where ``features`` cut it, else by the whole graph, with ``engine``'s strategy.
+
+    ``skip``: leaves that get neither a row nor a gradient (the other blocks of the shared
+    parameters, when J is acquired block by block): autograd then stops at the lowest of
+    ``shared`` instead of differentiating down to them."""
+    excluded = frozenset(id(p) for p in skip)
     if not stacked.requires_grad:
         raise ValueError(
             "none of the losses requires grad: compute them from the model's outputs, outside "
@@ -232,7 +239,7 @@ def acquire(
         )
     feats = as_features(features)
     if feats is not None:
-        split = split_at_features(losses, feats, {id(p) for p in shared})
+        split = split_at_features(losses, feats, {id(p) for p in shared} | excluded)
         if split is not None and split.used:
             return _split_graph(losses, stacked, shared, split, engine.strategy, retain_graph)
-    return _whole_graph(losses, stacked, shared, engine.strategy, retain_graph)
+    return _whole_graph(losses, stacked, shared, engine.strategy, retain_graph, excluded)

@@ -1,15 +1,36 @@
-"""How the engine obtains the per-task gradients: :class:`Engine` and its strategies."""
+"""How the engine obtains the per-task gradients: :class:`Engine`, its strategies and its memory
+budget."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DEFAULT_ENGINE", "STRATEGIES", "Engine", "Strategy"]
+from torch import Tensor
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "DEFAULT_MEMORY_BUDGET",
+    "GRAMIAN_PATHS",
+    "STRATEGIES",
+    "Engine",
+    "GramianPath",
+    "Strategy",
+]
 
 Strategy = Literal["loop", "batched"]
 STRATEGIES: tuple[str, ...] = ("loop", "batched")
 """The strategies an :class:`Engine` offers; the first is the default."""
+
+GramianPath = Literal["auto", "full", "blocks"]
+GRAMIAN_PATHS: tuple[str, ...] = ("auto", "full", "blocks")
+"""How a Gramian weighting obtains ``J Jᵀ``: ``"auto"`` (the default) takes ``"blocks"`` when the
+K×P Jacobian would exceed the memory budget, ``"full"`` otherwise."""
+
+DEFAULT_MEMORY_BUDGET = 1 << 30
+"""1 GiB: the most memory the Jacobian of the shared parameters may take at once (K = 40 tasks
+on 6.7 M float32 parameters) before ``"auto"`` accumulates the Gramian block by block."""
 
 
 @dataclass(frozen=True)
@@ -25,6 +46,18 @@ class Engine:
             vmap concatenates the input K times), 1.1-1.3x the loop's time at K = 2 and 1.5-3.7x
             at K = 40. ``"batched"`` is there to try on other devices.
 
+        gramian_path: how a Gramian weighting (UPGrad, MGDA, ...) obtains ``G = J Jᵀ``:
+            ``"full"`` materialises the K×P Jacobian J and writes ``wᵀJ`` from it; ``"blocks"``
+            keeps at most ``memory_budget`` bytes of J at a time — the shared parameters are cut
+            into blocks whose K rows fit, G is accumulated block by block (K backward passes per
+            block, down to that block only), and the update is one backward of ``Σₖ wₖLₖ``
+            (:func:`~mtlkit.balancing.engine.blocks.blocked_gramian_backward`); the result is
+            the same up to float rounding. ``"auto"`` (the default) takes ``"blocks"`` when
+            K·P·(bytes per entry) exceeds ``memory_budget``. Methods that read J itself (those
+            that ``mtlkit methods`` lists as needing ``jacobian``) always materialise it.
+        memory_budget: bytes of Jacobian allowed at once (default 1 GiB); a single parameter
+            whose K rows exceed it still forms a block of its own.
+
     A gradient aggregator holds one as ``balancer.engine`` (``None`` means ``Engine()``)::
 
         bal = create("upgrad", num_tasks=2)
@@ -32,14 +65,32 @@ class Engine:
     """
 
     strategy: Strategy = "loop"
+    gramian_path: GramianPath = "auto"
+    memory_budget: int = DEFAULT_MEMORY_BUDGET
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            choices = ", ".join(repr(s) for s in STRATEGIES)
+        for option, value, choices in (
+            ("strategy", self.strategy, STRATEGIES),
+            ("gramian_path", self.gramian_path, GRAMIAN_PATHS),
+        ):
+            if value not in choices:
+                listed = ", ".join(repr(c) for c in choices)
+                raise ValueError(
+                    f"{option} must be one of {listed}; got {value!r} (the default is "
+                    f"{choices[0]!r})."
+                )
+        budget = self.memory_budget
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ValueError(
-                f"strategy must be one of {choices}; got {self.strategy!r} (the default is "
-                f"{STRATEGIES[0]!r})."
+                f"memory_budget must be a positive number of bytes, got {budget!r} (the default "
+                f"is {DEFAULT_MEMORY_BUDGET}, 1 GiB)."
             )
+
+    def uses_blocks(self, num_tasks: int, shared: Sequence[Tensor]) -> bool:
+        """Whether a Gramian weighting takes the bounded-memory path for this Jacobian."""
+        if self.gramian_path != "auto":
+            return self.gramian_path == "blocks"
+        return num_tasks * sum(p.numel() * p.element_size() for p in shared) > self.memory_budget
 
 
 DEFAULT_ENGINE = Engine()

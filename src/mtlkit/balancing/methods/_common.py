@@ -7,7 +7,10 @@
   per device type, so random draws happen where the data lives) and puts the generators' states in
   ``state_dict()`` through ``get_extra_state``, and :func:`random_orders` drawn from it;
 * :func:`read_extra_state`, the check of a loaded ``_extra_state``, and :func:`adam_step_`, a tiny
-  Adam on plain buffers for methods with an internal optimiser.
+  Adam on plain buffers for methods with an internal optimiser;
+* :func:`simplex_state`, the kept simplex weights of MoDo and SDMGrad (uniform at first), and
+  :func:`preference_vector` / :func:`preference_like`, the preference vector of the
+  scalarisations (COSMOS, PBI).
 
 The checks of the methods' options live in :mod:`mtlkit.balancing.options`. Nothing here is
 registered.
@@ -16,13 +19,13 @@ registered.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from mtlkit.balancing.options import check_seed
+from mtlkit.balancing.options import check_seed, check_weights
 
 
 def check_jacobian(jacobian: Tensor) -> int:
@@ -85,6 +88,39 @@ class _SeededRandomness:
             str(key): value.detach().to(device="cpu", dtype=torch.uint8).clone()
             for key, value in state.get("rng", {}).items()
         }
+
+
+def simplex_state(state: Tensor | None, like: Tensor) -> Tensor:
+    """A method's kept weights on the simplex in ``like``'s dtype and device; uniform where there
+    are none yet or the number of tasks (``like``'s last dimension) differs."""
+    k = like.shape[-1]
+    if state is None or state.shape != (k,):
+        return torch.full((k,), 1.0 / k, dtype=like.dtype, device=like.device)
+    return state.to(dtype=like.dtype, device=like.device)
+
+
+def preference_vector(
+    method: str, option: str, value: Sequence[float] | None, num_tasks: int | None
+) -> Tensor | None:
+    """A checked preference vector (one number ≥ 0 per task, not all 0) as a float64 tensor."""
+    if value is None:
+        return None
+    values = check_weights(method, option, value)
+    if num_tasks is not None and len(values) != num_tasks:
+        raise ValueError(
+            f"{method}: {option} has {len(values)} entries but there are {num_tasks} tasks."
+        )
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def preference_like(method: str, preference: Tensor | None, losses: Tensor) -> Tensor:
+    """``preference`` (uniform 1/K where ``None``) in the losses' dtype and device."""
+    k = losses.numel()
+    if preference is None:
+        return torch.full((k,), 1.0 / k, dtype=losses.dtype, device=losses.device)
+    if preference.numel() != k:
+        raise ValueError(f"{method}: weights has {preference.numel()} entries, got {k} losses.")
+    return preference.to(dtype=losses.dtype, device=losses.device)
 
 
 def read_extra_state(method: str, state: Any, keys: tuple[str, ...]) -> Mapping[str, Any]:

@@ -33,6 +33,17 @@ def _solve(lu: Tensor, piv: Tensor, vec: Tensor) -> Tensor:
     return torch.linalg.lu_solve(lu, piv, vec[..., None])[..., 0]
 
 
+def _plus_diagonal(base: Tensor, diagonal: Tensor) -> Tensor:
+    """``base + diag(diagonal)`` for a (K, K) or (B, K, K) ``base`` and a (B, K) ``diagonal``,
+    written onto one copy of ``base`` (no (B, K, K) ``diag_embed`` to fill and add): the same
+    numbers, a third of the memory traffic, which at K = 100 tasks is most of the time spent
+    outside the factorisations."""
+    batch, k = diagonal.shape
+    out = base.expand(batch, k, k).clone()
+    out.diagonal(dim1=-2, dim2=-1).add_(diagonal)
+    return out
+
+
 def qp_interior_point(
     h: Tensor, c: Tensor, offset: Tensor, *, simplex: bool, tol: float, max_iter: int
 ) -> tuple[Tensor, Tensor]:
@@ -90,7 +101,7 @@ def qp_interior_point(
             if bool(err <= tol):
                 break
         mu = xs.mean(-1, keepdim=True)
-        lu, piv, _ = torch.linalg.lu_factor_ex(newton_base + torch.diag_embed(s / x))
+        lu, piv, _ = torch.linalg.lu_factor_ex(_plus_diagonal(newton_base, s / x))
         # Predictor (rc = x∘s: r = −rd − s), with the multiplier's direction w1 = M⁻¹1.
         r = torch.add(rd, s).neg_()
         if simplex:

@@ -4,7 +4,9 @@
 (``multi-mnist``, ``multi-fashion``, ``multi-fashion-mnist``) registers itself from
 :mod:`mtlkit.data.benchmarks.mnist_pairs`; ``mnist+fashion`` (one dataset per task) from
 :mod:`mtlkit.data.benchmarks.mnist_fashion`; ``synthetic-correlation`` and ``gradnorm-toy``
-(regression) from :mod:`mtlkit.data.benchmarks.synthetic`.
+(regression) from :mod:`mtlkit.data.benchmarks.synthetic`; ``multi-mnist-dense`` (per-pixel
+segmentation, depth and normals) from :mod:`mtlkit.data.benchmarks.dense_mnist`; ``nyuv2`` and
+``cityscapes`` (a user's preprocessed copy) from :mod:`mtlkit.data.benchmarks.scenes`.
 """
 
 from mtlkit.data.benchmarks import mnist_pairs as _mnist_pairs  # noqa: F401  (registers)
@@ -13,7 +15,13 @@ from mtlkit.data.benchmarks import mnist_pairs as _mnist_pairs  # noqa: F401  (r
 from mtlkit.data.benchmarks import mnist_fashion as _mnist_fashion  # noqa: F401  (listed after)
 
 # isort: split
-from mtlkit.data.benchmarks import synthetic as _synthetic  # noqa: F401  (listed last)
+from mtlkit.data.benchmarks import synthetic as _synthetic  # noqa: F401  (listed after)
+
+# isort: split
+from mtlkit.data.benchmarks import dense_mnist as _dense_mnist  # noqa: F401  (listed after)
+
+# isort: split
+from mtlkit.data.benchmarks import scenes as _scenes  # noqa: F401  (listed last)
 from mtlkit.data.benchmarks.registry import (
     BENCHMARKS,
     Benchmark,

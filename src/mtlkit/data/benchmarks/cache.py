@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +71,26 @@ def write_cached(
     record = {"fingerprint": fingerprint, "recipe": dict(recipe)}
     with atomic_output(path.with_suffix(".json")) as temporary:
         temporary.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def cached_arrays(
+    path: Path,
+    recipe: Mapping[str, Any],
+    generate: Callable[[], dict[str, np.ndarray]],
+    what: str,
+    *,
+    quiet: bool,
+) -> tuple[dict[str, np.ndarray], str]:
+    """The arrays cached at ``path`` for ``recipe`` and their fingerprint; generated (and cached,
+    when the data dir is writable) if the cache is missing, stale or damaged."""
+    cached = read_cached(path, recipe, quiet=quiet)
+    if cached is not None:
+        return cached
+    note(f"building {what} into {path}", quiet=quiet)
+    arrays = generate()
+    fingerprint = fingerprint_arrays(arrays)
+    try:
+        write_cached(path, recipe, arrays, fingerprint)
+    except OSError as error:
+        note(f"could not cache {path} ({error}); it will be built again.", quiet=quiet)
+    return arrays, fingerprint

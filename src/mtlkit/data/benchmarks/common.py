@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
 
@@ -42,3 +44,12 @@ def carve_validation(
 def image_tensor(images: np.ndarray) -> torch.Tensor:
     """(N, H, W) uint8 images as (N, 1, H, W) float32 in [0, 1]."""
     return torch.from_numpy(images.astype(np.float32)).div_(255.0).unsqueeze(1)
+
+
+def options_fingerprint(fingerprint: str, val_fraction: float, limit: int | None) -> str:
+    """The fingerprint of a benchmark's arrays combined with ``val_fraction`` and ``limit`` when
+    either is set (the same data carved or cut otherwise is other data)."""
+    if not val_fraction and limit is None:
+        return fingerprint
+    options = f"{fingerprint}|val_fraction={val_fraction!r}|limit={limit!r}"
+    return hashlib.sha256(options.encode()).hexdigest()

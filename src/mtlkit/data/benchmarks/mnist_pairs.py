@@ -16,20 +16,22 @@ new protocol is one composing function plus one line in ``_PROTOCOLS``.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 import torch
 
 from mtlkit.data.acquisition.datasets import load_base
 from mtlkit.data.acquisition.specs import DATASETS, DatasetSpec, get_spec
-from mtlkit.data.benchmarks.cache import fingerprint_arrays, read_cached, write_cached
-from mtlkit.data.benchmarks.common import carve_validation, check_options, image_tensor
+from mtlkit.data.benchmarks.cache import cached_arrays
+from mtlkit.data.benchmarks.common import (
+    carve_validation,
+    check_options,
+    image_tensor,
+    options_fingerprint,
+)
 from mtlkit.data.benchmarks.compose import (
     PARETO_MAX_SHIFT,
     draw_partners,
@@ -38,7 +40,6 @@ from mtlkit.data.benchmarks.compose import (
 )
 from mtlkit.data.benchmarks.registry import BENCHMARKS, Benchmark
 from mtlkit.data.inputs import ImageInputs
-from mtlkit.data.notes import note
 from mtlkit.data.paths import DEBIAN_DATASETS_ROOT, PathLike, resolve_data_dir
 from mtlkit.data.types import MultiTaskData, Split, TaskSpec
 
@@ -138,19 +139,18 @@ def _build_pair(
         "base": {spec.name: dict(spec.payload_sha256) for spec in (left_spec, right_spec)},
     }
     cache = resolve_data_dir(data_dir) / "benchmarks" / f"{name}-{protocol}-seed{seed}.npz"
-    cached = read_cached(cache, recipe, quiet=quiet)
-    if cached is None:
-        note(f"building {name} ({protocol}, seed {seed}) into {cache}", quiet=quiet)
-        base = functools.partial(load_base, data_dir=data_dir, system_root=system_root, quiet=quiet)
-        arrays = _generate(protocol, seed, base, left_spec, right_spec)
-        cached = arrays, _store(cache, recipe, arrays, quiet=quiet)
-    arrays, fingerprint = cached
+    base = functools.partial(load_base, data_dir=data_dir, system_root=system_root, quiet=quiet)
+    arrays, fingerprint = cached_arrays(
+        cache,
+        recipe,
+        lambda: _generate(protocol, seed, base, left_spec, right_spec),
+        f"{name} ({protocol}, seed {seed})",
+        quiet=quiet,
+    )
     train_index, val_index = carve_validation(
         len(arrays["train.inputs"]), val_fraction, _rng(seed, "val")
     )
-    if val_fraction or limit is not None:
-        options = f"{fingerprint}|val_fraction={val_fraction!r}|limit={limit!r}"
-        fingerprint = hashlib.sha256(options.encode()).hexdigest()
+    fingerprint = options_fingerprint(fingerprint, val_fraction, limit)
     test_index = np.arange(len(arrays["test.inputs"]))
     return MultiTaskData(
         name=name,
@@ -190,18 +190,6 @@ def _generate(
         arrays[f"{split}.left"] = left_labels
         arrays[f"{split}.right"] = right_labels
     return arrays
-
-
-def _store(
-    cache: Path, recipe: Mapping[str, Any], arrays: Mapping[str, np.ndarray], *, quiet: bool
-) -> str:
-    """Cache freshly generated arrays (if the data dir is writable); return their fingerprint."""
-    fingerprint = fingerprint_arrays(arrays)
-    try:
-        write_cached(cache, recipe, arrays, fingerprint)
-    except OSError as error:
-        note(f"could not cache {cache} ({error}); it will be built again.", quiet=quiet)
-    return fingerprint
 
 
 def _split(arrays: Mapping[str, np.ndarray], split: str, index: np.ndarray) -> Split:

@@ -20,18 +20,16 @@ features (``(N, d)`` float32), the targets float32.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from mtlkit.data.benchmarks.cache import fingerprint_arrays, read_cached, write_cached
-from mtlkit.data.benchmarks.common import carve_validation, check_options
+from mtlkit.data.benchmarks.cache import cached_arrays
+from mtlkit.data.benchmarks.common import carve_validation, check_options, options_fingerprint
 from mtlkit.data.benchmarks.registry import BENCHMARKS, Benchmark
 from mtlkit.data.errors import DataError
-from mtlkit.data.notes import note
 from mtlkit.data.paths import PathLike, resolve_data_dir
 from mtlkit.data.types import MultiTaskData, Split, TaskSpec
 
@@ -137,22 +135,12 @@ def _build(
     """Generate (or read from the cache) the arrays, carve validation, and make the splits."""
     check_options(seed, val_fraction, limit)
     cache = resolve_data_dir(data_dir) / "benchmarks" / f"{stem}-seed{seed}.npz"
-    cached = read_cached(cache, recipe, quiet=quiet)
-    if cached is None:
-        note(f"building {stem} (seed {seed}) into {cache}", quiet=quiet)
-        arrays = generate()
-        fingerprint = fingerprint_arrays(arrays)
-        try:
-            write_cached(cache, recipe, arrays, fingerprint)
-        except OSError as error:
-            note(f"could not cache {cache} ({error}); it will be built again.", quiet=quiet)
-        cached = arrays, fingerprint
-    arrays, fingerprint = cached
+    arrays, fingerprint = cached_arrays(
+        cache, recipe, generate, f"{stem} (seed {seed})", quiet=quiet
+    )
     train_index, val_index = carve_validation(TRAIN_SIZE, val_fraction, _rng(seed, "val"))
     train_index = train_index[:limit]
-    if val_fraction or limit is not None:
-        options = f"{fingerprint}|val_fraction={val_fraction!r}|limit={limit!r}"
-        fingerprint = hashlib.sha256(options.encode()).hexdigest()
+    fingerprint = options_fingerprint(fingerprint, val_fraction, limit)
     tasks = []
     for spec in specs:
         target = arrays[f"train.{spec.name}"][train_index]
