@@ -133,8 +133,8 @@ def main() -> None:
         ],
     )
     print(f"CPU: {_cpu()}; multi-mnist, lenet, {args.limit} pairs, {args.epochs} epochs\n")
-    for line in [*workers_figure(config, args.out), "", *pruning_figure(config, args.out)]:
-        print(line, flush=True)
+    print("\n".join(workers_figure(config, args.out)) + "\n", flush=True)
+    print("\n".join(pruning_figure(config, args.out)), flush=True)
 
 
 if __name__ == "__main__":

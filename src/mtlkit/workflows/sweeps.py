@@ -46,6 +46,8 @@ CELL_PARAM = "cell"
 """The trial parameter that holds a cell's index in the grid."""
 DEFAULT_HEARTBEAT = 10.0
 DEFAULT_STALE_AFTER = 120.0
+WAIT_POLL = 1.0
+"""Seconds between two looks at the study while only other workers' trials run."""
 START_METHOD = "spawn"
 """How worker processes start (``spawn``: a fresh interpreter, safe with torch's threads)."""
 
@@ -260,7 +262,7 @@ class CellGrid:
         from optuna.trial import TrialState
 
         active = {
-            trial.params.get(CELL_PARAM, trial.system_attrs.get("fixed_params", {}).get(CELL_PARAM))
+            _cell_of(trial)
             for trial in study.get_trials(
                 deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)
             )
@@ -307,21 +309,24 @@ def work_on_grid(grid: CellGrid, study: Any) -> None:
     from optuna.trial import TrialState
 
     def retry(trial: Any) -> None:
-        study.enqueue_trial(dict(trial.params), user_attrs={"cell": trial.user_attrs.get("cell")})
+        cell = _cell_of(trial)
+        if cell is not None:
+            study.enqueue_trial({CELL_PARAM: cell}, user_attrs={"cell": trial.user_attrs["cell"]})
 
     while True:
         fail_stale_trials(study, grid.options.stale_after, retry)
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 return
-            time.sleep(grid.options.heartbeat)  # another worker's trial: take it over if it dies
+            # Another worker's trial: wait for it, to take it over if it goes stale.
+            time.sleep(min(grid.options.heartbeat, WAIT_POLL))
             continue
         trial = study.ask()
         if "fixed_params" not in study._storage.get_trial_system_attrs(trial._trial_id):
             # Another worker took the last waiting trial between the look and the ask.
             trial.set_user_attr("idle", True)
             study.tell(trial, state=TrialState.FAIL)
-            return
+            continue
         index = trial.suggest_int(CELL_PARAM, 0, len(grid.cells) - 1)
         if _earlier_trial(study, index, trial.number):
             trial.set_user_attr("duplicate", True)
@@ -345,10 +350,15 @@ def _earlier_trial(study: Any, index: int, number: int) -> bool:
 
     live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
     for trial in study.get_trials(deepcopy=False, states=live):
-        fixed = trial.system_attrs.get("fixed_params", {})
-        if trial.number < number and trial.params.get(CELL_PARAM, fixed.get(CELL_PARAM)) == index:
+        if trial.number < number and _cell_of(trial) == index:
             return True
     return False
+
+
+def _cell_of(trial: Any) -> int | None:
+    """The cell index of a grid trial (enqueued: in its fixed parameters until it starts)."""
+    fixed = trial.system_attrs.get("fixed_params", {})
+    return trial.params.get(CELL_PARAM, fixed.get(CELL_PARAM))
 
 
 def _trial_value(cell: Cell) -> float:
