@@ -256,7 +256,7 @@ def tune_methods(
         config,
         [param.describe() for param in params],
         kind="tune",
-        tuning=tuning_blocks(result, search),
+        tuning=_tuning_blocks(result, search),
         extra={"studies": [asdict(report) for report in reports], "pruner": pruner},
     )
     raise_if_diverged(comparison, out_dir / "tune.csv")
@@ -397,7 +397,7 @@ def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def tuning_blocks(result: TuneResult, search: _Search) -> list[Block]:
+def _tuning_blocks(result: TuneResult, search: _Search) -> list[Block]:
     """The report's account of the searches: trials, compute saved, boundaries, plots."""
     rows = []
     for report in result.studies:
