@@ -296,3 +296,28 @@ def test_two_workers_on_a_postgresql_study_run_every_cell_once(
     }
     assert _cell_metrics(tmp_path / "db") == _cell_metrics(tmp_path / "journal")
     assert _table(tmp_path / "db") == _table(tmp_path / "journal")
+
+
+@pytest.mark.slow
+def test_tune_on_two_workers_runs_each_grid_point_once_and_agrees(
+    tmp_path, tiny_config, monkeypatch
+):
+    monkeypatch.setattr(sweeps, "START_METHOD", "fork")
+    config = parse_config(tiny_config())
+    space = [parse_param("optim.lr=0.3,0.03,0.003")]
+    results = {
+        workers: tune_methods(
+            config,
+            tmp_path / f"w{workers}",
+            ["ew"],
+            space,
+            seeds=2,
+            pruner="none",
+            sweep=SweepOptions(workers=workers, threads=1),
+        )
+        for workers in (1, 2)
+    }
+    for study in results[2].studies:
+        assert (study.counts.complete, study.counts.failed) == (3, 0)
+    assert [s.chosen for s in results[2].studies] == [s.chosen for s in results[1].studies]
+    assert _table(tmp_path / "w2", "tune") == _table(tmp_path / "w1", "tune")

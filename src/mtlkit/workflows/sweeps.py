@@ -304,22 +304,44 @@ def run_workers(target: Callable[..., None], args: tuple[Any, ...], workers: int
 
 
 def work_on_grid(grid: CellGrid, study: Any) -> None:
-    """Take the grid's waiting trials one by one and run their cells until none waits or runs
-    (a running trial whose worker dies is failed when stale and taken over)."""
+    """Run the grid's waiting trials (:func:`work_on_queue`), each training its cell."""
+
+    def run(trial: Any) -> float:
+        label, cfg = grid.cells[trial.suggest_int(CELL_PARAM, 0, len(grid.cells) - 1)]
+        try:
+            cell = run_cell(grid.root, label, cfg)
+        except BaseException as error:
+            trial.set_user_attr("error", f"{cell_path(grid.root, label, cfg).name}: {error}")
+            raise
+        trial.set_user_attr("epochs", len(cell.metrics.get("history", [])))
+        return _trial_value(cell)
+
+    work_on_queue(study, grid.options, run)
+
+
+def work_on_queue(study: Any, options: SweepOptions, run: Callable[[Any], float]) -> None:
+    """Take ``study``'s waiting (enqueued) trials one by one and ``run`` each, until none waits
+    or runs. A trial whose parameters an earlier live trial was enqueued with steps aside
+    (``duplicate``); a running trial whose worker died is failed when stale and enqueued again;
+    ``run`` raising :class:`optuna.TrialPruned` prunes its trial.
+
+    Raises:
+        BaseException: what ``run`` raised but pruning (its trial is failed first).
+    """
+    import optuna
     from optuna.trial import TrialState
 
     def retry(trial: Any) -> None:
-        cell = _cell_of(trial)
-        if cell is not None:
-            study.enqueue_trial({CELL_PARAM: cell}, user_attrs={"cell": trial.user_attrs["cell"]})
+        kept = {key: value for key, value in trial.user_attrs.items() if key == "cell"}
+        study.enqueue_trial(_fixed(trial), user_attrs=kept)
 
     while True:
-        fail_stale_trials(study, grid.options.stale_after, retry)
+        fail_stale_trials(study, options.stale_after, retry)
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 return
             # Another worker's trial: wait for it, to take it over if it goes stale.
-            time.sleep(min(grid.options.heartbeat, WAIT_POLL))
+            time.sleep(min(options.heartbeat, WAIT_POLL))
             continue
         trial = study.ask()
         if "fixed_params" not in study._storage.get_trial_system_attrs(trial._trial_id):
@@ -327,32 +349,38 @@ def work_on_grid(grid: CellGrid, study: Any) -> None:
             trial.set_user_attr("idle", True)
             study.tell(trial, state=TrialState.FAIL)
             continue
-        index = trial.suggest_int(CELL_PARAM, 0, len(grid.cells) - 1)
-        if _earlier_trial(study, index, trial.number):
+        if _earlier_trial(study, trial):
             trial.set_user_attr("duplicate", True)
             study.tell(trial, state=TrialState.FAIL)
             continue
-        label, cfg = grid.cells[index]
         try:
-            with heartbeat(study, trial._trial_id, grid.options.heartbeat):
-                cell = run_cell(grid.root, label, cfg)
-        except BaseException as error:
-            trial.set_user_attr("error", f"{cell_path(grid.root, label, cfg).name}: {error}")
+            with heartbeat(study, trial._trial_id, options.heartbeat):
+                value = run(trial)
+        except optuna.TrialPruned:
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        except BaseException:
             study.tell(trial, state=TrialState.FAIL)
             raise
-        trial.set_user_attr("epochs", len(cell.metrics.get("history", [])))
-        study.tell(trial, _trial_value(cell))
+        study.tell(trial, value)
 
 
-def _earlier_trial(study: Any, index: int, number: int) -> bool:
-    """Whether a trial before ``number`` of the cell ``index`` is waiting, running or done."""
+def _fixed(trial: Any) -> dict[str, Any]:
+    """The parameters a trial was enqueued with."""
+    return dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def _earlier_trial(study: Any, trial: Any) -> bool:
+    """Whether a trial before ``trial`` enqueued with its parameters is waiting, running or
+    finished (complete or pruned)."""
     from optuna.trial import TrialState
 
-    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE)
-    for trial in study.get_trials(deepcopy=False, states=live):
-        if trial.number < number and _cell_of(trial) == index:
-            return True
-    return False
+    fixed = study._storage.get_trial_system_attrs(trial._trial_id)["fixed_params"]
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+    return any(
+        other.number < trial.number and _fixed(other) == fixed
+        for other in study.get_trials(deepcopy=False, states=live)
+    )
 
 
 def _cell_of(trial: Any) -> int | None:

@@ -25,14 +25,14 @@ plots.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config, set_value
 from mtlkit.evaluation import choose_by_validation
-from mtlkit.evaluation.document import Block, Figure, Heading, Paragraph, Table
 from mtlkit.workflows.baselines import single_task_config
 from mtlkit.workflows.cells import prepare_grid_dir, run_cell
 from mtlkit.workflows.compare import (
@@ -61,41 +61,15 @@ from mtlkit.workflows.sweeps import (
     intra_op_threads,
     open_storage,
     run_workers,
+    work_on_queue,
 )
+from mtlkit.workflows.tune_report import StudyReport, tuning_blocks
 from mtlkit.workflows.tune_space import Param, grid_size, is_grid, sample_values
 
 OUTPUTS = ("tune.csv", "tune.json", *COMPARE_OUTPUTS[2:])
 """The files a tune folder holds besides its cells."""
 PRUNERS = ("median", "hyperband", "none")
 """The pruners ``--pruner`` may name."""
-
-
-@dataclass(frozen=True)
-class StudyReport:
-    """One study's search: what its trials did and what it chose.
-
-    Attributes:
-        subject: the method's label, or ``single-task <task>``.
-        study: the Optuna study's name in the storage.
-        counts: its trials, complete, pruned and failed, and the trial-epochs they ran.
-        full_epochs: the trial-epochs the same trials would run without pruning.
-        chosen: the best trial's value of each parameter.
-        boundary: the parameters whose chosen value is on the boundary of the range.
-        val_score: the best trial's validation score.
-    """
-
-    subject: str
-    study: str
-    counts: SweepCounts
-    full_epochs: int
-    chosen: dict[str, Any]
-    boundary: list[str]
-    val_score: float
-
-    @property
-    def chosen_label(self) -> str:
-        """``optim.lr=0.0123`` (several keys joined by ", ")."""
-        return ", ".join(f"{key}={_short(value)}" for key, value in self.chosen.items())
 
 
 @dataclass
@@ -125,13 +99,8 @@ class _Search:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = (
-            optuna.samplers.GridSampler(
-                {param.key: list(param.values) for param in self.params}, seed=config.seed
-            )
-            if is_grid(self.params)
-            else optuna.samplers.TPESampler(seed=config.seed)
-        )
+        # A grid's points are enqueued (see enqueue_grid): the sampler is never asked for them.
+        sampler = optuna.samplers.TPESampler(seed=config.seed)
         pruner = {
             "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2),
             "hyperband": lambda: optuna.pruners.HyperbandPruner(
@@ -256,7 +225,14 @@ def tune_methods(
         config,
         [param.describe() for param in params],
         kind="tune",
-        tuning=_tuning_blocks(result, search),
+        tuning=tuning_blocks(
+            reports,
+            f"One Optuna study per method and per single-task baseline, {trials} trials each "
+            f"(complete or pruned), {'the full grid' if is_grid(params) else 'TPE'}, pruner "
+            f"{pruner}, at seed {seeds_used[0]}.",
+            {label: search.load(label, cfg) for label, cfg in method_configs.items()},
+            len(params),
+        ),
         extra={"studies": [asdict(report) for report in reports], "pruner": pruner},
     )
     raise_if_diverged(comparison, out_dir / "tune.csv")
@@ -287,6 +263,8 @@ def _digest(text: str) -> str:
 
 
 def _run_search(search: _Search) -> None:
+    if is_grid(search.params):
+        _enqueue_grid(search)
     threads = search.options.threads_per_trial()
     if search.options.workers == 1:
         with intra_op_threads(threads):
@@ -296,7 +274,8 @@ def _run_search(search: _Search) -> None:
 
 
 def _search_worker(search: _Search, threads: int | None) -> None:
-    """Run every study until it has ``search.trials`` complete or pruned trials."""
+    """Run every study: a grid's enqueued points once each (:func:`work_on_queue`), a TPE search
+    until it has ``search.trials`` complete or pruned trials."""
     import torch
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -306,21 +285,27 @@ def _search_worker(search: _Search, threads: int | None) -> None:
     counted = (TrialState.COMPLETE, TrialState.PRUNED)
     for subject, config in search.subjects:
         study = search.load(subject, config)
+        label = f"{subject.replace(' ', '-')}-trial"
+
+        def run(trial: Any, label: str = label, config: ExperimentConfig = config) -> float:
+            values = {param.key: param.suggest(trial) for param in search.params}
+            cell = run_cell(
+                search.root, label, with_values(config, values), hooks=[PruningHook(trial)]
+            )
+            trial.set_user_attr("epochs", len(cell.metrics.get("history", [])))
+            return cell.val_score
+
+        if is_grid(search.params):
+            work_on_queue(study, search.options, run)
+            continue
 
         def retry(trial: Any, study: Any = study) -> None:
             study.enqueue_trial(dict(trial.params))
 
-        def objective(
-            trial: Any, subject: str = subject, config: ExperimentConfig = config
-        ) -> float:
+        def objective(trial: Any, run: Callable[[Any], float] = run) -> float:
             fail_stale_trials(trial.study, search.options.stale_after, retry)
-            values = {param.key: param.suggest(trial) for param in search.params}
-            label = f"{subject.replace(' ', '-')}-trial"
-            cell_config = with_values(config, values)
             with heartbeat(trial.study, trial._trial_id, search.options.heartbeat):
-                cell = run_cell(search.root, label, cell_config, hooks=[PruningHook(trial)])
-            trial.set_user_attr("epochs", len(cell.metrics.get("history", [])))
-            return cell.val_score
+                return run(trial)
 
         fail_stale_trials(study, search.options.stale_after, retry)
         if len(study.get_trials(deepcopy=False, states=counted)) >= search.trials:
@@ -331,6 +316,27 @@ def _search_worker(search: _Search, threads: int | None) -> None:
             catch=(),
             gc_after_trial=False,
         )
+
+
+def _enqueue_grid(search: _Search) -> None:
+    """Enqueue, in every study of a list search, each of the grid's first ``search.trials``
+    points (in the lists' order) that no trial took yet (waiting, running, complete, pruned)."""
+    from optuna.trial import TrialState
+
+    live = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+    points = [
+        dict(zip((param.key for param in search.params), values))
+        for values in itertools.product(*(param.values for param in search.params))
+    ][: search.trials]
+    for subject, config in search.subjects:
+        study = search.load(subject, config)
+        taken = [
+            trial.system_attrs.get("fixed_params", trial.params)
+            for trial in study.get_trials(deepcopy=False, states=live)
+        ]
+        for point in points:
+            if point not in taken:
+                study.enqueue_trial(point)
 
 
 def _study_report(search: _Search, subject: str, config: ExperimentConfig) -> StudyReport:
@@ -391,103 +397,3 @@ def _with_chosen(row: Any, report: StudyReport) -> Any:
     return replace(
         row, chosen=report.chosen_label, val_scores={report.chosen_label: report.val_score}
     )
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _tuning_blocks(result: TuneResult, search: _Search) -> list[Block]:
-    """The report's account of the searches: trials, compute saved, boundaries, plots."""
-    rows = []
-    for report in result.studies:
-        saved = 1 - report.counts.trial_epochs / report.full_epochs if report.full_epochs else 0.0
-        rows.append(
-            [
-                report.subject,
-                report.chosen_label,
-                f"{report.val_score:.4f}",
-                str(report.counts.complete),
-                str(report.counts.pruned),
-                str(report.counts.failed),
-                f"{report.counts.trial_epochs} / {report.full_epochs} ({saved:.0%} saved)",
-                ", ".join(report.boundary) or "—",
-            ]
-        )
-    blocks: list[Block] = [
-        Heading("The searches"),
-        Paragraph(
-            f"One Optuna study per method and per single-task baseline, {search.trials} trials "
-            f"each (complete or pruned), {'the full grid' if is_grid(search.params) else 'TPE'}"
-            f", pruner {search.pruner}, at seed {search.subjects[0][1].seed}, chosen on the "
-            "validation score (mean over tasks of the signed primary metric of the selected "
-            "epoch). Pruned trials are never results. Trial-epochs: epochs run against trials × "
-            "epochs without pruning."
-        ),
-        Table(
-            [
-                "study",
-                "chosen",
-                "val score",
-                "complete",
-                "pruned",
-                "failed",
-                "trial-epochs run / full",
-                "on the boundary",
-            ],
-            rows,
-            2,
-        ),
-    ]
-    warnings = [r for r in result.studies if r.boundary]
-    if warnings:
-        blocks.append(
-            Paragraph(
-                "**Warning**: "
-                + "; ".join(f"{r.subject}: {', '.join(r.boundary)}" for r in warnings)
-                + " chosen at the boundary of the range: the best value may lie outside it; "
-                "widen the range and tune again."
-            )
-        )
-    blocks += _plots(search)
-    return blocks
-
-
-def _plots(search: _Search) -> list[Block]:
-    """Optuna's optimization history of each method's study and, with 2 or more parameters,
-    their importances (the suite stubs figures unless asked for real ones)."""
-    import warnings
-
-    from optuna.exceptions import ExperimentalWarning
-    from optuna.visualization import matplotlib as optuna_plots
-
-    from mtlkit.evaluation.plots import axes_png
-
-    blocks: list[Block] = []
-    for subject, config in search.subjects:
-        if subject.startswith("single-task "):
-            continue
-        study = search.load(subject, config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            blocks.append(
-                Figure(
-                    axes_png(optuna_plots.plot_optimization_history(study)),
-                    f"{subject}: validation score per trial and the best so far (Optuna)",
-                )
-            )
-            complete = len(study.get_trials(deepcopy=False, states=_complete()))
-            if len(search.params) > 1 and complete > 2:
-                blocks.append(
-                    Figure(
-                        axes_png(optuna_plots.plot_param_importances(study)),
-                        f"{subject}: parameter importances (fANOVA, Optuna)",
-                    )
-                )
-    return blocks
-
-
-def _complete() -> tuple[Any, ...]:
-    from optuna.trial import TrialState
-
-    return (TrialState.COMPLETE,)
