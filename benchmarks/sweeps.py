@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
+
+from timing import machine
 
 from mtlkit.config import load_config
 from mtlkit.workflows.compare import compare_methods
@@ -35,15 +35,6 @@ from mtlkit.workflows.tune_space import parse_param
 METHODS = ["ew", "mgda-ub"]
 LEARNING_RATES = [0.1, 0.01]
 TUNED = "optim.lr=0.3,0.1,0.03,0.01,0.003,0.001"
-
-
-def _cpu() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown CPU"
-    names = [line.split(":", 1)[1].strip() for line in lines.splitlines() if "Model name" in line]
-    return names[0] if names else "unknown CPU"
 
 
 def _rows(folder: Path, name: str) -> list[dict]:
@@ -132,7 +123,7 @@ def main() -> None:
             "train.progress=false",
         ],
     )
-    print(f"CPU: {_cpu()}; multi-mnist, lenet, {args.limit} pairs, {args.epochs} epochs\n")
+    print(f"{machine()}\nmulti-mnist, lenet, {args.limit} pairs, {args.epochs} epochs\n")
     print("\n".join(workers_figure(config, args.out)) + "\n", flush=True)
     print("\n".join(pruning_figure(config, args.out)), flush=True)
 
