@@ -110,6 +110,7 @@ def test_threads_per_trial_split_the_cores_and_the_users_setting_wins(monkeypatc
     assert SweepOptions(workers=2).threads_per_trial() == 3
 
 
+@pytest.mark.slow
 def test_a_grid_is_one_study_whose_trials_are_its_cells(tmp_path, tiny_config):
     config = parse_config(tiny_config())
     result = compare_methods(config, tmp_path / "cmp", ["ew"], seeds=1)
