@@ -173,6 +173,7 @@ def _one_pixel_figures(request, monkeypatch):
         "heatmap_png",
         "interval_png",
         "tradeoff_png",
+        "axes_png",
     ):
         monkeypatch.setattr(plots, name, lambda *args, **kwargs: _ONE_PIXEL_PNG)
 

@@ -183,6 +183,25 @@ def test_pareto_sweeps_the_tradeoff_and_writes_the_front(
 
 
 @pytest.mark.slow
+def test_tune_prints_each_search_and_the_table(config_file, tmp_path, offline_data, capsys):
+    out = tmp_path / "tune"
+    arguments = ["tune", str(config_file), *TINY, "--out", str(out), "--seeds", "2"]
+    search = ["--methods", "ew", "--param", "optim.lr=0.2,0.02", "--pruner", "none"]
+    assert main([*arguments, *search]) == 0
+    printed = capsys.readouterr().out
+    searches = [line for line in printed.splitlines() if line.startswith("[tune] ")]
+    assert [line.split(":")[0] for line in searches] == [
+        "[tune] single-task left",
+        "[tune] single-task right",
+        "[tune] ew",
+    ]
+    assert all("trials 2 complete, 0 pruned, 0 failed" in line for line in searches)
+    assert all("on the boundary: optim.lr" in line for line in searches)  # a 2-value list
+    assert "| ew " in printed and "| single-task " in printed
+    assert (out / "tune.csv").is_file() and (out / "report.html").is_file()
+
+
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_affinity_writes_the_matrices_and_refuses_to_overwrite(
     config_file, tmp_path, offline_data, capsys
@@ -214,6 +233,14 @@ def test_affinity_writes_the_matrices_and_refuses_to_overwrite(
         (["pareto", "--reference", "2,2,2"], "one value per task"),
         (["pareto", "--points", "1"], "--points"),
         (["affinity", "--every", "0"], "--every"),
+        (["compare", "--methods", "ew", "--workers", "0"], "--workers: give 1 or more"),
+        (["tune", "--methods", "ew", "--param", "optim.lr"], "--param 'optim.lr': write it as"),
+        (["tune", "--methods", "ew", "--param", "optim.lr=logu:1:2"], "unknown range 'logu'"),
+        (["tune", "--methods", "ew", "--param", "optim.lr=uniform:1:x"], "give two numbers"),
+        (["tune", "--methods", "ew", "--param", "optim.lr=loguniform:0:1"], "LOW > 0"),
+        (["tune", "--methods", "ew", "--param", "optim.lrr=0.1,0.2"], "optim.lrr: unknown key"),
+        (["tune", "--methods", "ew", "--param", "optim.lr=uniform:0.1:1"], "--trials: give"),
+        (["tune", "--methods", "ew"], "--param: give one or more"),
         (["affinity", "--set", "tasks.include=[left]"], "affinity needs 2 or more tasks"),
     ],
 )

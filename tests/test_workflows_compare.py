@@ -46,11 +46,11 @@ def finished_trainings(monkeypatch):
     crash_at = [None]
     real_train = cells_module.train
 
-    def train(config, path, probes=()):
+    def train(config, path, probes=(), **options):
         if crash_at[0] == len(finished):
             crash_at[0] = None
-            return real_train(config, path, [_CrashingProbe()])
-        result = real_train(config, path, probes)
+            return real_train(config, path, [_CrashingProbe()], **options)
+        result = real_train(config, path, probes, **options)
         finished.append(config_fingerprint(config))
         return result
 
@@ -253,7 +253,7 @@ def test_a_method_diverging_at_every_value_gets_a_row_and_exit_1(
     baselines and ew are compared, the row of mgda-ub says it diverged, and compare exits 1."""
     real_train = cells_module.train
 
-    def train(config, path, probes=()):
+    def train(config, path, probes=(), **options):
         if config.balancer.name == "mgda-ub":
             raise DivergedError("non-finite loss at step 1")
         return real_train(config, path, probes)

@@ -1,17 +1,22 @@
-"""The commands that train a grid of runs: ``mtlkit compare``, ``mtlkit pareto`` and
-``mtlkit affinity``, and their ``--methods`` and ``--tune`` options."""
+"""The commands that train a grid of runs: ``mtlkit compare``, ``mtlkit tune``, ``mtlkit pareto``
+and ``mtlkit affinity``, and their ``--methods``, ``--tune``, ``--param`` and sweep options
+(``--workers``, ``--storage``, ``--stale-after``)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtlkit.cli.options import Commands, config_command
 from mtlkit.config import ConfigError, load_config
 
+if TYPE_CHECKING:
+    from mtlkit.workflows.compare import MethodComparison
+    from mtlkit.workflows.sweeps import SweepOptions
+
 
 def _compare(args: argparse.Namespace) -> int:
-    from mtlkit.evaluation.document import markdown_table
     from mtlkit.workflows.compare import compare_methods
 
     config = load_config(args.config, args.overrides)
@@ -25,14 +30,86 @@ def _compare(args: argparse.Namespace) -> int:
         tune=dict(_tune_option(text) for text in args.tune),
         confidence=args.confidence,
         overwrite=args.overwrite,
+        sweep=_sweep_options(args),
     )
+    _print_comparison(result)
+    return 0
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from mtlkit.workflows.tune import tune_methods
+    from mtlkit.workflows.tune_space import parse_param
+
+    config = load_config(args.config, args.overrides)
+    if not 0.0 < args.confidence < 1.0:
+        raise ConfigError(f"--confidence: must be in (0, 1), got {args.confidence}.")
+    params = [parse_param(text) for text in args.param]
+    result = tune_methods(
+        config,
+        args.out or Path("runs") / f"{config.name}-tune",
+        _methods_option(args.methods),
+        params,
+        trials=args.trials,
+        seeds=args.seeds,
+        pruner=args.pruner,
+        confidence=args.confidence,
+        overwrite=args.overwrite,
+        sweep=_sweep_options(args),
+    )
+    for study in result.studies:
+        counts = study.counts
+        print(
+            f"[tune] {study.subject}: {study.chosen_label} (val {study.val_score:.4f}); trials "
+            f"{counts.complete} complete, {counts.pruned} pruned, {counts.failed} failed; "
+            f"trial-epochs {counts.trial_epochs}/{study.full_epochs}"
+            + (f"; on the boundary: {', '.join(study.boundary)}" if study.boundary else "")
+        )
+    _print_comparison(result.comparison)
+    return 0
+
+
+def _print_comparison(result: MethodComparison) -> None:
+    from mtlkit.evaluation.document import markdown_table
+
     table = result.table
     print()
     print(markdown_table(table.header, table.rows, table.text_columns))
     for note in result.notes():
         print(f"\n{note}")
     print(f"\nreport: {result.out_dir / 'report.md'}  (runs trained now: {result.trained})")
-    return 0
+
+
+def _sweep_options(args: argparse.Namespace) -> SweepOptions:
+    from mtlkit.workflows.sweeps import SweepOptions
+
+    return SweepOptions(storage=args.storage, workers=args.workers, stale_after=args.stale_after)
+
+
+def add_sweep_options(command: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--storage`` and ``--stale-after`` (:mod:`mtlkit.workflows.sweeps`)."""
+    from mtlkit.workflows.sweeps import DEFAULT_STALE_AFTER
+
+    command.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="trials run at once on this machine, as processes (default 1); threads per trial: "
+        "OMP_NUM_THREADS if set, else the cores divided by the workers",
+    )
+    command.add_argument(
+        "--storage",
+        metavar="URL",
+        help="an Optuna storage (postgresql://…, mysql://…, grpc://host:port) shared by every "
+        "process and machine running this command (default: study.journal in --out)",
+    )
+    command.add_argument(
+        "--stale-after",
+        type=float,
+        default=DEFAULT_STALE_AFTER,
+        metavar="SECONDS",
+        help="a running trial without a heartbeat this long is taken over, its run resumed "
+        f"from its last checkpoint (default {DEFAULT_STALE_AFTER:g})",
+    )
 
 
 def _pareto(args: argparse.Namespace) -> int:
@@ -58,6 +135,7 @@ def _pareto(args: argparse.Namespace) -> int:
         methods=_methods_option(args.methods),
         reference=reference,
         overwrite=args.overwrite,
+        sweep=_sweep_options(args),
     )
     reference_text = ", ".join(f"{value:g}" for value in result.reference)
     print(f"\nhypervolume (test losses, reference {reference_text}): {result.hypervolume:.4f}")
@@ -165,6 +243,46 @@ def add_parsers(commands: Commands) -> None:
     compare.add_argument(
         "--confidence", type=float, default=0.95, help="confidence level of the intervals"
     )
+    add_sweep_options(compare)
+    tune = config_command(
+        commands,
+        "tune",
+        "search each method's settings on validation (Optuna: TPE or the grid, with pruning), "
+        "then compare the winners over seeds on test (resumable)",
+        _tune,
+    )
+    tune.add_argument(
+        "--methods",
+        required=True,
+        help="comma-separated methods, options after colons: ew,pcgrad,cagrad:c=0.2",
+    )
+    tune.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=SPACE",
+        help="a searched setting: optim.lr=loguniform:1e-3:1e-1, KEY=uniform:A:B, KEY=int:A:B "
+        "or KEY=V1,V2,… (every one a list: the full grid); repeatable",
+    )
+    tune.add_argument(
+        "--trials",
+        type=int,
+        help="complete or pruned trials per method (default: the grid's size when every "
+        "--param is a list)",
+    )
+    tune.add_argument(
+        "--pruner",
+        choices=("median", "hyperband", "none"),
+        default="median",
+        help="stop trials clearly behind on an epoch's validation score (default median)",
+    )
+    tune.add_argument(
+        "--seeds", type=int, default=3, help="seeds the winners are retrained at (default 3)"
+    )
+    tune.add_argument(
+        "--confidence", type=float, default=0.95, help="confidence level of the intervals"
+    )
+    add_sweep_options(tune)
     pareto = config_command(
         commands,
         "pareto",
@@ -199,6 +317,7 @@ def add_parsers(commands: Commands) -> None:
         metavar="DIR",
         help="with a run folder: a mtlkit pareto sweep folder to draw beside its front",
     )
+    add_sweep_options(pareto)
     affinity = config_command(
         commands,
         "affinity",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
@@ -53,6 +53,18 @@ def _png(figure: MplFigure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=_DPI)
     return buffer.getvalue()
+
+
+def axes_png(axes: Any) -> bytes:
+    """The PNG of the figure that holds ``axes`` (e.g. one of Optuna's matplotlib plots)."""
+    import matplotlib.pyplot as plt
+
+    figure = axes.figure
+    figure.set_layout_engine("constrained")
+    try:
+        return _png(figure)
+    finally:
+        plt.close(figure)
 
 
 def learning_curves_png(records: Sequence[EpochPoint], metrics: Mapping[str, str]) -> bytes:

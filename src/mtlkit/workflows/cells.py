@@ -9,7 +9,8 @@ keys that cannot change the result (``name``, ``train.progress``). So:
   again: an interrupted grid resumes by running the same command;
 * a cell is found by its fingerprint alone, whatever its label: the single-task baselines that
   several methods (or a compare and a Pareto sweep in one folder) need are trained once;
-* a cell whose training was interrupted (no ``metrics.json``) is trained again from scratch;
+* a cell whose training was interrupted (no ``metrics.json``) continues from its run folder's
+  last checkpoint (from scratch if it wrote none): a killed worker's cell is not started over;
 * a cell whose training diverged (a non-finite loss) is finished too: ``diverged.json`` holds
   the error, its validation score counts as −∞ (a grid never chooses it) and it is not trained
   again.
@@ -22,6 +23,7 @@ import json
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from mtlkit.atomic import write_text_atomic
 from mtlkit.config import ExperimentConfig
 from mtlkit.training import DivergedError
 from mtlkit.training.distributed import LaunchError, world_size
+from mtlkit.training.hooks import Hook
 from mtlkit.workflows.run_dir import RunDir, prepare_run_dir
 from mtlkit.workflows.train import train
 
@@ -120,28 +123,39 @@ def cell_path(root: str | Path, label: str, config: ExperimentConfig) -> Path:
     character of ``label`` but letters, digits and ``._=-`` written as ``_``)."""
     suffix = config_fingerprint(config)[:_FINGERPRINT_LENGTH]
     existing = sorted((Path(root) / CELLS).glob(f"*-{suffix}"))
-    finished = [path for path in existing if _finished(path)]
+    finished = [path for path in existing if is_finished(path)]
     if finished or existing:
         return (finished or existing)[0]
     return Path(root) / CELLS / f"{re.sub(r'[^A-Za-z0-9._=-]+', '_', label)}-{suffix}"
 
 
-def run_cell(root: str | Path, label: str, config: ExperimentConfig) -> Cell:
+def run_cell(
+    root: str | Path, label: str, config: ExperimentConfig, hooks: Sequence[Hook] = ()
+) -> Cell:
     """The finished cell of ``config`` under ``root``, trained now unless it already was (a
-    training that diverges finishes the cell with ``diverged.json``)."""
+    training that diverges finishes the cell with ``diverged.json``; one that was interrupted
+    after a checkpoint continues from it). ``hooks`` join the training loop (e.g. a pruner's
+    report of each epoch's validation score); what they raise leaves the cell unfinished."""
     path = cell_path(root, label, config)
     folder = RunDir(path)
-    trained = not _finished(path)
+    trained = not is_finished(path)
     if trained:
+        resume = folder.last.is_file() or folder.previous.is_file()
         try:
-            train(config, prepare_run_dir(path, overwrite=True))
+            train(
+                config,
+                path if resume else prepare_run_dir(path, overwrite=True),
+                hooks=hooks,
+                resume=resume,
+            )
         except DivergedError as error:
             write_text_atomic(path / DIVERGED, json.dumps({"diverged": str(error)}))
     source = folder.metrics if folder.metrics.is_file() else path / DIVERGED
     return Cell(path=path, config=config, metrics=json.loads(source.read_text()), trained=trained)
 
 
-def _finished(path: Path) -> bool:
+def is_finished(path: Path) -> bool:
+    """Whether the cell folder ``path`` holds a finished (or diverged) run."""
     return RunDir(path).metrics.is_file() or (path / DIVERGED).is_file()
 
 

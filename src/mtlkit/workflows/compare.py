@@ -35,15 +35,16 @@ from typing import Any
 
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config, set_value
 from mtlkit.evaluation import Choice, choose_by_validation, compare_values, delta_m
-from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Table
+from mtlkit.evaluation.document import Block, Document, Figure, Heading, Paragraph, Table
 from mtlkit.evaluation.stats import MeanCI, mean_ci, mean_ranks
 from mtlkit.tasks import delta_m_metrics, higher_is_better
 from mtlkit.training import DivergedError
 from mtlkit.workflows.baselines import single_task_config
-from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
+from mtlkit.workflows.cells import Cell, prepare_grid_dir
 from mtlkit.workflows.run_dir import write_results
+from mtlkit.workflows.sweeps import JOURNAL, CellGrid, SweepCounts, SweepOptions, trials_line
 
-OUTPUTS = ("compare.csv", "compare.json", "report.md", "report.html")
+OUTPUTS = ("compare.csv", "compare.json", "report.md", "report.html", JOURNAL)
 """The files a compare folder holds besides its cells."""
 DELTA_M_CONVENTION = (
     "Δm%: mean over tasks of the relative change of the test metric (every metric of a "
@@ -147,6 +148,8 @@ class MethodComparison:
     reference: str
     out_dir: Path
     trained: int
+    counts: SweepCounts = field(default_factory=SweepCounts)
+    """What the study's trials did (over every call on this folder)."""
     diverged: dict[str, str] = field(default_factory=dict)
     """Per method that diverged at every tuned value, the names of its diverged runs."""
 
@@ -219,6 +222,7 @@ def compare_methods(
     tune: Mapping[str, Sequence[Any]] | None = None,
     confidence: float = 0.95,
     overwrite: bool = False,
+    sweep: SweepOptions | None = None,
 ) -> MethodComparison:
     """Train (or resume) the grid and write the comparison into ``out_dir``.
 
@@ -231,7 +235,9 @@ def compare_methods(
         seeds: how many seeds (``config.seed``, ``config.seed + 1``, …) or the seeds.
         tune: settings to tune per method, each with its values (``{"optim.lr": [0.1, 0.01]}``).
         confidence: the level of the confidence intervals.
-        overwrite: remove the folder's cells and outputs first.
+        overwrite: remove the folder's cells, study journal and outputs first.
+        sweep: the study's storage and workers (:mod:`mtlkit.workflows.sweeps`); default: the
+            journal file in ``out_dir``, one worker.
 
     A run that diverges finishes its cell as diverged; its value is then never chosen.
 
@@ -241,19 +247,13 @@ def compare_methods(
         DivergedError: a baseline diverged at every tuned value (nothing is written), or a
             method did (the others are compared and written first; its row says it diverged).
     """
-    if config.data.val_fraction == 0:
-        raise ConfigError(
-            "data.val_fraction: a comparison chooses each method's tuned value on validation; "
-            "set it above 0 (e.g. 0.1)."
-        )
     labels = [method_label(method) for method in methods]
-    if not labels or len(set(labels)) != len(labels):
-        raise ConfigError(f"--methods: name one or more distinct methods, got {labels}.")
-    seed_list = _seeds(config, seeds)
+    check_grid_config(config, labels)
+    seeds_used = seed_list(config, seeds)
     combos = tuning_grid(tune)
     base = config.to_dict()
     grid = {
-        label: [[_cell_config(base, method, seed, combo) for seed in seed_list] for combo in combos]
+        label: [[cell_config(base, method, seed, combo) for seed in seeds_used] for combo in combos]
         for label, method in zip(labels, methods)
     }
     first = grid[labels[0]]
@@ -265,11 +265,73 @@ def compare_methods(
         for task in tasks
     }
     out_dir = prepare_grid_dir(out_dir, OUTPUTS, overwrite=overwrite)
-    runner = _Runner(out_dir, total=(len(tasks) + len(labels)) * len(combos) * len(seed_list))
-    baseline_cells = {task: runner.run_all(f"single-{task}", singles[task]) for task in tasks}
-    method_cells = {label: runner.run_all(label, grid[label]) for label in labels}
+    entries = [
+        (f"{name}-seed{cfg.seed}", cfg)
+        for name, configs in [
+            *((f"single-{task}", singles[task]) for task in tasks),
+            *((label, grid[label]) for label in labels),
+        ]
+        for per_seed in configs
+        for cfg in per_seed
+    ]
+    cells, counts = CellGrid(out_dir, entries, "compare", sweep or SweepOptions()).run()
+    ordered = iter(cells)
+    baseline_cells = {
+        task: [[next(ordered) for _ in per_seed] for per_seed in singles[task]] for task in tasks
+    }
+    method_cells = {
+        label: [[next(ordered) for _ in per_seed] for per_seed in grid[label]] for label in labels
+    }
 
-    combo_names = [combo_label(combo) for combo in combos]
+    result = summarise_grid(
+        baseline_cells,
+        method_cells,
+        [combo_label(combo) for combo in combos],
+        seeds_used,
+        confidence,
+        out_dir,
+        counts,
+    )
+    write_comparison(result, config, [combo_label(combo) for combo in combos])
+    raise_if_diverged(result, out_dir / "compare.csv")
+    return result
+
+
+def raise_if_diverged(result: MethodComparison, table: Path) -> None:
+    """Raise after writing when a method diverged at every tuned value.
+
+    Raises:
+        DivergedError: naming the methods, their runs and ``table``, which holds the others.
+    """
+    if result.diverged:
+        raise DivergedError(
+            "; ".join(
+                f"{label} diverged at every tuned value ({runs})"
+                for label, runs in result.diverged.items()
+            )
+            + f"; tune smaller values, e.g. a lower optim.lr. The other methods are compared in "
+            f"{table}, where its row says so."
+        )
+
+
+def summarise_grid(
+    baseline_cells: Mapping[str, Sequence[Sequence[Cell]]],
+    method_cells: Mapping[str, Sequence[Sequence[Cell]]],
+    combo_names: Sequence[str],
+    seeds: Sequence[int],
+    confidence: float,
+    out_dir: Path,
+    counts: SweepCounts,
+) -> MethodComparison:
+    """The comparison of finished cells: per task (``baseline_cells``) and per method
+    (``method_cells``), per tuned value (``combo_names``), its cells over ``seeds``. Each
+    chooses its value on validation; the rows are its test metrics at that value.
+
+    Raises:
+        DivergedError: a baseline diverged at every tuned value.
+    """
+    tasks = list(baseline_cells)
+    labels = list(method_cells)
     baselines, baseline_runs = {}, {}
     for task in tasks:
         choice = _choice(baseline_cells[task])
@@ -323,53 +385,43 @@ def compare_methods(
         rows=[replace(row, mean_rank=ranks[row.method]) for row in rows],
         baselines=baselines,
         metrics={task: baseline_runs[task][0].primary(task)[0] for task in tasks},
-        seeds=seed_list,
+        seeds=list(seeds),
         confidence=confidence,
         reference=reference,
         out_dir=out_dir,
-        trained=runner.trained,
+        trained=sum(
+            cell.trained
+            for grid in (*baseline_cells.values(), *method_cells.values())
+            for per in grid
+            for cell in per
+        ),
+        counts=counts,
         diverged=diverged,
     )
-    _write_outputs(result, config, combo_names)
-    if diverged:
-        raise DivergedError(
-            "; ".join(
-                f"{label} diverged at every tuned value ({runs})"
-                for label, runs in diverged.items()
-            )
-            + f"; tune smaller values, e.g. a lower optim.lr. The other methods are compared in "
-            f"{out_dir / 'compare.csv'}, where its row says so."
-        )
     return result
 
 
-class _Runner:
-    """Runs cells in order, printing where the grid stands."""
+def check_grid_config(config: ExperimentConfig, labels: Sequence[str]) -> None:
+    """Refuse a comparison without a validation split or without distinct methods.
 
-    def __init__(self, root: Path, total: int) -> None:
-        self.root = root
-        self.trained = 0
-        self.done = 0
-        self.total = total
-
-    def run_all(
-        self, label: str, configs: Sequence[Sequence[ExperimentConfig]]
-    ) -> list[list[Cell]]:
-        cells = []
-        for per_seed in configs:
-            row = []
-            for cfg in per_seed:
-                cell = run_cell(self.root, f"{label}-seed{cfg.seed}", cfg)
-                self.trained += cell.trained
-                self.done += 1
-                state = "trained" if cell.trained else "finished before"
-                print(f"[{self.done}/{self.total}] {cell.path.name}: {state}", flush=True)
-                row.append(cell)
-            cells.append(row)
-        return cells
+    Raises:
+        ConfigError: naming the setting and the fix.
+    """
+    if config.data.val_fraction == 0:
+        raise ConfigError(
+            "data.val_fraction: a comparison chooses each method's tuned value on validation; "
+            "set it above 0 (e.g. 0.1)."
+        )
+    if not labels or len(set(labels)) != len(labels):
+        raise ConfigError(f"--methods: name one or more distinct methods, got {list(labels)}.")
 
 
-def _seeds(config: ExperimentConfig, seeds: int | Sequence[int]) -> list[int]:
+def seed_list(config: ExperimentConfig, seeds: int | Sequence[int]) -> list[int]:
+    """The seeds: ``config.seed, config.seed + 1, …`` (``seeds`` of them) or ``seeds``.
+
+    Raises:
+        ConfigError: fewer than one seed, or repeated or negative seeds.
+    """
     if isinstance(seeds, int):
         if seeds < 1:
             raise ConfigError(f"--seeds: give 1 or more seeds, got {seeds}.")
@@ -380,9 +432,11 @@ def _seeds(config: ExperimentConfig, seeds: int | Sequence[int]) -> list[int]:
     return values
 
 
-def _cell_config(
+def cell_config(
     base: Mapping[str, Any], method: MethodSpec, seed: int, combo: Mapping[str, Any]
 ) -> ExperimentConfig:
+    """The configuration ``base`` (raw) with ``method`` as its balancer, at ``seed``, with the
+    tuned ``combo`` set."""
     raw = copy.deepcopy(dict(base))
     raw["seed"] = seed
     raw["balancer"] = {"name": method} if isinstance(method, str) else dict(method)
@@ -413,7 +467,20 @@ def _signed(value: MeanCI) -> str:
     return text if text.startswith("-") else f"+{text}"
 
 
-def _write_outputs(result: MethodComparison, config: ExperimentConfig, combos: list[str]) -> None:
+def write_comparison(
+    result: MethodComparison,
+    config: ExperimentConfig,
+    combos: list[str],
+    *,
+    kind: str = "compare",
+    tuning: Sequence[Block] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``<kind>.csv``, ``<kind>.json`` and the reports of ``result`` into its folder.
+
+    ``tuning`` (``tune``'s account of its search) replaces the table of validation scores per
+    value of ``combos``; ``extra`` joins the JSON summary.
+    """
     tasks = list(result.metrics)
     header = [
         "method",
@@ -463,16 +530,31 @@ def _write_outputs(result: MethodComparison, config: ExperimentConfig, combos: l
         "rows": [asdict(row) for row in result.rows],
         "diverged": result.diverged,
         "baselines": {task: asdict(row) for task, row in result.baselines.items()},
+        "trials": asdict(result.counts),
+        **(extra or {}),
     }
-    write_results(
-        result.out_dir, "compare", (header, rows), summary, _document(result, config, combos)
-    )
+    document = _document(result, config, combos, kind, tuning)
+    write_results(result.out_dir, kind, (header, rows), summary, document)
 
 
-def _document(result: MethodComparison, config: ExperimentConfig, combos: list[str]) -> Document:
+def _document(
+    result: MethodComparison,
+    config: ExperimentConfig,
+    combos: list[str],
+    kind: str,
+    tuning: Sequence[Block],
+) -> Document:
     from mtlkit.evaluation.plots import interval_png
 
-    document = Document(f"mtlkit compare: {config.name}")
+    validation = tuning or [
+        Heading("Validation score per tuned value"),
+        Paragraph(
+            "Mean over seeds of the selected epoch's validation score (mean over tasks of the "
+            "signed primary metric); the chosen value is in bold."
+        ),
+        _validation_table(result, combos),
+    ]
+    document = Document(f"mtlkit {kind}: {config.name}")
     document.add(
         Heading("Methods against single-task baselines"),
         result.table,
@@ -492,12 +574,7 @@ def _document(result: MethodComparison, config: ExperimentConfig, combos: list[s
             if result.rows
             else []
         ),
-        Heading("Validation score per tuned value"),
-        Paragraph(
-            "Mean over seeds of the selected epoch's validation score (mean over tasks of the "
-            "signed primary metric); the chosen value is in bold."
-        ),
-        _validation_table(result, combos),
+        *validation,
         Heading("Setup"),
         Table(
             ["key", "value"],
@@ -510,6 +587,7 @@ def _document(result: MethodComparison, config: ExperimentConfig, combos: list[s
                 ["seeds", ", ".join(map(str, result.seeds))],
                 ["tuned", "; ".join(combos)],
                 ["runs trained by this call", str(result.trained)],
+                ["trials (all calls)", trials_line(result.counts)],
                 ["cells", str(result.out_dir / "cells")],
             ],
             2,

@@ -12,8 +12,9 @@
   both spaces, and the hypervolume of the test-loss points with a stated reference point
   (default 2 per task, on cross-entropy, as COSMOS, Ruchte & Grabocka 2021, uses).
 
-Every run is a cell of :mod:`mtlkit.workflows.cells`, so an interrupted sweep resumes, and a
-sweep in a compare folder reuses the single-task runs already there.
+Every run is a cell of :mod:`mtlkit.workflows.cells`, run as a trial of an Optuna study
+(:mod:`mtlkit.workflows.sweeps`: several workers, processes or machines), so an interrupted
+sweep resumes, and a sweep in a compare folder reuses the single-task runs already there.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from mtlkit.evaluation.document import Document, Figure, Heading, Paragraph, Tab
 from mtlkit.evaluation.pareto import das_dennis, hypervolume, lattice_divisions, pareto_front
 from mtlkit.training import DivergedError
 from mtlkit.workflows.baselines import single_task_config
-from mtlkit.workflows.cells import Cell, prepare_grid_dir, run_cell
+from mtlkit.workflows.cells import Cell, prepare_grid_dir
 from mtlkit.workflows.compare import MethodSpec, method_label
 from mtlkit.workflows.run_dir import write_results
+from mtlkit.workflows.sweeps import JOURNAL, CellGrid, SweepOptions
 
-OUTPUTS = ("pareto.csv", "pareto.json", "report.md", "report.html")
+OUTPUTS = ("pareto.csv", "pareto.json", "report.md", "report.html", JOURNAL)
 """The files a Pareto folder holds besides its cells."""
 PREFERENCE_OPTIONS: Mapping[str, str] = {
     "fixed": "weights",
@@ -93,6 +95,7 @@ def pareto_sweep(
     methods: Sequence[MethodSpec] = ("fixed",),
     reference: Sequence[float] | None = None,
     overwrite: bool = False,
+    sweep: SweepOptions | None = None,
 ) -> ParetoResult:
     """Train (or resume) the sweep and write its fronts, hypervolume and plot into ``out_dir``.
 
@@ -104,7 +107,9 @@ def pareto_sweep(
             λ = 0, 0.1, …, 1).
         methods: preference-aware methods (see :data:`PREFERENCE_OPTIONS`), with options.
         reference: the hypervolume reference point on the test losses (default 2 per task).
-        overwrite: remove the folder's cells and outputs first.
+        overwrite: remove the folder's cells, study journal and outputs first.
+        sweep: the study's storage and workers (:mod:`mtlkit.workflows.sweeps`); default: the
+            journal file in ``out_dir``, one worker.
 
     Raises:
         ConfigError: fewer than 2 tasks, a method that takes no preference, a bad reference or
@@ -127,19 +132,24 @@ def pareto_sweep(
         if _name(method) not in _POSITIVE_ONLY or min(preference) > 0
     ]
     out_dir = prepare_grid_dir(out_dir, OUTPUTS, overwrite=overwrite)
-    trained = 0
-    cells: list[tuple[str, str | None, tuple[float, ...] | None, Cell]] = []
-    for task in tasks:
-        cell = run_cell(
-            out_dir, f"single-{task}-seed{config.seed}", single_task_config(config, task)
-        )
-        cells.append((f"single-task {task}", None, None, cell))
-    for label, _, preference, cfg in runs:
-        weights = "-".join(f"{value:g}" for value in preference)
-        cell = run_cell(out_dir, f"{label}-w{weights}-seed{config.seed}", cfg)
-        cells.append((f"{label} {_format(preference)}", label, preference, cell))
+    labelled = [
+        *((f"single-task {task}", None, None) for task in tasks),
+        *(
+            (f"{label} {_format(preference)}", label, preference)
+            for label, _, preference, _ in runs
+        ),
+    ]
+    entries = [
+        *((f"single-{task}-seed{config.seed}", single_task_config(config, task)) for task in tasks),
+        *(
+            (f"{label}-w{'-'.join(f'{v:g}' for v in preference)}-seed{config.seed}", cfg)
+            for label, _, preference, cfg in runs
+        ),
+    ]
+    finished, counts = CellGrid(out_dir, entries, "pareto", sweep or SweepOptions()).run()
+    cells = [(*names, cell) for names, cell in zip(labelled, finished)]
+    trained = sum(cell.trained for cell in finished)
     for *_, cell in cells:
-        trained += cell.trained
         print(f"[pareto] {cell.path.name}: {'trained' if cell.trained else 'finished before'}")
     diverged = [cell.path.name for *_, cell in cells if cell.diverged]
     if diverged:

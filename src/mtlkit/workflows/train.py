@@ -45,6 +45,7 @@ from mtlkit.training import (
 )
 from mtlkit.training.checkpoint import require_hook_states
 from mtlkit.training.distributed import is_main_process, local_device
+from mtlkit.training.hooks import Hook
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
@@ -127,6 +128,7 @@ def train(
     run_dir: str | Path,
     probes: Sequence[StepProbe] = (),
     *,
+    hooks: Sequence[Hook] = (),
     resume: bool = False,
 ) -> RunResult:
     """Train and evaluate one configuration, writing its run folder (main process only).
@@ -136,7 +138,8 @@ def train(
     readable checkpoint (``last.pt``, else ``previous.pt``; from the start if it has none) to
     the parameters and metrics an uninterrupted run would have reached. ``probes`` measure the
     training as it goes (e.g. the task affinity of :mod:`mtlkit.evaluation.affinity`) without
-    changing it.
+    changing it; ``hooks`` join the training loop after its own (e.g. a sweep's pruner, which
+    reads each epoch's validation score and may stop the run).
 
     Raises:
         OSError: the run folder cannot be written (checked before any work).
@@ -151,7 +154,7 @@ def train(
     # the caller's generators are left as they were.
     caller = capture_rng()
     try:
-        return _train(config, Path(run_dir), probes, resume)
+        return _train(config, Path(run_dir), probes, hooks, resume)
     except ConfigError:
         if not resume and is_main_process():
             RunDir(Path(run_dir)).forget_unstarted()
@@ -161,7 +164,11 @@ def train(
 
 
 def _train(
-    config: ExperimentConfig, run_dir: Path, probes: Sequence[StepProbe], resume: bool
+    config: ExperimentConfig,
+    run_dir: Path,
+    probes: Sequence[StepProbe],
+    hooks: Sequence[Hook],
+    resume: bool,
 ) -> RunResult:
     start = time.perf_counter()
     folder = RunDir(run_dir)
@@ -186,7 +193,7 @@ def _train(
         balancer = build_balancer(config, len(tasks))
         main = rank == 0
         trainer = build_trainer(
-            config, model, tasks, balancer, device, replicas=replicas, probes=probes
+            config, model, tasks, balancer, device, replicas=replicas, probes=probes, hooks=hooks
         )
         before_leaving.callback(trainer.release_replicas)  # before the group is destroyed
         progress = None

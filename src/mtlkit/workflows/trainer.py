@@ -14,6 +14,7 @@ from mtlkit.measure.probes import StepProbe
 from mtlkit.models import MultiTaskModel, PreferenceModel
 from mtlkit.tasks import Task
 from mtlkit.training import ProcessGroupReplicas, Trainer
+from mtlkit.training.hooks import Hook
 from mtlkit.training.hooks.preference import PreferenceHook
 from mtlkit.workflows.build import (
     build_noise,
@@ -36,6 +37,7 @@ def build_trainer(
     *,
     replicas: ProcessGroupReplicas | None = None,
     probes: Sequence[StepProbe] = (),
+    hooks: Sequence[Hook] = (),
 ) -> Trainer:
     """The trainer of ``config`` for ``model``, its ``tasks`` and ``balancer`` on ``device``:
     the optimizer and schedule over the model's trainable parameters (freeze groups before),
@@ -44,7 +46,7 @@ def build_trainer(
     ``replicas`` each process draws its noise from ``seed + rank`` and only the main process
     shows a progress bar. A preference-conditioned model trains on a preference drawn for
     every batch (:class:`~mtlkit.training.hooks.preference.PreferenceHook`, the same on every
-    process)."""
+    process). ``hooks`` are the caller's own, called after the configured ones."""
     rank = 0 if replicas is None else replicas.rank
     optimizer, scheduler = build_optimization(config, model, balancer)
     return Trainer(
@@ -62,8 +64,13 @@ def build_trainer(
         teachers=build_teachers(config, list(tasks), model),
         penalties=build_penalties(config, model, balancer),
         views=build_views(config),
-        hooks=[PreferenceHook(model, balancer, model.dirichlet, config.seed)]
-        if isinstance(model, PreferenceModel)
-        else [],
+        hooks=[
+            *(
+                [PreferenceHook(model, balancer, model.dirichlet, config.seed)]
+                if isinstance(model, PreferenceModel)
+                else []
+            ),
+            *hooks,
+        ],
         **trainer_settings(config),
     )
