@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import inspect
 import math
+from pathlib import Path
 
 import pytest
 import yaml
-from test_dense_scenes import NYU_FOLDERS, _write_set
 
 from mtlkit.config import load_config, parse_config
 from mtlkit.data import BENCHMARKS, load_benchmark
 from mtlkit.workflows import build
 from mtlkit.workflows.train import train
+from test_dense_scenes import NYU_FOLDERS, _write_set
 
 SIZE = 16
 """Training samples (per task for one dataset per task), all in one batch."""
 STEPS = 3
+CONFIGS = Path(__file__).parents[1] / "configs"
 
 
 @pytest.fixture
@@ -102,3 +104,8 @@ def test_a_table_config_takes_no_benchmarks_recipe(tmp_path):
         {"data": {"table": str(table)}, "tasks": {"y": {"type": "binary", "column": "y"}}}
     )
     assert (config.model.backbone, config.optim.name, config.train.epochs) == ("mlp", "sgd", 10)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_ready_config_loads(path):
+    assert load_config(path).data.benchmark in BENCHMARKS
