@@ -34,12 +34,13 @@ install-core: $(CORE_STAMP)
 install: $(DEV_STAMP)
 
 # The demo installs only the core dependencies and closes with the wall time of each phase
-# (whole seconds: `date +%s` is the portable clock).
+# (whole seconds: `date +%s` is the portable clock). DEMO_ARGS is added to its command, e.g.
+# DEMO_ARGS='--set data.limit=600 --set train.epochs=1' for a smoke run.
 demo:
 	@start=$$(date +%s) && \
 	$(MAKE) --no-print-directory install-core && \
 	installed=$$(date +%s) && \
-	$(BIN)/mtlkit baselines configs/multi-mnist.yaml --out runs/demo --overwrite && \
+	$(BIN)/mtlkit baselines configs/multi-mnist.yaml --out runs/demo --overwrite $(DEMO_ARGS) && \
 	end=$$(date +%s) && \
 	echo "make demo took $$((end - start)) s: install $$((installed - start)) s, data and trainings $$((end - installed)) s"
 
