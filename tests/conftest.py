@@ -175,3 +175,21 @@ def _one_pixel_figures(request, monkeypatch):
         "tradeoff_png",
     ):
         monkeypatch.setattr(plots, name, lambda *args, **kwargs: _ONE_PIXEL_PNG)
+
+
+@pytest.fixture(scope="session")
+def customers_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The customers example (examples/customers) trained briefly: one epoch on 200 rows, one
+    thread. Tests that change the folder work on a copy."""
+    from mtlkit.cli.main import main
+
+    config = Path(__file__).parents[1] / "examples" / "customers" / "config.yaml"
+    run = tmp_path_factory.mktemp("customers") / "run"
+    toy = ["--set", "train.epochs=1", "--set", "data.limit=200", "--set", "train.progress=false"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", str(config), *toy, "--out", str(run)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return run

@@ -53,7 +53,7 @@ def _layer(
 
 
 LAYERS: dict[str, Layer] = {
-    "foundation": _layer({"mtlkit", "mtlkit.atomic", "mtlkit.registry"}),
+    "foundation": _layer({"mtlkit.atomic", "mtlkit.registry", "mtlkit.version"}),
     "data": _layer(
         {"mtlkit.data"}, (), {"numpy", "torch", "pandas", "pyarrow", "platformdirs", "tqdm"}
     ),
@@ -72,11 +72,13 @@ LAYERS: dict[str, Layer] = {
     ),
     "workflows": _layer({"mtlkit.workflows"}, BELOW),
     "cli": _layer({"mtlkit.cli", "mtlkit.__main__"}, BELOW),
+    "integrations": _layer({"mtlkit", "mtlkit.lightning"}, BELOW),
 }
 """DESIGN.md's table, top to bottom: a module may import its own layer, the foundation, the
 shared types and the layers its row names. ``data`` also fetches (``platformdirs``: the cache
-folder, ``tqdm``: download progress); ``evaluation`` reads tensors (``torch``). A new layer is
-one line here, above the rows that may import it."""
+folder, ``tqdm``: download progress); ``evaluation`` reads tensors (``torch``). The package
+itself (``mtlkit.load``) and the optional integrations (``mtlkit.lightning``) come last: nothing
+of ours imports them. A new layer is one line here, above the rows that may import it."""
 
 SHARED_TYPES = frozenset({"mtlkit.data.types", "mtlkit.data.errors"})
 """Modules of shared types (specs, labels, the data error) that every layer may import; they

@@ -35,6 +35,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.format == "onnx":
+        from mtlkit.workflows import export_onnx
+
+        graph, description, check = export_onnx(args.run_dir, args.out)
+        sizes = " and ".join(map(str, check.batches))
+        print(
+            f"graph: {graph} ({graph.stat().st_size / 1024:.1f} KiB)\ndescription: {description}"
+            f"\nonnxruntime at batch sizes {sizes}: largest difference from PyTorch "
+            f"{check.largest_difference:.2g} (float32 rounding allows {check.tolerance:.2g})"
+        )
+        return 0
     from mtlkit.workflows import export_run
 
     weights, description = export_run(args.run_dir, args.out)
@@ -77,11 +88,21 @@ def add_parsers(commands: Commands) -> None:
     predict.set_defaults(handler=_predict)
 
     export = commands.add_parser(
-        "export", help="write a finished run's selected weights as safetensors (+ JSON)"
+        "export",
+        help="write a finished run's selected weights as safetensors, or its network as one "
+        "ONNX graph checked by onnxruntime (+ JSON)",
     )
     export.add_argument("run_dir", type=Path)
     export.add_argument(
-        "--out", type=Path, help="the weights file (default: RUN_DIR/model.safetensors)"
+        "--format",
+        choices=("safetensors", "onnx"),
+        default="safetensors",
+        help="safetensors (weights only) or onnx (the graph; pip install 'mtlkit[onnx]')",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        help="the file to write (default: RUN_DIR/model.safetensors or RUN_DIR/model.onnx)",
     )
     export.set_defaults(handler=_export)
 

@@ -61,7 +61,8 @@ class DSelectGate(nn.Module):
 
     def selectors(self, x: Tensor) -> Tensor:
         """(N, k, experts): each selector's weights over the experts."""
-        z = self.codes(x.flatten(1)).view(len(x), self.k, self.bits)
+        # unflatten, not view(len(x), ...): the batch size stays symbolic in an exported graph
+        z = self.codes(x.flatten(1)).unflatten(1, (self.k, self.bits))
         s = smooth_step(z, self.gamma)[:, :, None, :]
         return (self.binary * s + (1 - self.binary) * (1 - s)).prod(-1)
 

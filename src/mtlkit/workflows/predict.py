@@ -27,6 +27,9 @@ from mtlkit.evaluation.maps import map_kind, write_map_pngs
 from mtlkit.workflows.build import build_views
 from mtlkit.workflows.restore import TrainedRun, restore_run
 
+PredictionInputs = str | os.PathLike[str] | pd.DataFrame | torch.Tensor | np.ndarray
+"""What :func:`predict_table` reads: a file, a DataFrame, or the model's inputs."""
+
 
 @dataclass
 class Predictions:
@@ -70,7 +73,38 @@ def predict(
             not numbers, images of another shape), or an output name clashing with a column.
     """
     run = restore_run(run_dir, device)
-    kept, features = _read_inputs(run, Path(inputs), quiet)
+    path = (
+        Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
+    )
+    table = predict_table(run, inputs, quiet=quiet, views=views, combine=combine, maps_beside=path)
+    return Predictions(table, write_table(table, path))
+
+
+def predict_table(
+    run: TrainedRun,
+    inputs: PredictionInputs,
+    *,
+    quiet: bool = False,
+    views: int | None = None,
+    combine: str | None = None,
+    maps_beside: Path | None = None,
+) -> pd.DataFrame:
+    """Every task's prediction of ``run`` for ``inputs``, as :func:`predict` writes it.
+
+    Args:
+        run: a restored run.
+        inputs: a file (as :func:`predict` reads), a DataFrame (table runs), or the model's
+            inputs as a tensor or array of shape ``(N, *input_shape)`` (already prepared; for
+            image runs, the images scaled to [0, 1]).
+        quiet, views, combine: as :func:`predict`.
+        maps_beside: the table file beside which a per-pixel task's maps are written (its
+            ``<task>_map`` column names them); ``None``: its ``<task>_pred`` column holds each
+            row's map as an array.
+
+    Raises:
+        InputError: as :func:`predict`.
+    """
+    kept, features = _read_inputs(run, inputs, quiet)
     columns: dict[str, list[Any]] = {}
     maps: dict[str, list[Any]] = {}
     chosen = build_views(run.config, views, combine)
@@ -89,18 +123,14 @@ def predict(
                 for key, values in task.predict(outputs[task.name]).items():
                     target = maps if task.per_pixel else columns
                     target.setdefault(f"{task.name}_{key}", []).extend(values)
-    path = (
-        Path(out) if out is not None else run.folder.path / f"predictions-{Path(inputs).stem}.csv"
-    )
-    columns |= _write_maps(run, maps, path)
+    columns |= maps if maps_beside is None else _write_maps(run, maps, maps_beside)
     clash = [name for name in columns if name in kept.columns]
     if clash:
         raise InputError(
-            f"{inputs}: column(s) {', '.join(map(repr, clash))} would be overwritten by the "
-            "predictions; rename them."
+            f"{_name(inputs)}: column(s) {', '.join(map(repr, clash))} would be overwritten by "
+            "the predictions; rename them."
         )
-    table = pd.concat([kept.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
-    return Predictions(table, write_table(table, path))
+    return pd.concat([kept.reset_index(drop=True), pd.DataFrame(columns)], axis=1)
 
 
 def _write_maps(run: TrainedRun, maps: dict[str, list[Any]], path: Path) -> dict[str, list[str]]:
@@ -121,8 +151,19 @@ def _write_maps(run: TrainedRun, maps: dict[str, list[Any]], path: Path) -> dict
     return columns
 
 
-def _read_inputs(run: TrainedRun, path: Path, quiet: bool) -> tuple[pd.DataFrame, torch.Tensor]:
+def _read_inputs(
+    run: TrainedRun, inputs: PredictionInputs, quiet: bool
+) -> tuple[pd.DataFrame, torch.Tensor]:
     """The input columns to copy to the output, and the model's inputs."""
+    if isinstance(inputs, torch.Tensor | np.ndarray):
+        features = torch.as_tensor(inputs, dtype=torch.float32)
+        shape = tuple(run.input_shape)
+        if features.dim() != len(shape) + 1 or tuple(features.shape[1:]) != shape:
+            raise InputError(
+                f"the model's inputs have shape (N, {', '.join(map(str, shape))}); got "
+                f"{tuple(features.shape)}. Pass the table (or image file) to prepare them."
+            )
+        return pd.DataFrame(index=range(len(features))), features
     preprocessing = run.preprocessing
     if preprocessing is None:
         raise InputError(
@@ -130,10 +171,20 @@ def _read_inputs(run: TrainedRun, path: Path, quiet: bool) -> tuple[pd.DataFrame
             "cannot be prepared as in training."
         )
     if isinstance(preprocessing, TablePreprocessing):
-        frame, origin = read_table(path)
+        frame, origin = read_table(inputs)
         preprocessing.check_columns(frame, origin)
         features = preprocessing.inputs(frame, origin, quiet=quiet)
         kept = [c for c in frame.columns if c not in preprocessing.features.columns]
         return frame[kept], features
-    images = cast(ImageInputs, preprocessing).read(path)
+    if isinstance(inputs, pd.DataFrame):
+        raise InputError(
+            f"{run.folder.path} was trained on images; give an image file or an (N, "
+            f"{', '.join(map(str, run.input_shape))}) array, not a table."
+        )
+    images = cast(ImageInputs, preprocessing).read(inputs)
     return pd.DataFrame(index=range(len(images))), images
+
+
+def _name(inputs: PredictionInputs) -> str:
+    """How messages name ``inputs``."""
+    return str(inputs) if isinstance(inputs, str | os.PathLike) else "the inputs"

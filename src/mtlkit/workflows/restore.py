@@ -31,6 +31,7 @@ class TrainedRun:
         model: the selected weights (``best.pt``), in eval mode on ``device``.
         device: where the model lives.
         memory_format: the layout of image batches for the model.
+        input_shape: the per-sample shape of the model's inputs.
     """
 
     folder: RunDir
@@ -41,6 +42,7 @@ class TrainedRun:
     model: MultiTaskModel
     device: torch.device
     memory_format: torch.memory_format
+    input_shape: tuple[int, ...]
 
 
 def restore_run(run_dir: str | Path, device: str = "auto") -> TrainedRun:
@@ -79,5 +81,13 @@ def load_weights(
     layout = memory_format(config)
     model.to(target, memory_format=layout).eval()
     return TrainedRun(
-        folder, config, saved.specs, tasks, saved.preprocessing, model, target, layout
+        folder,
+        config,
+        saved.specs,
+        tasks,
+        saved.preprocessing,
+        model,
+        target,
+        layout,
+        tuple(saved.input_shape),
     )

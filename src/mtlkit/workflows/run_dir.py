@@ -28,12 +28,12 @@ from typing import Any
 import torch
 import yaml
 
-import mtlkit
 from mtlkit.atomic import atomic_output, replace_durably, write_csv_atomic, write_text_atomic
 from mtlkit.config import ConfigError, ExperimentConfig, load_config
 from mtlkit.data import MultiTaskData, Preprocessing, TaskSpec, preprocessing_from_dict
 from mtlkit.evaluation.document import Document, write_reports
 from mtlkit.training import CheckpointError, load_checkpoint
+from mtlkit.version import __version__
 
 RUN_FILES = (
     "config.yaml",
@@ -47,6 +47,8 @@ RUN_FILES = (
     "report.html",
     "model.safetensors",
     "model.json",
+    "model.onnx",
+    "model.onnx.json",
     "transfer.json",
 )
 """The files of a run folder (besides the ``tb/`` folder); ``transfer.json`` only in a run that
@@ -354,7 +356,7 @@ def run_info(
         "best epoch (validation)": best_epoch,
         "wall time (s)": round(seconds, 1),
         "device": str(device),
-        "mtlkit": mtlkit.__version__,
+        "mtlkit": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "data fingerprint": data.fingerprint[:16],
