@@ -56,7 +56,8 @@ def test_segnet_keeps_resolution_through_its_stages():
 
 
 def test_a_per_pixel_task_on_a_vector_trunk_is_a_config_error():
-    config = parse_config({"name": "x", "data": {"benchmark": "multi-mnist-dense"}})
+    raw = {"name": "x", "data": {"benchmark": "multi-mnist-dense"}, "model": {"backbone": "cnn"}}
+    config = parse_config(raw)  # its recipe's trunk is segnet: cnn is the user's choice here
     tasks = build_tasks(config, SPECS[:1])
     with pytest.raises(ConfigError, match="model.backbone: .*segnet"):
         build_model(config, (1, 32, 32), tasks)

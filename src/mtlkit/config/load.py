@@ -10,11 +10,8 @@ from mtlkit.config.experiment import ExperimentConfig, FinetuneConfig
 from mtlkit.config.files import _anchor_table_paths, read_config_file
 from mtlkit.config.model_sections import upgrade_saved_config
 from mtlkit.config.overrides import set_override
+from mtlkit.config.recipes import SECTION_IDENTITY
 from mtlkit.config.resolve import _validated, parse_config
-
-_SECTION_IDENTITY = {"balancer": "name", "schedule": "name", "optim": "name", "data": "benchmark"}
-"""A section whose identity key a derived config changes is taken from it alone (another
-balancing method's options are not the first one's)."""
 
 
 def derive_config(
@@ -40,7 +37,7 @@ def derive_config(
     plan = _validated(FinetuneConfig, raw.pop("finetune", None) or {}, ("finetune",))
     merged = base.to_dict()
     for section, value in raw.items():
-        identity = _SECTION_IDENTITY.get(section)
+        identity = SECTION_IDENTITY.get(section)  # a changed identity: the file's section alone
         if (
             isinstance(value, dict)
             and isinstance(merged.get(section), dict)

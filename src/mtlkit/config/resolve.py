@@ -5,9 +5,9 @@ Unknown keys, wrong types, out-of-range values, names that no registry knows (be
 protocol, backbone and its options, task type and its loss and metric, balancing method and its
 options) and tasks that the data lacks are refused with one line naming the key and what is
 allowed (:class:`~mtlkit.config.errors.ConfigError`). The validated config is *resolved*: every
-default is filled in (the benchmark's protocol, the backbone's and the balancing method's
-options, each task's loss and metric), so the ``config.yaml`` a run writes reproduces it even if a
-default changes later.
+default is filled in (the benchmark's recipe and protocol, the backbone's and the balancing
+method's options, each task's loss and metric), so the ``config.yaml`` a run writes reproduces
+it even if a default changes later.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from mtlkit.config.model_sections import (
     resolve_sharing_options,
 )
 from mtlkit.config.overrides import _short_repr, balancer_options
+from mtlkit.config.recipes import DEFAULT_BENCHMARK, with_benchmark_recipe
 from mtlkit.config.training_sections import BalancerConfig, OptimConfig
 from mtlkit.data import BENCHMARKS, DataError, benchmark_tasks
 from mtlkit.data.tables import TARGETS
@@ -50,7 +51,7 @@ def parse_config(raw: dict[str, Any]) -> ExperimentConfig:
             f"the config must be a mapping of keys to values, got {type(raw).__name__}."
         )
     check_moved_keys(raw.get("model"))
-    config = _validated(ExperimentConfig, raw, ())
+    config = _validated(ExperimentConfig, with_benchmark_recipe(raw), ())
     entries = {
         name: _validated(TaskEntry, value, ("tasks", name))
         for name, value in (config.tasks.model_extra or {}).items()
@@ -126,7 +127,7 @@ def _resolve_data(config: ExperimentConfig) -> None:
                 raise ConfigError(
                     f"data.{key}: only tables read it; set data.table (or a table per task)."
                 )
-        benchmark = "multi-mnist" if data.benchmark is None else data.benchmark
+        benchmark = DEFAULT_BENCHMARK if data.benchmark is None else data.benchmark
         entry = BENCHMARKS.get(benchmark)
         protocol = entry.protocols[0] if data.protocol is None else data.protocol
         for key in data.benchmark_options:

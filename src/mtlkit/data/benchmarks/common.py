@@ -1,4 +1,5 @@
-"""What every benchmark builder shares: option checks, the validation carve-out, image tensors."""
+"""What every benchmark builder shares: option checks, the validation carve-out, image tensors,
+the image classification recipe."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ import numpy as np
 import torch
 
 from mtlkit.data.errors import DataError
+
+DIGIT_RECIPE = {
+    "model": {"backbone": "cnn"},
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "train": {"epochs": 10},
+}
+"""The training recipe of the 28×28 image classification benchmarks (MNIST pairs, one dataset
+per task): the seed CNN, SGD with momentum, 10 epochs."""
 
 
 def check_options(seed: int, val_fraction: float, limit: int | None) -> None:

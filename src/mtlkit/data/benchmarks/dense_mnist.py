@@ -194,5 +194,10 @@ BENCHMARKS.register(
         protocols=(PROTOCOL,),
         tasks=_specs,
         build=_build,
+        recipe={
+            "model": {"backbone": "segnet"},
+            "optim": {"name": "adam", "lr": 0.003},
+            "train": {"epochs": 5, "batch_size": 64},
+        },
     ),
 )

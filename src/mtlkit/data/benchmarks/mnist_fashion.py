@@ -19,7 +19,12 @@ import torch
 
 from mtlkit.data.acquisition.datasets import load_base
 from mtlkit.data.acquisition.specs import DATASETS, DatasetSpec, get_spec
-from mtlkit.data.benchmarks.common import carve_validation, check_options, image_tensor
+from mtlkit.data.benchmarks.common import (
+    DIGIT_RECIPE,
+    carve_validation,
+    check_options,
+    image_tensor,
+)
 from mtlkit.data.benchmarks.registry import BENCHMARKS, Benchmark
 from mtlkit.data.inputs import ImageInputs
 from mtlkit.data.types import MultiTaskData, Split, TaskSpec
@@ -100,5 +105,6 @@ BENCHMARKS.register(
         tasks=lambda protocol: _specs(),
         build=_build,
         multi_input=True,
+        recipe=DIGIT_RECIPE,
     ),
 )

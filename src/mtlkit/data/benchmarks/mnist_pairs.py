@@ -27,6 +27,7 @@ from mtlkit.data.acquisition.datasets import load_base
 from mtlkit.data.acquisition.specs import DATASETS, DatasetSpec, get_spec
 from mtlkit.data.benchmarks.cache import cached_arrays
 from mtlkit.data.benchmarks.common import (
+    DIGIT_RECIPE,
     carve_validation,
     check_options,
     image_tensor,
@@ -232,6 +233,7 @@ def _register_pair(
             protocols=protocols,
             tasks=lambda protocol: tasks,
             build=functools.partial(_build_pair, pair),
+            recipe=DIGIT_RECIPE,
         ),
     )
 

@@ -31,6 +31,10 @@ class Benchmark:
         build: ``build(protocol, seed=, val_fraction=, limit=, data_dir=, **options)`` → the data.
         multi_input: whether each task has its own inputs (one split per task).
         options: the benchmark's own options (e.g. ``correlation``) with their defaults.
+        recipe: the training it needs, as config sections → keys → values (e.g.
+            ``{"optim": {"name": "adam", "lr": 1e-3}, "model": {"backbone": "mlp"}}``): the
+            config's defaults for this benchmark, which a config's own keys override (see
+            :mod:`mtlkit.config.recipes`). Plain values only: data does not know the config.
     """
 
     description: str
@@ -39,6 +43,7 @@ class Benchmark:
     build: Callable[..., MultiTaskData]
     multi_input: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    recipe: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")

@@ -233,6 +233,15 @@ def _build(
     )
 
 
+SCENES_RECIPE = {
+    "model": {"backbone": "segnet"},
+    "optim": {"name": "adam", "lr": 1e-4},
+    "schedule": {"name": "step", "step_size": 100, "gamma": 0.5},
+    "train": {"epochs": 200, "batch_size": 2},
+}
+"""MTAN's protocol (Liu et al., CVPR 2019): SegNet, Adam at 1e-4 halved after 100 of 200 epochs,
+batches of 2 scenes."""
+
 for _scenes in (NYUV2, CITYSCAPES):
     BENCHMARKS.register(
         _scenes.name,
@@ -242,5 +251,6 @@ for _scenes in (NYUV2, CITYSCAPES):
             protocols=(PROTOCOL,),
             tasks=_scenes.specs,
             build=functools.partial(_build, _scenes),
+            recipe=SCENES_RECIPE,
         ),
     )

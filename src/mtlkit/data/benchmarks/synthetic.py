@@ -239,6 +239,11 @@ BENCHMARKS.register(
         tasks=_correlation_specs,
         build=_build_correlation,
         options={"correlation": 1.0},
+        recipe={
+            "model": {"backbone": "mlp"},
+            "optim": {"name": "adam", "lr": 1e-3},
+            "train": {"epochs": 20},
+        },
     ),
 )
 BENCHMARKS.register(
@@ -250,5 +255,12 @@ BENCHMARKS.register(
         tasks=_toy_specs,
         build=_build_toy,
         options={"num_tasks": 10},
+        # the paper's trunk: 4 fully connected ReLU layers of 100 units; Adam, whose step does
+        # not scale with the losses (σₖ up to 100 makes SGD's diverge)
+        recipe={
+            "model": {"backbone": "mlp", "backbone_options": {"hidden": [100, 100, 100, 100]}},
+            "optim": {"name": "adam", "lr": 1e-3},
+            "train": {"epochs": 30},
+        },
     ),
 )
