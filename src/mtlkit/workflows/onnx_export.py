@@ -5,13 +5,15 @@ The graph comes from PyTorch's current exporter (``torch.onnx.export(..., dynamo
 captures the network with ``torch.export``). It reads one float32 input named ``inputs`` of
 shape ``(batch, *input_shape)`` with a dynamic batch — the rows (or images) after the run's
 preprocessing — and has one output per task, named after the task: the head's raw output (see
-:data:`OUTPUT_MEANINGS`). Before the file is put in place, onnxruntime runs it on random inputs at
-two batch sizes and its outputs must equal PyTorch's within float32 rounding
-(:func:`rounding_tolerance`). The JSON beside the graph states what a deployment needs besides
-it: the fitted preprocessing (``preprocessing.json`` of the run), each output's meaning, and the
-run's config. Noisy views (``eval.views``) and the post-processing of ``mtlkit predict``
-(softmax or sigmoid, the labels' names, a regression target's scale) stay outside the graph: the
-JSON says how to apply them.
+:data:`OUTPUT_MEANINGS`). A preference-conditioned network (``model.preference``) reads a second
+input, :data:`PREFERENCE_NAME`: the front's point to serve. Before the file is put in place,
+onnxruntime runs it on random inputs at two batch sizes (and, for a preference-conditioned one,
+a different random preference at each) and its outputs must equal PyTorch's within float32
+rounding (:func:`rounding_tolerance`). The JSON beside the graph states what a deployment
+needs besides it: the fitted preprocessing (``preprocessing.json`` of the run), each output's
+meaning, and the run's config. Noisy views (``eval.views``) and the post-processing of
+``mtlkit predict`` (softmax or sigmoid, the labels' names, a regression target's scale) stay
+outside the graph: the JSON says how to apply them.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from mtlkit.atomic import atomic_output, write_text_atomic
 from mtlkit.config import ConfigError
-from mtlkit.models import MultiTaskModel
+from mtlkit.models import MultiTaskModel, PreferenceModel
 from mtlkit.training import load_checkpoint
 from mtlkit.workflows.export import describe_run
 from mtlkit.workflows.restore import load_weights
@@ -43,6 +46,7 @@ __all__ = [
     "CHECK_BATCHES",
     "INPUT_NAME",
     "OUTPUT_MEANINGS",
+    "PREFERENCE_NAME",
     "ExportError",
     "GraphCheck",
     "check_graph",
@@ -53,6 +57,11 @@ __all__ = [
 
 INPUT_NAME = "inputs"
 """The graph's input: the model's inputs, after the run's preprocessing."""
+PREFERENCE_NAME = "preference"
+"""A preference-conditioned network's second input: one preference of shape (K,) for the whole
+batch (K values ≥ 0 that sum to 1, in the tasks' order), as
+:meth:`~mtlkit.models.PreferenceModel.set_preference` takes it."""
+PREFERENCE_CONSTRAINT = "K values >= 0 that sum to 1, one per task in the order of 'tasks'"
 EXAMPLE_BATCH = 2
 """The batch size the network is captured at (torch.export treats sizes 0 and 1 as constants)."""
 CHECK_BATCHES = (1, 3)
@@ -103,10 +112,28 @@ class _TaskOutputs(nn.Module):
         return tuple(outputs[name] for name in self.model.task_names)
 
 
+class _PreferenceTaskOutputs(_TaskOutputs):
+    """A preference-conditioned model's forward pass at the preference given as an input (in
+    place of its ``preference`` buffer), its outputs as a tuple in task order."""
+
+    def forward(  # type: ignore[override]  # the preference is a second input
+        self, inputs: Tensor, preference: Tensor
+    ) -> tuple[Tensor, ...]:
+        outputs = _at_preference(self.model, inputs, preference)
+        return tuple(outputs[name] for name in self.model.task_names)
+
+
+def _at_preference(model: nn.Module, inputs: Tensor, preference: Tensor) -> dict[str, Tensor]:
+    """``model(inputs)`` with its ``preference`` buffer replaced by ``preference`` (the model
+    itself unchanged)."""
+    return functional_call(model, {"preference": preference}, (inputs,))
+
+
 def onnx_graph(model: MultiTaskModel, input_shape: tuple[int, ...], path: Path) -> None:
     """Write ``model`` (on the CPU, float32; in eval mode, its own mode kept) as an ONNX graph to
-    ``path``: input :data:`INPUT_NAME` of shape ``(batch, *input_shape)`` with a dynamic batch,
-    one output per task named after it.
+    ``path``: input :data:`INPUT_NAME` of shape ``(batch, *input_shape)`` with a dynamic batch
+    (and, for a :class:`~mtlkit.models.PreferenceModel`, input :data:`PREFERENCE_NAME` of shape
+    ``(K,)``), one output per task named after it.
 
     Raises:
         ExportError: the exporter is not installed, or an operation of the network has no ONNX
@@ -115,16 +142,24 @@ def onnx_graph(model: MultiTaskModel, input_shape: tuple[int, ...], path: Path) 
     _require("onnxscript")
     _require("onnx")
     example = torch.zeros(EXAMPLE_BATCH, *input_shape)
+    batch = {0: torch.export.Dim("batch")}
+    wrapper: _TaskOutputs
+    if isinstance(model, PreferenceModel):
+        wrapper = _PreferenceTaskOutputs(model)
+        arguments: tuple[Tensor, ...] = (example, model.preference.detach().clone())
+        names, dynamic = [INPUT_NAME, PREFERENCE_NAME], (batch, None)
+    else:
+        wrapper, arguments, names, dynamic = _TaskOutputs(model), (example,), [INPUT_NAME], (batch,)
     training = model.training
     try:
         with _quiet_exporter():
             torch.onnx.export(
-                _TaskOutputs(model).eval(),
-                (example,),
+                wrapper.eval(),
+                arguments,
                 str(path),
-                input_names=[INPUT_NAME],
+                input_names=names,
                 output_names=list(model.task_names),
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamic_shapes=dynamic,
                 external_data=False,
                 verbose=False,
             )
@@ -155,7 +190,8 @@ def check_graph(
     seed: int = 0,
 ) -> GraphCheck:
     """Run the graph at ``path`` with onnxruntime on standard-normal inputs of each batch size
-    and compare every output with ``model``'s.
+    and compare every output with ``model``'s. A :class:`~mtlkit.models.PreferenceModel` is run
+    at a different preference for each batch size, drawn uniformly from the simplex.
 
     Raises:
         ExportError: onnxruntime is not installed; the graph's batch size is fixed (an operation
@@ -177,9 +213,15 @@ def check_graph(
     largest = 0.0
     for size in batches:
         inputs = torch.randn(size, *input_shape, generator=generator)
+        feeds = {INPUT_NAME: inputs.numpy()}
         with torch.no_grad():
-            expected = model(inputs)
-        got = session.run(list(model.task_names), {INPUT_NAME: inputs.numpy()})
+            if isinstance(model, PreferenceModel):
+                preference = _uniform_on_simplex(model.num_tasks, generator)
+                feeds[PREFERENCE_NAME] = preference.numpy()
+                expected = _at_preference(model, inputs, preference)
+            else:
+                expected = model(inputs)
+        got = session.run(list(model.task_names), feeds)
         for name, value in zip(model.task_names, got):
             reference = expected[name].float()
             scale = max(1.0, reference.abs().max().item())
@@ -192,6 +234,13 @@ def check_graph(
                 )
             largest = max(largest, difference)
     return GraphCheck(tuple(batches), largest, tolerance)
+
+
+def _uniform_on_simplex(k: int, generator: torch.Generator) -> Tensor:
+    """A (K,) float32 preference drawn uniformly from the simplex (Dirichlet(1, …, 1): K
+    standard exponentials over their sum)."""
+    exponentials = -torch.log1p(-torch.rand(k, generator=generator, dtype=torch.float64))
+    return (exponentials / exponentials.sum()).float()
 
 
 def rounding_tolerance(model: nn.Module) -> float:
@@ -224,7 +273,7 @@ def export_onnx(
 ) -> tuple[Path, Path, GraphCheck]:
     """Write the selected weights (``best.pt``) of the run in ``run_dir`` as one ONNX graph,
     checked by onnxruntime, and a JSON description beside it (the graph's name + ``.json``): the
-    graph's input and outputs, the fitted preprocessing, the tasks, the selected epoch, the
+    graph's inputs and outputs, the fitted preprocessing, the tasks, the selected epoch, the
     mtlkit version and the resolved config. Both are written atomically. Default:
     ``<run>/model.onnx``.
 
@@ -258,6 +307,7 @@ def export_onnx(
     summary: dict[str, Any] = {
         "graph": graph.name,
         "input": {"name": INPUT_NAME, "shape": ["batch", *saved.input_shape], "dtype": "float32"},
+        **_preference_input(run.model),
         "outputs": {  # in the graph's order
             name: {
                 "type": specs[name].type,
@@ -275,6 +325,23 @@ def export_onnx(
     }
     write_text_atomic(description, json.dumps(summary, indent=2))
     return graph, description, check
+
+
+def _preference_input(model: MultiTaskModel) -> dict[str, Any]:
+    """The description's ``preference_input`` entry for a preference-conditioned ``model`` (the
+    graph's second input); none for any other."""
+    if not isinstance(model, PreferenceModel):
+        return {}
+    return {
+        "preference_input": {
+            "name": PREFERENCE_NAME,
+            "shape": [model.num_tasks],
+            "dtype": "float32",
+            "constraint": PREFERENCE_CONSTRAINT,
+            "meaning": "the point of the trade-off front to serve, one preference for the "
+            "whole batch (the uniform one is the run's default)",
+        }
+    }
 
 
 @contextlib.contextmanager
