@@ -37,6 +37,7 @@ from torch.func import functional_call
 from mtlkit.atomic import atomic_output, write_text_atomic
 from mtlkit.config import ConfigError
 from mtlkit.models import MultiTaskModel, PreferenceModel
+from mtlkit.models.pamal import ParetoManifold
 from mtlkit.training import load_checkpoint
 from mtlkit.workflows.export import describe_run
 from mtlkit.workflows.restore import load_weights
@@ -254,7 +255,10 @@ def rounding_tolerance(model: nn.Module) -> float:
     ``Linear`` and convolution counted, parallel ones too: an upper bound on the depth) add at
     most ``L·γₙ`` with ``n`` the largest fan-in, for inputs and weights whose products are of
     order one (standardised inputs, initialised or trained weights). Each evaluation is that
-    close to the exact value in its own summation order, so the two are within twice it.
+    close to the exact value in its own summation order, so the two are within twice it. A
+    network whose weights are a sum of ``K`` weight sets (PaMaL) computes each weight within
+    ``γ_K`` of its exact value, relative to the sum of the terms' magnitudes: each weighted layer
+    then adds ``γ_K`` more, ``2·L·(γₙ + γ_K)`` in all.
     """
     fan_ins = [
         module.in_features
@@ -264,8 +268,16 @@ def rounding_tolerance(model: nn.Module) -> float:
         if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)
     ]
     n = max(fan_ins, default=1)
-    gamma = n * _UNIT_ROUNDOFF / (1 - n * _UNIT_ROUNDOFF)
-    return 2 * max(len(fan_ins), 1) * gamma
+    mixed = max(
+        (len(module.sets) for module in model.modules() if isinstance(module, ParetoManifold)),
+        default=0,
+    )
+    return 2 * max(len(fan_ins), 1) * (_gamma(n) + _gamma(mixed))
+
+
+def _gamma(n: int) -> float:
+    """Higham's γₙ in float32: the relative error bound of a sum of ``n`` products."""
+    return n * _UNIT_ROUNDOFF / (1 - n * _UNIT_ROUNDOFF)
 
 
 def export_onnx(
