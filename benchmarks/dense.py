@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from mtlkit.config import load_config
-from mtlkit.workflows.compare import MethodComparison, compare_methods
+from mtlkit.workflows.compare import compare_methods
+from mtlkit.workflows.comparison import MethodComparison
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "multi-mnist-dense.yaml"

@@ -16,7 +16,8 @@ from mtlkit.evaluation import compare_values, delta_m, mean_ci
 from mtlkit.training import DivergedError
 from mtlkit.workflows import cells as cells_module
 from mtlkit.workflows.cells import CELLS, Cell, config_fingerprint
-from mtlkit.workflows.compare import DIVERGED_ROW, compare_methods, tuning_grid
+from mtlkit.workflows.compare import compare_methods, tuning_grid
+from mtlkit.workflows.comparison import DIVERGED_ROW
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "offline_data")
 

@@ -12,7 +12,7 @@ from mtlkit.cli.options import Commands, config_command
 from mtlkit.config import ConfigError, load_config
 
 if TYPE_CHECKING:
-    from mtlkit.workflows.compare import MethodComparison
+    from mtlkit.workflows.comparison import MethodComparison
     from mtlkit.workflows.sweeps import SweepOptions
 
 

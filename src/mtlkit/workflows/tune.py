@@ -39,7 +39,6 @@ from mtlkit.workflows.compare import (
     OUTPUTS as COMPARE_OUTPUTS,
 )
 from mtlkit.workflows.compare import (
-    MethodComparison,
     MethodSpec,
     cell_config,
     check_grid_config,
@@ -47,8 +46,8 @@ from mtlkit.workflows.compare import (
     raise_if_diverged,
     seed_list,
     summarise_grid,
-    write_comparison,
 )
+from mtlkit.workflows.comparison import MethodComparison, write_comparison
 from mtlkit.workflows.pruning import PruningHook
 from mtlkit.workflows.sweeps import (
     CellGrid,
