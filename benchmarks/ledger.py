@@ -229,6 +229,14 @@ def read_parts(out: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
+def running_parts(out: Path) -> list[dict]:
+    """The parts of ``out`` that have not ended (or were killed and not yet recorded): their
+    last heartbeat, ``end`` being its time."""
+    return [
+        json.loads(path.read_text()) for path in sorted((Path(out) / HEARTBEATS).glob("*.json"))
+    ]
+
+
 def cell_parts(folder: Path) -> list[dict]:
     """Every part's record of the time it spent on the cell in ``folder``, by start."""
     records = [json.loads(path.read_text()) for path in folder.glob("part-*.json")]

@@ -31,7 +31,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ledger import PartLedger, cell_parts, machine_key, read_parts
+from ledger import PartLedger, cell_parts, machine_key, read_parts, running_parts
 
 from mtlkit.atomic import write_text_atomic
 from mtlkit.config import parse_config
@@ -244,14 +244,17 @@ def _table(
 
 def _parts(out: Path) -> None:
     """The recorded parts: when, where, how long, what they finished."""
-    print(f"\nparts of {out} (parts.jsonl):")
-    print("| part | start – end (UTC) | wall s | CPU s | machine | mean load | finished | status |")
-    print("|---|---|---|---|---|---|---|---|")
-    for p in read_parts(out):
+    print(f"\nparts of {out} (parts.jsonl; running: the last heartbeat in parts/):")
+    print(
+        "| part | start – end (UTC) | wall s | CPU s | stopped s | machine | mean load | "
+        "finished | status |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p in read_parts(out) + running_parts(out):
         print(
             f"| {p['part']} | {p['start']} – {p['end']} | {p['wall_seconds']:.0f} | "
-            f"{p['cpu_seconds']:.0f} | {machine_key(p['machine'])} | {p['load_mean']} | "
-            f"{', '.join(p['cells_finished']) or '—'} | {p['status']} |"
+            f"{p['cpu_seconds']:.0f} | {p['paused_seconds']:.0f} | {machine_key(p['machine'])} | "
+            f"{p['load_mean']} | {', '.join(p['cells_finished']) or '—'} | {p['status']} |"
         )
 
 

@@ -13,7 +13,7 @@ import pytest
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from ledger import HEARTBEATS, PartLedger, cell_parts, read_parts  # noqa: E402
+from ledger import HEARTBEATS, PartLedger, cell_parts, read_parts, running_parts  # noqa: E402
 
 
 def test_a_part_records_its_time_machine_and_finished_cells(tmp_path):
@@ -61,6 +61,8 @@ def test_a_killed_part_is_recorded_by_the_next_one(tmp_path):
     killed = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], env=env)
     assert killed.wait() == -9
     assert read_parts(tmp_path) == []  # the killed part wrote no line
+    (heartbeat,) = running_parts(tmp_path)  # but left its heartbeat
+    assert heartbeat["pid"] == killed.pid and heartbeat["status"] == "running"
     with PartLedger(tmp_path) as ledger:
         pass
     dead, alive = read_parts(tmp_path)
