@@ -1,6 +1,6 @@
 """Many tasks: step time and peak memory against K for ``ew``, a Gramian method, a full-Jacobian
 method and the cheaper large-K option (a Gramian method solved every n steps); with
-``--variants gramian-paths``, UPGrad's full-Jacobian path against its bounded-memory one.
+``--variants gramian-paths``, UPGrad's full-Jacobian path against its layer-wise one.
 
     python benchmarks/many_tasks.py [--ks 2,5,10,20,40,100] [--batch 64] [--rounds 3]
         [--trunks cnn,mlp,resnet] [--variants many-tasks|gramian-paths]
@@ -41,9 +41,8 @@ VARIANTS = {
 GRAMIAN_PATHS = {
     "ew": ("ew", {}),
     "upgrad, full J": ("upgrad", {"gramian_path": "full"}),
-    "upgrad, blocks of J/4": ("upgrad", {"gramian_path": "blocks", "jacobian_fraction": 0.25}),
+    "upgrad, layers": ("upgrad", {"gramian_path": "layers"}),
 }
-"""``jacobian_fraction`` f sets ``memory_budget`` to f·K·P·4 bytes (f of the float32 J)."""
 VARIANT_SETS = {"many-tasks": VARIANTS, "gramian-paths": GRAMIAN_PATHS}
 """The variants each comparison runs, by name (the memory probe runs in a child process)."""
 TRUNKS = {
@@ -66,10 +65,6 @@ def _stepper(
         body, {f"t{i}": classification_head(body.out_features, 10) for i in range(k)}
     )
     name, options = VARIANT_SETS[variants][variant]
-    if "jacobian_fraction" in options:
-        options = dict(options)
-        size = k * sum(p.numel() * p.element_size() for p in model.shared_parameters())
-        options["memory_budget"] = max(1, int(options.pop("jacobian_fraction") * size))
     balancer = create(name, num_tasks=k, **options)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     gen = torch.Generator().manual_seed(1)

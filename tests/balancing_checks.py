@@ -107,12 +107,17 @@ def combination_mass(weights: Tensor, jacobian: Tensor) -> float:
     return float(weights.double().abs() @ jacobian.double().norm(dim=1))
 
 
-def hard_sharing_problem(backbone: str, num_tasks: int, seed: int = 0):
+def hard_sharing_problem(backbone: str, num_tasks: int, seed: int = 0, **options: Any):
     """A seeded HardSharing model (2-layer heads) and a function running its forward pass on a
-    fixed batch of 6: ``forward() -> (features, [K cross-entropy losses])``."""
+    fixed batch of 6: ``forward() -> (features, [K cross-entropy losses])``. ``backbone`` is a
+    registered trunk's name (built with ``options``) or a callable ``options → trunk`` for
+    8×8 inputs."""
     torch.manual_seed(seed)
     size = (28, 28) if backbone == "lenet" else (8, 8)
-    trunk = create_backbone(backbone, (1, *size))
+    if callable(backbone):
+        trunk = backbone(**options)
+    else:
+        trunk = create_backbone(backbone, (1, *size), **options)
     heads = {
         f"t{k}": classification_head(trunk.out_features, 4, hidden=6) for k in range(num_tasks)
     }

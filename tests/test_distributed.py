@@ -26,12 +26,12 @@ METHODS = ["ew", "mgda", "upgrad", "pcgrad", "famo", "dwa", "nash-mtl"]
 MORE = ["gradnorm", "uw", "mgda-ub", "gradvac", "moco", "rlw", "stch"]
 """Every other kind of state or path: learnt weights, the representation shortcut, seeded
 draws, tracked gradients, warm-up epochs."""
-PEERS = ["sdmgrad", "modo", "excess-mtl", "cr-mogm", "pcd", "cosmos", "pbi", "upgrad/blocks"]
+PEERS = ["sdmgrad", "modo", "excess-mtl", "cr-mogm", "pcd", "cosmos", "pbi", "upgrad/layers"]
 """Issue 23's methods that are defined at K = 2 (Krum and the trimmed mean need 3 tasks), and
-UPGrad on the bounded-memory Gramian path (J averaged block by block)."""
+UPGrad on the layer-wise Gramian path (each layer's per-task rows averaged before their Gramian)."""
 OPTIONS = {
     "stch": ("stch", {"warmup_epochs": 1}),
-    "upgrad/blocks": ("upgrad", {"gramian_path": "blocks", "memory_budget": 2 * 4 * 500}),
+    "upgrad/layers": ("upgrad", {"gramian_path": "layers"}),
 }
 """Cases that are not a method with its defaults: the method's name and its options."""
 BATCH, EPOCHS, STEPS = 8, 3, 2

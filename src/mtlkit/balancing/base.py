@@ -37,13 +37,19 @@ from mtlkit.balancing.engine.backward import (
     jacobian_backward,
     representation_backward,
 )
-from mtlkit.balancing.engine.blocks import blocked_gramian_backward
 from mtlkit.balancing.engine.gradients import check_shared
+from mtlkit.balancing.engine.layers import layered_gramian_backward
 from mtlkit.balancing.engine.strategy import DEFAULT_ENGINE, Engine
 from mtlkit.balancing.replicas import Replicas, replica_mean_values
 from mtlkit.balancing.types import BalanceInfo, Need, stack_losses
 
 __all__ = ["Balancer", "GradientAggregator", "GramianWeighting", "LossWeighting"]
+
+_GRAMIAN_PATHS = {
+    "full": gramian_backward,
+    "layers": layered_gramian_backward,
+}
+"""The backward of a Gramian weighting on each path :meth:`Engine.path_for` names."""
 
 
 class Balancer(nn.Module, ABC):
@@ -206,9 +212,10 @@ class GramianWeighting(GradientAggregator):
     ) -> BalanceInfo:
         """Shared parameters get ``wᵀJ``, ``w`` read off ``G = J Jᵀ`` (or, with ``on_features``,
         off the Gramian of ``∂Lₖ/∂z``); the applied weights are returned in ``info.weights``.
-        Where the engine keeps J in blocks (:class:`~mtlkit.balancing.engine.strategy.Engine`'s
-        ``gramian_path`` and ``memory_budget``), G is accumulated block by block and ``wᵀJ``
-        written by one more backward pass."""
+        Where the engine does not materialise J
+        (:class:`~mtlkit.balancing.engine.strategy.Engine`'s ``gramian_path`` and
+        ``memory_budget``), G is formed layer by layer and ``wᵀJ`` written by one more backward
+        pass."""
         stacked = self._stack(losses)
         if self.on_features:
             return representation_backward(
@@ -216,6 +223,5 @@ class GramianWeighting(GradientAggregator):
             )
         engine = self.engine or DEFAULT_ENGINE
         shared = check_shared(shared_params)
-        blocks = engine.uses_blocks(len(losses), shared)
-        path = blocked_gramian_backward if blocks else gramian_backward
+        path = _GRAMIAN_PATHS[engine.path_for(len(losses), shared)]
         return path(self, list(losses), stacked, shared, features, engine, self.replicas)

@@ -87,7 +87,7 @@ def create(name: str, *, num_tasks: int | None = None, **options: Any) -> Balanc
             (:class:`~mtlkit.balancing.periodic.PeriodicWeights`; 1, the default, solves at
             every step); and for a Gramian weighting on the shared parameters ``memory_budget``
             (bytes of Jacobian at once, default 1 GiB) and ``gramian_path`` (``"auto"``,
-            ``"full"`` or ``"blocks"``), the settings of its
+            ``"full"`` or ``"layers"``), the settings of its
             :class:`~mtlkit.balancing.engine.strategy.Engine`.
 
     Raises:

@@ -40,7 +40,8 @@ Modules, one job each: :mod:`~mtlkit.balancing.engine.strategy` (:class:`Engine`
 :mod:`~mtlkit.balancing.engine.gradients` (acquiring the Jacobian),
 :mod:`~mtlkit.balancing.engine.accumulate` (writing into ``.grad``),
 :mod:`~mtlkit.balancing.engine.backward` (the aggregators' backward paths),
-:mod:`~mtlkit.balancing.engine.blocks` (the bounded-memory Gramian path) and
+:mod:`~mtlkit.balancing.engine.layers` and :mod:`~mtlkit.balancing.engine.contract` (the
+layer-wise Gramian path) and
 :mod:`~mtlkit.balancing.engine.jacobian` (:func:`task_jacobian`, :func:`task_gramian`).
 """
 

@@ -45,7 +45,7 @@ def _column_chunks(jacobian: Tensor, start: int = 0, stop: int | None = None) ->
 @torch.no_grad()
 def wide_gramian(jacobian: Tensor, into: Tensor | None = None) -> Tensor:
     """``J Jᵀ`` in the working precision (float64; float32 on MPS), a slice of columns at a time;
-    added to ``into`` where given (a Gramian accumulated block by block)."""
+    added to ``into`` where given (a Gramian accumulated piece by piece)."""
     wide = work_dtype(jacobian.device)
     k = jacobian.shape[0]
     gramian = jacobian.new_zeros(k, k, dtype=wide) if into is None else into

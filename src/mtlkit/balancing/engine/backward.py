@@ -11,7 +11,7 @@ does not depend on those classes):
 * :func:`representation_backward`: Sener & Koltun's MGDA-UB shortcut, ``w`` read off the Gramian
   of the K gradients ``∂Lₖ/∂z`` of the shared representation, then one backward of ``Σₖ wₖLₖ``;
 * :func:`weighted_backward`: ``wᵀJ`` for weights already known (reused between two solves, or
-  read off a Gramian accumulated block by block, :mod:`~mtlkit.balancing.engine.blocks`), by one
+  read off a Gramian formed layer by layer, :mod:`~mtlkit.balancing.engine.layers`), by one
   trunk backward where the graph is cut at the features.
 
 In the first two, every other parameter the losses depend on gets the gradient of ``Σₖ Lₖ`` (its
@@ -265,8 +265,8 @@ def weighted_backward(
     materialised: the heads' pass gives ``∂Lₖ/∂z`` and the heads' own gradients, and one trunk
     backward of ``Σₖ wₖ·∂Lₖ/∂z`` gives ``wᵀJ`` (about ``F + B`` instead of ``F + K·B``).
     Elsewhere J is acquired with ``engine`` and ``wᵀJ`` written from it, or, where the engine
-    keeps J in blocks (``Engine.gramian_path``), the losses are differentiated twice through the
-    whole graph: ``Σₖ wₖLₖ`` for the shared parameters, ``Σₖ Lₖ`` for the others.
+    does not materialise J (``Engine.gramian_path``), the losses are differentiated twice
+    through the whole graph: ``Σₖ wₖLₖ`` for the shared parameters, ``Σₖ Lₖ`` for the others.
     """
     shared = check_shared(shared_params)
     if not stacked.requires_grad:
@@ -274,7 +274,7 @@ def weighted_backward(
     feats = as_features(features)
     split = None if feats is None else split_at_features(losses, feats, {id(p) for p in shared})
     if split is None or not split.used or split.trunk_extra:
-        if engine.uses_blocks(len(losses), shared):
+        if engine.path_for(len(losses), shared) != "full":
             _weighted_sums(weights, losses, shared, replicas)
             return BalanceInfo(weights=weights)
         shared, grads = _replica_gradients(losses, stacked, shared, features, engine, replicas)

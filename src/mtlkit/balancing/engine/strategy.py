@@ -23,14 +23,14 @@ Strategy = Literal["loop", "batched"]
 STRATEGIES: tuple[str, ...] = ("loop", "batched")
 """The strategies an :class:`Engine` offers; the first is the default."""
 
-GramianPath = Literal["auto", "full", "blocks"]
-GRAMIAN_PATHS: tuple[str, ...] = ("auto", "full", "blocks")
-"""How a Gramian weighting obtains ``J Jᵀ``: ``"auto"`` (the default) takes ``"blocks"`` when the
+GramianPath = Literal["auto", "full", "layers"]
+GRAMIAN_PATHS: tuple[str, ...] = ("auto", "full", "layers")
+"""How a Gramian weighting obtains ``J Jᵀ``: ``"auto"`` (the default) takes ``"layers"`` when the
 K×P Jacobian would exceed the memory budget, ``"full"`` otherwise."""
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
 """1 GiB: the most memory the Jacobian of the shared parameters may take at once (K = 40 tasks
-on 6.7 M float32 parameters) before ``"auto"`` accumulates the Gramian block by block."""
+on 6.7 M float32 parameters) before ``"auto"`` forms the Gramian layer by layer."""
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,19 @@ class Engine:
             at K = 40. ``"batched"`` is there to try on other devices.
 
         gramian_path: how a Gramian weighting (UPGrad, MGDA, ...) obtains ``G = J Jᵀ``:
-            ``"full"`` materialises the K×P Jacobian J and writes ``wᵀJ`` from it; ``"blocks"``
-            keeps at most ``memory_budget`` bytes of J at a time — the shared parameters are cut
-            into blocks whose K rows fit, G is accumulated block by block (K backward passes per
-            block, down to that block only), and the update is one backward of ``Σₖ wₖLₖ``
-            (:func:`~mtlkit.balancing.engine.blocks.blocked_gramian_backward`); the result is
-            the same up to float rounding. ``"auto"`` (the default) takes ``"blocks"`` when
-            K·P·(bytes per entry) exceeds ``memory_budget``. Methods that read J itself (those
-            that ``mtlkit methods`` lists as needing ``jacobian``) always materialise it.
-        memory_budget: bytes of Jacobian allowed at once (default 1 GiB); a single parameter
-            whose K rows exceed it still forms a block of its own.
+            ``"full"`` materialises the K×P Jacobian J and writes ``wᵀJ`` from it; ``"layers"``
+            forms G layer by layer from each layer's input activations and the K gradients of
+            its output (K backward passes that compute no large weight gradient), and writes the
+            update by one backward of ``Σₖ wₖLₖ``
+            (:func:`~mtlkit.balancing.engine.layers.layered_gramian_backward`); it keeps of each
+            fully connected or convolutional layer the smaller of its K weight gradients and its
+            K output gradients, and of every other shared parameter (biases, normalisation
+            layers, unknown modules) its K rows; the result is the same up to float rounding.
+            ``"auto"`` (the default) takes ``"layers"`` when K·P·(bytes per entry) exceeds
+            ``memory_budget``. Methods that read J itself (those that ``mtlkit methods`` lists
+            as needing ``jacobian``) always materialise it.
+        memory_budget: bytes of Jacobian allowed (default 1 GiB) before ``"auto"`` leaves the
+            full path.
 
     A gradient aggregator holds one as ``balancer.engine`` (``None`` means ``Engine()``)::
 
@@ -86,11 +89,13 @@ class Engine:
                 f"is {DEFAULT_MEMORY_BUDGET}, 1 GiB)."
             )
 
-    def uses_blocks(self, num_tasks: int, shared: Sequence[Tensor]) -> bool:
-        """Whether a Gramian weighting takes the bounded-memory path for this Jacobian."""
+    def path_for(self, num_tasks: int, shared: Sequence[Tensor]) -> str:
+        """The Gramian path (``"full"`` or ``"layers"``) a Gramian weighting takes for this
+        Jacobian."""
         if self.gramian_path != "auto":
-            return self.gramian_path == "blocks"
-        return num_tasks * sum(p.numel() * p.element_size() for p in shared) > self.memory_budget
+            return self.gramian_path
+        size = num_tasks * sum(p.numel() * p.element_size() for p in shared)
+        return "layers" if size > self.memory_budget else "full"
 
 
 DEFAULT_ENGINE = Engine()
