@@ -56,7 +56,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -347,9 +347,10 @@ def _reproduces(ours: Mapping[str, MeanCI], paper: Sequence[float]) -> str:
     )
 
 
-def summary_table(protocol: Protocol, out: Path) -> list[str]:
+def summary_table(protocol: Protocol, out: Path, sweep: SweepOptions) -> list[str]:
     """The table's markdown lines from the finished rows (tuning nothing: the rows' studies and
-    cells are complete), the unfinished rows marked."""
+    cells are complete; read on one worker with ``sweep``'s other options), the unfinished rows
+    marked."""
     table = protocol.table
     done = finished_rows(read_parts(out, table.name))
     order = [row for row in table.variants if row in done]
@@ -362,7 +363,7 @@ def summary_table(protocol: Protocol, out: Path) -> list[str]:
             [done[row]["balancer"] for row in order],
             protocol.params(),
             seeds=protocol.seeds,
-            sweep=SweepOptions(workers=1, threads=1, stale_after=STALE_AFTER),
+            sweep=replace(sweep, workers=1),
         )
         tasks = list(result.comparison.metrics)
     names = tasks or ["left", "right"]
@@ -447,12 +448,12 @@ def parts_table(parts: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
-def write_results(protocol: Protocol, out: Path) -> str:
+def write_results(protocol: Protocol, out: Path, sweep: SweepOptions) -> str:
     """The table, how it was made and each part's times, as markdown, into ``<out>/results.md``."""
     parts = read_parts(out, protocol.table.name)
     machines = sorted({part["machine"].split(";")[0] for part in parts})
     lines = [
-        *summary_table(protocol, out),
+        *summary_table(protocol, out, sweep),
         "",
         f"Protocol: {protocol.epochs} epochs (SGD, momentum 0.9, cosine schedule, batch 256), "
         f"learning rate searched over {', '.join(f'{lr:g}' for lr in protocol.learning_rates)} "
@@ -497,6 +498,13 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/paper-tables"))
     parser.add_argument("--workers", type=int, default=2, help="trials at once, one thread each")
     parser.add_argument("--report", action="store_true", help="only print the finished rows")
+    parser.add_argument(
+        "--stale-after",
+        type=float,
+        default=STALE_AFTER,
+        help="seconds without a heartbeat before a running trial is taken over (lower it when "
+        "restarting a part whose processes you stopped yourself)",
+    )
     sizes = parser.add_argument_group("sizes (a folder keeps the ones it was started with)")
     sizes.add_argument("--epochs", type=int, default=EPOCHS)
     sizes.add_argument("--seeds", type=int, default=SEEDS)
@@ -517,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         protocol = Protocol(table, args.epochs, args.lrs, args.seeds, args.limit)
         rows = parse_rows(args.methods, table)
-        sweep = SweepOptions(workers=args.workers, threads=1, stale_after=STALE_AFTER)
+        sweep = SweepOptions(workers=args.workers, threads=1, stale_after=args.stale_after)
         check_protocol(protocol, args.out)
     except ConfigError as error:
         print(f"paper_tables: config error: {error}", file=sys.stderr)
@@ -527,7 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(number, _stop_on_signal)
         print(machine(), flush=True)
         run_part(protocol, args.out, rows, sweep)
-    print(write_results(protocol, args.out), flush=True)
+    print(write_results(protocol, args.out, sweep), flush=True)
     return 0
 
 
