@@ -66,7 +66,8 @@ from timing import machine
 from mtlkit.atomic import atomic_output
 from mtlkit.config import ConfigError, ExperimentConfig, parse_config
 from mtlkit.evaluation import MeanCI
-from mtlkit.workflows.compare import MethodSpec, method_label
+from mtlkit.evaluation.document import markdown_table
+from mtlkit.workflows.compare import MethodSpec, method_label, seed_list
 from mtlkit.workflows.sweeps import SweepOptions
 from mtlkit.workflows.tune import TuneResult, tune_methods
 from mtlkit.workflows.tune_space import Param, parse_param
@@ -196,6 +197,19 @@ class Protocol:
             },
         }
 
+    def summary(self) -> str:
+        """One paragraph: how every row of the table was run."""
+        config = self.config()
+        seeds = ", ".join(map(str, seed_list(config, self.seeds)))
+        return (
+            f"{self.epochs} epochs of {config.optim.name} (momentum {config.optim.momentum:g}), "
+            f"schedule {config.schedule.name}, batch {config.train.batch_size}; the learning "
+            f"rate searched over {', '.join(f'{lr:g}' for lr in self.learning_rates)} on "
+            f"validation at seed {config.seed} with the median pruner, the winner retrained at "
+            f"seeds {seeds} and scored on test. Paper figures: {self.table.source}. Δm% vs tuned "
+            "EW: above or below when the two 95 % intervals are disjoint."
+        )
+
     def folder(self, out: Path) -> Path:
         """The table's tune folder under ``out``."""
         return out / self.table.name
@@ -266,14 +280,16 @@ def _stop_on_signal(number: int, frame: Any) -> None:
     raise SystemExit(128 + number)
 
 
-def run_part(protocol: Protocol, out: Path, rows: Sequence[str], sweep: SweepOptions) -> bool:
-    """Tune ``rows`` in order and append the part's line to ``<out>/parts.jsonl`` (also when it
-    is stopped by an error, SIGTERM or SIGHUP: then with ``finished`` false). Returns whether
-    every row finished."""
+def run_part(
+    protocol: Protocol, out: Path, rows: Sequence[str], sweep: SweepOptions, command: str
+) -> bool:
+    """Tune ``rows`` in order and append the part's line (``command`` the command line that ran
+    it) to ``<out>/parts.jsonl``, also when it is stopped by an error, SIGTERM or SIGHUP: then
+    with ``finished`` false. Returns whether every row finished."""
     line: dict[str, Any] = {
         "table": protocol.table.name,
         "methods": list(rows),
-        "command": shlex.join(["python", "benchmarks/paper_tables.py", *sys.argv[1:]]),
+        "command": command,
         "start_utc": _utc(),
         "machine": machine(),
         "cores": os.cpu_count(),
@@ -347,105 +363,111 @@ def _reproduces(ours: Mapping[str, MeanCI], paper: Sequence[float]) -> str:
     )
 
 
+def _finished_comparison(
+    protocol: Protocol, out: Path, sweep: SweepOptions, done: Mapping[str, Mapping[str, Any]]
+) -> TuneResult | None:
+    """``tune``'s comparison of the finished rows' winners (it trains nothing: their studies and
+    cells are complete; run on one worker with ``sweep``'s other options), None if none."""
+    rows = [row for row in protocol.table.variants if row in done]
+    if not rows:
+        return None
+    return tune_methods(
+        protocol.config(),
+        protocol.folder(out),
+        [done[row]["balancer"] for row in rows],
+        protocol.params(),
+        seeds=protocol.seeds,
+        sweep=replace(sweep, workers=1),
+    )
+
+
 def summary_table(protocol: Protocol, out: Path, sweep: SweepOptions) -> list[str]:
-    """The table's markdown lines from the finished rows (tuning nothing: the rows' studies and
-    cells are complete; read on one worker with ``sweep``'s other options), the unfinished rows
-    marked."""
+    """The table's markdown lines from the finished rows, the unfinished rows marked."""
     table = protocol.table
+    tasks = protocol.config().task_names
     done = finished_rows(read_parts(out, table.name))
-    order = [row for row in table.variants if row in done]
-    tasks: list[str] = []
-    result = None
-    if order:
-        result = tune_methods(
-            protocol.config(),
-            protocol.folder(out),
-            [done[row]["balancer"] for row in order],
-            protocol.params(),
-            seeds=protocol.seeds,
-            sweep=replace(sweep, workers=1),
-        )
-        tasks = list(result.comparison.metrics)
-    names = tasks or ["left", "right"]
+    result = _finished_comparison(protocol, out, sweep, done)
     header = [
         "row",
         "balancer",
         "chosen",
-        *(f"{task} acc. % (± 95 % CI)" for task in names),
+        *(f"{task} acc. % (± 95 % CI)" for task in tasks),
         "Δm% (± 95 % CI)",
         "Δm% vs tuned EW",
-        *(f"paper {task}" for task in names),
+        *(f"paper {task}" for task in tasks),
         "paper's figure in our CI",
         "search trial-epochs",
         "wall s (row)",
     ]
-    lines = [f"## {table.title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    published = {row: table.published.get(row) for row in ("single-task", *table.variants)}
 
-    def paper(row: str) -> list[str]:
-        figures = published[row]
-        return [f"{value:.2f}" for value in figures] if figures else ["—"] * len(names)
+    def unfinished(row: str) -> list[str]:
+        return [row, "—", "not finished", *("—" for _ in header[3:])]
+
+    def paper(row: str, ours: Mapping[str, MeanCI]) -> list[str]:
+        figures = table.published.get(row)
+        if figures is None:
+            return ["—"] * (len(tasks) + 1)
+        return [*(f"{value:.2f}" for value in figures), _reproduces(ours, figures)]
 
     if result is None:
-        lines.append(
-            "| single-task | ew | not finished | " + " | ".join("—" for _ in header[3:]) + " |"
-        )
-    else:
-        base = result.comparison.baselines
-        by_study = {study.subject: study for study in result.studies}
-        ours = {task: base[task].test for task in tasks}
-        fig = published["single-task"]
-        lines.append(
-            "| single-task | ew (each task alone) | "
-            + "; ".join(f"{task}: {base[task].chosen}" for task in tasks)
-            + " | "
-            + " | ".join(_percent(ours[task]) for task in tasks)
-            + " | 0 (reference) | — | "
-            + " | ".join(paper("single-task"))
-            + f" | {_reproduces(ours, fig) if fig else '—'} | "
-            + str(sum(by_study[f"single-task {task}"].counts.trial_epochs for task in tasks))
-            + " | — |"
-        )
-    rows = {r.method: r for r in result.comparison.rows} if result else {}
-    ew = rows.get(method_label(done["ew"]["balancer"])) if "ew" in done else None
+        return [f"## {table.title}", "", markdown_table(header, [unfinished("single-task")], 3)]
+    base = result.comparison.baselines
+    ours = {task: base[task].test for task in tasks}
+    studies = {study.subject: study for study in result.studies}
+    body = [
+        [
+            "single-task",
+            "ew (each task alone)",
+            "; ".join(f"{task}: {base[task].chosen}" for task in tasks),
+            *(_percent(ours[task]) for task in tasks),
+            "0 (reference)",
+            "—",
+            *paper("single-task", ours),
+            str(sum(studies[f"single-task {task}"].counts.trial_epochs for task in tasks)),
+            "—",
+        ]
+    ]
+    measured = {row.method: row for row in result.comparison.rows}
+    ew = measured[method_label(done["ew"]["balancer"])] if "ew" in done else None
     for row in table.variants:
         if row not in done:
-            lines.append(
-                f"| {row} | — | not finished | " + " | ".join("—" for _ in header[3:]) + " |"
-            )
+            body.append(unfinished(row))
             continue
         kept = done[row]
         label = method_label(kept["balancer"])
-        measured = rows[label]
-        fig = published[row]
-        lines.append(
-            f"| {row} | {label} | {measured.chosen} | "
-            + " | ".join(_percent(measured.test[task]) for task in tasks)
-            + f" | {measured.delta_m.format(2)} | "
-            + ("—" if ew is None or row == "ew" else _against(measured.delta_m, ew.delta_m))
-            + " | "
-            + " | ".join(paper(row))
-            + f" | {_reproduces(measured.test, fig) if fig else '—'} | "
-            + f"{kept['search_trial_epochs']} | {kept['wall_s']} |"
+        found = measured[label]
+        body.append(
+            [
+                row,
+                label,
+                found.chosen,
+                *(_percent(found.test[task]) for task in tasks),
+                found.delta_m.format(2),
+                "—" if ew is None or row == "ew" else _against(found.delta_m, ew.delta_m),
+                *paper(row, found.test),
+                str(kept["search_trial_epochs"]),
+                str(kept["wall_s"]),
+            ]
         )
-    return lines
+    return [f"## {table.title}", "", markdown_table(header, body, 3)]
 
 
-def parts_table(parts: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Markdown lines: each part's methods, times, load and whether it finished."""
-    lines = [
-        "| part (methods) | command | start UTC | end UTC | wall s | load avg start → end "
-        "| finished |",
-        "|---|---|---|---|---|---|---|",
+def parts_table(parts: Sequence[Mapping[str, Any]]) -> str:
+    """A markdown table: each part's methods, command, times, load and whether it finished."""
+    header = ["part (methods)", "command", "start UTC", "end UTC", "wall s", "load avg", "finished"]
+    body = [
+        [
+            ", ".join(part["methods"]),
+            f"`{part['command']}`",
+            part["start_utc"],
+            part["end_utc"],
+            str(part["wall_s"]),
+            f"{part['load_start'][0]:.1f} → {part['load_end'][0]:.1f}",
+            "yes" if part["finished"] else f"no ({part.get('error', 'stopped')})",
+        ]
+        for part in parts
     ]
-    for part in parts:
-        load = f"{part['load_start'][0]:.1f} → {part['load_end'][0]:.1f}"
-        finished = "yes" if part["finished"] else f"no ({part.get('error', 'stopped')})"
-        lines.append(
-            f"| {', '.join(part['methods'])} | `{part['command']}` | {part['start_utc']} | "
-            f"{part['end_utc']} | {part['wall_s']} | {load} | {finished} |"
-        )
-    return lines
+    return markdown_table(header, body, 4)
 
 
 def write_results(protocol: Protocol, out: Path, sweep: SweepOptions) -> str:
@@ -455,14 +477,9 @@ def write_results(protocol: Protocol, out: Path, sweep: SweepOptions) -> str:
     lines = [
         *summary_table(protocol, out, sweep),
         "",
-        f"Protocol: {protocol.epochs} epochs (SGD, momentum 0.9, cosine schedule, batch 256), "
-        f"learning rate searched over {', '.join(f'{lr:g}' for lr in protocol.learning_rates)} "
-        "on validation at seed 0 with the median pruner, winner retrained at seeds "
-        f"{', '.join(str(s) for s in range(protocol.seeds))} and scored on test. Paper figures: "
-        f"{protocol.table.source}. Δm% vs tuned EW: above / below when the two 95 % intervals "
-        "are disjoint.",
+        protocol.summary(),
         "",
-        *parts_table(parts),
+        parts_table(parts),
         "",
         *(f"Machine: {name}" for name in machines),
     ]
@@ -520,6 +537,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a part of a table (or only report it) and print the table; the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_arguments(argv)
     table = TABLES[args.table]
     try:
@@ -534,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(number, _stop_on_signal)
         print(machine(), flush=True)
-        run_part(protocol, args.out, rows, sweep)
+        command = shlex.join(["python", "benchmarks/paper_tables.py", *argv])
+        run_part(protocol, args.out, rows, sweep, command)
     print(write_results(protocol, args.out, sweep), flush=True)
     return 0
 
