@@ -400,17 +400,19 @@ def summary_table(protocol: Protocol, out: Path, sweep: SweepOptions) -> list[st
         "wall s (row)",
     ]
 
-    def unfinished(row: str) -> list[str]:
-        return [row, "—", "not finished", *("—" for _ in header[3:])]
-
-    def paper(row: str, ours: Mapping[str, MeanCI]) -> list[str]:
+    def paper(row: str, ours: Mapping[str, MeanCI] | None) -> list[str]:
         figures = table.published.get(row)
         if figures is None:
             return ["—"] * (len(tasks) + 1)
-        return [*(f"{value:.2f}" for value in figures), _reproduces(ours, figures)]
+        found = "—" if ours is None else _reproduces(ours, figures)
+        return [*(f"{value:.2f}" for value in figures), found]
+
+    def unfinished(row: str) -> list[str]:
+        return [row, "—", "not finished", *["—"] * (len(tasks) + 2), *paper(row, None), "—", "—"]
 
     if result is None:
-        return [f"## {table.title}", "", markdown_table(header, [unfinished("single-task")], 3)]
+        body = [unfinished(row) for row in ("single-task", *table.variants)]
+        return [f"## {table.title}", "", markdown_table(header, body, 3)]
     base = result.comparison.baselines
     ours = {task: base[task].test for task in tasks}
     studies = {study.subject: study for study in result.studies}
