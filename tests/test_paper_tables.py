@@ -1,0 +1,100 @@
+"""``benchmarks/paper_tables.py`` on a tiny limit, so that it cannot rot: a part tunes its rows
+and logs its line, a rerun continues without training anything again, the table marks the rows
+not finished, and a folder refuses a protocol other than the one it was started with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mtlkit.workflows import cells as cells_module
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+TINY = ["--epochs", "1", "--lrs", "0.1,0.01", "--seeds", "2", "--workers", "1"]
+"""One epoch, two learning rates, two seeds, in this process (the fake data is patched in)."""
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread", "offline_data")]
+
+
+@pytest.fixture
+def paper_tables(monkeypatch):
+    """The benchmark script as a module (its folder on the path, as when it runs)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import paper_tables
+
+    return paper_tables
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """The run folders trained from now on (the cells' ``train``, counted)."""
+    folders = []
+    real_train = cells_module.train
+
+    def train(config, path, **options):
+        folders.append(Path(path).name)
+        return real_train(config, path, **options)
+
+    monkeypatch.setattr(cells_module, "train", train)
+    return folders
+
+
+def _rows(results):
+    """The table's lines by their first cell."""
+    return {line.split(" | ")[0].strip("| "): line for line in results.splitlines() if "|" in line}
+
+
+def _parts(out):
+    return [json.loads(line) for line in (out / "parts.jsonl").read_text().splitlines()]
+
+
+def test_a_part_logs_its_rows_and_a_rerun_trains_nothing(tmp_path, paper_tables, trained):
+    out = tmp_path / "tables"
+    assert paper_tables.main([*TINY, "--methods", "cagrad,ew", "--out", str(out)]) == 0
+    (part,) = _parts(out)
+    assert part["methods"] == ["ew", "cagrad"]  # the table's order, not the command's
+    assert part["finished"] and list(part["rows"]) == ["ew", "cagrad"]
+    assert part["end_utc"] >= part["start_utc"] and part["wall_s"] > 0
+    assert part["cores"] >= 1 and len(part["load_start"]) == len(part["load_end"]) == 3
+    assert "cores" in part["machine"] and "--methods cagrad,ew" in part["command"]
+    cagrad = part["rows"]["cagrad"]
+    assert set(cagrad["val_scores"]) == {"cagrad(c=0.2)", "cagrad(c=0.5)"}
+    best = max(cagrad["val_scores"], key=cagrad["val_scores"].get)
+    assert paper_tables.method_label(cagrad["balancer"]) == best
+    # 2 learning rates per study, 1 epoch each: single-task ×2, ew, cagrad's two c; then the
+    # winners' second seed (the first seed's run is the chosen trial's)
+    assert len(trained) == 2 * (2 + 1 + 2) + (2 + 1 + 1)
+    assert cagrad["search_trial_epochs"] == 4 and part["rows"]["ew"]["search_trial_epochs"] == 2
+
+    results = (out / "results.md").read_text()
+    rows = _rows(results)
+    for row in ("single-task", "ew", "cagrad"):
+        assert "not finished" not in rows[row]
+    for row in ("mgda-ub", "upgrad", "nash-mtl", "famo"):
+        assert "not finished" in rows[row]
+    assert "97.23" in rows["single-task"] and "96.46" in rows["ew"] and "97.26" in rows["mgda-ub"]
+
+    trained.clear()
+    assert paper_tables.main([*TINY, "--methods", "ew,cagrad", "--out", str(out)]) == 0
+    assert trained == []  # every study and cell was finished: nothing is trained again
+    first, again = _parts(out)
+    assert again["finished"] and again["rows"]["cagrad"]["balancer"] == cagrad["balancer"]
+    assert (out / "results.md").read_text().split("\n\n")[0] == results.split("\n\n")[0]
+
+
+def test_a_folder_refuses_another_protocol_and_unknown_rows(tmp_path, paper_tables, capsys):
+    out = tmp_path / "tables"
+    assert paper_tables.main([*TINY, "--methods", "ew", "--out", str(out), "--report"]) == 0
+    assert not (out / "parts.jsonl").exists()  # --report runs nothing
+    rows = _rows((out / "results.md").read_text())
+    assert all("not finished" in rows[row] for row in ("single-task", "ew", "cagrad"))
+    assert "97.23" in rows["single-task"]
+    changed = [*TINY, "--epochs", "2", "--methods", "ew", "--out", str(out)]
+    assert paper_tables.main(changed) == 2
+    error = capsys.readouterr().err
+    assert "another protocol" in error and "config.train.epochs" in error
+    assert paper_tables.main([*TINY, "--methods", "ew,pcgrad", "--out", str(out)]) == 2
+    assert "pcgrad" in capsys.readouterr().err
+    assert not (out / "parts.jsonl").exists()
