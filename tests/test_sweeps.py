@@ -269,19 +269,6 @@ def test_pareto_runs_on_the_engine(tmp_path, tiny_config):
     assert _complete_trials_per_cell(tmp_path / "front") == {i: 1 for i in range(4)}
 
 
-@pytest.fixture
-def postgres_url():
-    """The URL of a PostgreSQL server started for the test (Debian's ``postgresql``, which
-    .ci/run installs); the test skips, saying why, where it is not installed."""
-    from postgres_server import postgres_server, server_binaries
-
-    binaries = server_binaries()
-    if binaries is None:
-        pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
-    with postgres_server(binaries) as url:
-        yield url
-
-
 @pytest.mark.slow
 def test_two_workers_on_a_postgresql_study_run_every_cell_once(
     tmp_path, tiny_config, monkeypatch, postgres_url
