@@ -18,15 +18,19 @@ export MTLKIT_DATA ?= $(CURDIR)/data-cache
 
 # The virtual environment, rebuilt when the project's metadata or the pins change. torch is
 # installed first, pinned, so that machines with the CPU wheel on disk take it instead of a
-# multi-GB CUDA build; everything else comes at the versions in $(CONSTRAINTS).
+# multi-GB CUDA build; everything else comes at the versions in $(CONSTRAINTS). --no-compile:
+# pip would byte-compile every module of every package (two thirds of torch's install time);
+# Python compiles the modules a run imports, once, on first import.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile -c $(CONSTRAINTS)
+
 $(CORE_STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) torch
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e .
+	$(PIP_INSTALL) torch
+	$(PIP_INSTALL) -e .
 	touch $(CORE_STAMP)
 
 $(DEV_STAMP): $(CORE_STAMP)
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev]'
 	touch $(DEV_STAMP)
 
 install-core: $(CORE_STAMP)

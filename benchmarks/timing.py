@@ -56,15 +56,18 @@ def load_average() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def machine() -> str:
-    """One line: CPU model, cores, torch, threads, and the load when the run started."""
-    model = "unknown CPU"
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or ``"unknown CPU"``."""
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def machine() -> str:
+    """One line: CPU model, cores, torch, threads, and the load when the run started."""
     return (
-        f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, Python "
         f"{platform.python_version()}, {torch.get_num_threads()} intra-op thread; load average "
         f"at the start {load_average()} (the machine was shared with other jobs: absolute times "
         "are meaningless here, ratios measured interleaved are not)"

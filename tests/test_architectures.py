@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from mtlkit.balancing import create
 from mtlkit.data import MultiInputBatches, Split, TensorBatches, load_benchmark
@@ -271,3 +272,28 @@ def test_trunk_copies_start_apart_and_the_given_trunk_is_used():
     assert experts[0] is trunk
     first = [p.flatten() for p in (e[1].weight for e in experts)]
     assert not torch.equal(first[0], first[1]) and not torch.equal(first[1], first[2])
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_the_seed_cnn_pools_before_rectifying_with_the_same_values_and_gradients(batch_norm):
+    """Pooling before the ReLU (a quarter of the values to rectify) is the same function with
+    the same gradients as the usual ReLU-then-pool, bit for bit: ReLU is monotone, so both
+    orders take the same maximum and route its gradient to the same element."""
+    torch.manual_seed(0)
+    trunk = create_backbone("cnn", (1, 12, 12), batch_norm=batch_norm)
+    layers = list(trunk)
+    usual = list(layers)
+    for pool, relu in [(i, i + 1) for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]:
+        assert isinstance(layers[relu], nn.ReLU)
+        usual[pool], usual[relu] = layers[relu], layers[pool]
+    reference = nn.Sequential(*usual)  # the same modules: the same weights and statistics
+    images = torch.randn(16, 1, 12, 12)
+    grads = []
+    for network in (trunk, reference):
+        network.zero_grad()
+        out = network(images)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        grads.append([p.grad.clone() for p in network.parameters()])
+    torch.testing.assert_close(trunk(images), reference(images), rtol=0, atol=0)
+    for ours, theirs in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)

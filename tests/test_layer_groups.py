@@ -58,7 +58,7 @@ def test_the_seed_cnn_has_three_stages_and_the_groups_cover_every_parameter_once
     model = _model("cnn")
     groups = layer_groups(model)
     assert list(groups) == ["stage1", "stage2", "stage3", "heads"]
-    assert [type(m).__name__ for m in groups["stage1"]] == ["Conv2d", "ReLU", "MaxPool2d"]
+    assert [type(m).__name__ for m in groups["stage1"]] == ["Conv2d", "MaxPool2d", "ReLU"]
     assert isinstance(groups["stage3"][0], nn.Linear) or isinstance(
         groups["stage2"][-1], nn.Flatten
     )

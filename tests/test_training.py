@@ -21,6 +21,7 @@ from mtlkit.training import (
     load_checkpoint,
     save_checkpoint,
 )
+from mtlkit.training.finite import gradients_finite
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -306,3 +307,27 @@ def test_evaluation_losses_are_the_mean_over_labelled_rows():
     )
     assert losses["level"] == pytest.approx(float(expected), rel=1e-6)
     assert math.isnan(losses["quadrant"]) and sum(reports["level"].support) == 20
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        {"at": (0, 5), "value": math.nan},
+        {"at": (1, 0), "value": math.inf},
+        {"at": (1, 3), "value": -math.inf},
+        {"at": (0, 0), "value": math.inf, "also": [((1, 1), -math.inf)]},  # their sum is NaN
+    ],
+)
+def test_a_non_finite_entry_anywhere_makes_the_gradients_non_finite(poison):
+    params = [torch.zeros(4, 8, requires_grad=True), torch.zeros(6, requires_grad=True)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    assert bool(gradients_finite(params, torch.device("cpu")))
+    for (which, index), value in [(poison["at"], poison["value"]), *poison.get("also", ())]:
+        params[which].grad.view(-1)[index] = value
+    assert not bool(gradients_finite(params, torch.device("cpu")))
+
+
+def test_gradients_without_any_grad_are_finite():
+    params = [torch.zeros(3, requires_grad=True)]
+    assert bool(gradients_finite(params, torch.device("cpu")))

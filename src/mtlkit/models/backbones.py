@@ -65,6 +65,10 @@ def _sequential_stages(trunk: nn.Sequential) -> list[nn.Module]:
 class SeedCNN(nn.Sequential):
     """The small CNN of the seed experiments: conv 32 → pool → conv 64 → pool → fc 256.
 
+    Each max-pool comes before its ReLU: the two commute (ReLU is monotone, so the maximum of
+    rectified values is the rectified maximum, and both route the gradient to the same element),
+    and the ReLU then runs on a quarter of the values.
+
     Args:
         in_channels: the images' channels.
         image_size: (height, width), each at least 4.
@@ -79,11 +83,11 @@ class SeedCNN(nn.Sequential):
             raise ValueError(f"the seed CNN needs images of at least 4×4 pixels, got {h}×{w}.")
         super().__init__(
             *_normalised(nn.Conv2d(in_channels, 32, 3, padding=1), batch_norm),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             *_normalised(nn.Conv2d(32, 64, 3, padding=1), batch_norm),
-            nn.ReLU(),
             nn.MaxPool2d(2),
+            nn.ReLU(),
             nn.Flatten(),
             *_normalised(nn.Linear(64 * (h // 4) * (w // 4), 256), batch_norm),
             nn.ReLU(),

@@ -21,9 +21,17 @@ class DivergedError(RuntimeError):
 
 
 def gradients_finite(params: Iterable[Tensor], device: torch.device) -> Tensor:
-    """A 0-dim bool tensor on ``device``: every ``.grad`` entry of ``params`` is finite."""
-    flags = [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
-    return torch.stack(flags).all() if flags else torch.ones((), dtype=torch.bool, device=device)
+    """A 0-dim bool tensor on ``device``: every ``.grad`` entry of ``params`` is finite.
+
+    Read as the finiteness of the sum of every entry: a NaN or an infinity anywhere makes the
+    sum NaN or infinite, and a sum is one read of each gradient with no temporaries (an
+    elementwise ``isfinite`` costs about 8 % of the seed CNN's CPU step). The one difference, a
+    sum of finite entries that overflows float32 (beyond 3·10³⁸), is a diverged step too.
+    """
+    sums = [p.grad.sum() for p in params if p.grad is not None]
+    if not sums:
+        return torch.ones((), dtype=torch.bool, device=device)
+    return torch.isfinite(torch.stack(sums).sum())
 
 
 class NonFiniteGuard:

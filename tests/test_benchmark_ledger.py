@@ -1,0 +1,73 @@
+"""The parts record of long benchmark runs (``benchmarks/ledger.py``): each invocation leaves one
+line in ``parts.jsonl`` and one record per cell it worked on, however it ended, even killed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+from ledger import HEARTBEATS, PartLedger, cell_parts, read_parts, running_parts  # noqa: E402
+
+
+def test_a_part_records_its_time_machine_and_finished_cells(tmp_path):
+    with PartLedger(tmp_path, interval=0.01) as ledger:
+        with ledger.cell(tmp_path / "one"):
+            sum(range(10**5))
+        ledger.finished("one")
+        with ledger.cell(tmp_path / "two"):
+            pass
+    (line,) = read_parts(tmp_path)
+    assert line["part"] == ledger.id and line["pid"] == os.getpid()
+    assert line["status"] == "finished" and line["cells_finished"] == ["one"]
+    assert line["start"] <= line["end"] and line["wall_seconds"] >= 0
+    assert line["machine"]["cores"] == os.cpu_count() and line["machine"]["cpu"]
+    assert len(line["load_start"]) == len(line["load_end"]) == 3
+    assert not list((tmp_path / HEARTBEATS).iterdir())  # the heartbeat is gone
+    for cell in ("one", "two"):
+        (record,) = cell_parts(tmp_path / cell)
+        assert record["part"] == ledger.id and record["machine"] == line["machine"]
+        assert 0 <= record["wall_seconds"] <= line["wall_seconds"]
+
+
+def test_an_error_ends_the_part_interrupted_and_the_next_part_adds_a_line(tmp_path):
+    with pytest.raises(KeyboardInterrupt), PartLedger(tmp_path) as ledger:
+        with ledger.cell(tmp_path / "cell"):
+            raise KeyboardInterrupt
+    with PartLedger(tmp_path) as second, second.cell(tmp_path / "cell"):
+        pass
+    first, last = read_parts(tmp_path)
+    assert first["status"] == "interrupted: KeyboardInterrupt: " and first["part"] == ledger.id
+    assert last["status"] == "finished" and last["part"] == second.id
+    assert [r["part"] for r in cell_parts(tmp_path / "cell")] == [ledger.id, second.id]
+
+
+def test_a_killed_part_is_recorded_by_the_next_one(tmp_path):
+    """A part killed by SIGKILL writes nothing at its end; its heartbeat, with the cell it was
+    on, is what the next part on the folder appends, ended ``killed``."""
+    child = (
+        "import os, signal, sys; from pathlib import Path; from ledger import PartLedger\n"
+        "with PartLedger(Path(sys.argv[1])) as ledger, ledger.cell(Path(sys.argv[1]) / 'cell'):\n"
+        "    ledger.finished('before')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(BENCHMARKS)}
+    killed = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], env=env)
+    assert killed.wait() == -9
+    assert read_parts(tmp_path) == []  # the killed part wrote no line
+    (heartbeat,) = running_parts(tmp_path)  # but left its heartbeat
+    assert heartbeat["pid"] == killed.pid and heartbeat["status"] == "running"
+    with PartLedger(tmp_path) as ledger:
+        pass
+    dead, alive = read_parts(tmp_path)
+    assert dead["pid"] == killed.pid
+    assert dead["status"].startswith("killed") and dead["cells_finished"] == ["before"]
+    assert alive["part"] == ledger.id and alive["status"] == "finished"
+    (record,) = cell_parts(tmp_path / "cell")  # written as the killed part entered the cell
+    assert record["part"] == dead["part"]
