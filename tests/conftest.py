@@ -129,6 +129,19 @@ def tiny_config() -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
+def postgres_url():
+    """The URL of a PostgreSQL server started for the test (Debian's ``postgresql``, which
+    .ci/run installs); the test skips, saying why, where it is not installed."""
+    from postgres_server import postgres_server, server_binaries
+
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
+    with postgres_server(binaries) as url:
+        yield url
+
+
+@pytest.fixture
 def small_dense(monkeypatch):
     """``multi-mnist-dense`` generated at 24 training and 8 test scenes (from whatever MNIST the
     test gives it, e.g. :func:`fake_base_data`)."""

@@ -17,7 +17,7 @@ from mtlkit.config import ConfigError, parse_config
 from mtlkit.workflows import cells as cells_module
 from mtlkit.workflows import sweeps
 from mtlkit.workflows.cells import CELLS
-from mtlkit.workflows.compare import compare_methods
+from mtlkit.workflows.compare import combo_label, compare_methods
 from mtlkit.workflows.pareto import pareto_sweep
 from mtlkit.workflows.sweeps import JOURNAL, SweepOptions, open_storage
 from mtlkit.workflows.tune import tune_methods
@@ -213,25 +213,52 @@ def test_a_killed_workers_cell_is_taken_over_from_its_checkpoint(
     assert counts["failed"] == 1 and counts["complete"] == (2 + 2) * 2
 
 
+def _shown_without_step_time(table):
+    """A comparison table's header and rows as shown, without the step-time column (a timing)."""
+    return [list(table.header[:-1]), *(list(row[:-1]) for row in table.rows)]
+
+
 @pytest.mark.slow
 def test_tune_over_a_grid_of_lists_equals_compare_tune(tmp_path, tiny_config):
+    """At one seed, ``tune`` over lists and ``compare --tune`` on the same values are the same
+    computation: every value's validation score, every choice and the whole table agree."""
     config = parse_config(tiny_config())
     compare = compare_methods(
         config, tmp_path / "cmp", ["ew", "mgda-ub"], seeds=1, tune={"optim.lr": [0.3, 0.01]}
     )
-    tuned = tune_methods(
+    result = tune_methods(
         config,
         tmp_path / "tune",
         ["ew", "mgda-ub"],
         [parse_param("optim.lr=0.3,0.01")],
         seeds=1,
         pruner="none",
-    ).comparison
-    assert [row.chosen for row in tuned.rows] == [row.chosen for row in compare.rows]
-    assert [row.test for row in tuned.rows] == [row.test for row in compare.rows]
-    assert [row.delta_m for row in tuned.rows] == [row.delta_m for row in compare.rows]
-    assert {t: b.test for t, b in tuned.baselines.items()} == {
-        t: b.test for t, b in compare.baselines.items()
+    )
+    storage = open_storage(tmp_path / "tune", None)
+    compared = {
+        **{f"single-task {task}": row for task, row in compare.baselines.items()},
+        **{row.method: row for row in compare.rows},
+    }
+    assert sorted(study.subject for study in result.studies) == sorted(compared)
+    for study in result.studies:  # each search point is compare's cell at that value
+        trials = optuna.load_study(study_name=study.study, storage=storage).get_trials(
+            states=(TrialState.COMPLETE,)
+        )
+        scores = {combo_label(trial.params): trial.value for trial in trials}
+        assert scores == compared[study.subject].val_scores, study.subject
+        assert study.chosen_label == compared[study.subject].chosen, study.subject
+    tuned = result.comparison
+    assert _shown_without_step_time(tuned.table) == _shown_without_step_time(compare.table)
+    for mine, theirs in zip(tuned.rows, compare.rows, strict=True):  # exact, not as printed
+        assert (mine.method, mine.chosen, mine.test, mine.delta_m, mine.mean_rank) == (
+            theirs.method,
+            theirs.chosen,
+            theirs.test,
+            theirs.delta_m,
+            theirs.mean_rank,
+        )
+    assert {t: (b.chosen, b.test) for t, b in tuned.baselines.items()} == {
+        t: (b.chosen, b.test) for t, b in compare.baselines.items()
     }
     assert (tmp_path / "tune" / "tune.csv").is_file() and (tmp_path / "tune" / JOURNAL).is_file()
 
@@ -267,19 +294,6 @@ def test_pareto_runs_on_the_engine(tmp_path, tiny_config):
     result = pareto_sweep(config, tmp_path / "front", points=2)
     assert (tmp_path / "front" / JOURNAL).is_file() and result.trained == 4
     assert _complete_trials_per_cell(tmp_path / "front") == {i: 1 for i in range(4)}
-
-
-@pytest.fixture
-def postgres_url():
-    """The URL of a PostgreSQL server started for the test (Debian's ``postgresql``, which
-    .ci/run installs); the test skips, saying why, where it is not installed."""
-    from postgres_server import postgres_server, server_binaries
-
-    binaries = server_binaries()
-    if binaries is None:
-        pytest.skip("PostgreSQL's server is not installed (apt-get install postgresql)")
-    with postgres_server(binaries) as url:
-        yield url
 
 
 @pytest.mark.slow
