@@ -23,8 +23,8 @@ from mtlkit.training.optim import (
 )
 from mtlkit.training.penalties import GROUPS, ParameterPenalties, Penalty
 from mtlkit.training.signals import StopSignals, TrainingInterrupted
-from mtlkit.training.state import FitProgress, capture_rng, restore_rng, seed_process
-from mtlkit.training.trainer import FitResult, Trainer
+from mtlkit.training.state import FitProgress, FitResult, capture_rng, restore_rng, seed_process
+from mtlkit.training.trainer import Trainer
 
 __all__ = [
     "GROUPS",

@@ -1,13 +1,19 @@
-"""Checkpoints: atomic writes and ``weights_only``-safe loading."""
+"""Checkpoints: atomic writes, ``weights_only``-safe loading, and the hooks' part of a training
+state."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mtlkit.atomic import atomic_output
+
+if TYPE_CHECKING:
+    from mtlkit.training.distributed import ProcessGroupReplicas
+    from mtlkit.training.hooks import Hook
 
 
 class CheckpointError(ValueError):
@@ -27,6 +33,40 @@ def require_hook_states(state: dict[str, Any], source: str = "this checkpoint") 
             "state (noise generators per process, the loss scale, penalty sums, task cosines), "
             "so it cannot resume exactly: finish the run with that version, or train it again."
         )
+
+
+def hook_states(hooks: Sequence[Hook], replicas: ProcessGroupReplicas | None) -> dict[str, Any]:
+    """Every hook's state by name; a per-process hook's as one entry per rank, gathered across
+    ``replicas`` (every process must call it)."""
+    states = {}
+    for hook in hooks:
+        state = hook.state_dict()
+        if hook.per_process:
+            states[hook.name] = [state] if replicas is None else replicas.gather(state)
+        else:
+            states[hook.name] = state
+    return states
+
+
+def load_hook_states(hooks: Sequence[Hook], state: dict[str, Any], rank: int) -> None:
+    """Give every hook its part of the training ``state`` (a per-process hook, rank ``rank``'s).
+
+    Raises:
+        CheckpointError: a state without hook states (:func:`require_hook_states`), or one that
+            lacks the state of one of ``hooks`` that has a state to restore.
+    """
+    require_hook_states(state)
+    saved = state["hooks"]
+    for hook in hooks:
+        if hook.name not in saved:
+            if hook.state_dict():
+                raise CheckpointError(
+                    f"the checkpoint has no state of the hook {hook.name!r}; resume with "
+                    "the hooks it was written with."
+                )
+            continue
+        hook_state = saved[hook.name]
+        hook.load_state_dict(hook_state[rank] if hook.per_process else hook_state)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:

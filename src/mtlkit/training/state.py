@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlkit.measure.records import EpochRecord
+from mtlkit.measure.records import CosineSample, EpochRecord
 
-__all__ = ["FitProgress", "capture_rng", "restore_rng", "seed_process"]
+__all__ = ["FitProgress", "FitResult", "capture_rng", "restore_rng", "seed_process"]
 
 
 @dataclass
@@ -132,3 +133,27 @@ def restore_rng(state: dict[str, Any]) -> None:
     )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+@dataclass
+class FitResult:
+    """The epoch history, the epoch whose weights were kept (best on validation, or last), and
+    the steps skipped for non-finite values.
+
+    ``best_score`` is that epoch's validation score
+    (:meth:`~mtlkit.training.Trainer.selection_score`; None without validation),
+    ``task_cosines`` the recorded gradient cosines (empty unless asked for).
+    """
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    skipped: int = 0
+    best_score: float | None = None
+    task_cosines: list[CosineSample] = field(default_factory=list)
+
+    @property
+    def step_seconds(self) -> float:
+        """The median over epochs of the seconds per training step."""
+        return statistics.median(
+            record.step_seconds for record in self.history if record.step_seconds is not None
+        )

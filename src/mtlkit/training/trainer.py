@@ -18,10 +18,8 @@ losses are replica means (see :mod:`mtlkit.training.hooks.ddp`).
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -34,13 +32,13 @@ from mtlkit.measure.evaluation_pass import Reports, evaluate_with_losses
 from mtlkit.measure.noise import InputNoise
 from mtlkit.measure.precision import check_precision
 from mtlkit.measure.probes import StepProbe
-from mtlkit.measure.records import CosineSample, EpochRecord
+from mtlkit.measure.records import EpochRecord
 from mtlkit.measure.task_cosine import TaskCosineRecorder
 from mtlkit.measure.views import Views
 from mtlkit.models import MultiTaskModel
 from mtlkit.tasks import Task
 from mtlkit.tasks.metrics import nanmean
-from mtlkit.training.checkpoint import CheckpointError, require_hook_states
+from mtlkit.training.checkpoint import hook_states, load_hook_states
 from mtlkit.training.compiled import compile_encoder
 from mtlkit.training.distill import Teacher
 from mtlkit.training.distributed import ProcessGroupReplicas
@@ -59,33 +57,10 @@ from mtlkit.training.hooks.teachers import TeachersHook
 from mtlkit.training.optim import learning_rates
 from mtlkit.training.penalties import ParameterPenalties
 from mtlkit.training.signals import StopSignals
-from mtlkit.training.state import FitProgress
+from mtlkit.training.state import FitProgress, FitResult
 from mtlkit.training.step import training_step
 
 __all__ = ["FitResult", "Trainer"]
-
-
-@dataclass
-class FitResult:
-    """The epoch history, the epoch whose weights were kept (best on validation, or last), and
-    the steps skipped for non-finite values.
-
-    ``best_score`` is that epoch's validation score (:meth:`Trainer.selection_score`; None
-    without validation), ``task_cosines`` the recorded gradient cosines (empty unless asked for).
-    """
-
-    history: list[EpochRecord] = field(default_factory=list)
-    best_epoch: int = 0
-    skipped: int = 0
-    best_score: float | None = None
-    task_cosines: list[CosineSample] = field(default_factory=list)
-
-    @property
-    def step_seconds(self) -> float:
-        """The median over epochs of the seconds per training step."""
-        return statistics.median(
-            record.step_seconds for record in self.history if record.step_seconds is not None
-        )
 
 
 class Trainer:
@@ -328,13 +303,7 @@ class Trainer:
         processes every process calls it (the per-process states are gathered) and the main
         process gets the state, the others None. The global random number generators are per
         process (:mod:`mtlkit.training.state`)."""
-        hooks = {}
-        for hook in self.hooks:
-            state = hook.state_dict()
-            if hook.per_process:
-                hooks[hook.name] = [state] if self.replicas is None else self.replicas.gather(state)
-            else:
-                hooks[hook.name] = state
+        hooks = hook_states(self.hooks, self.replicas)
         if self.replicas is not None and self.replicas.rank != 0:
             return None
         return {
@@ -353,19 +322,7 @@ class Trainer:
             CheckpointError: a state without hook states (written before the hooks saved
                 theirs), or one that lacks the state of one of this trainer's stateful hooks.
         """
-        require_hook_states(state)
-        saved = state["hooks"]
-        rank = 0 if self.replicas is None else self.replicas.rank
-        for hook in self.hooks:
-            if hook.name not in saved:
-                if hook.state_dict():
-                    raise CheckpointError(
-                        f"the checkpoint has no state of the hook {hook.name!r}; resume with "
-                        "the hooks it was written with."
-                    )
-                continue
-            hook_state = saved[hook.name]
-            hook.load_state_dict(hook_state[rank] if hook.per_process else hook_state)
+        load_hook_states(self.hooks, state, 0 if self.replicas is None else self.replicas.rank)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
