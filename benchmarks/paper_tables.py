@@ -22,10 +22,14 @@ single-task, EW, MGDA-UB, UPGrad, Nash-MTL, FAMO and CAGrad. Every row is ``mtlk
 
 A part is resumable: the engine's journal (``<out>/sener/study.journal``) and the finished run
 folders (``<out>/sener/cells``) make a rerun with the same ``--out`` continue where it stopped,
-from any checkout. Each part appends one line to ``<out>/parts.jsonl`` (methods, start and end
-UTC, wall seconds, the machine, the load average at start and end, whether it finished, and per
-finished row its chosen balancer, wall seconds and search trial-epochs); the table is printed
-from the finished rows, the others marked, and written to ``<out>/results.md``.
+from any checkout. Each part is recorded by ``benchmarks/ledger.py`` (:class:`ledger.PartLedger`):
+its line in ``<out>/parts.jsonl`` has the command, start and end UTC, wall, CPU and stopped
+seconds, the machine, the load average, the rows finished (``cells_finished``) and how it ended
+(``status``: finished, interrupted by an error, SIGTERM or SIGHUP, or killed, recorded by the
+next part from its heartbeat in ``<out>/parts/``), and in its ``notes`` the table, the rows
+asked (``methods``), the workers and per finished row its chosen balancer, validation scores,
+search trial-epochs and wall seconds. The table is printed from the finished rows, the others
+marked, and written to ``<out>/results.md`` with every part's times.
 ``<out>/sener/protocol.json`` holds the protocol a folder was started with; another one (a
 different ``--epochs``, ``--limit``, ``--seeds`` or ``--lrs``) is refused, so one folder never
 mixes two.
