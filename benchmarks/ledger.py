@@ -11,6 +11,10 @@ A part killed outright (SIGKILL, a lost machine) cannot write its line: a heartb
 rewrites ``<out>/parts/<id>.json`` and the current cell's ``part-<id>.json`` every ``interval``
 seconds, and the next invocation on the same folder appends the dead part's last heartbeat to
 ``parts.jsonl``, ended ``killed``.
+
+A caller adds what else its parts should say with :meth:`PartLedger.note` (e.g. what a part was
+asked to run, what it found); the line and every heartbeat carry it under ``notes``, so a killed
+part keeps what it had noted.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 from timing import cpu_model, machine
@@ -101,16 +106,23 @@ def machine_key(record: dict) -> str:
 
 class PartLedger:
     """Records one part of a run in ``out`` (use as a context manager; wrap the work on each
-    cell in :meth:`cell` and report it with :meth:`finished`)."""
+    cell in :meth:`cell`, report it with :meth:`finished`, add other facts with :meth:`note`).
 
-    def __init__(self, out: Path, interval: float = 30.0) -> None:
+    ``command`` is the command line recorded (default: ``sys.argv``; give it when the part is
+    run by a call rather than from the command line)."""
+
+    def __init__(
+        self, out: Path, interval: float = 30.0, command: Sequence[str] | None = None
+    ) -> None:
         self.out = Path(out)
         self.interval = interval
+        self.command = list(sys.argv if command is None else command)
         self.id = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{os.getpid()}"
         self.machine = machine_record()
         self.usage = Usage()
         self.load_start = os.getloadavg()
         self.cells_finished: list[str] = []
+        self.notes: dict[str, Any] = {}
         self._cell: tuple[Path, Usage] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -159,6 +171,20 @@ class PartLedger:
             self.cells_finished.append(name)
             self._write_heartbeat()
 
+    def note(self, **fields: Any) -> None:
+        """Add (or replace) ``fields`` in the part's ``notes`` (inside the ``with`` block: at
+        once in its heartbeat too).
+
+        Raises:
+            TypeError: a value that is not JSON (a string, number, bool, None, list or dict of
+                these); nothing is noted then.
+        """
+        copy = json.loads(json.dumps(fields))  # checked, and kept as it is now
+        with self._lock:
+            self.notes.update(copy)
+            if self._thread.is_alive():  # not after the end: a heartbeat left would read killed
+                self._write_heartbeat()
+
     def _beat(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(self.interval):
@@ -189,13 +215,14 @@ class PartLedger:
         return {
             "part": self.id,
             "pid": os.getpid(),
-            "command": sys.argv,
+            "command": self.command,
             "machine": self.machine,
             **self.usage.record(),
             "load_start": [round(x, 2) for x in self.load_start],
             "load_end": [round(x, 2) for x in os.getloadavg()],
             "cells_finished": list(self.cells_finished),
             "status": status,
+            "notes": dict(self.notes),
         }
 
 

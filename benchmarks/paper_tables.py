@@ -22,10 +22,14 @@ single-task, EW, MGDA-UB, UPGrad, Nash-MTL, FAMO and CAGrad. Every row is ``mtlk
 
 A part is resumable: the engine's journal (``<out>/sener/study.journal``) and the finished run
 folders (``<out>/sener/cells``) make a rerun with the same ``--out`` continue where it stopped,
-from any checkout. Each part appends one line to ``<out>/parts.jsonl`` (methods, start and end
-UTC, wall seconds, the machine, the load average at start and end, whether it finished, and per
-finished row its chosen balancer, wall seconds and search trial-epochs); the table is printed
-from the finished rows, the others marked, and written to ``<out>/results.md``.
+from any checkout. Each part is recorded by ``benchmarks/ledger.py`` (:class:`ledger.PartLedger`):
+its line in ``<out>/parts.jsonl`` has the command, start and end UTC, wall, CPU and stopped
+seconds, the machine, the load average, the rows finished (``cells_finished``) and how it ended
+(``status``: finished, interrupted by an error, SIGTERM or SIGHUP, or killed, recorded by the
+next part from its heartbeat in ``<out>/parts/``), and in its ``notes`` the table, the rows
+asked (``methods``), the workers and per finished row its chosen balancer, validation scores,
+search trial-epochs and wall seconds. The table is printed from the finished rows, the others
+marked, and written to ``<out>/results.md`` with every part's times.
 ``<out>/sener/protocol.json`` holds the protocol a folder was started with; another one (a
 different ``--epochs``, ``--limit``, ``--seeds`` or ``--lrs``) is refused, so one folder never
 mixes two.
@@ -50,17 +54,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ledger import PartLedger, read_parts, running_parts, utc_now
 from timing import machine
 
 from mtlkit.atomic import atomic_output
@@ -72,8 +75,6 @@ from mtlkit.workflows.sweeps import SweepOptions
 from mtlkit.workflows.tune import TuneResult, tune_methods
 from mtlkit.workflows.tune_space import Param, parse_param
 
-PARTS = "parts.jsonl"
-"""The log of every part run on an output folder, one JSON line each."""
 RESULTS = "results.md"
 """The table as measured so far."""
 PROTOCOL = "protocol.json"
@@ -271,64 +272,39 @@ def tune_row(protocol: Protocol, out: Path, row: str, sweep: SweepOptions) -> di
     }
 
 
-def _utc() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _stop_on_signal(number: int, frame: Any) -> None:
-    """SIGTERM or SIGHUP: leave through ``finally`` so that the part's line is written."""
+    """SIGTERM or SIGHUP: leave through the ledger's ``with`` block, so the part's line is
+    written."""
     raise SystemExit(128 + number)
 
 
 def run_part(
-    protocol: Protocol, out: Path, rows: Sequence[str], sweep: SweepOptions, command: str
-) -> bool:
-    """Tune ``rows`` in order and append the part's line (``command`` the command line that ran
-    it) to ``<out>/parts.jsonl``, also when it is stopped by an error, SIGTERM or SIGHUP: then
-    with ``finished`` false. Returns whether every row finished."""
-    line: dict[str, Any] = {
-        "table": protocol.table.name,
-        "methods": list(rows),
-        "command": command,
-        "start_utc": _utc(),
-        "machine": machine(),
-        "cores": os.cpu_count(),
-        "load_start": list(os.getloadavg()),
-        "workers": sweep.workers,
-        "finished": False,
-        "rows": {},
-    }
-    start = time.perf_counter()
-    try:
+    protocol: Protocol, out: Path, rows: Sequence[str], sweep: SweepOptions, command: Sequence[str]
+) -> None:
+    """Tune ``rows`` in order, as a part of ``out`` recorded by :class:`ledger.PartLedger`
+    (``command``: the command line that ran it). The part's ``notes`` say its table, the rows
+    asked (``methods``), the workers and, per finished row, what :func:`tune_row` kept of it
+    and the row's wall seconds (``wall_s``); the ledger's ``cells_finished`` names the rows
+    finished and its ``status`` how the part ended (also on an error, SIGTERM or SIGHUP)."""
+    kept: dict[str, dict[str, Any]] = {}
+    with PartLedger(out, command=command) as ledger:
+        ledger.note(table=protocol.table.name, methods=list(rows), workers=sweep.workers, rows={})
         for row in rows:
-            row_start = time.perf_counter()
-            print(f"[{_utc()}] {protocol.table.name}: {row}", flush=True)
-            line["rows"][row] = tune_row(protocol, out, row, sweep)
-            line["rows"][row]["wall_s"] = round(time.perf_counter() - row_start, 1)
-        line["finished"] = True
-    except BaseException as error:
-        line["error"] = f"{type(error).__name__}: {error}"
-        raise
-    finally:
-        line.update(
-            end_utc=_utc(),
-            wall_s=round(time.perf_counter() - start, 1),
-            load_end=list(os.getloadavg()),
-        )
-        with (out / PARTS).open("a") as log:
-            log.write(json.dumps(line) + "\n")
-            log.flush()
-            os.fsync(log.fileno())
-    return bool(line["finished"])
+            start = time.perf_counter()
+            print(f"[{utc_now()}] {protocol.table.name}: {row}", flush=True)
+            kept[row] = tune_row(protocol, out, row, sweep)
+            kept[row]["wall_s"] = round(time.perf_counter() - start, 1)
+            ledger.note(rows=kept)
+            ledger.finished(row)
 
 
-def read_parts(out: Path, table: str) -> list[dict[str, Any]]:
-    """The lines of ``<out>/parts.jsonl`` about ``table``, oldest first."""
-    path = out / PARTS
-    if not path.is_file():
-        return []
-    lines = [json.loads(text) for text in path.read_text().splitlines() if text.strip()]
-    return [line for line in lines if line["table"] == table]
+def table_parts(out: Path, table: str) -> list[dict[str, Any]]:
+    """The parts of ``out`` that ran ``table``: those ended (:func:`ledger.read_parts`, oldest
+    first), then those running (their last heartbeat). A line without the ``notes`` of
+    :func:`run_part` (written before the parts were kept by the ledger) is left out: rerun its
+    rows, which trains nothing for a finished one, to record them."""
+    parts = read_parts(out) + running_parts(out)
+    return [part for part in parts if part.get("notes", {}).get("table") == table]
 
 
 def finished_rows(parts: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -336,7 +312,7 @@ def finished_rows(parts: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
     finds it finished trains nothing for it)."""
     rows: dict[str, dict[str, Any]] = {}
     for part in parts:
-        for row, kept in part["rows"].items():
+        for row, kept in part["notes"]["rows"].items():
             rows.setdefault(row, kept)
     return rows
 
@@ -385,7 +361,7 @@ def summary_table(protocol: Protocol, out: Path, sweep: SweepOptions) -> list[st
     """The table's markdown lines from the finished rows, the unfinished rows marked."""
     table = protocol.table
     tasks = protocol.config().task_names
-    done = finished_rows(read_parts(out, table.name))
+    done = finished_rows(table_parts(out, table.name))
     result = _finished_comparison(protocol, out, sweep, done)
     header = [
         "row",
@@ -455,17 +431,30 @@ def summary_table(protocol: Protocol, out: Path, sweep: SweepOptions) -> list[st
 
 
 def parts_table(parts: Sequence[Mapping[str, Any]]) -> str:
-    """A markdown table: each part's methods, command, times, load and whether it finished."""
-    header = ["part (methods)", "command", "start UTC", "end UTC", "wall s", "load avg", "finished"]
+    """A markdown table: each part's rows, command, times, load, the rows it finished and how it
+    ended (the ledger's status: finished, interrupted, killed or running)."""
+    header = [
+        "part (methods)",
+        "command",
+        "start UTC",
+        "end UTC",
+        "wall s",
+        "stopped s",
+        "load avg",
+        "rows finished",
+        "status",
+    ]
     body = [
         [
-            ", ".join(part["methods"]),
-            f"`{part['command']}`",
-            part["start_utc"],
-            part["end_utc"],
-            str(part["wall_s"]),
+            ", ".join(part["notes"]["methods"]),
+            f"`{shlex.join(part['command'])}`",
+            part["start"],
+            part["end"],
+            str(part["wall_seconds"]),
+            str(part["paused_seconds"]),
             f"{part['load_start'][0]:.1f} → {part['load_end'][0]:.1f}",
-            "yes" if part["finished"] else f"no ({part.get('error', 'stopped')})",
+            ", ".join(part["cells_finished"]) or "—",
+            part["status"],
         ]
         for part in parts
     ]
@@ -474,8 +463,8 @@ def parts_table(parts: Sequence[Mapping[str, Any]]) -> str:
 
 def write_results(protocol: Protocol, out: Path, sweep: SweepOptions) -> str:
     """The table, how it was made and each part's times, as markdown, into ``<out>/results.md``."""
-    parts = read_parts(out, protocol.table.name)
-    machines = sorted({part["machine"].split(";")[0] for part in parts})
+    parts = table_parts(out, protocol.table.name)
+    machines = sorted({part["machine"]["line"].split(";")[0] for part in parts})
     lines = [
         *summary_table(protocol, out, sweep),
         "",
@@ -554,8 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(number, _stop_on_signal)
         print(machine(), flush=True)
-        command = shlex.join(["python", "benchmarks/paper_tables.py", *argv])
-        run_part(protocol, args.out, rows, sweep, command)
+        run_part(protocol, args.out, rows, sweep, ["python", "benchmarks/paper_tables.py", *argv])
     print(write_results(protocol, args.out, sweep), flush=True)
     return 0
 

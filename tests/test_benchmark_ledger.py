@@ -17,15 +17,19 @@ from ledger import HEARTBEATS, PartLedger, cell_parts, read_parts, running_parts
 
 
 def test_a_part_records_its_time_machine_and_finished_cells(tmp_path):
-    with PartLedger(tmp_path, interval=0.01) as ledger:
+    with PartLedger(tmp_path, interval=0.01, command=["bench.py", "--x", "1"]) as ledger:
+        ledger.note(asked=["one", "two"])
         with ledger.cell(tmp_path / "one"):
             sum(range(10**5))
         ledger.finished("one")
+        ledger.note(found={"one": 1.5})
         with ledger.cell(tmp_path / "two"):
             pass
     (line,) = read_parts(tmp_path)
     assert line["part"] == ledger.id and line["pid"] == os.getpid()
     assert line["status"] == "finished" and line["cells_finished"] == ["one"]
+    assert line["command"] == ["bench.py", "--x", "1"]
+    assert line["notes"] == {"asked": ["one", "two"], "found": {"one": 1.5}}
     assert line["start"] <= line["end"] and line["wall_seconds"] >= 0
     assert line["machine"]["cores"] == os.cpu_count() and line["machine"]["cpu"]
     assert len(line["load_start"]) == len(line["load_end"]) == 3
@@ -34,6 +38,18 @@ def test_a_part_records_its_time_machine_and_finished_cells(tmp_path):
         (record,) = cell_parts(tmp_path / cell)
         assert record["part"] == ledger.id and record["machine"] == line["machine"]
         assert 0 <= record["wall_seconds"] <= line["wall_seconds"]
+
+
+def test_a_note_that_is_not_json_is_refused_and_changes_nothing(tmp_path):
+    with PartLedger(tmp_path) as ledger:
+        ledger.note(kept=1)
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            ledger.note(other=2, bad={1, 2})
+        assert ledger.notes == {"kept": 1}
+        (heartbeat,) = running_parts(tmp_path)
+        assert heartbeat["notes"] == {"kept": 1}
+    assert read_parts(tmp_path)[0]["notes"] == {"kept": 1}
+    assert running_parts(tmp_path) == []
 
 
 def test_an_error_ends_the_part_interrupted_and_the_next_part_adds_a_line(tmp_path):
@@ -55,6 +71,7 @@ def test_a_killed_part_is_recorded_by_the_next_one(tmp_path):
         "import os, signal, sys; from pathlib import Path; from ledger import PartLedger\n"
         "with PartLedger(Path(sys.argv[1])) as ledger, ledger.cell(Path(sys.argv[1]) / 'cell'):\n"
         "    ledger.finished('before')\n"
+        "    ledger.note(row={'wall': 1.0})\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(BENCHMARKS)}
@@ -68,6 +85,7 @@ def test_a_killed_part_is_recorded_by_the_next_one(tmp_path):
     dead, alive = read_parts(tmp_path)
     assert dead["pid"] == killed.pid
     assert dead["status"].startswith("killed") and dead["cells_finished"] == ["before"]
+    assert dead["notes"] == {"row": {"wall": 1.0}}  # what it noted before it was killed
     assert alive["part"] == ledger.id and alive["status"] == "finished"
     (record,) = cell_parts(tmp_path / "cell")  # written as the killed part entered the cell
     assert record["part"] == dead["part"]

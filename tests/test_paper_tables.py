@@ -1,10 +1,13 @@
 """``benchmarks/paper_tables.py`` on a tiny limit, so that it cannot rot: a part tunes its rows
-and logs its line, a rerun continues without training anything again, the table marks the rows
-not finished, and a folder refuses a protocol other than the one it was started with."""
+and the ledger (``benchmarks/ledger.py``) logs its line, a rerun continues without training
+anything again, a stopped part's line says so and keeps the rows it finished, the table marks the
+rows not finished, and a folder refuses a protocol other than the one it was started with."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -42,8 +45,13 @@ def trained(monkeypatch):
 
 
 def _rows(results):
-    """The table's lines by their first cell."""
+    """The tables' lines by their first cell."""
     return {line.split(" | ")[0].strip("| "): line for line in results.splitlines() if "|" in line}
+
+
+def _cells(line):
+    """A markdown table line's cells."""
+    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 def _parts(out):
@@ -54,19 +62,24 @@ def test_a_part_logs_its_rows_and_a_rerun_trains_nothing(tmp_path, paper_tables,
     out = tmp_path / "tables"
     assert paper_tables.main([*TINY, "--methods", "cagrad,ew", "--out", str(out)]) == 0
     (part,) = _parts(out)
-    assert part["methods"] == ["ew", "cagrad"]  # the table's order, not the command's
-    assert part["finished"] and list(part["rows"]) == ["ew", "cagrad"]
-    assert part["end_utc"] >= part["start_utc"] and part["wall_s"] > 0
-    assert part["cores"] >= 1 and len(part["load_start"]) == len(part["load_end"]) == 3
-    assert "cores" in part["machine"] and "--methods cagrad,ew" in part["command"]
-    cagrad = part["rows"]["cagrad"]
+    notes = part["notes"]
+    assert notes["table"] == "sener" and notes["workers"] == 1
+    assert notes["methods"] == ["ew", "cagrad"]  # the table's order, not the command's
+    assert part["status"] == "finished" and part["cells_finished"] == ["ew", "cagrad"]
+    assert list(notes["rows"]) == ["ew", "cagrad"]
+    assert part["end"] >= part["start"] and part["wall_seconds"] > 0
+    assert part["machine"]["cores"] >= 1 and len(part["load_start"]) == len(part["load_end"]) == 3
+    assert part["command"][:2] == ["python", "benchmarks/paper_tables.py"]
+    assert part["command"][2:] == [*TINY, "--methods", "cagrad,ew", "--out", str(out)]
+    assert all(notes["rows"][row]["wall_s"] > 0 for row in ("ew", "cagrad"))
+    cagrad = notes["rows"]["cagrad"]
     assert set(cagrad["val_scores"]) == {"cagrad(c=0.2)", "cagrad(c=0.5)"}
     best = max(cagrad["val_scores"], key=cagrad["val_scores"].get)
     assert paper_tables.method_label(cagrad["balancer"]) == best
     # 2 learning rates per study, 1 epoch each: single-task ×2, ew, cagrad's two c; then the
     # winners' second seed (the first seed's run is the chosen trial's)
     assert len(trained) == 2 * (2 + 1 + 2) + (2 + 1 + 1)
-    assert cagrad["search_trial_epochs"] == 4 and part["rows"]["ew"]["search_trial_epochs"] == 2
+    assert cagrad["search_trial_epochs"] == 4 and notes["rows"]["ew"]["search_trial_epochs"] == 2
 
     results = (out / "results.md").read_text()
     rows = _rows(results)
@@ -80,8 +93,37 @@ def test_a_part_logs_its_rows_and_a_rerun_trains_nothing(tmp_path, paper_tables,
     assert paper_tables.main([*TINY, "--methods", "ew,cagrad", "--out", str(out)]) == 0
     assert trained == []  # every study and cell was finished: nothing is trained again
     first, again = _parts(out)
-    assert again["finished"] and again["rows"]["cagrad"]["balancer"] == cagrad["balancer"]
-    assert (out / "results.md").read_text().split("\n\n")[0] == results.split("\n\n")[0]
+    assert again["status"] == "finished"
+    assert again["notes"]["rows"]["cagrad"]["balancer"] == cagrad["balancer"]
+    results_again = (out / "results.md").read_text()
+    assert results_again.split("\n\n")[0] == results.split("\n\n")[0]
+    parts = [_cells(line) for line in results_again.splitlines() if "`python " in line]
+    assert [cells[0] for cells in parts] == ["ew, cagrad"] * 2
+    assert [cells[-2:] for cells in parts] == [["ew, cagrad", "finished"]] * 2
+
+
+def test_a_stopped_part_says_so_and_keeps_the_rows_it_finished(tmp_path, paper_tables, monkeypatch):
+    """SIGTERM (here sent as the second row starts) ends the part ``interrupted``; the rows it
+    finished before are in its line, and the table has them."""
+    real_tune_row = paper_tables.tune_row
+
+    def tune_row(protocol, out, row, sweep):
+        if row == "mgda-ub":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_tune_row(protocol, out, row, sweep)
+
+    monkeypatch.setattr(paper_tables, "tune_row", tune_row)
+    out = tmp_path / "tables"
+    with pytest.raises(SystemExit):
+        paper_tables.main([*TINY, "--methods", "ew,mgda-ub", "--out", str(out)])
+    (part,) = _parts(out)
+    assert part["status"] == "interrupted: SystemExit: 143"
+    assert part["cells_finished"] == ["ew"] and list(part["notes"]["rows"]) == ["ew"]
+    assert paper_tables.main([*TINY, "--methods", "ew", "--out", str(out), "--report"]) == 0
+    results = (out / "results.md").read_text()
+    rows = _rows(results)
+    assert "not finished" not in rows["ew"] and "not finished" in rows["mgda-ub"]
+    assert _cells(rows["ew, mgda-ub"])[-2:] == ["ew", "interrupted: SystemExit: 143"]
 
 
 def test_a_folder_refuses_another_protocol_and_unknown_rows(tmp_path, paper_tables, capsys):
