@@ -104,7 +104,7 @@ def test_a_killed_worker_is_named_and_resume_with_workers_finishes_the_compariso
 
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "_step", _stop_at("single-left", 3, _kill))
-        with pytest.raises(RuntimeError, match="single-left: its worker process ended"):
+        with pytest.raises(ChildProcessError, match="single-left: its worker process ended"):
             train_with_baselines(config, out, workers=3, threads=1)
     checkpoint = load_checkpoint(out / "single-left" / "last.pt")
     assert checkpoint["progress"]["global_step"] == 2  # saved after each step, then killed

@@ -77,7 +77,7 @@ def run_jobs(jobs: Sequence[Job], workers: int, threads: int | None) -> dict[str
     Raises:
         BaseException: the first job's error that failed, of its own kind (so the command's exit
             code is the one that error has in one process), its message led by the job's name;
-            a process that ended without a result (killed) raises :class:`RuntimeError`.
+            a process that ended without a result (killed) raises :class:`ChildProcessError`.
     """
     context = multiprocessing.get_context(sweeps.START_METHOD)
     waiting = list(jobs)
@@ -127,7 +127,7 @@ def _outcome(name: str, process: Any, receiver: Connection) -> Any:
     receiver.close()
     process.join()
     if message is None:
-        return RuntimeError(
+        return ChildProcessError(  # an OSError: the command says it in one line, exit code 1
             f"{name}: its worker process ended without a result (exit code {process.exitcode}"
             f"{', killed by a signal' if (process.exitcode or 0) < 0 else ''}); run the command "
             "again with --resume to finish (finished runs are kept, interrupted ones continue "
