@@ -8,6 +8,8 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
+import time
 
 import pytest
 
@@ -17,6 +19,7 @@ from mtlkit.training import DivergedError, LaunchError, Trainer, load_checkpoint
 from mtlkit.workflows import sweeps, train_with_baselines
 from mtlkit.workflows.baselines import default_workers
 from mtlkit.workflows.parallel_runs import PrefixedLines
+from mtlkit.workflows.sweeps import threads_per_worker
 
 RUNS = ("multi-task", "single-left", "single-right")
 
@@ -120,6 +123,44 @@ def test_a_killed_worker_is_named_and_resume_with_workers_finishes_the_compariso
     assert _rows(out) == _rows(tmp_path / "reference")
     for name in RUNS:
         assert _run_files(out, name) == _run_files(tmp_path / "reference", name), name
+
+
+def _exit_with(argv: list[str]) -> None:
+    """A forked command: ``mtlkit argv``, its exit code the process's."""
+    sys.exit(main(argv))
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_command_stops_every_worker_at_a_checkpoint_and_resume_finishes(
+    tmp_path, tiny_config, forked_workers, monkeypatch
+):
+    raw = tiny_config(train={"epochs": 2, "checkpoint_every": 1})
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(json.dumps(raw))
+    threads = threads_per_worker(3)  # what the command's 3 workers train on
+    train_with_baselines(parse_config(raw), tmp_path / "reference", workers=1, threads=threads)
+    original = Trainer._step
+
+    def slow(self, batch, *position):  # 6 steps a run: the command is surely mid-training
+        time.sleep(0.5)
+        return original(self, batch, *position)
+
+    monkeypatch.setattr(Trainer, "_step", slow)
+    out = tmp_path / "out"
+    argv = ["baselines", str(config_file), "--workers", "3", "--out", str(out)]
+    command = multiprocessing.get_context("fork").Process(target=_exit_with, args=(argv,))
+    command.start()
+    deadline = time.monotonic() + 120
+    while not all((out / name / "last.pt").is_file() for name in RUNS):
+        assert time.monotonic() < deadline, "the runs wrote no checkpoint"
+        time.sleep(0.01)
+    os.kill(command.pid, signal.SIGTERM)
+    command.join(120)
+    assert command.exitcode == 128 + signal.SIGTERM
+    assert not (out / "comparison.json").exists()
+    monkeypatch.setattr(Trainer, "_step", original)
+    assert main(["baselines", "--resume", str(out), "--workers", "3"]) == 0
+    assert _rows(out) == _rows(tmp_path / "reference")
 
 
 def test_workers_above_one_are_refused_under_torchrun_before_any_work(
