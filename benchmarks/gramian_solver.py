@@ -39,7 +39,9 @@ BEFORE = "2b43f8fd2bdd70eecfb7523af3d05bd81c63a278"
 SOLVER_PATH = "src/mtlkit/balancing/solvers/interior_point.py"
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE_ROWS = 4
-PROFILE_RUNS = 3
+PROFILE_WORK = 20_000
+"""Each profile covers PROFILE_WORK // K² solves (at least 3): enough time at small K that the
+scheduler's preemptions on a shared machine do not decide the shares of the small operators."""
 
 
 def solver_before() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
@@ -84,12 +86,11 @@ def gradients(k: int, rank: int, seed: int = 0) -> torch.Tensor:
     return jac
 
 
-def _breakdown(run: Callable[[], object]) -> str:
-    """The top operators of ``PROFILE_RUNS`` calls of ``run`` by self CPU time, as shares of the
-    total."""
+def _breakdown(run: Callable[[], object], runs: int) -> str:
+    """The top operators of ``runs`` calls of ``run`` by self CPU time, as shares of the total."""
     run()  # warm-up, outside the profile
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(PROFILE_RUNS):
+        for _ in range(runs):
             run()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
@@ -129,7 +130,9 @@ def measure_weights(ks: list[int], rounds: int, clock: Callable[[], float]) -> l
                 with solver(qp):
                     directions[name] = dual_cone_weights(gram, torch.eye(k, dtype=gram.dtype)) @ jac
             diff = (directions["after"] - directions["before"]).norm(dim=-1) / jac.norm(dim=-1)
-            profile_after = _breakdown(partial(upgrad.weights_from_gramian, gram))
+            profile_after = _breakdown(
+                partial(upgrad.weights_from_gramian, gram), max(3, PROFILE_WORK // k**2)
+            )
             label = "full rank" if rank == k else f"rank {rank + 1}"
             rows.append(
                 f"| {k} | {label} | {medians['before'] / medians['after']:.2f}× | "
