@@ -3,13 +3,13 @@
     python benchmarks/bench.py [--out benchmarks/RESULTS.md] [--quick] [--skip time-to-accuracy]
 
 Sections, in order: framework overhead, data pipeline, many tasks, the Gramian paths (full J
-against blocks), ``weights_every``'s accuracy cost, mixed precision and compile, time to
-accuracy. Every figure is a ratio of medians measured interleaved within its section, on one
-intra-op thread. Each section is sized so that the whole
-run stays within 20 minutes on a shared 2-core machine (docs/performance.md says which sizes and
-why); its wall and CPU seconds, and the total, close the file. The file is rewritten after each
-section, so an interrupted run keeps what it measured. ``--quick`` shrinks every section (a smoke
-run, figures not for quoting).
+against blocks), UPGrad's K×K solver before and after issue 23, ``weights_every``'s accuracy
+cost, mixed precision and compile, time to accuracy. Every figure is a ratio of medians
+measured interleaved within its section, on one intra-op thread. Each section is sized so that
+the whole run stays within 20 minutes on a shared 2-core machine (docs/performance.md says which
+sizes and why); its wall and CPU seconds, and the total, close the file. The file is rewritten
+after each section, so an interrupted run keeps what it measured. ``--quick`` shrinks every
+section (a smoke run, figures not for quoting).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import data_pipeline
+import gramian_solver
 import many_tasks
 import overhead
 import precision_compile
@@ -62,6 +63,12 @@ def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
         rows = many_tasks.measure(ks, 16, 1, clock, ["cnn"], "gramian-paths")
         return rows + many_tasks.measure(ks, 4, 1, clock, ["resnet"], "gramian-paths")
 
+    def run_gramian_solver() -> list[str]:
+        rows = gramian_solver.measure_weights([10] if quick else [10, 40, 100], rounds, clock)
+        return rows + gramian_solver.measure_step(
+            10 if quick else 100, 16, 1 if quick else 2, clock
+        )
+
     def run_weights_every() -> list[str]:
         if quick:
             return weights_every.measure(10, 1, [1, 10], ["upgrad"], clock)
@@ -84,6 +91,7 @@ def _sections(quick: bool) -> dict[str, Callable[[], list[str]]]:
         "data-pipeline": lambda: data_pipeline.measure(mnist(limit * 2), 256, rounds, clock),
         "many-tasks": run_many_tasks,
         "gramian-paths": run_gramian_paths,
+        "gramian-solver": run_gramian_solver,
         "weights-every": run_weights_every,
         "precision-compile": run_precision,
         "time-to-accuracy": run_time_to_accuracy,
@@ -99,6 +107,7 @@ TITLES = {
     "data-pipeline": "Data pipeline (target ≥ 10×)",
     "many-tasks": "Many tasks",
     "gramian-paths": "Gramian paths: the full Jacobian against blocks of a quarter of it",
+    "gramian-solver": "UPGrad's K×K solves before and after issue 23's solver work",
     "weights-every": "Accuracy cost of weights_every (gradnorm-toy)",
     "precision-compile": "Mixed precision and torch.compile",
     "time-to-accuracy": f"Time to {TIME_TO_ACCURACY_TARGET:.0%} mean test accuracy (demo config, "

@@ -5,17 +5,21 @@ accuracy after each epoch and the seconds each epoch's training took.
     MTLKIT_DATA=/path/to/data python benchmarks/demo_recipes.py [--trunk seed|s2|s2s2|wide-s2]
         [--batch-norm] [--epochs 3] [--lr 0.1] [--batch 256] [--optimizer sgd|nesterov|adamw]
         [--schedule epoch-cosine|step-cosine|onecycle|none] [--tasks both|left|right]
+        [--task-fc]
 
 How `configs/multi-mnist.yaml`'s recipe was chosen (docs/results.md, "The demo's recipe"): one
 seed, the same initial weights and data order for every recipe; timings are ratios only when
 two recipes ran on the same machine at the same load. ``seed`` is the seed CNN's shape (conv 32,
 pool, conv 64, pool, fc 256); ``s2`` replaces the first pool by a stride-2 5×5 convolution,
-``s2s2`` both pools by stride-2 convolutions, ``wide-s2`` is ``s2`` at 1.5× the channels.
+``s2s2`` both pools by stride-2 convolutions, ``wide-s2`` is ``s2`` at 1.5× the channels;
+``--task-fc`` moves the trunk's fully connected layer (with its batch norm) into each task's head
+(both heads start from copies of the same weights).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 
@@ -59,6 +63,11 @@ def trunk(name: str, batch_norm: bool) -> nn.Sequential:
     return nn.Sequential(*body, nn.Flatten(), fc, *norm, nn.ReLU(inplace=True))
 
 
+def shared_fc_start(trunk_: nn.Sequential) -> int:
+    """The index of the trunk's fully connected layer (the module after ``Flatten``)."""
+    return next(i for i, layer in enumerate(trunk_) if isinstance(layer, nn.Flatten)) + 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trunk", choices=("seed", "s2", "s2s2", "wide-s2"), default="seed")
@@ -73,6 +82,11 @@ def main() -> None:
         default="epoch-cosine",
     )
     parser.add_argument("--tasks", choices=("both", *TASKS), default="both")
+    parser.add_argument(
+        "--task-fc",
+        action="store_true",
+        help="the fully connected 256-unit layer in each task's head instead of the trunk",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(machine(), flush=True)
@@ -83,12 +97,17 @@ def main() -> None:
     trained = [k for k, task in enumerate(TASKS) if args.tasks in ("both", task)]
 
     torch.manual_seed(0)
-    model = nn.ModuleDict(
-        {
-            "trunk": trunk(args.trunk, args.batch_norm),
-            "heads": nn.ModuleList(nn.Linear(256, 10) for _ in TASKS),
-        }
-    ).to(memory_format=torch.channels_last)
+    shared = trunk(args.trunk, args.batch_norm)
+    if args.task_fc:
+        fc_layers = list(shared[shared_fc_start(shared) :])
+        shared = shared[: shared_fc_start(shared)]
+        heads = nn.ModuleList(
+            nn.Sequential(*(copy.deepcopy(fc_layers) if k else fc_layers), nn.Linear(256, 10))
+            for k in range(len(TASKS))
+        )
+    else:
+        heads = nn.ModuleList(nn.Linear(256, 10) for _ in TASKS)
+    model = nn.ModuleDict({"trunk": shared, "heads": heads}).to(memory_format=torch.channels_last)
     params = list(model.parameters())
     if args.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=args.lr)

@@ -1,11 +1,12 @@
 """The record of a long benchmark run made in parts, on whatever machine each part ran.
 
 Every invocation is a *part*. When it ends, ``<out>/parts.jsonl`` gets one line: its start and
-end (UTC), wall and CPU seconds, the machine (CPU model, cores, torch threads), the load average
-at its start and end and its mean over the part, the seconds it spent stopped (SIGSTOP, e.g. a
-pause for someone else's timing), the cells it finished and how it ended. Every cell folder it
-worked on gets ``part-<id>.json``: the same figures for the time spent on that cell, so a cell
-trained over several parts, or on several machines, says so.
+end (UTC), wall and CPU seconds, the machine (CPU model, cores, torch threads), the code (the
+commit of the checkout mtlkit was imported from, and whether it had uncommitted changes), the
+load average at its start and end and its mean over the part, the seconds it spent stopped
+(SIGSTOP, e.g. a pause for someone else's timing), the cells it finished and how it ended.
+Every cell folder it worked on gets ``part-<id>.json``: the same figures for the time spent on
+that cell, so a cell trained over several parts, or on several machines, says so.
 
 A part killed outright (SIGKILL, a lost machine) cannot write its line: a heartbeat thread
 rewrites ``<out>/parts/<id>.json`` and the current cell's ``part-<id>.json`` every ``interval``
@@ -23,6 +24,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +37,7 @@ from typing import Any
 import torch
 from timing import cpu_model, machine
 
+import mtlkit
 from mtlkit.atomic import write_text_atomic
 
 PARTS = "parts.jsonl"
@@ -99,6 +102,25 @@ def machine_record() -> dict:
     }
 
 
+def code_record() -> dict | None:
+    """The code a part runs: the commit of the git checkout that ``mtlkit`` was imported from
+    and whether its tracked files had uncommitted changes; ``None`` outside a git checkout."""
+    folder = Path(mtlkit.__file__).resolve().parent
+
+    def git(*arguments: str) -> str:
+        return subprocess.run(
+            ["git", *arguments], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    try:
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "-uno")),
+        }
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def machine_key(record: dict) -> str:
     """What makes two parts' timings comparable: CPU model, cores and threads."""
     return f"{record['cpu']}, {record['cores']} cores, {record['threads']} threads"
@@ -119,6 +141,7 @@ class PartLedger:
         self.command = list(sys.argv if command is None else command)
         self.id = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{os.getpid()}"
         self.machine = machine_record()
+        self.code = code_record()
         self.usage = Usage()
         self.load_start = os.getloadavg()
         self.cells_finished: list[str] = []
@@ -217,6 +240,7 @@ class PartLedger:
             "pid": os.getpid(),
             "command": self.command,
             "machine": self.machine,
+            "code": self.code,
             **self.usage.record(),
             "load_start": [round(x, 2) for x in self.load_start],
             "load_end": [round(x, 2) for x in os.getloadavg()],

@@ -242,6 +242,76 @@ def test_dual_cone_weights_without_ridge_give_a_non_conflicting_direction():
         assert conflicts.min() >= -1e-8 * np.trace(g) / k
 
 
+_PROJECTION_TOL = 2e-6
+"""The interior point stops at a duality gap ≤ 1e-12 of ``f = ½‖d‖²`` (its relative tolerance in
+float64), and ``½‖d − d*‖² ≤ gap`` for a projection, so ‖d − d*‖ ≤ 1e-6·‖d‖; doubled for the
+floor of the gap test (objectives below 1e-10 of the data's scale are resolved absolutely) and
+quadprog's own rounding (~1e-9 on rank-deficient rows)."""
+
+
+def _gradients_in_a_cone(seed: int, k: int, rank: int, shift: float) -> np.ndarray:
+    """K gradients of length 120 and the given rank (one more with a shift), pulled towards a
+    common direction by ``shift`` so that their dual cone is wide (d ≠ 0)."""
+    rng = np.random.default_rng(seed)
+    jac = rng.standard_normal((k, rank)) @ rng.standard_normal((rank, 120))
+    return jac + shift * rng.standard_normal(120)
+
+
+@pytest.mark.parametrize(
+    ("k", "rank", "shift"), [(10, 10, 0.0), (40, 40, 0.0), (100, 100, 0.0), (100, 29, 2.0)]
+)
+def test_dual_cone_weights_at_many_tasks_give_the_projection(k, rank, shift):
+    """UPGrad's K problems at K up to 100, full rank and rank-deficient (K > rank, the normal case
+    when the tasks outnumber the trunk's effective dimensions): every row's direction ``Jᵀvᵢ`` is
+    the projection of ``gᵢ`` onto the dual cone (quadprog on the projection in gradient space,
+    ``min ½‖d − gᵢ‖²`` s.t. ``Jd ≥ 0``, an independent formulation), to the solver's tolerance."""
+    quadprog = pytest.importorskip("quadprog")
+    jac = _gradients_in_a_cone(k + rank, k, rank, shift)
+    v = dual_cone_weights(torch.tensor(jac @ jac.T), torch.eye(k, dtype=torch.float64)).numpy()
+    for i in range(0, k, max(1, k // 10)):
+        ref = quadprog.solve_qp(np.eye(jac.shape[1]), jac[i], jac.T, np.zeros(k))[0]
+        err = np.linalg.norm(v[i] @ jac - ref)
+        assert err <= _PROJECTION_TOL * np.linalg.norm(jac[i]), (i, err)
+
+
+def test_dual_cone_weights_where_the_dual_cone_is_a_subspace():
+    """K = 100 gradients of rank 30 that come in opposite pairs: the dual cone {x : Jx ≥ 0} is
+    the orthogonal complement of their span, so every projection is exactly 0 (the case where a
+    relative comparison of two solvers' directions is meaningless: it measures rounding)."""
+    rng = np.random.default_rng(30)
+    half = rng.standard_normal((50, 30)) @ rng.standard_normal((30, 120))
+    jac = np.vstack([half, -half])
+    v = dual_cone_weights(torch.tensor(jac @ jac.T), torch.eye(100, dtype=torch.float64)).numpy()
+    sizes = np.linalg.norm(v @ jac, axis=1) / np.linalg.norm(jac, axis=1)
+    assert sizes.max() <= _PROJECTION_TOL
+
+
+def test_nonneg_qp_recovers_from_a_failed_factorisation(monkeypatch):
+    """A Newton matrix whose Cholesky factorisation fails (reported, its factor garbage) holds
+    that problem still for the iteration and retries with a larger proximal term: the result is
+    finite and the same minimiser as without the failure."""
+    jac = _gradients_in_a_cone(7, 40, 9, 2.0)
+    gram = torch.tensor(jac @ jac.T)
+    lower = torch.eye(40, dtype=torch.float64)
+    expected = dual_cone_weights(gram, lower).numpy() @ jac
+    real = torch.linalg.cholesky_ex
+    calls = []
+
+    def failing_first_problem(a, *, out):
+        factor, info = real(a, out=out)
+        if len(calls) < 3:  # the first three iterations fail for problem 0
+            factor[0] = float("nan")
+            info[0] = 1
+        calls.append(1)
+        return factor, info
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing_first_problem)
+    got = dual_cone_weights(gram, lower).numpy() @ jac
+    assert len(calls) > 3 and np.isfinite(got).all()
+    err = np.linalg.norm(got - expected, axis=1) / np.linalg.norm(jac, axis=1)
+    assert err.max() <= 2 * _PROJECTION_TOL
+
+
 # --------------------------------------------------------------------------------------------
 # max_min_in_ball (CAGrad)
 # --------------------------------------------------------------------------------------------

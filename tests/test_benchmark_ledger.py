@@ -13,7 +13,14 @@ import pytest
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
-from ledger import HEARTBEATS, PartLedger, cell_parts, read_parts, running_parts  # noqa: E402
+from ledger import (  # noqa: E402
+    HEARTBEATS,
+    PartLedger,
+    cell_parts,
+    code_record,
+    read_parts,
+    running_parts,
+)
 
 
 def test_a_part_records_its_time_machine_and_finished_cells(tmp_path):
@@ -32,6 +39,7 @@ def test_a_part_records_its_time_machine_and_finished_cells(tmp_path):
     assert line["notes"] == {"asked": ["one", "two"], "found": {"one": 1.5}}
     assert line["start"] <= line["end"] and line["wall_seconds"] >= 0
     assert line["machine"]["cores"] == os.cpu_count() and line["machine"]["cpu"]
+    assert line["code"] == code_record()  # the checkout's commit (None outside a git checkout)
     assert len(line["load_start"]) == len(line["load_end"]) == 3
     assert not list((tmp_path / HEARTBEATS).iterdir())  # the heartbeat is gone
     for cell in ("one", "two"):
@@ -89,3 +97,22 @@ def test_a_killed_part_is_recorded_by_the_next_one(tmp_path):
     assert alive["part"] == ledger.id and alive["status"] == "finished"
     (record,) = cell_parts(tmp_path / "cell")  # written as the killed part entered the cell
     assert record["part"] == dead["part"]
+
+
+def test_the_code_record_is_the_commit_of_mtlkits_checkout_and_its_changes():
+    """In a git checkout: the commit ``git rev-parse HEAD`` gives where mtlkit's package lives,
+    dirty exactly when a tracked file differs from it."""
+    import mtlkit
+
+    folder = Path(mtlkit.__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        assert code_record() is None
+        return
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "-uno"], cwd=folder, capture_output=True, text=True
+    ).stdout.strip()
+    assert code_record() == {"commit": head, "dirty": bool(changed)}

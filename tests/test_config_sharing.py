@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mtlkit.cli.main import main
 from mtlkit.config import ConfigError, parse_config, upgrade_saved_config
@@ -178,3 +179,14 @@ def test_a_saved_config_of_the_flat_layout_reads_as_the_nested_one():
         parse_config(flat)
     assert parse_config(upgrade_saved_config(flat)) == nested
     assert upgrade_saved_config(nested.to_dict()) == nested.to_dict()  # the current layout as is
+
+
+def test_head_batch_norm_normalises_every_heads_hidden_layer_and_names_the_missing_width():
+    tasks = [ClassificationTask("left", 10), ClassificationTask("right", 10)]
+    config = parse_config({"model": {"head_hidden": 16, "head_batch_norm": True}})
+    model = build_model(config, SHAPE, tasks)
+    for task in ("left", "right"):
+        assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in model.heads[task].modules()) == 1
+    assert parse_config(config.to_dict()) == config  # written to config.yaml, read back as is
+    with pytest.raises(ConfigError, match=r"^model: task 'left': .*model\.head_hidden"):
+        build_model(parse_config({"model": {"head_batch_norm": True}}), SHAPE, tasks)

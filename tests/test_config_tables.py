@@ -115,7 +115,7 @@ def test_defaults_are_resolved_and_the_resolved_config_reads_back_the_same():
     assert (images.data.protocol, images.model.backbone, images.model.backbone_options) == (
         "standard",
         "cnn",
-        {"batch_norm": False},
+        {"batch_norm": False, "fc": True},
     )
     assert parse_config({"data": {"benchmark": "multi-fashion"}}).data.protocol == "pareto"
     for config in (table, images):

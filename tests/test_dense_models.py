@@ -59,7 +59,7 @@ def test_a_per_pixel_task_on_a_vector_trunk_is_a_config_error():
     raw = {"name": "x", "data": {"benchmark": "multi-mnist-dense"}, "model": {"backbone": "cnn"}}
     config = parse_config(raw)  # its recipe's trunk is segnet: cnn is the user's choice here
     tasks = build_tasks(config, SPECS[:1])
-    with pytest.raises(ConfigError, match="model.backbone: .*segnet"):
+    with pytest.raises(ConfigError, match="model: .*segnet"):
         build_model(config, (1, 32, 32), tasks)
 
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mtlkit.models import BACKBONES, HardSharing, classification_head, create_backbone, is_dense
+from mtlkit.models.heads import dense_head
 
 
 @pytest.mark.slow
@@ -57,3 +58,32 @@ def test_every_trunks_stages_chain_into_its_forward_pass(name):
     torch.testing.assert_close(chained, trunk(x), rtol=0, atol=0)
     owned = {id(p) for p in trunk.parameters()}
     assert {id(p) for s in trunk.stages() for p in s.parameters()} == owned
+
+
+def test_the_seed_cnn_without_its_fc_layer_ends_at_the_same_convolutions_flattened():
+    """``fc: false`` leaves the fully connected layer to the heads: the trunk is the default
+    one's convolutions (the same weights from the same seed), flattened, and nothing more."""
+    torch.manual_seed(0)
+    full = create_backbone("cnn", (1, 28, 28), batch_norm=True).eval()
+    torch.manual_seed(0)
+    convolutional = create_backbone("cnn", (1, 28, 28), batch_norm=True, fc=False).eval()
+    assert full.out_features == 256 and convolutional.out_features == 64 * 7 * 7
+    assert not any(isinstance(m, torch.nn.Linear) for m in convolutional.modules())
+    x = torch.rand(3, 1, 28, 28)
+    flatten = next(i for i, m in enumerate(full) if isinstance(m, torch.nn.Flatten))
+    convolutions = torch.nn.Sequential(*list(full)[: flatten + 1])
+    torch.testing.assert_close(convolutional(x), convolutions(x), rtol=0, atol=0)
+
+
+def test_a_heads_batch_norm_normalises_its_hidden_layer_and_needs_one():
+    head = classification_head(8, 3, hidden=4, batch_norm=True).train()
+    linear, norm = head[0], head[1]
+    assert linear.bias is None and isinstance(norm, torch.nn.BatchNorm1d)
+    normalised = norm(linear(torch.randn(64, 8)))  # affine is the identity at initialisation
+    # Each unit's batch mean is 0 up to float32 rounding of a mean of 64 values of size ~3.
+    assert normalised.mean(0).abs().max() < 64 * 4 * torch.finfo(torch.float32).eps
+    assert head(torch.randn(64, 8)).shape == (64, 3)
+    with pytest.raises(ValueError, match=r"there is none: .*model\.head_hidden"):
+        classification_head(8, 3, batch_norm=True)
+    dense = dense_head(4, 2, hidden=5, batch_norm=True)
+    assert dense[0].bias is None and isinstance(dense[1], torch.nn.BatchNorm2d)

@@ -46,6 +46,9 @@ class ModelConfig(_Section):
 
     backbone: str | None = Field(None, description="default: mlp for tables, else cnn")
     head_hidden: int | None = Field(None, ge=1, description="hidden width of each head's MLP")
+    head_batch_norm: bool = Field(
+        False, description="normalise each head's hidden layer over the batch (needs head_hidden)"
+    )
     sharing: str = Field("hard", description="how the tasks share the trunk")
     backbone_options: dict[str, Any] = Field(
         default_factory=dict, description="the backbone's options, e.g. {hidden: [256, 128]}"

@@ -291,6 +291,7 @@ def _resolve_model(config: ExperimentConfig) -> None:
     config.model = ModelConfig(
         backbone=backbone,
         head_hidden=model.head_hidden,
+        head_batch_norm=model.head_batch_norm,
         sharing=model.sharing,
         backbone_options=resolve_backbone_options(backbone, model.backbone_options),
         sharing_options=resolve_sharing_options(model.sharing, model.sharing_options),

@@ -73,15 +73,24 @@ class SeedCNN(nn.Sequential):
         in_channels: the images' channels.
         image_size: (height, width), each at least 4.
         batch_norm: normalise each conv's and the fc layer's outputs over the batch.
+        fc: end with the fully connected 256-unit layer; ``False`` ends at the flattened maps
+            of the second pooling (64·⌊H/4⌋·⌊W/4⌋ features) and leaves the fully connected
+            layer to each task's head (``model.head_hidden``), so that the tasks share only
+            the convolutions.
     """
 
     def __init__(
-        self, in_channels: int, image_size: tuple[int, int], *, batch_norm: bool = False
+        self,
+        in_channels: int,
+        image_size: tuple[int, int],
+        *,
+        batch_norm: bool = False,
+        fc: bool = True,
     ) -> None:
         h, w = image_size
         if h < 4 or w < 4:
             raise ValueError(f"the seed CNN needs images of at least 4×4 pixels, got {h}×{w}.")
-        super().__init__(
+        convolutions = [
             *_normalised(nn.Conv2d(in_channels, 32, 3, padding=1), batch_norm),
             nn.MaxPool2d(2),
             nn.ReLU(),
@@ -89,10 +98,11 @@ class SeedCNN(nn.Sequential):
             nn.MaxPool2d(2),
             nn.ReLU(),
             nn.Flatten(),
-            *_normalised(nn.Linear(64 * (h // 4) * (w // 4), 256), batch_norm),
-            nn.ReLU(),
-        )
-        self.out_features = 256
+        ]
+        flat = 64 * (h // 4) * (w // 4)
+        top = [*_normalised(nn.Linear(flat, 256), batch_norm), nn.ReLU()] if fc else []
+        super().__init__(*convolutions, *top)
+        self.out_features = 256 if fc else flat
 
     def stages(self) -> list[nn.Module]:
         """Its layer groups' stages, one per weighted layer (:mod:`~mtlkit.models.stages`)."""
@@ -106,6 +116,10 @@ class LeNet(nn.Sequential):
         in_channels: the images' channels.
         image_size: (height, width), each at least 16.
         batch_norm: normalise each conv's and the fc layer's outputs over the batch.
+        fc: end with the fully connected 256-unit layer; ``False`` ends at the flattened maps
+            of the second pooling (64·⌊H/4⌋·⌊W/4⌋ features) and leaves the fully connected
+            layer to each task's head (``model.head_hidden``), so that the tasks share only
+            the convolutions.
     """
 
     def __init__(
@@ -205,8 +219,8 @@ def _image_shape(name: str, input_shape: tuple[int, ...]) -> tuple[int, tuple[in
     return channels, (height, width)
 
 
-def _cnn(input_shape: tuple[int, ...], *, batch_norm: bool = False) -> SeedCNN:
-    return SeedCNN(*_image_shape("cnn", input_shape), batch_norm=batch_norm)
+def _cnn(input_shape: tuple[int, ...], *, batch_norm: bool = False, fc: bool = True) -> SeedCNN:
+    return SeedCNN(*_image_shape("cnn", input_shape), batch_norm=batch_norm, fc=fc)
 
 
 def _lenet(input_shape: tuple[int, ...], *, batch_norm: bool = False) -> LeNet:

@@ -6,11 +6,28 @@ import torch
 from torch import Tensor, nn
 
 
-def classification_head(in_features: int, num_classes: int, hidden: int | None = None) -> nn.Module:
-    """A linear classifier, or a one-hidden-layer MLP when ``hidden`` is given (Sener's heads)."""
+def classification_head(
+    in_features: int, num_classes: int, hidden: int | None = None, *, batch_norm: bool = False
+) -> nn.Module:
+    """A linear classifier, or a one-hidden-layer MLP when ``hidden`` is given (Sener's heads);
+    with ``batch_norm``, the hidden layer's outputs are normalised over the batch (its bias then
+    dropped: the normalisation's shift replaces it).
+
+    Raises:
+        ValueError: ``batch_norm`` without a hidden layer to normalise.
+    """
     if hidden is None:
+        if batch_norm:
+            raise ValueError(
+                "batch_norm normalises the head's hidden layer, and there is none: give it a "
+                "hidden width (model.head_hidden in a config)."
+            )
         return nn.Linear(in_features, num_classes)
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+    if batch_norm:
+        layer = [nn.Linear(in_features, hidden, bias=False), nn.BatchNorm1d(hidden)]
+    else:
+        layer = [nn.Linear(in_features, hidden)]
+    return nn.Sequential(*layer, nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
 class TemperatureScaled(nn.Module):
@@ -36,15 +53,18 @@ class TemperatureScaled(nn.Module):
         return self.head(features) / self.temperature
 
 
-def dense_head(in_channels: int, out_channels: int, hidden: int | None = None) -> nn.Module:
+def dense_head(
+    in_channels: int, out_channels: int, hidden: int | None = None, *, batch_norm: bool = False
+) -> nn.Module:
     """A per-pixel head on feature maps: a 3×3 convolution to ``hidden`` channels (default
-    ``in_channels``), a ReLU and a 1×1 convolution to ``out_channels`` (MTAN's decoder heads)."""
+    ``in_channels``), a ReLU and a 1×1 convolution to ``out_channels`` (MTAN's decoder heads);
+    with ``batch_norm``, the 3×3 convolution's outputs are normalised over the batch."""
     width = in_channels if hidden is None else hidden
-    return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(width, out_channels, 1),
-    )
+    if batch_norm:
+        layer = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)]
+    else:
+        layer = [nn.Conv2d(in_channels, width, 3, padding=1)]
+    return nn.Sequential(*layer, nn.ReLU(), nn.Conv2d(width, out_channels, 1))
 
 
 def task_head(
@@ -54,6 +74,7 @@ def task_head(
     *,
     per_pixel: bool = False,
     dense_features: bool = False,
+    batch_norm: bool = False,
 ) -> nn.Module:
     """The head of one task on a trunk's features.
 
@@ -67,9 +88,11 @@ def task_head(
         hidden: the hidden width (``None``: the head's default).
         per_pixel: whether the task predicts a map.
         dense_features: whether the trunk gives feature maps (:func:`~mtlkit.models.is_dense`).
+        batch_norm: normalise the head's hidden layer over the batch.
 
     Raises:
-        ValueError: a per-pixel task on a trunk that gives feature vectors.
+        ValueError: a per-pixel task on a trunk that gives feature vectors; ``batch_norm`` on a
+            classification head without a hidden layer.
     """
     if per_pixel and not dense_features:
         raise ValueError(
@@ -78,8 +101,8 @@ def task_head(
             "segnet."
         )
     if per_pixel:
-        return dense_head(in_features, output_size, hidden)
-    head = classification_head(in_features, output_size, hidden)
+        return dense_head(in_features, output_size, hidden, batch_norm=batch_norm)
+    head = classification_head(in_features, output_size, hidden, batch_norm=batch_norm)
     if dense_features:
         return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
     return head

@@ -197,7 +197,7 @@ def build_model(
         try:
             heads = {task.name: _head(config, task, trunk) for task in tasks}
         except ValueError as error:
-            raise ConfigError(f"model.backbone: {error}") from None
+            raise ConfigError(f"model: {error}") from None
         try:
             model = create_model(
                 config.model.sharing, trunk, heads, input_shape, **config.model.sharing_options
@@ -225,6 +225,7 @@ def _head(config: ExperimentConfig, task: Task, trunk: torch.nn.Module) -> torch
             config.model.head_hidden,
             per_pixel=task.per_pixel,
             dense_features=is_dense(trunk),
+            batch_norm=config.model.head_batch_norm,
         )
     except ValueError as error:
         raise ValueError(f"task {task.name!r}: {error}") from None

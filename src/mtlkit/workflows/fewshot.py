@@ -274,7 +274,12 @@ def _train_and_score(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         width = _width(model)
-        head = classification_head(width, task.num_classes, config.model.head_hidden)
+        head = classification_head(
+            width,
+            task.num_classes,
+            config.model.head_hidden,
+            batch_norm=config.model.head_batch_norm,
+        )
     network = nn.Sequential(copy.deepcopy(tuned), head).to(train_features.device).train()
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     for _ in range(steps):
