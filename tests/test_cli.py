@@ -95,9 +95,9 @@ def test_a_finished_comparison_is_not_overwritten_by_accident(
     config_file, tmp_path, offline_data, capsys
 ):
     out = tmp_path / "cmp"
-    assert main(["baselines", str(config_file), *TINY, "--out", str(out)]) == 0
+    assert main(["baselines", str(config_file), *TINY, "--workers", "1", "--out", str(out)]) == 0
     before = (out / "comparison.json").read_bytes()
-    assert main(["baselines", str(config_file), *TINY, "--out", str(out)]) == 1
+    assert main(["baselines", str(config_file), *TINY, "--workers", "1", "--out", str(out)]) == 1
     assert "comparison.json" in capsys.readouterr().err
     assert (out / "comparison.json").read_bytes() == before
 
@@ -107,7 +107,7 @@ def test_baselines_compares_against_one_single_task_run_per_task(
     config_file, tmp_path, offline_data, capsys
 ):
     out = tmp_path / "cmp"
-    assert main(["baselines", str(config_file), *TINY, "--out", str(out)]) == 0
+    assert main(["baselines", str(config_file), *TINY, "--workers", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Δm%" in printed and "left" in printed and "right" in printed
     summary = json.loads((out / "comparison.json").read_text())

@@ -313,7 +313,7 @@ class _Crash(Exception):
 def test_baselines_resume_reads_finished_runs_and_resumes_the_interrupted_one(
     config_file, tmp_path, offline_data, monkeypatch
 ):
-    settings = ["--set", "train.checkpoint_every=1"]
+    settings = ["--set", "train.checkpoint_every=1", "--workers", "1"]  # the crash is in-process
     reference, out = tmp_path / "reference", tmp_path / "out"
     assert main(["baselines", str(config_file), *settings, "--out", str(reference)]) == 0
     original, calls = Trainer._step, []
@@ -331,7 +331,7 @@ def test_baselines_resume_reads_finished_runs_and_resumes_the_interrupted_one(
     finished = (out / "multi-task" / "metrics.json").read_bytes()
     resumed = load_checkpoint(out / "single-left" / "last.pt")["progress"]["global_step"]
     assert resumed == 1
-    assert main(["baselines", "--resume", str(out)]) == 0
+    assert main(["baselines", "--resume", str(out), "--workers", "1"]) == 0
     assert (out / "multi-task" / "metrics.json").read_bytes() == finished  # read, not retrained
     rows = [
         json.loads((folder / "comparison.json").read_text())["rows"] for folder in (out, reference)

@@ -167,7 +167,7 @@ def _set(frame: pd.DataFrame, row: int, column: str, value: object) -> pd.DataFr
 @pytest.mark.slow
 def test_baselines_compare_each_task_on_its_primary_metric(project, capsys):
     out = project / "cmp"
-    one_epoch = [*FAST, "--set", "train.epochs=1"]
+    one_epoch = [*FAST, "--set", "train.epochs=1", "--workers", "1"]
     assert main(["baselines", str(project / "config.yaml"), *one_epoch, "--out", str(out)]) == 0
     rows = json.loads((out / "comparison.json").read_text())["rows"]
     assert [(r["task"], r["metric"], r["higher_is_better"]) for r in rows] == [

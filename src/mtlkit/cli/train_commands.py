@@ -64,7 +64,9 @@ def _baselines(args: argparse.Namespace) -> int:
     from mtlkit.workflows import train_with_baselines
 
     config, folder = _config_and_folder(args)
-    comparison = train_with_baselines(config, folder, resume=args.resume is not None)
+    comparison = train_with_baselines(
+        config, folder, resume=args.resume is not None, workers=args.workers
+    )
     if not is_main_process():
         return 0
     print()
@@ -88,10 +90,17 @@ def add_parsers(commands: Commands) -> None:
         _train,
         resumable=True,
     )
-    config_command(
+    baselines = config_command(
         commands,
         "baselines",
         "train the multi-task model and one single-task model per task, and compare them",
         _baselines,
         resumable=True,
+    )
+    baselines.add_argument(
+        "--workers",
+        type=int,
+        help="trainings run at once, as processes (default: all of them, up to 1.5 per core, "
+        "on a CPU; 1 on a GPU or under torchrun); threads per training: OMP_NUM_THREADS if "
+        "set, else the cores divided by the workers",
     )

@@ -28,6 +28,10 @@ class TrainingInterrupted(Exception):
         super().__init__(message)
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type[TrainingInterrupted], tuple[str, int]]:
+        """Pickled with its signal (a worker process sends it to its parent)."""
+        return type(self), (str(self), self.signum)
+
     @property
     def exit_code(self) -> int:
         """The shell's convention for a process ended by a signal: 128 + the signal number

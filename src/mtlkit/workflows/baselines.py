@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from mtlkit.atomic import write_text_atomic
-from mtlkit.config import ExperimentConfig, parse_config
+from mtlkit.config import ConfigError, ExperimentConfig, parse_config
 from mtlkit.evaluation import ComparisonRow, compare_reports, delta_m, format_comparison_table
 from mtlkit.evaluation.document import write_reports
 from mtlkit.evaluation.report import run_document
 from mtlkit.tasks import delta_m_metrics
-from mtlkit.training.distributed import is_main_process
+from mtlkit.training.distributed import is_main_process, world_size
+from mtlkit.workflows.build import load_data, resolve_device
+from mtlkit.workflows.cells import refuse_several_processes
+from mtlkit.workflows.parallel_runs import Job, run_jobs
 from mtlkit.workflows.run_dir import RunDir
+from mtlkit.workflows.sweeps import intra_op_threads, threads_per_worker
 from mtlkit.workflows.train import RunResult, finished_run, train
 
 
@@ -38,8 +43,30 @@ def single_task_config(config: ExperimentConfig, task: str) -> ExperimentConfig:
     return parse_config(raw)
 
 
+def default_workers(config: ExperimentConfig, runs: int) -> int:
+    """The processes ``baselines`` trains its ``runs`` in by default: on a CPU of several cores
+    all at once, up to 1.5 processes per core (the oversubscription measured on 2 cores by
+    ``benchmarks/baselines_workers.py``: the demo's 3 runs at 1 thread each against one after
+    another at 2 threads); one on a single core, on a GPU, or under torchrun (a process per
+    device already)."""
+    cores = os.cpu_count() or 1
+    if cores == 1 or world_size() > 1 or resolve_device(config.train.device).type != "cpu":
+        return 1
+    return min(runs, cores + cores // 2)
+
+
+def train_run(config: ExperimentConfig, path: Path, resume: bool) -> RunResult:
+    """Train ``config`` into ``path``, resuming it there (``resume``) if it has started."""
+    return train(config, path, resume=resume and RunDir(path).config.is_file())
+
+
 def train_with_baselines(
-    config: ExperimentConfig, out_dir: str | Path, *, resume: bool = False
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    workers: int | None = None,
+    threads: int | None = None,
 ) -> BaselineComparison:
     """Train ``config`` as is (``<out>/multi-task``) and, per task, the same network on that task
     alone (``<out>/single-<task>``); compare each task's primary test metric (every metric of a
@@ -47,27 +74,52 @@ def train_with_baselines(
     ``<out>/report.md`` (with ``report.html``) and ``<out>/comparison.json``
     (``<out>/config.yaml`` holds ``config``).
 
-    With ``resume`` the finished runs are read back, the interrupted one resumed from its latest
-    checkpoint and the others trained.
+    The trainings run in ``workers`` processes at once (None: :func:`default_workers`), each on
+    ``threads`` intra-op threads (None: ``OMP_NUM_THREADS`` if set, else the cores divided by
+    the workers; one worker without either trains in this process as it is). A run's numbers
+    depend on its configuration and thread count only, not on the workers.
+
+    With ``resume`` the finished runs are read back, the interrupted ones resumed from their
+    latest checkpoint and the others trained.
+
+    Raises:
+        LaunchError: ``workers`` > 1 in a process started by torchrun.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
+    runs = {"multi-task": config}
+    runs.update({f"single-{task}": single_task_config(config, task) for task in config.task_names})
+    if workers is None:
+        workers = default_workers(config, len(runs))
+    elif workers < 1:
+        raise ConfigError(f"--workers: give 1 or more, got {workers}.")
+    elif workers > 1:
+        refuse_several_processes(f"baselines with --workers {workers}")
     if is_main_process():
         folder = RunDir(out_dir)
         folder.check_writable()
         folder.write_config(config)
-
-    def run(run_config: ExperimentConfig, name: str) -> RunResult:
-        path = out_dir / name
-        if resume and RunDir(path).metrics.is_file():
-            return finished_run(path)
-        return train(run_config, path, resume=resume and RunDir(path).config.is_file())
-
-    multi = run(config, "multi-task")
-    single = {
-        task: run(single_task_config(config, task), f"single-{task}").test[task]
-        for task in multi.test
+    finished = {
+        name: finished_run(out_dir / name)
+        for name in runs
+        if resume and RunDir(out_dir / name).metrics.is_file()
     }
+    jobs = [
+        Job(name, train_run, (run_config, out_dir / name, resume))
+        for name, run_config in runs.items()
+        if name not in finished
+    ]
+    threads = threads_per_worker(workers, threads)
+    if workers == 1:
+        with intra_op_threads(threads):
+            trained = {job.name: job.target(*job.args) for job in jobs}
+    else:
+        if jobs:  # downloaded and built here once, not by every worker at the same time
+            load_data(config)
+        trained = run_jobs(jobs, workers, threads)
+    results = {**finished, **trained}
+    multi = results["multi-task"]
+    single = {task: results[f"single-{task}"].test[task] for task in multi.test}
     rows = [
         row
         for task, metric in multi.primary_metrics.items()

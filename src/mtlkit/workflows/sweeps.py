@@ -84,14 +84,21 @@ class SweepOptions:
 
     def threads_per_trial(self) -> int | None:
         """The intra-op threads a trial runs with (None: leave one worker's process as it is)."""
-        if self.threads is not None:
-            return self.threads
-        user = os.environ.get("OMP_NUM_THREADS", "").strip()
-        if user.isdigit() and int(user) > 0:
-            return int(user)
-        if self.workers == 1:
-            return None
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return threads_per_worker(self.workers, self.threads)
+
+
+def threads_per_worker(workers: int, threads: int | None = None) -> int | None:
+    """The intra-op threads of each of ``workers`` processes training at once: ``threads`` if
+    given, else the user's ``OMP_NUM_THREADS`` if set, else the cores divided by the workers
+    (at least 1); None for one worker without either (its process is left as it is)."""
+    if threads is not None:
+        return threads
+    user = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if user.isdigit() and int(user) > 0:
+        return int(user)
+    if workers == 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 @dataclass

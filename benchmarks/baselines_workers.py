@@ -1,0 +1,104 @@
+"""The demo's command (``mtlkit baselines configs/multi-mnist.yaml``) on 1, 2 and 3 workers.
+
+    MTLKIT_DATA=/path/to/data python benchmarks/baselines_workers.py [--limit 6000]
+        [--epochs N] [--rounds 1] [--variants "2 workers,3 workers"]
+        [--out runs/bench-baselines-workers]
+
+Each variant is the whole command in a fresh process, so each time counts what a user waits
+for (start, data, the K+1 = 3 trainings, the report):
+
+* ``sequential``: ``--workers 1``, the trainings one after another on torch's default threads
+  (the cores), as ``baselines`` ran before it had workers;
+* ``2 workers``: two trainings at once, one thread each, the third after them;
+* ``3 workers``: all three at once, one thread each (1.5 processes per core on 2 cores).
+
+The variants run back to back in each round, their order rotated every round, and the ratios
+are of the medians (a slow spell of a shared machine then falls on all of them). ``--limit``
+keeps the first pairs of the training set (0: the full set). Each row shows the mean
+multi-task test accuracy, and the load average before and after the variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from timing import load_average, machine
+
+VARIANTS = {"sequential": 1, "2 workers": 2, "3 workers": 3}
+"""Each variant's ``--workers``."""
+
+
+def run_variant(workers: int, limit: int, epochs: int | None, out: Path) -> float:
+    """The wall seconds of the demo's command with ``--workers`` ``workers``."""
+    shutil.rmtree(out, ignore_errors=True)
+    command = [sys.executable, "-m", "mtlkit", "baselines", "configs/multi-mnist.yaml"]
+    settings = ["train.progress=false"]
+    if limit:
+        settings.append(f"data.limit={limit}")
+    if epochs is not None:
+        settings.append(f"train.epochs={epochs}")
+    for setting in settings:
+        command += ["--set", setting]
+    command += ["--out", str(out), "--workers", str(workers)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def mean_multi_task_accuracy(out: Path) -> float:
+    """The mean over tasks of the multi-task run's test accuracy, from ``comparison.json``."""
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    return statistics.fmean(row["multi_task"] for row in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--limit", type=int, default=6000, help="training pairs (0: all)")
+    parser.add_argument("--epochs", type=int, help="train.epochs (default: the config's)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, from {', '.join(VARIANTS)} (sequential is always run)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-baselines-workers"))
+    args = parser.parse_args()
+    if "OMP_NUM_THREADS" in os.environ:
+        parser.error("unset OMP_NUM_THREADS: it would fix every variant's threads")
+    size = f"the first {args.limit} pairs" if args.limit else "the full training set"
+    print(f"{machine()}\nmtlkit baselines configs/multi-mnist.yaml on {size}\n", flush=True)
+    names = ["sequential"]
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            parser.error(f"--variants: {name!r} is none of {', '.join(VARIANTS)}")
+        names += [] if name in names else [name]
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    print("| round | variant | wall s | mean multi-task accuracy | load before → after |")
+    print("|---|---|---|---|---|", flush=True)
+    for round_ in range(args.rounds):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            before = load_average()
+            out = args.out / name.replace(" ", "-")
+            walls[name].append(run_variant(VARIANTS[name], args.limit, args.epochs, out))
+            accuracy = mean_multi_task_accuracy(out)
+            print(
+                f"| {round_ + 1} | {name} | {walls[name][-1]:.1f} | {accuracy:.4f} | "
+                f"{before} → {load_average()} |",
+                flush=True,
+            )
+    medians = {name: statistics.median(times) for name, times in walls.items()}
+    print("\n| variant | median wall s | time / sequential |\n|---|---|---|")
+    for name in names:
+        print(f"| {name} | {medians[name]:.1f} | {medians[name] / medians['sequential']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
