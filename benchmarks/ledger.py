@@ -55,6 +55,13 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def cpu_seconds_so_far() -> float:
+    """CPU seconds of this process and of its child processes that have ended (a part whose
+    trainings run in worker processes counts each worker once it has exited and been joined)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
 @dataclass
 class Usage:
     """What a part spent, on the whole or on one cell: wall and CPU seconds, seconds stopped,
@@ -67,13 +74,13 @@ class Usage:
     paused_seconds: float = 0.0
     load_samples: list[float] = field(default_factory=list)
     _wall0: float = field(default_factory=time.perf_counter, repr=False)
-    _cpu0: float = field(default_factory=time.process_time, repr=False)
+    _cpu0: float = field(default_factory=cpu_seconds_so_far, repr=False)
 
     def update(self) -> None:
         """Bring the end time and the wall and CPU seconds up to now."""
         self.end = utc_now()
         self.wall_seconds = time.perf_counter() - self._wall0
-        self.cpu_seconds = time.process_time() - self._cpu0
+        self.cpu_seconds = cpu_seconds_so_far() - self._cpu0
 
     def record(self) -> dict:
         """The figures as a JSON-ready mapping (the load as its mean, with the sample count)."""

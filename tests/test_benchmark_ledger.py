@@ -116,3 +116,21 @@ def test_the_code_record_is_the_commit_of_mtlkits_checkout_and_its_changes():
         ["git", "status", "--porcelain", "-uno"], cwd=folder, capture_output=True, text=True
     ).stdout.strip()
     assert code_record() == {"commit": head, "dirty": bool(changed)}
+
+
+def test_a_part_counts_the_cpu_of_its_finished_child_processes(tmp_path):
+    """Work done in a worker process that has ended counts in the part's CPU seconds."""
+    burn = (
+        "import time\n"
+        "start = time.process_time()\n"
+        "while time.process_time() - start < 0.3: pass\n"
+        "print(time.process_time())"
+    )
+    with PartLedger(tmp_path, interval=60.0, command=["bench.py"]):
+        child = subprocess.run(
+            [sys.executable, "-c", burn], capture_output=True, text=True, check=True
+        )
+    (line,) = read_parts(tmp_path)
+    # The child's own CPU clock (its start-up included) is a lower bound of what it cost; the
+    # line is rounded to 0.1 s.
+    assert line["cpu_seconds"] >= float(child.stdout) - 0.05
