@@ -99,8 +99,8 @@ def main() -> None:
     torch.manual_seed(0)
     shared = trunk(args.trunk, args.batch_norm)
     if args.task_fc:
-        fc_layers = list(shared[shared_fc_start(shared) :])
-        shared = shared[: shared_fc_start(shared)]
+        cut = shared_fc_start(shared)
+        fc_layers, shared = list(shared[cut:]), shared[:cut]
         heads = nn.ModuleList(
             nn.Sequential(*(copy.deepcopy(fc_layers) if k else fc_layers), nn.Linear(256, 10))
             for k in range(len(TASKS))
