@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtlkit.models.backbones import _normalised
-
 
 def classification_head(
     in_features: int, num_classes: int, hidden: int | None = None, *, batch_norm: bool = False
@@ -25,7 +23,11 @@ def classification_head(
                 "hidden width (model.head_hidden in a config)."
             )
         return nn.Linear(in_features, num_classes)
-    layer = _normalised(nn.Linear(in_features, hidden), batch_norm)
+    # Built bias-free: backbones' _normalised would draw a bias from the RNG and then drop it.
+    if batch_norm:
+        layer = [nn.Linear(in_features, hidden, bias=False), nn.BatchNorm1d(hidden)]
+    else:
+        layer = [nn.Linear(in_features, hidden)]
     return nn.Sequential(*layer, nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
@@ -59,7 +61,10 @@ def dense_head(
     ``in_channels``), a ReLU and a 1×1 convolution to ``out_channels`` (MTAN's decoder heads);
     with ``batch_norm``, the 3×3 convolution's outputs are normalised over the batch."""
     width = in_channels if hidden is None else hidden
-    layer = _normalised(nn.Conv2d(in_channels, width, 3, padding=1), batch_norm)
+    if batch_norm:
+        layer = [nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)]
+    else:
+        layer = [nn.Conv2d(in_channels, width, 3, padding=1)]
     return nn.Sequential(*layer, nn.ReLU(), nn.Conv2d(width, out_channels, 1))
 
 
