@@ -15,6 +15,7 @@ from mtlkit.training.distill import EMATeacher, FrozenTeachers, Teacher
 from mtlkit.training.distributed import LaunchError, ProcessGroupReplicas, process_group
 from mtlkit.training.finite import DivergedError
 from mtlkit.training.hooks import Hook, StepState
+from mtlkit.training.host_memory import retain_freed_memory
 from mtlkit.training.optim import (
     ParamGroup,
     create_optimizer,
@@ -61,6 +62,7 @@ __all__ = [
     "noise_generator",
     "process_group",
     "restore_rng",
+    "retain_freed_memory",
     "save_checkpoint",
     "seed_process",
 ]
