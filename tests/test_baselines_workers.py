@@ -16,7 +16,7 @@ import pytest
 from mtlkit.cli.main import main
 from mtlkit.config import parse_config
 from mtlkit.training import DivergedError, LaunchError, Trainer, load_checkpoint
-from mtlkit.workflows import sweeps, train_with_baselines
+from mtlkit.workflows import train_with_baselines, worker_start
 from mtlkit.workflows.baselines import default_workers
 from mtlkit.workflows.parallel_runs import PrefixedLines
 from mtlkit.workflows.sweeps import threads_per_worker
@@ -27,7 +27,7 @@ RUNS = ("multi-task", "single-left", "single-right")
 @pytest.fixture
 def forked_workers(monkeypatch, offline_data):
     """Workers started by fork: they inherit the fake data and the test's patches."""
-    monkeypatch.setattr(sweeps, "START_METHOD", "fork")
+    monkeypatch.setattr(worker_start, "START_METHOD", "fork")
 
 
 def _run_files(out, name: str) -> tuple[dict, list]:
@@ -203,3 +203,22 @@ def test_a_workers_output_is_prefixed_line_by_line_and_is_no_terminal():
         "[single-left] epoch\n",  # the partial line, ended by the flush
     ]
     assert not lines.isatty()
+
+
+def _imported(names: tuple[str, ...], sender) -> None:
+    """A worker's target: which of ``names`` the worker has imported before it runs anything."""
+    sender.send([name in sys.modules for name in names])
+
+
+@pytest.mark.skipif(worker_start.START_METHOD != "forkserver", reason="no fork server here")
+def test_workers_fork_from_a_server_that_has_imported_the_training_code():
+    """A worker does not import the training code again (about 4 s of CPU each): the fork
+    server it comes from did, once, started while the parent goes on."""
+    worker_start.start_worker_server()
+    context = worker_start.worker_context()
+    receiver, sender = context.Pipe(duplex=False)
+    worker = context.Process(target=_imported, args=(worker_start.WORKER_PRELOAD, sender))
+    worker.start()
+    assert receiver.recv() == [True] * len(worker_start.WORKER_PRELOAD)
+    worker.join()
+    assert worker.exitcode == 0

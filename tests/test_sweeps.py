@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from mtlkit.config import ConfigError, parse_config
 from mtlkit.workflows import cells as cells_module
-from mtlkit.workflows import sweeps
+from mtlkit.workflows import worker_start
 from mtlkit.workflows.cells import CELLS
 from mtlkit.workflows.compare import combo_label, compare_methods
 from mtlkit.workflows.pareto import pareto_sweep
@@ -129,7 +129,7 @@ def _compare_worker(folder, raw, options):
 def test_two_workers_run_every_cell_once_with_one_workers_numbers(
     tmp_path, tiny_config, monkeypatch
 ):
-    monkeypatch.setattr(sweeps, "START_METHOD", "fork")  # the children inherit the fake data
+    monkeypatch.setattr(worker_start, "START_METHOD", "fork")  # the children inherit the fake data
     raw = tiny_config()
     _compare_worker(tmp_path / "one", raw, SweepOptions(threads=1))
     _compare_worker(tmp_path / "two", raw, SweepOptions(workers=2, threads=1))
@@ -142,7 +142,7 @@ def test_two_workers_run_every_cell_once_with_one_workers_numbers(
 def test_two_commands_on_one_storage_share_the_grid(tmp_path, tiny_config, monkeypatch):
     """Two processes running the same command each finish with the whole table, and together
     train every cell once (one journal, as two machines on a shared filesystem would)."""
-    monkeypatch.setattr(sweeps, "START_METHOD", "fork")
+    monkeypatch.setattr(worker_start, "START_METHOD", "fork")
     raw = tiny_config()
     context = multiprocessing.get_context("fork")
     options = SweepOptions(threads=1)
@@ -300,7 +300,7 @@ def test_pareto_runs_on_the_engine(tmp_path, tiny_config):
 def test_two_workers_on_a_postgresql_study_run_every_cell_once(
     tmp_path, tiny_config, monkeypatch, postgres_url
 ):
-    monkeypatch.setattr(sweeps, "START_METHOD", "fork")
+    monkeypatch.setattr(worker_start, "START_METHOD", "fork")
     raw = tiny_config()
     _compare_worker(tmp_path / "journal", raw, SweepOptions(threads=1))
     options = SweepOptions(storage=postgres_url, workers=2, threads=1)
@@ -317,7 +317,7 @@ def test_two_workers_on_a_postgresql_study_run_every_cell_once(
 def test_tune_on_two_workers_runs_each_grid_point_once_and_agrees(
     tmp_path, tiny_config, monkeypatch
 ):
-    monkeypatch.setattr(sweeps, "START_METHOD", "fork")
+    monkeypatch.setattr(worker_start, "START_METHOD", "fork")
     config = parse_config(tiny_config())
     space = [parse_param("optim.lr=0.3,0.03,0.003")]
     results = {

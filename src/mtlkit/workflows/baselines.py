@@ -22,6 +22,7 @@ from mtlkit.workflows.parallel_runs import Job, run_jobs
 from mtlkit.workflows.run_dir import RunDir
 from mtlkit.workflows.sweeps import intra_op_threads, threads_per_worker
 from mtlkit.workflows.train import RunResult, finished_run, train
+from mtlkit.workflows.worker_start import start_worker_server
 
 
 @dataclass
@@ -115,6 +116,7 @@ def train_with_baselines(
             trained = {job.name: job.target(*job.args) for job in jobs}
     else:
         if jobs:  # downloaded and built here once, not by every worker at the same time
+            start_worker_server()  # it imports the training code meanwhile
             load_data(config)
         trained = run_jobs(jobs, workers, threads)
     results = {**finished, **trained}

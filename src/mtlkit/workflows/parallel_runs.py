@@ -1,7 +1,7 @@
 """Independent trainings run at once, each in its own worker process (``baselines --workers``).
 
 Each job is a name and a call (a module-level function and its arguments, so that it can be
-sent to a process started by the sweep engine's :data:`~mtlkit.workflows.sweeps.START_METHOD`).
+sent to a process started by :data:`~mtlkit.workflows.worker_start.START_METHOD`).
 At most ``workers`` processes run at once, each on ``threads`` intra-op threads, so a job's
 numbers are those it would have in the parent at that thread count. A job's standard output is
 left as it is (a training's epoch lines name their run already); its standard error goes out
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import multiprocessing
 import os
 import pickle
 import signal
@@ -28,7 +27,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any, TextIO
 
 from mtlkit.training import TrainingInterrupted
-from mtlkit.workflows import sweeps
+from mtlkit.workflows import worker_start
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def run_jobs(jobs: Sequence[Job], workers: int, threads: int | None) -> dict[str
             code is the one that error has in one process), its message led by the job's name;
             a process that ended without a result (killed) raises :class:`ChildProcessError`.
     """
-    context = multiprocessing.get_context(sweeps.START_METHOD)
+    context = worker_start.worker_context()
     waiting = list(jobs)
     running: dict[str, tuple[Any, Connection]] = {}
     results: dict[str, Any] = {}

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import multiprocessing
 import os
 import threading
 import time
@@ -39,6 +38,7 @@ import torch
 
 from mtlkit.config import ConfigError, ExperimentConfig
 from mtlkit.workflows.cells import Cell, cell_path, config_fingerprint, is_finished, run_cell
+from mtlkit.workflows.worker_start import worker_context
 
 JOURNAL = "study.journal"
 """The default storage of a grid folder: Optuna's journal file."""
@@ -48,8 +48,6 @@ DEFAULT_HEARTBEAT = 10.0
 DEFAULT_STALE_AFTER = 120.0
 WAIT_POLL = 1.0
 """Seconds between two looks at the study while only other workers' trials run."""
-START_METHOD = "spawn"
-"""How worker processes start (``spawn``: a fresh interpreter, safe with torch's threads)."""
 
 
 @dataclass(frozen=True)
@@ -288,13 +286,13 @@ def _worker_main(grid: CellGrid, threads: int | None) -> None:
 
 def run_workers(target: Callable[..., None], args: tuple[Any, ...], workers: int) -> None:
     """Run ``target(*args)`` in ``workers`` processes started by
-    :data:`START_METHOD` and wait for them.
+    :data:`~mtlkit.workflows.worker_start.START_METHOD` and wait for them.
 
     Raises:
         RuntimeError: a worker failed (its trial is failed in the study; the finished cells
             are kept).
     """
-    context = multiprocessing.get_context(START_METHOD)
+    context = worker_context()
     processes = [
         context.Process(target=target, args=args, name=f"mtlkit-worker-{i}") for i in range(workers)
     ]
