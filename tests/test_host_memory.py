@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from mtlkit.training import host_memory
 from mtlkit.training.host_memory import OPT_OUT, retain_freed_memory
@@ -61,3 +62,23 @@ def test_nothing_is_set_off_linux(monkeypatch):
     monkeypatch.delenv(OPT_OUT, raising=False)
     monkeypatch.setattr(host_memory.sys, "platform", "darwin")
     assert retain_freed_memory.__wrapped__() is False
+
+
+def test_every_training_workflow_keeps_freed_memory_on_a_cpu(
+    monkeypatch, tiny_config, offline_data
+):
+    """``build_trainer``, through which train, finetune and add-task build their loop, asks
+    for it on a CPU."""
+    from mtlkit.config import parse_config
+    from mtlkit.workflows import trainer as trainer_module
+    from mtlkit.workflows.build import build_balancer, build_model, build_tasks, load_data
+
+    calls = []
+    monkeypatch.setattr(trainer_module, "retain_freed_memory", lambda: calls.append(1))
+    config = parse_config(tiny_config())
+    data = load_data(config)
+    tasks = build_tasks(config, data.tasks, data.train)
+    model = build_model(config, data.input_shape, tasks)
+    balancer = build_balancer(config, len(tasks))
+    trainer_module.build_trainer(config, model, tasks, balancer, torch.device("cpu"))
+    assert calls == [1]

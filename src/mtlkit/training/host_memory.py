@@ -6,9 +6,9 @@ serves a large block (above ``M_MMAP_THRESHOLD``, 128 KiB to start with) by ``mm
 it to the system on ``free``, and trims the heap's free top above ``M_TRIM_THRESHOLD``; the next
 step's activations of the same sizes are then fresh pages, each faulted in and zeroed by the
 kernel. On the demo's network at batch 256 that was 30,000–40,000 page faults a step; without
-them the step took 0.59–0.68 of the time (``benchmarks/host_memory.py``). Raising both thresholds keeps the blocks in the
-heap for the next step, as jemalloc or tcmalloc would (PyTorch's CPU tuning guide suggests
-preloading one of those; this needs nothing installed).
+them the step took 0.59–0.68 of the time (``benchmarks/host_memory.py``). Raising both
+thresholds keeps the blocks in the heap for the next step, as jemalloc or tcmalloc would
+(PyTorch's CPU tuning guide suggests preloading one of those; this needs nothing installed).
 
 The cost: the process keeps its peak heap until it exits instead of handing it back between
 steps, which a training process reaches again every step anyway. Blocks above 32 MiB (the

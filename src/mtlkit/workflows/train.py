@@ -46,7 +46,6 @@ from mtlkit.training import (
 from mtlkit.training.checkpoint import require_hook_states
 from mtlkit.training.distributed import is_main_process, local_device
 from mtlkit.training.hooks import Hook
-from mtlkit.training.host_memory import retain_freed_memory
 from mtlkit.training.run_log import RunLog
 from mtlkit.workflows.build import (
     build_balancer,
@@ -177,8 +176,6 @@ def _train(
         folder.check_writable()
         folder.write_config(config)  # first: a run killed while its data loads can be resumed
     device = local_device(resolve_device(config.train.device))
-    if device.type == "cpu":
-        retain_freed_memory()  # each step's activations reuse the last step's pages
     with process_group(device) as replicas, contextlib.ExitStack() as before_leaving:
         rank = 0 if replicas is None else replicas.rank
         saved = _saved_state(folder, config, replicas) if resume else None

@@ -13,7 +13,7 @@ from mtlkit.config import ExperimentConfig
 from mtlkit.measure.probes import StepProbe
 from mtlkit.models import MultiTaskModel, PreferenceModel
 from mtlkit.tasks import Task
-from mtlkit.training import ProcessGroupReplicas, Trainer
+from mtlkit.training import ProcessGroupReplicas, Trainer, retain_freed_memory
 from mtlkit.training.hooks import Hook
 from mtlkit.training.hooks.preference import PreferenceHook
 from mtlkit.workflows.build import (
@@ -46,7 +46,11 @@ def build_trainer(
     ``replicas`` each process draws its noise from ``seed + rank`` and only the main process
     shows a progress bar. A preference-conditioned model trains on a preference drawn for
     every batch (:class:`~mtlkit.training.hooks.preference.PreferenceHook`, the same on every
-    process). ``hooks`` are the caller's own, called after the configured ones."""
+    process). ``hooks`` are the caller's own, called after the configured ones. On a CPU the
+    process keeps the memory a step frees for the next step
+    (:func:`~mtlkit.training.retain_freed_memory`)."""
+    if device.type == "cpu":
+        retain_freed_memory()
     rank = 0 if replicas is None else replicas.rank
     optimizer, scheduler = build_optimization(config, model, balancer)
     return Trainer(

@@ -35,5 +35,5 @@ def start_worker_server() -> None:
     while this process goes on (e.g. fetches the data) rather than when the first worker is
     asked for."""
     if START_METHOD == "forkserver":
-        worker_context()
+        worker_context()  # gives the server its preload before it starts
         multiprocessing.forkserver.ensure_running()
