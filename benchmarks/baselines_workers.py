@@ -1,4 +1,5 @@
-"""The demo's command (``mtlkit baselines configs/multi-mnist.yaml``) on 1, 2 and 3 workers.
+"""The demo's command (``mtlkit baselines configs/multi-mnist.yaml``) on 1, 2 and 3 workers, and
+with the single-task runs at the multi-task run's priority.
 
     MTLKIT_DATA=/path/to/data python benchmarks/baselines_workers.py [--limit 6000]
         [--epochs N] [--rounds 1] [--variants "2 workers,3 workers"]
@@ -10,12 +11,15 @@ for (start, data, the K+1 = 3 trainings, the report):
 * ``sequential``: ``--workers 1``, the trainings one after another on torch's default threads
   (the cores), as ``baselines`` ran before it had workers;
 * ``2 workers``: two trainings at once, one thread each, the third after them;
-* ``3 workers``: all three at once, one thread each (1.5 processes per core on 2 cores).
+* ``3 workers``: all three at once, one thread each (1.5 processes per core on 2 cores), the
+  single-task runs at a lower priority (``baselines.SINGLE_TASK_NICE``), as the command runs;
+* ``3 workers at one priority``: the same, all three at one priority.
 
 The variants run back to back in each round, their order rotated every round, and the ratios
-are of the medians (a slow spell of a shared machine then falls on all of them). ``--limit``
-keeps the first pairs of the training set (0: the full set). Each row shows the mean
-multi-task test accuracy, and the load average before and after the variant.
+(to the first variant of ``--variants``) are of the medians (a slow spell of a shared machine
+then falls on all of them). ``--limit`` keeps the first pairs of the training set (0: the full
+set). Each row shows the mean multi-task test accuracy, and the load average before and after
+the variant.
 """
 
 from __future__ import annotations
@@ -32,14 +36,28 @@ from pathlib import Path
 
 from timing import load_average, machine
 
-VARIANTS = {"sequential": 1, "2 workers": 2, "3 workers": 3}
-"""Each variant's ``--workers``."""
+VARIANTS = {
+    "sequential": (1, True),
+    "2 workers": (2, True),
+    "3 workers": (3, True),
+    "3 workers at one priority": (3, False),
+}
+"""Each variant's ``--workers``, and whether the single-task runs yield to the multi-task run."""
+
+EQUAL_PRIORITY = (
+    "import sys; from mtlkit.workflows import baselines; baselines.SINGLE_TASK_NICE = 0; "
+    "from mtlkit.cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+"""The command's entry point with every run at one priority (the jobs' niceness is set in the
+parent, so patching it there is enough)."""
 
 
-def run_variant(workers: int, limit: int, epochs: int | None, out: Path) -> float:
-    """The wall seconds of the demo's command with ``--workers`` ``workers``."""
+def run_variant(workers: int, yielding: bool, limit: int, epochs: int | None, out: Path) -> float:
+    """The wall seconds of the demo's command with ``--workers`` ``workers`` (``yielding``: the
+    single-task runs at a lower priority, as the command runs them)."""
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "mtlkit", "baselines", "configs/multi-mnist.yaml"]
+    entry = ["-m", "mtlkit"] if yielding else ["-c", EQUAL_PRIORITY]
+    command = [sys.executable, *entry, "baselines", "configs/multi-mnist.yaml"]
     settings = ["train.progress=false"]
     if limit:
         settings.append(f"data.limit={limit}")
@@ -67,7 +85,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
-        help=f"comma-separated, from {', '.join(VARIANTS)} (sequential is always run)",
+        help=f"comma-separated, from {', '.join(VARIANTS)}; the ratios are to the first",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench-baselines-workers"))
     args = parser.parse_args()
@@ -75,11 +93,12 @@ def main() -> None:
         parser.error("unset OMP_NUM_THREADS: it would fix every variant's threads")
     size = f"the first {args.limit} pairs" if args.limit else "the full training set"
     print(f"{machine()}\nmtlkit baselines configs/multi-mnist.yaml on {size}\n", flush=True)
-    names = ["sequential"]
+    names: list[str] = []
     for name in args.variants.split(","):
         if name not in VARIANTS:
             parser.error(f"--variants: {name!r} is none of {', '.join(VARIANTS)}")
         names += [] if name in names else [name]
+    reference = names[0]
     walls: dict[str, list[float]] = {name: [] for name in names}
     print("| round | variant | wall s | mean multi-task accuracy | load before → after |")
     print("|---|---|---|---|---|", flush=True)
@@ -87,7 +106,7 @@ def main() -> None:
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             before = load_average()
             out = args.out / name.replace(" ", "-")
-            walls[name].append(run_variant(VARIANTS[name], args.limit, args.epochs, out))
+            walls[name].append(run_variant(*VARIANTS[name], args.limit, args.epochs, out))
             accuracy = mean_multi_task_accuracy(out)
             print(
                 f"| {round_ + 1} | {name} | {walls[name][-1]:.1f} | {accuracy:.4f} | "
@@ -95,9 +114,9 @@ def main() -> None:
                 flush=True,
             )
     medians = {name: statistics.median(times) for name, times in walls.items()}
-    print("\n| variant | median wall s | time / sequential |\n|---|---|---|")
+    print(f"\n| variant | median wall s | time / {reference} |\n|---|---|---|")
     for name in names:
-        print(f"| {name} | {medians[name]:.1f} | {medians[name] / medians['sequential']:.2f} |")
+        print(f"| {name} | {medians[name]:.1f} | {medians[name] / medians[reference]:.2f} |")
 
 
 if __name__ == "__main__":

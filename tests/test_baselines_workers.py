@@ -16,9 +16,9 @@ import pytest
 from mtlkit.cli.main import main
 from mtlkit.config import parse_config
 from mtlkit.training import DivergedError, LaunchError, Trainer, load_checkpoint
-from mtlkit.workflows import train_with_baselines, worker_start
-from mtlkit.workflows.baselines import default_workers
-from mtlkit.workflows.parallel_runs import PrefixedLines
+from mtlkit.workflows import baselines, train_with_baselines, worker_start
+from mtlkit.workflows.baselines import SINGLE_TASK_NICE, default_workers
+from mtlkit.workflows.parallel_runs import Job, PrefixedLines, run_jobs
 from mtlkit.workflows.sweeps import threads_per_worker
 
 RUNS = ("multi-task", "single-left", "single-right")
@@ -222,3 +222,37 @@ def test_workers_fork_from_a_server_that_has_imported_the_training_code():
     assert receiver.recv() == [True] * len(worker_start.WORKER_PRELOAD)
     worker.join()
     assert worker.exitcode == 0
+
+
+def _niceness() -> int:
+    """A worker's target: its niceness."""
+    return os.nice(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no niceness on this platform")
+def test_a_jobs_nice_lowers_its_workers_priority_by_that_much(monkeypatch):
+    monkeypatch.setattr(worker_start, "START_METHOD", "fork")
+    own = os.nice(0)
+    jobs = [Job("long", _niceness, ()), Job("short", _niceness, (), nice=3)]
+    assert run_jobs(jobs, workers=2, threads=1) == {"long": own, "short": min(own + 3, 19)}
+
+
+def test_baselines_runs_the_single_task_runs_below_the_multi_task_runs_priority(
+    tmp_path, tiny_config, forked_workers, monkeypatch
+):
+    """The multi-task run, the longest, is served first when the runs outnumber the cores."""
+    asked: list[Job] = []
+
+    def record(jobs, workers, threads):
+        asked.extend(jobs)
+        raise KeyboardInterrupt  # nothing to train: the jobs as asked are what is checked
+
+    monkeypatch.setattr(baselines, "run_jobs", record)
+    with pytest.raises(KeyboardInterrupt):
+        train_with_baselines(parse_config(tiny_config()), tmp_path / "cmp", workers=3)
+    assert {job.name: job.nice for job in asked} == {
+        "multi-task": 0,
+        "single-left": SINGLE_TASK_NICE,
+        "single-right": SINGLE_TASK_NICE,
+    }
+    assert SINGLE_TASK_NICE > 0

@@ -32,11 +32,16 @@ from mtlkit.workflows import worker_start
 
 @dataclass(frozen=True)
 class Job:
-    """One training to run in a worker process: ``target(*args)``, known as ``name``."""
+    """One training to run in a worker process: ``target(*args)``, known as ``name``.
+
+    ``nice`` is added to the worker's niceness (where the platform has one): a job that may
+    yield the cores to a longer one shares them at a lower priority.
+    """
 
     name: str
     target: Callable[..., Any]
     args: tuple[Any, ...]
+    nice: int = 0
 
 
 class PrefixedLines(io.TextIOBase):
@@ -161,6 +166,8 @@ def _worker(job: Job, threads: int | None, sender: Connection) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if threads is not None:
         torch.set_num_threads(threads)
+    if job.nice and hasattr(os, "nice"):
+        os.nice(job.nice)
     sys.stderr = PrefixedLines(sys.stderr, f"[{job.name}] ")
     try:
         message: tuple[bool, Any, str] = (True, job.target(*job.args), "")
