@@ -21,8 +21,9 @@ export MTLKIT_DATA ?= $(CURDIR)/data-cache
 # wheel on disk (a find-links folder) take it instead of a multi-GB CUDA build. --no-compile: pip
 # would byte-compile every module of every package (two thirds of torch's install time); Python
 # compiles the modules a run imports, once, on first import. The same pip call installs uv, which
-# then installs the rest at the versions in $(CONSTRAINTS), from PyPI (UV_INDEX_URL or
-# UV_EXTRA_INDEX_URL for a mirror), in 3 s where pip took 17 s. INSTALLER=pip installs the rest
+# then installs the rest at the versions in $(CONSTRAINTS), in 3 s where pip took 17 s. uv reads
+# none of pip's configuration: from PyPI unless UV_DEFAULT_INDEX, UV_INDEX or UV_FIND_LINKS say
+# otherwise, with the system's certificates or SSL_CERT_FILE. INSTALLER=pip installs the rest
 # with pip as well, for a machine that reaches the packages only through pip's configuration.
 INSTALLER ?= uv
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --no-compile -c $(CONSTRAINTS)
@@ -36,7 +37,7 @@ endif
 
 $(CORE_STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) torch $(filter uv,$(INSTALLER))
+	$(PIP_INSTALL) torch uv
 	$(INSTALL) -e .
 	touch $(CORE_STAMP)
 

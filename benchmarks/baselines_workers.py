@@ -36,6 +36,8 @@ from pathlib import Path
 
 from timing import load_average, machine
 
+from mtlkit.workflows.baselines import SINGLE_TASK_NICE
+
 VARIANTS = {
     "sequential": (1, True),
     "2 workers": (2, True),
@@ -91,6 +93,11 @@ def main() -> None:
     args = parser.parse_args()
     if "OMP_NUM_THREADS" in os.environ:
         parser.error("unset OMP_NUM_THREADS: it would fix every variant's threads")
+    if os.nice(0) + SINGLE_TASK_NICE > 19:
+        parser.error(
+            f"run at niceness {19 - SINGLE_TASK_NICE} or less (now {os.nice(0)}): above it the "
+            "single-task runs' lower priority is capped at 19 and the priority variants coincide"
+        )
     size = f"the first {args.limit} pairs" if args.limit else "the full training set"
     print(f"{machine()}\nmtlkit baselines configs/multi-mnist.yaml on {size}\n", flush=True)
     names: list[str] = []

@@ -24,6 +24,9 @@ from mtlkit.workflows.sweeps import intra_op_threads, threads_per_worker
 from mtlkit.workflows.train import RunResult, finished_run, train
 from mtlkit.workflows.worker_start import start_worker_server
 
+MULTI_TASK_RUN = "multi-task"
+"""The multi-task run's name (its folder under ``<out>``); each single-task run's is
+``single-<task>``."""
 SINGLE_TASK_NICE = 5
 """The niceness added to each single-task run's worker. The multi-task run is the longest (it
 computes every head); run at a higher priority, it takes a core of its own while the single-task
@@ -65,7 +68,7 @@ def default_workers(config: ExperimentConfig, runs: int) -> int:
 
 def _nice(run: str) -> int:
     """The niceness added to ``run``'s worker (:data:`SINGLE_TASK_NICE` for a single-task run)."""
-    return 0 if run == "multi-task" else SINGLE_TASK_NICE
+    return 0 if run == MULTI_TASK_RUN else SINGLE_TASK_NICE
 
 
 def train_run(config: ExperimentConfig, path: Path, resume: bool) -> RunResult:
@@ -100,7 +103,7 @@ def train_with_baselines(
     """
     start = time.perf_counter()
     out_dir = Path(out_dir)
-    runs = {"multi-task": config}
+    runs = {MULTI_TASK_RUN: config}
     runs.update({f"single-{task}": single_task_config(config, task) for task in config.task_names})
     if workers is None:
         workers = default_workers(config, len(runs))
@@ -132,7 +135,7 @@ def train_with_baselines(
             load_data(config)
         trained = run_jobs(jobs, workers, threads)
     results = {**finished, **trained}
-    multi = results["multi-task"]
+    multi = results[MULTI_TASK_RUN]
     single = {task: results[f"single-{task}"].test[task] for task in multi.test}
     rows = [
         row

@@ -34,14 +34,22 @@ from mtlkit.workflows import worker_start
 class Job:
     """One training to run in a worker process: ``target(*args)``, known as ``name``.
 
-    ``nice`` is added to the worker's niceness (where the platform has one): a job that may
-    yield the cores to a longer one shares them at a lower priority.
+    ``nice`` (0 or more) is added to the worker's niceness, where the platform has one (the
+    system caps it, at 19 on Linux): a job that may yield the cores to a longer one shares them
+    at a lower priority.
+
+    Raises:
+        ValueError: a negative ``nice`` (raising a priority takes privileges a worker lacks).
     """
 
     name: str
     target: Callable[..., Any]
     args: tuple[Any, ...]
     nice: int = 0
+
+    def __post_init__(self) -> None:
+        if self.nice < 0:
+            raise ValueError(f"job {self.name}: nice must be 0 or more, got {self.nice}.")
 
 
 class PrefixedLines(io.TextIOBase):
