@@ -1,13 +1,16 @@
 """The paper tables, reproduced with tuned methods and confidence intervals (issue 21).
 
-    MTLKIT_DATA=/path/to/data python benchmarks/paper_tables.py [--table sener]
+    MTLKIT_DATA=/path/to/data python benchmarks/paper_tables.py [--table sener|fashion-mnist]
         [--methods ew,mgda-ub,...] [--workers 2] [--out runs/paper-tables]
 
 One command per table; ``--methods`` runs a part of it (default: every row, in the table's
 order). Table 1, ``sener``, is Sener & Koltun (2018), Table 3's protocol: MultiMNIST
 (``protocol: sener``, the full training set less 10 % for validation), the LeNet trunk, rows
-single-task, EW, MGDA-UB, UPGrad, Nash-MTL, FAMO and CAGrad. Every row is ``mtlkit tune``
-(:func:`~mtlkit.workflows.tune.tune_methods`) on one folder, ``<out>/sener``:
+single-task, EW, MGDA-UB, UPGrad, Nash-MTL, FAMO and CAGrad. Table 2, ``fashion-mnist``, has
+the same rows and protocol on ParetoMTL's Multi-(Fashion+MNIST) at its published size
+(:data:`FASHION_MNIST_CONFIG`; the paper has no figure per method to set beside them). Every
+row is ``mtlkit tune`` (:func:`~mtlkit.workflows.tune.tune_methods`) on one folder per table,
+``<out>/<table>`` (``<out>/sener`` below):
 
 * the learning rate is searched over :data:`LEARNING_RATES` (the same grid for every row,
   at seed 0, scored on validation) with the median pruner, on ``--workers`` processes of one
@@ -29,7 +32,7 @@ seconds, the machine, the load average, the rows finished (``cells_finished``) a
 next part from its heartbeat in ``<out>/parts/``), and in its ``notes`` the table, the rows
 asked (``methods``), the workers and per finished row its chosen balancer, validation scores,
 search trial-epochs and wall seconds. The table is printed from the finished rows, the others
-marked, and written to ``<out>/results.md`` with every part's times.
+marked, and written to ``<out>/<table>/results.md`` with every part's times.
 ``<out>/sener/protocol.json`` holds the protocol a folder was started with; another one (a
 different ``--epochs``, ``--limit``, ``--seeds`` or ``--lrs``) is refused, so one folder never
 mixes two.
@@ -76,7 +79,7 @@ from mtlkit.workflows.tune import TuneResult, tune_methods
 from mtlkit.workflows.tune_space import Param, parse_param
 
 RESULTS = "results.md"
-"""The table as measured so far."""
+"""The table as measured so far (in the table's folder: several tables may share ``--out``)."""
 PROTOCOL = "protocol.json"
 """What a table's folder was started with (a rerun must match it)."""
 
@@ -114,6 +117,18 @@ SENER_VARIANTS: dict[str, list[MethodSpec]] = {
 cares most about first. Each is searched at each of its balancer sections (its own main option:
 FAMO's logit weight decay γ at the official default and the paper's value, CAGrad's c at the
 value the paper uses on MultiMNIST-like benchmarks and a smaller one)."""
+FASHION_MNIST_CONFIG: dict[str, Any] = {
+    **SENER_CONFIG,
+    "name": "paper-fashion-mnist",
+    "data": {
+        "benchmark": "multi-fashion-mnist",
+        "protocol": "pareto-published",
+        "val_fraction": 0.1,
+    },
+}
+"""Table 2's experiment: table 1's, on ParetoMTL's Multi-(Fashion+MNIST) at its published size
+(an MNIST digit over a Fashion-MNIST item, 36×36, 120,000 training images less 10 % for
+validation, 20,000 test images; tasks ``left``, the digit, and ``right``, the item)."""
 SENER_PUBLISHED: dict[str, tuple[float, float]] = {
     "single-task": (97.23, 95.90),
     "ew": (96.46, 94.99),
@@ -151,7 +166,16 @@ TABLES = {
         variants=SENER_VARIANTS,
         published=SENER_PUBLISHED,
         source="Sener & Koltun (2018), Table 3",
-    )
+    ),
+    "fashion-mnist": PaperTable(
+        name="fashion-mnist",
+        title="Table 2: Multi-(Fashion+MNIST) (ParetoMTL protocol, published size), LeNet",
+        config=FASHION_MNIST_CONFIG,
+        variants=SENER_VARIANTS,
+        published={},
+        source="none per method (ParetoMTL, Lin et al. 2019, draws this benchmark's fronts "
+        "only)",
+    ),
 }
 """The tables ``--table`` may name."""
 
@@ -462,7 +486,8 @@ def parts_table(parts: Sequence[Mapping[str, Any]]) -> str:
 
 
 def write_results(protocol: Protocol, out: Path, sweep: SweepOptions) -> str:
-    """The table, how it was made and each part's times, as markdown, into ``<out>/results.md``."""
+    """The table, how it was made and each part's times, as markdown, into
+    ``<out>/<table>/results.md``."""
     parts = table_parts(out, protocol.table.name)
     machines = sorted({part["machine"]["line"].split(";")[0] for part in parts})
     lines = [
@@ -475,7 +500,7 @@ def write_results(protocol: Protocol, out: Path, sweep: SweepOptions) -> str:
         *(f"Machine: {name}" for name in machines),
     ]
     text = "\n".join(lines) + "\n"
-    with atomic_output(out / RESULTS) as temporary:
+    with atomic_output(protocol.folder(out) / RESULTS) as temporary:
         temporary.write_text(text)
     return text
 

@@ -81,7 +81,7 @@ def test_a_part_logs_its_rows_and_a_rerun_trains_nothing(tmp_path, paper_tables,
     assert len(trained) == 2 * (2 + 1 + 2) + (2 + 1 + 1)
     assert cagrad["search_trial_epochs"] == 4 and notes["rows"]["ew"]["search_trial_epochs"] == 2
 
-    results = (out / "results.md").read_text()
+    results = (out / "sener" / "results.md").read_text()
     rows = _rows(results)
     for row in ("single-task", "ew", "cagrad"):
         assert "not finished" not in rows[row]
@@ -95,7 +95,7 @@ def test_a_part_logs_its_rows_and_a_rerun_trains_nothing(tmp_path, paper_tables,
     first, again = _parts(out)
     assert again["status"] == "finished"
     assert again["notes"]["rows"]["cagrad"]["balancer"] == cagrad["balancer"]
-    results_again = (out / "results.md").read_text()
+    results_again = (out / "sener" / "results.md").read_text()
     assert results_again.split("\n\n")[0] == results.split("\n\n")[0]
     parts = [_cells(line) for line in results_again.splitlines() if "`python " in line]
     assert [cells[0] for cells in parts] == ["ew, cagrad"] * 2
@@ -120,7 +120,7 @@ def test_a_stopped_part_says_so_and_keeps_the_rows_it_finished(tmp_path, paper_t
     assert part["status"] == "interrupted: SystemExit: 143"
     assert part["cells_finished"] == ["ew"] and list(part["notes"]["rows"]) == ["ew"]
     assert paper_tables.main([*TINY, "--methods", "ew", "--out", str(out), "--report"]) == 0
-    results = (out / "results.md").read_text()
+    results = (out / "sener" / "results.md").read_text()
     rows = _rows(results)
     assert "not finished" not in rows["ew"] and "not finished" in rows["mgda-ub"]
     assert _cells(rows["ew, mgda-ub"])[-2:] == ["ew", "interrupted: SystemExit: 143"]
@@ -130,7 +130,7 @@ def test_a_folder_refuses_another_protocol_and_unknown_rows(tmp_path, paper_tabl
     out = tmp_path / "tables"
     assert paper_tables.main([*TINY, "--methods", "ew", "--out", str(out), "--report"]) == 0
     assert not (out / "parts.jsonl").exists()  # --report runs nothing
-    rows = _rows((out / "results.md").read_text())
+    rows = _rows((out / "sener" / "results.md").read_text())
     assert all("not finished" in rows[row] for row in ("single-task", "ew", "cagrad"))
     assert "97.23" in rows["single-task"]
     changed = [*TINY, "--epochs", "2", "--methods", "ew", "--out", str(out)]
@@ -140,3 +140,25 @@ def test_a_folder_refuses_another_protocol_and_unknown_rows(tmp_path, paper_tabl
     assert paper_tables.main([*TINY, "--methods", "ew,pcgrad", "--out", str(out)]) == 2
     assert "pcgrad" in capsys.readouterr().err
     assert not (out / "parts.jsonl").exists()
+
+
+def test_table_2_is_fashion_mnist_in_a_folder_beside_table_1_with_no_paper_figures(
+    tmp_path, paper_tables
+):
+    """The rows train as table 1's do (the same code, tested above); here what differs: its
+    experiment, its own folder and results under a shared ``--out``, no published figures."""
+    out = tmp_path / "tables"
+    assert paper_tables.main([*TINY, "--methods", "ew", "--out", str(out), "--report"]) == 0
+    table_2 = [*TINY, "--table", "fashion-mnist", "--out", str(out), "--report"]
+    assert paper_tables.main(table_2) == 0
+    protocol = json.loads((out / "fashion-mnist" / "protocol.json").read_text())
+    assert protocol["config"]["data"]["benchmark"] == "multi-fashion-mnist"
+    assert protocol["config"]["data"]["protocol"] == "pareto-published"
+    assert protocol["variants"] == json.loads((out / "sener" / "protocol.json").read_text())[
+        "variants"
+    ]
+    rows = _rows((out / "fashion-mnist" / "results.md").read_text())
+    for row in ("single-task", "ew", "cagrad"):
+        assert "not finished" in rows[row]
+        assert _cells(rows[row])[7:10] == ["—", "—", "—"]  # no paper figures, none to hold
+    assert "97.23" in _rows((out / "sener" / "results.md").read_text())["single-task"]
